@@ -1,0 +1,59 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Four rooms (see docs/ARCHITECTURE.md):
+//   FTWire      pure Swift codecs and path rules; no syscalls
+//   FTEngine    the ring, file descriptors, sockets, pipes, the destination tree
+//   FTTransfer  sender/receiver state machines and their drivers, progress
+//   ft, ftbench thin front ends
+let package = Package(
+    name: "ft",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "ft", targets: ["ft"]),
+        .executable(name: "ftbench", targets: ["ftbench"]),
+        .library(name: "FTTransfer", targets: ["FTTransfer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        .target(name: "CURing", linkerSettings: [.linkedLibrary("uring")]),
+        .target(name: "CXXHash", linkerSettings: [.linkedLibrary("xxhash")]),
+        .target(name: "FTWire"),
+        .target(
+            name: "FTEngine",
+            dependencies: [
+                "CURing", "FTWire",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "FTTransfer",
+            dependencies: [
+                "FTWire", "FTEngine", "CXXHash",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "ft",
+            dependencies: [
+                "FTTransfer", "FTEngine", "FTWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "ftbench",
+            dependencies: [
+                "FTTransfer", "FTEngine", "FTWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .testTarget(name: "FTWireTests", dependencies: ["FTWire"]),
+        .testTarget(name: "FTEngineTests", dependencies: ["FTEngine", "FTWire", "CURing"]),
+        .testTarget(name: "FTTransferTests", dependencies: ["FTTransfer", "FTEngine", "FTWire", "CXXHash"]),
+        .testTarget(name: "FTCLITests", dependencies: ["FTWire", "CXXHash"]),
+    ]
+)

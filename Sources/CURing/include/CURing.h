@@ -1,0 +1,58 @@
+// Bridge to liburing for Swift.
+//
+// liburing.h defines _XOPEN_SOURCE, after which its view of fd_set and
+// AT_FDCWD clashes with the Glibc module Swift already imported. Including
+// the system headers first pins those definitions, so Swift can call
+// liburing's static inline helpers (io_uring_prep_*, io_uring_get_sqe ...)
+// directly. Only what Swift cannot reach lives here: flag macros built with
+// shifts, and syscalls glibc does not wrap or hides behind _GNU_SOURCE.
+#ifndef FT_CURING_H
+#define FT_CURING_H
+
+#include <sys/types.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <liburing.h>
+
+// SQE flags (shift expressions are not imported as Swift constants).
+static const uint8_t FT_IOSQE_IO_LINK = IOSQE_IO_LINK;
+static const uint8_t FT_IOSQE_ASYNC = IOSQE_ASYNC;
+static const uint8_t FT_IOSQE_FIXED_FILE = IOSQE_FIXED_FILE;
+static const uint32_t FT_IORING_CQE_F_MORE = IORING_CQE_F_MORE;
+static const uint32_t FT_IORING_CQE_F_NOTIF = IORING_CQE_F_NOTIF;
+static const uint32_t FT_IORING_SETUP_SINGLE_ISSUER = IORING_SETUP_SINGLE_ISSUER;
+static const uint32_t FT_IORING_SETUP_COOP_TASKRUN = IORING_SETUP_COOP_TASKRUN;
+static const uint32_t FT_IORING_SETUP_SUBMIT_ALL = IORING_SETUP_SUBMIT_ALL;
+
+// splice(2) flags and pipe sizing (_GNU_SOURCE only).
+static const unsigned FT_SPLICE_F_MOVE = 1;
+static const unsigned FT_SPLICE_F_NONBLOCK = 2;
+static const unsigned FT_SPLICE_F_MORE = 4;
+static const int FT_F_SETPIPE_SZ = 1031;
+static const int FT_F_GETPIPE_SZ = 1032;
+
+// openat2(2) resolve flags; glibc 2.36 has no wrapper.
+static const uint64_t FT_RESOLVE_NO_XDEV = 0x01;
+static const uint64_t FT_RESOLVE_NO_MAGICLINKS = 0x02;
+static const uint64_t FT_RESOLVE_NO_SYMLINKS = 0x04;
+static const uint64_t FT_RESOLVE_BENEATH = 0x08;
+static const unsigned FT_RENAME_NOREPLACE = 1;
+static const int FT_O_TMPFILE = 020200000;
+static const int FT_AT_EMPTY_PATH = 0x1000;
+
+// Each returns the syscall's result; on failure -1 with errno set.
+int ft_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
+int ft_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned flags);
+ssize_t ft_splice(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, size_t len, unsigned flags);
+ssize_t ft_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count);
+int ft_pipe2(int fds[2], int flags);
+int ft_fallocate(int fd, int mode, int64_t offset, int64_t len);
+int ft_fcntl_int(int fd, int cmd, int arg);
+int ft_fcntl(int fd, int cmd);
+
+// io_uring_setup with no side effects, for the startup probe.
+int ft_io_uring_probe_setup(void);
+
+#endif

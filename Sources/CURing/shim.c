@@ -1,0 +1,44 @@
+#define _GNU_SOURCE
+#include "CURing.h"
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <sys/sendfile.h>
+#include <sys/syscall.h>
+#include <linux/openat2.h>
+
+int ft_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
+    struct open_how how = { .flags = flags, .mode = mode, .resolve = resolve };
+    int r;
+    do { r = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how); } while (r < 0 && errno == EINTR);
+    return r;
+}
+
+int ft_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned flags) {
+    return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
+}
+
+ssize_t ft_splice(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, size_t len, unsigned flags) {
+    return splice(fd_in, (loff_t *)off_in, fd_out, (loff_t *)off_out, len, flags);
+}
+
+ssize_t ft_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count) {
+    return sendfile(out_fd, in_fd, (off_t *)offset, count);
+}
+
+int ft_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+
+int ft_fallocate(int fd, int mode, int64_t offset, int64_t len) {
+    return fallocate(fd, mode, (off_t)offset, (off_t)len);
+}
+
+int ft_fcntl_int(int fd, int cmd, int arg) { return fcntl(fd, cmd, arg); }
+int ft_fcntl(int fd, int cmd) { return fcntl(fd, cmd); }
+
+int ft_io_uring_probe_setup(void) {
+    struct io_uring_params p = {0};
+    int fd = (int)syscall(__NR_io_uring_setup, 2, &p);
+    if (fd < 0) return -errno;
+    close(fd);
+    return 0;
+}

@@ -1,0 +1,58 @@
+/// The receiver's answer to a manifest: go ahead, and (with resume) what it
+/// already holds of each file, so the sender can skip it.
+public struct Accept: Equatable, Sendable {
+    public struct Have: Equatable, Sendable {
+        public var fileID: UInt32
+        /// Bytes from offset 0 the receiver holds and has verified.
+        public var bytes: UInt64
+        public init(fileID: UInt32, bytes: UInt64) {
+            self.fileID = fileID
+            self.bytes = bytes
+        }
+    }
+
+    public static let frameCap: UInt32 = 4 + 4 + 12 * 65_536
+
+    public var have: [Have]
+    public init(have: [Have] = []) { self.have = have }
+}
+
+/// Last frame of a push from the sender; the receiver answers `done`.
+public struct Done: Equatable, Sendable {
+    public var files: UInt64
+    public var bytes: UInt64
+    public init(files: UInt64, bytes: UInt64) {
+        self.files = files
+        self.bytes = bytes
+    }
+}
+
+/// A refusal or failure, with a reason meant for a person.
+public struct ErrorFrame: Error, Equatable, Sendable, CustomStringConvertible {
+    public static let messageCap: UInt32 = 1024
+
+    public enum Code: UInt16, Sendable {
+        case protocolViolation = 1
+        case version = 2
+        case refused = 3
+        case exists = 4
+        case noSpace = 5
+        case io = 6
+        case hashMismatch = 7
+        case auth = 8
+        case busy = 9
+        case timeout = 10
+        case `internal` = 11
+        case unknown = 0xFFFF
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}

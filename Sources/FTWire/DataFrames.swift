@@ -1,0 +1,98 @@
+/// Announces one chunk of a file; exactly `length` payload bytes follow the
+/// frame on the stream. Fixed size, encoded in place: no allocation per chunk.
+public struct DataHeader: Equatable, Sendable {
+    public static let bodySize: UInt32 = 16
+    /// Prefix plus body: what the sender writes before each payload.
+    public static let wireSize = FramePrefix.size + Int(bodySize)
+    /// Largest chunk a receiver accepts; a bigger one is a protocol violation.
+    public static let maxChunk: UInt32 = 64 << 20
+
+    public var fileID: UInt32
+    public var length: UInt32
+    public var offset: UInt64
+
+    public init(fileID: UInt32, length: UInt32, offset: UInt64) {
+        self.fileID = fileID
+        self.length = length
+        self.offset = offset
+    }
+
+    /// Writes prefix and body (24 bytes) into `out`.
+    public func encode(into out: UnsafeMutableRawBufferPointer) {
+        precondition(out.count >= Self.wireSize)
+        FramePrefix(type: .data, length: Self.bodySize).encode(into: out)
+        out.storeBytes(of: fileID.bigEndian, toByteOffset: 8, as: UInt32.self)
+        out.storeBytes(of: length.bigEndian, toByteOffset: 12, as: UInt32.self)
+        out.storeBytes(of: offset.bigEndian, toByteOffset: 16, as: UInt64.self)
+    }
+
+    static func decode(_ r: inout WireReader) throws(WireError) -> DataHeader {
+        let id = try r.u32("file id")
+        let len = try r.u32("length")
+        let off = try r.u64("offset")
+        guard len <= Self.maxChunk else {
+            throw .invalidField(.data, field: "length", reason: "\(len) is over the chunk cap of \(Self.maxChunk)")
+        }
+        guard off <= UInt64(Int64.max) - UInt64(len) else {
+            throw .invalidField(.data, field: "offset", reason: "\(off) + \(len) overflows")
+        }
+        return DataHeader(fileID: id, length: len, offset: off)
+    }
+}
+
+/// Trailer of one file: its final size and, unless verification is off, the
+/// sender's xxh3-128 of the whole content.
+public struct FileEnd: Equatable, Sendable {
+    public static let bodySize: UInt32 = 4 + 4 + 8 + 16
+
+    public var fileID: UInt32
+    public var size: UInt64
+    public var digest: Digest128?
+
+    public init(fileID: UInt32, size: UInt64, digest: Digest128?) {
+        self.fileID = fileID
+        self.size = size
+        self.digest = digest
+    }
+
+    func encode(into w: inout WireWriter) {
+        w.u32(fileID)
+        w.u32(digest == nil ? 0 : 1)
+        w.u64(size)
+        (digest ?? .zero).write(to: &w)
+    }
+
+    static func decode(_ r: inout WireReader) throws(WireError) -> FileEnd {
+        let id = try r.u32("file id")
+        let flags = try r.u32("flags")
+        guard flags & ~1 == 0 else {
+            throw .invalidField(.fileEnd, field: "flags", reason: "unknown bits 0x\(String(flags, radix: 16))")
+        }
+        let size = try r.u64("size")
+        let digest = try Digest128.read(from: &r, "digest")
+        return FileEnd(fileID: id, size: size, digest: flags & 1 == 1 ? digest : nil)
+    }
+}
+
+/// The receiver's verdict on one file, after it checked the hash and
+/// renamed the file into place (or failed to).
+public struct FileAck: Equatable, Sendable {
+    public static let bodySize: UInt32 = 4 + 4 + 16
+
+    public enum Status: UInt8, Sendable {
+        case committed = 0
+        case hashMismatch = 1
+        case ioError = 2
+    }
+
+    public var fileID: UInt32
+    public var status: Status
+    /// What the receiver computed over the bytes it holds.
+    public var digest: Digest128
+
+    public init(fileID: UInt32, status: Status, digest: Digest128) {
+        self.fileID = fileID
+        self.status = status
+        self.digest = digest
+    }
+}

@@ -1,0 +1,185 @@
+/// One decoded protocol frame. `data` carries only the chunk header; the
+/// payload bytes that follow it never pass through the codec.
+public enum Frame: Equatable, Sendable {
+    case hello(Hello)
+    case manifest([ManifestEntry])
+    case manifestEnd(ManifestEnd)
+    case accept(Accept)
+    case data(DataHeader)
+    case fileEnd(FileEnd)
+    case fileAck(FileAck)
+    case end
+    case done(Done)
+    case error(ErrorFrame)
+
+    public var type: FrameType {
+        switch self {
+        case .hello: return .hello
+        case .manifest: return .manifest
+        case .manifestEnd: return .manifestEnd
+        case .accept: return .accept
+        case .data: return .data
+        case .fileEnd: return .fileEnd
+        case .fileAck: return .fileAck
+        case .end: return .end
+        case .done: return .done
+        case .error: return .error
+        }
+    }
+}
+
+/// Result of looking at the front of a byte stream.
+public enum Decoded: Equatable, Sendable {
+    /// At least this many more bytes are needed before anything can be said.
+    case needMore(Int)
+    /// A whole frame, and how many bytes of the input it used.
+    case frame(Frame, consumed: Int)
+}
+
+public enum FrameCodec {
+    /// Encodes a frame with its prefix.
+    public static func encode(_ frame: Frame) -> [UInt8] {
+        var w = WireWriter(capacity: 64)
+        w.raw(repeatElement(0, count: FramePrefix.size))
+        encodeBody(frame, into: &w)
+        var bytes = w.bytes
+        let bodyLength = UInt32(bytes.count - FramePrefix.size)
+        precondition(bodyLength <= frame.type.bodyCap, "\(frame.type) body of \(bodyLength) bytes is over its cap")
+        bytes.withUnsafeMutableBytes {
+            FramePrefix(type: frame.type, length: bodyLength).encode(into: $0)
+        }
+        return bytes
+    }
+
+    static func encodeBody(_ frame: Frame, into w: inout WireWriter) {
+        switch frame {
+        case .hello(let h):
+            h.encode(into: &w)
+        case .manifest(let entries):
+            w.u32(UInt32(entries.count))
+            for e in entries { e.encode(into: &w) }
+        case .manifestEnd(let m):
+            w.u32(m.entryCount)
+            w.u64(m.totalBytes)
+            w.u32(m.flags.rawValue)
+        case .accept(let a):
+            w.u32(0)
+            w.u32(UInt32(a.have.count))
+            for h in a.have {
+                w.u32(h.fileID)
+                w.u64(h.bytes)
+            }
+        case .data(let d):
+            w.u32(d.fileID)
+            w.u32(d.length)
+            w.u64(d.offset)
+        case .fileEnd(let f):
+            f.encode(into: &w)
+        case .fileAck(let a):
+            w.u32(a.fileID)
+            w.u8(a.status.rawValue)
+            w.u8(0)
+            w.u16(0)
+            a.digest.write(to: &w)
+        case .end:
+            break
+        case .done(let d):
+            w.u64(d.files)
+            w.u64(d.bytes)
+        case .error(let e):
+            let msg = Array(e.message.utf8.prefix(Int(ErrorFrame.messageCap)))
+            w.u16(e.code.rawValue)
+            w.u16(UInt16(msg.count))
+            w.raw(msg)
+        }
+    }
+
+    /// Decodes a body of exactly `prefix.length` bytes. Trailing bytes are
+    /// an error except in `hello`, which later versions may extend.
+    public static func decodeBody(_ prefix: FramePrefix, _ body: UnsafeRawBufferPointer) throws(WireError) -> Frame {
+        precondition(body.count == Int(prefix.length))
+        var r = WireReader(body, type: prefix.type)
+        let frame: Frame
+        switch prefix.type {
+        case .hello:
+            return .hello(try Hello.decode(&r))
+        case .manifest:
+            let count = Int(try r.u32("entry count"))
+            // Each entry needs at least its fixed part: refuse a count that
+            // cannot fit before reserving anything for it.
+            guard count <= r.remaining / ManifestEntry.fixedSize else {
+                throw .invalidField(.manifest, field: "entry count", reason: "\(count) entries cannot fit in \(body.count) bytes")
+            }
+            var entries: [ManifestEntry] = []
+            entries.reserveCapacity(count)
+            for _ in 0..<count { entries.append(try ManifestEntry.decode(&r)) }
+            frame = .manifest(entries)
+        case .manifestEnd:
+            let count = try r.u32("entry count")
+            let total = try r.u64("total bytes")
+            let flags = ManifestEnd.Flags(rawValue: try r.u32("flags"))
+            frame = .manifestEnd(ManifestEnd(entryCount: count, totalBytes: total, flags: flags))
+        case .accept:
+            _ = try r.u32("flags")
+            let count = Int(try r.u32("have count"))
+            guard count <= r.remaining / 12 else {
+                throw .invalidField(.accept, field: "have count", reason: "\(count) records cannot fit in \(body.count) bytes")
+            }
+            var have: [Accept.Have] = []
+            have.reserveCapacity(count)
+            for _ in 0..<count {
+                let id = try r.u32("file id")
+                let bytes = try r.u64("bytes")
+                have.append(Accept.Have(fileID: id, bytes: bytes))
+            }
+            frame = .accept(Accept(have: have))
+        case .data:
+            frame = .data(try DataHeader.decode(&r))
+        case .fileEnd:
+            frame = .fileEnd(try FileEnd.decode(&r))
+        case .fileAck:
+            let id = try r.u32("file id")
+            let statusByte = try r.u8("status")
+            guard let status = FileAck.Status(rawValue: statusByte) else {
+                throw .invalidField(.fileAck, field: "status", reason: "unknown status \(statusByte)")
+            }
+            try r.skip(3, "reserved")
+            let digest = try Digest128.read(from: &r, "digest")
+            frame = .fileAck(FileAck(fileID: id, status: status, digest: digest))
+        case .end:
+            frame = .end
+        case .done:
+            let files = try r.u64("files")
+            let bytes = try r.u64("bytes")
+            frame = .done(Done(files: files, bytes: bytes))
+        case .error:
+            let raw = try r.u16("code")
+            let len = Int(try r.u16("message length"))
+            let msg = try r.bytes(len, "message")
+            frame = .error(ErrorFrame(ErrorFrame.Code(rawValue: raw) ?? .unknown, String(decoding: msg, as: UTF8.self)))
+        }
+        guard r.remaining == 0 else {
+            throw .invalidField(prefix.type, field: "length", reason: "\(r.remaining) bytes left after the last field")
+        }
+        return frame
+    }
+
+    /// Looks at the front of a byte stream: a whole frame, or how many more
+    /// bytes are needed, or a typed error. Never reads past the frame it
+    /// returns, so the caller can hand the rest (a chunk payload) elsewhere.
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> Decoded {
+        guard bytes.count >= FramePrefix.size else { return .needMore(FramePrefix.size - bytes.count) }
+        let prefix = try FramePrefix.decode(bytes)
+        let total = FramePrefix.size + Int(prefix.length)
+        guard bytes.count >= total else { return .needMore(total - bytes.count) }
+        let body = UnsafeRawBufferPointer(rebasing: bytes[FramePrefix.size..<total])
+        return .frame(try decodeBody(prefix, body), consumed: total)
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> Decoded {
+        let result = bytes.withUnsafeBytes { buf in
+            Result { () throws(WireError) in try decode(buf) }
+        }
+        return try result.get()
+    }
+}

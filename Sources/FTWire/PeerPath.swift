@@ -1,0 +1,81 @@
+/// A path a peer asked us to write, after it passed every rule. Holding one
+/// means: relative, `/`-separated, each component a plain name.
+///
+/// Checking the string is only the first gate. The receiver still opens each
+/// component beneath its destination directory fd without following links,
+/// so a path that is clean here cannot escape through the filesystem either.
+public struct PeerPath: Hashable, Sendable, CustomStringConvertible {
+    public static let maxPathBytes: UInt16 = 4096
+    public static let maxComponentBytes = 255
+    public static let maxDepth = 256
+
+    public let components: [String]
+
+    public var description: String { components.joined(separator: "/") }
+
+    public var parent: PeerPath? {
+        components.count > 1 ? PeerPath(unchecked: Array(components.dropLast())) : nil
+    }
+
+    public var name: String { components[components.count - 1] }
+
+    init(unchecked components: [String]) { self.components = components }
+
+    public enum Violation: Error, Equatable, Sendable, CustomStringConvertible {
+        case empty
+        case tooLong(Int)
+        case absolute
+        case notUTF8
+        case controlCharacter(UInt32)
+        case emptyComponent
+        case dotComponent(String)
+        case componentTooLong(Int)
+        case tooDeep(Int)
+
+        public var description: String {
+            switch self {
+            case .empty: return "empty path"
+            case .tooLong(let n): return "path of \(n) bytes is over \(PeerPath.maxPathBytes)"
+            case .absolute: return "absolute path"
+            case .notUTF8: return "path is not valid UTF-8"
+            case .controlCharacter(let c): return "control character U+\(hex4(c)) in path"
+            case .emptyComponent: return "empty component (// or a trailing /)"
+            case .dotComponent(let c): return "'\(c)' component"
+            case .componentTooLong(let n): return "name of \(n) bytes is over \(PeerPath.maxComponentBytes)"
+            case .tooDeep(let n): return "\(n) levels deep, over \(PeerPath.maxDepth)"
+            }
+        }
+    }
+
+    /// Checks raw peer bytes against every rule and returns the components.
+    public static func validate(_ bytes: [UInt8]) throws(Violation) -> PeerPath {
+        guard !bytes.isEmpty else { throw .empty }
+        guard bytes.count <= Int(maxPathBytes) else { throw .tooLong(bytes.count) }
+        guard bytes[0] != UInt8(ascii: "/") else { throw .absolute }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw .notUTF8 }
+        for scalar in text.unicodeScalars where isControl(scalar.value) {
+            throw .controlCharacter(scalar.value)
+        }
+        var components: [String] = []
+        for part in bytes.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
+            guard !part.isEmpty else { throw .emptyComponent }
+            guard part.count <= maxComponentBytes else { throw .componentTooLong(part.count) }
+            let name = String(decoding: part, as: UTF8.self)
+            guard name != ".", name != ".." else { throw .dotComponent(name) }
+            components.append(name)
+        }
+        guard components.count <= maxDepth else { throw .tooDeep(components.count) }
+        return PeerPath(unchecked: components)
+    }
+
+    /// C0, DEL and C1: none of them belongs in a file name, and C1 holds
+    /// CSI (U+009B), which some terminals obey.
+    static func isControl(_ v: UInt32) -> Bool {
+        v < 0x20 || (0x7F...0x9F).contains(v)
+    }
+}
+
+func hex4(_ v: UInt32) -> String {
+    let s = String(v, radix: 16, uppercase: true)
+    return String(repeating: "0", count: max(0, 4 - s.count)) + s
+}

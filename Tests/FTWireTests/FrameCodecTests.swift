@@ -1,0 +1,196 @@
+import Testing
+@testable import FTWire
+
+/// One of every frame, with fields away from zero so byte-order slips show.
+let sampleFrames: [Frame] = [
+    .hello(Hello(role: .sender, features: [.xxh3], sessionID: Array(0..<16), nonce: Array(100..<132),
+                 proof: [1, 2, 3], agent: "ft/test")),
+    .manifest([
+        ManifestEntry(fileID: 1, kind: .directory, path: Array("a".utf8), mode: 0o755, size: 0,
+                      mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 5),
+        ManifestEntry(fileID: 2, kind: .file, path: Array("a/中文 文件.txt".utf8), mode: 0o644,
+                      size: 5 << 30, mtimeSeconds: -1, mtimeNanoseconds: 999_999_999),
+        ManifestEntry(fileID: 3, kind: .stream, path: Array("stdin.tar".utf8), mode: 0o600,
+                      size: ManifestEntry.unknownSize, mtimeSeconds: 0, mtimeNanoseconds: 0),
+    ]),
+    .manifestEnd(ManifestEnd(entryCount: 3, totalBytes: 5 << 30, flags: .noVerify)),
+    .accept(Accept(have: [Accept.Have(fileID: 2, bytes: 1 << 33)])),
+    .data(DataHeader(fileID: 0xDEAD_BEEF, length: 1 << 20, offset: 0x1_0000_0001)),
+    .fileEnd(FileEnd(fileID: 2, size: 5 << 30, digest: Digest128(high: 0x0102030405060708, low: 0x1112131415161718))),
+    .fileEnd(FileEnd(fileID: 9, size: 0, digest: nil)),
+    .fileAck(FileAck(fileID: 2, status: .hashMismatch, digest: Digest128(high: 1, low: 2))),
+    .end,
+    .done(Done(files: 10_000, bytes: 1 << 40)),
+    .error(ErrorFrame(.exists, "a/b exists; run the receiver with --overwrite")),
+]
+
+@Suite struct FrameCodecTests {
+    @Test(arguments: sampleFrames)
+    func roundTripAtExactSize(frame: Frame) throws {
+        let bytes = FrameCodec.encode(frame)
+        #expect(try FrameCodec.decode(bytes) == .frame(frame, consumed: bytes.count))
+    }
+
+    @Test(arguments: sampleFrames)
+    func oneByteShortNeedsOneMore(frame: Frame) throws {
+        let bytes = FrameCodec.encode(frame)
+        #expect(try FrameCodec.decode(Array(bytes.dropLast())) == .needMore(1))
+    }
+
+    @Test(arguments: sampleFrames)
+    func everyPrefixAsksForTheRest(frame: Frame) throws {
+        let bytes = FrameCodec.encode(frame)
+        for cut in 0..<bytes.count {
+            let result = try FrameCodec.decode(Array(bytes.prefix(cut)))
+            let expected = cut < FramePrefix.size ? FramePrefix.size - cut : bytes.count - cut
+            #expect(result == .needMore(expected), "cut at \(cut)")
+        }
+    }
+
+    @Test func decoderStopsAtTheFrameAndLeavesThePayload() throws {
+        let header = DataHeader(fileID: 7, length: 5, offset: 10)
+        var stream = [UInt8](repeating: 0, count: DataHeader.wireSize)
+        stream.withUnsafeMutableBytes { header.encode(into: $0) }
+        #expect(stream == FrameCodec.encode(.data(header)))
+        stream += Array("hello".utf8) + FrameCodec.encode(.end)
+        guard case .frame(.data(let got), let used) = try FrameCodec.decode(stream) else {
+            Issue.record("no data frame")
+            return
+        }
+        #expect(got == header)
+        #expect(used == DataHeader.wireSize)
+        #expect(Array(stream[used..<used + 5]) == Array("hello".utf8))
+    }
+
+    @Test func largeSizesStay64Bit() throws {
+        let big = UInt64(1) << 40 + 3
+        let frame = Frame.fileEnd(FileEnd(fileID: 1, size: big, digest: nil))
+        guard case .frame(.fileEnd(let end), _) = try FrameCodec.decode(FrameCodec.encode(frame)) else {
+            Issue.record("no file-end")
+            return
+        }
+        #expect(end.size == big)
+    }
+}
+
+@Suite struct HostileFrameTests {
+    func expectError(_ bytes: [UInt8], _ expected: WireError, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(throws: expected, sourceLocation: sourceLocation) { try FrameCodec.decode(bytes) }
+    }
+
+    @Test func unknownTypeIsAnError() {
+        expectError([0x77, 0, 0, 0, 0, 0, 0, 0], .unknownFrameType(0x77))
+        expectError([0, 0, 0, 0, 0, 0, 0, 0], .unknownFrameType(0))
+    }
+
+    @Test func reservedBitsAreChecked() {
+        expectError([FrameType.end.rawValue, 0, 1, 0, 0, 0, 0, 0], .reservedBitsSet)
+    }
+
+    @Test func oversizeLengthIsRefusedBeforeAnyBodyArrives() {
+        // Only the prefix: the cap is checked before asking for the body.
+        expectError([FrameType.manifest.rawValue, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF],
+                    .frameTooLarge(type: .manifest, length: 0xFFFF_FFFF, cap: Manifest.frameCap))
+        expectError([FrameType.data.rawValue, 0, 0, 0, 0, 0, 0, 17],
+                    .frameTooLarge(type: .data, length: 17, cap: 16))
+    }
+
+    @Test func hugeEntryCountIsRefusedWithoutReserving() {
+        var w = WireWriter()
+        w.u32(0xFFFF_FFFF)
+        let body = w.bytes
+        var bytes = [FrameType.manifest.rawValue, 0, 0, 0, 0, 0, 0, UInt8(body.count)]
+        bytes += body
+        #expect(throws: WireError.self) { try FrameCodec.decode(bytes) }
+    }
+
+    @Test func chunkOverTheCapIsRefused() {
+        var bytes = FrameCodec.encode(.data(DataHeader(fileID: 1, length: 1, offset: 0)))
+        bytes[12...15] = [0x7F, 0xFF, 0xFF, 0xFF]
+        #expect(throws: WireError.self) { try FrameCodec.decode(bytes) }
+    }
+
+    @Test func offsetOverflowIsRefused() {
+        var bytes = FrameCodec.encode(.data(DataHeader(fileID: 1, length: 16, offset: 0)))
+        bytes[16...23] = [0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
+        #expect(throws: WireError.self) { try FrameCodec.decode(bytes) }
+    }
+
+    @Test func trailingBytesAreRefused() {
+        var bytes = FrameCodec.encode(.done(Done(files: 1, bytes: 2)))
+        bytes[7] += 1
+        bytes.append(0)
+        #expect(throws: WireError.invalidField(.done, field: "length", reason: "1 bytes left after the last field")) {
+            try FrameCodec.decode(bytes)
+        }
+    }
+
+    @Test func badMagicNamesTheBytes() throws {
+        var bytes = FrameCodec.encode(.hello(Hello(role: .sender)))
+        bytes[8...11] = [0x47, 0x45, 0x54, 0x20]  // "GET "
+        do {
+            _ = try FrameCodec.decode(bytes)
+            Issue.record("accepted a bad magic")
+        } catch {
+            #expect(error == .badMagic([0x47, 0x45, 0x54, 0x20]))
+            #expect(error.description.contains("47 45 54 20"))
+        }
+    }
+
+    @Test func truncatedBodyFieldIsNamed() {
+        // A manifest announcing one entry but holding only 10 bytes of it.
+        var w = WireWriter()
+        w.u32(1)
+        w.raw([UInt8](repeating: 0, count: 30))
+        w.raw([UInt8](repeating: 0, count: 2))
+        var bytes = [FrameType.manifest.rawValue, 0, 0, 0, 0, 0, 0, UInt8(w.bytes.count)] + w.bytes
+        // Claim a path of 200 bytes that is not there.
+        bytes[8 + 4 + 6] = 0
+        bytes[8 + 4 + 7] = 200
+        #expect(throws: WireError.truncated(.manifest, field: "path")) { try FrameCodec.decode(bytes) }
+    }
+
+    @Test func randomBytesNeverTrap() throws {
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            let n = Int.random(in: 0..<64, using: &rng)
+            var bytes = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            if n > 0 { bytes[0] = UInt8.random(in: 1...10, using: &rng) }
+            if n > 3 { bytes[2] = 0; bytes[3] = 0 }
+            _ = try? FrameCodec.decode(bytes)
+        }
+    }
+}
+
+@Suite struct VersionTests {
+    @Test func highestCommonVersionWins() {
+        #expect(ProtocolVersion.negotiate(localMin: 1, localMax: 3, peerMin: 2, peerMax: 5) == .success(3))
+    }
+
+    @Test func mismatchExplainsWhoToUpgrade() throws {
+        guard case .failure(let m) = ProtocolVersion.negotiate(localMin: 2, localMax: 2, peerMin: 1, peerMax: 1) else {
+            Issue.record("negotiated across a gap")
+            return
+        }
+        #expect(m.description == "protocol version mismatch: this ft speaks v2, the peer speaks v1; upgrade ft on the peer")
+        guard case .failure(let n) = ProtocolVersion.negotiate(localMin: 1, localMax: 1, peerMin: 2, peerMax: 4) else {
+            Issue.record("negotiated across a gap")
+            return
+        }
+        #expect(n.description.hasSuffix("the peer speaks v2..v4; upgrade ft on this host"))
+    }
+
+    @Test func futureHelloStillDecodes() throws {
+        // A v7 hello with an extra field appended must still be readable, so
+        // that the mismatch can be reported instead of a parse error.
+        var bytes = FrameCodec.encode(.hello(Hello(minVersion: 7, maxVersion: 7, role: .sender)))
+        bytes += [1, 2, 3, 4]
+        let n = UInt32(bytes.count - 8)
+        bytes[4...7] = [UInt8(n >> 24), UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF)]
+        guard case .frame(.hello(let h), _) = try FrameCodec.decode(bytes) else {
+            Issue.record("no hello")
+            return
+        }
+        #expect(h.minVersion == 7)
+    }
+}
