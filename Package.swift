@@ -8,7 +8,6 @@ import PackageDescription
 //   ft, ftbench thin front ends
 let package = Package(
     name: "ft",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "ft", targets: ["ft"]),
         .executable(name: "ftbench", targets: ["ftbench"]),

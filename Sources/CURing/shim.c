@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <sys/sendfile.h>
 #include <sys/syscall.h>
+#include <sys/eventfd.h>
 #include <linux/openat2.h>
 
 int ft_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
@@ -27,6 +28,7 @@ ssize_t ft_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count) {
 }
 
 int ft_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+int ft_accept4(int fd, int flags) { return accept4(fd, NULL, NULL, flags); }
 
 int ft_fallocate(int fd, int mode, int64_t offset, int64_t len) {
     return fallocate(fd, mode, (off_t)offset, (off_t)len);
@@ -42,3 +44,5 @@ int ft_io_uring_probe_setup(void) {
     close(fd);
     return 0;
 }
+
+int ft_eventfd(void) { return eventfd(0, EFD_CLOEXEC); }

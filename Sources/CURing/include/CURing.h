@@ -14,6 +14,11 @@
 #include <sys/socket.h>
 #include <fcntl.h>
 #include <stdint.h>
+// swift-system's CSystem module includes the kernel's <linux/io_uring.h>.
+// liburing ships its own copy under the same include guard with slightly
+// different field types, and Clang refuses two definitions of one struct.
+// Taking the kernel's copy first makes liburing use it too.
+#include <linux/io_uring.h>
 #include <liburing.h>
 
 // SQE flags (shift expressions are not imported as Swift constants).
@@ -25,6 +30,8 @@ static const uint32_t FT_IORING_CQE_F_NOTIF = IORING_CQE_F_NOTIF;
 static const uint32_t FT_IORING_SETUP_SINGLE_ISSUER = IORING_SETUP_SINGLE_ISSUER;
 static const uint32_t FT_IORING_SETUP_COOP_TASKRUN = IORING_SETUP_COOP_TASKRUN;
 static const uint32_t FT_IORING_SETUP_SUBMIT_ALL = IORING_SETUP_SUBMIT_ALL;
+static const uint32_t FT_IORING_SETUP_DEFER_TASKRUN = IORING_SETUP_DEFER_TASKRUN;
+static const int FT_IORING_ASYNC_CANCEL_ALL_FD = IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_FD;
 
 // splice(2) flags and pipe sizing (_GNU_SOURCE only).
 static const unsigned FT_SPLICE_F_MOVE = 1;
@@ -48,6 +55,8 @@ int ft_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *ne
 ssize_t ft_splice(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, size_t len, unsigned flags);
 ssize_t ft_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count);
 int ft_pipe2(int fds[2], int flags);
+int ft_accept4(int fd, int flags);
+int ft_eventfd(void);
 int ft_fallocate(int fd, int mode, int64_t offset, int64_t len);
 int ft_fcntl_int(int fd, int cmd, int arg);
 int ft_fcntl(int fd, int cmd);

@@ -1,0 +1,82 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum BackendKind: String, Sendable {
+    /// io_uring through liburing: the normal engine.
+    case ioUring = "io_uring"
+    /// Plain non-blocking syscalls and poll(2), for systems where io_uring is
+    /// disabled or filtered. Same operations, same completions.
+    case poll = "poll"
+}
+
+/// Counters that show which path really carried the bytes. Updated per
+/// completion into fixed arrays: nothing allocates on the hot path.
+public struct EngineStats: Sendable {
+    /// Operations completed, by kind.
+    public var completed = [UInt64](repeating: 0, count: OpKind.allCases.count)
+    /// Bytes moved by completed operations (positive results), by kind.
+    public var bytes = [UInt64](repeating: 0, count: OpKind.allCases.count)
+    /// Times the backend entered the kernel to submit or wait.
+    public var enters: UInt64 = 0
+
+    public init() {}
+
+    public subscript(count kind: OpKind) -> UInt64 { completed[kind.rawValue] }
+    public subscript(bytes kind: OpKind) -> UInt64 { bytes[kind.rawValue] }
+
+    mutating func record(_ c: Completion) {
+        guard let kind = c.userData.kind else { return }
+        completed[kind.rawValue] &+= 1
+        switch kind {
+        case .recv, .send, .recvmsg, .sendmsg, .read, .write, .splice, .sendfile:
+            if c.result > 0 { bytes[kind.rawValue] &+= UInt64(c.result) }
+        default:
+            break
+        }
+    }
+
+    /// Non-zero counters as `kind: count ops, bytes B`.
+    public var summary: [(kind: OpKind, count: UInt64, bytes: UInt64)] {
+        OpKind.allCases.compactMap { k in
+            completed[k.rawValue] == 0 ? nil : (k, completed[k.rawValue], bytes[k.rawValue])
+        }
+    }
+}
+
+/// Where operations go and completions come from. One per thread.
+public protocol IOBackend: AnyObject {
+    var kind: BackendKind { get }
+    var stats: EngineStats { get }
+
+    /// Queues an operation. With `link`, the next queued operation starts
+    /// only after this one completes in full; if this one fails or comes up
+    /// short, the rest of the chain completes with `-ECANCELED`.
+    func queue(_ op: Op, _ userData: UserData, link: Bool)
+
+    /// Submits what is queued, waits until at least one completion is ready
+    /// (or `timeoutNanoseconds` pass), and hands every ready completion to
+    /// `handle`. `handle` may queue more operations.
+    func run(timeoutNanoseconds: UInt64?, _ handle: (Completion) -> Void) throws(IOError)
+
+    /// Prepares a socket for this backend before any operation uses it.
+    func adopt(socket fd: CInt)
+}
+
+extension IOBackend {
+    public func queue(_ op: Op, _ userData: UserData) { queue(op, userData, link: false) }
+}
+
+/// Whether a completion broke a link chain: an error, or fewer bytes than
+/// asked for a transfer whose chain depends on its length.
+func breaksLink(_ op: Op, result: Int32) -> Bool {
+    if result < 0 { return true }
+    switch op {
+    case .read, .write, .splice, .sendfile:
+        return Int(result) < op.requestedLength!
+    case .recv(_, _, let n, let flags), .send(_, _, let n, let flags):
+        return flags & CInt(MSG_WAITALL) != 0 && Int(result) < n
+    default:
+        return false
+    }
+}

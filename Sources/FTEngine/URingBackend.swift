@@ -1,0 +1,173 @@
+import CURing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The io_uring backend. Operations become SQEs with the packed user data;
+/// completions are copied out of the CQ in batches.
+public final class URingBackend: IOBackend {
+    public let kind = BackendKind.ioUring
+    public private(set) var stats = EngineStats()
+
+    private let ring: UnsafeMutablePointer<io_uring>
+    private let cqeBatch: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>
+    private var ready: [Completion] = []
+    /// Completions of operations run inline (sendfile), delivered next `run`.
+    private var inline: [Completion] = []
+    /// Timer specs must live until the SQE that points at them is submitted.
+    private let timespecs: UnsafeMutablePointer<__kernel_timespec>
+    private var timespecsUsed = 0
+    private var chainOpen = false
+    private static let batch = 256
+    private static let timespecSlots = 64
+
+    /// Sets up a ring of `entries` submission slots.
+    public init(entries: UInt32 = 256) throws(IOError) {
+        ring = .allocate(capacity: 1)
+        var params = io_uring_params()
+        // Task work runs when we enter the kernel, not by interrupting us;
+        // one bad SQE does not stop the rest of a batch.
+        params.flags = FT_IORING_SETUP_COOP_TASKRUN | FT_IORING_SETUP_SUBMIT_ALL
+        var r = io_uring_queue_init_params(entries, ring, &params)
+        if r == -EINVAL {
+            params = io_uring_params()
+            r = io_uring_queue_init_params(entries, ring, &params)
+        }
+        guard r == 0 else {
+            ring.deallocate()
+            throw IOError(result: r, "set up an io_uring")
+        }
+        cqeBatch = .allocate(capacity: Self.batch)
+        timespecs = .allocate(capacity: Self.timespecSlots)
+        ready.reserveCapacity(Self.batch)
+        inline.reserveCapacity(16)
+    }
+
+    deinit {
+        io_uring_queue_exit(ring)
+        ring.deallocate()
+        cqeBatch.deallocate()
+        timespecs.deallocate()
+    }
+
+    public func adopt(socket fd: CInt) {
+        // Blocking sockets: the ring arms its own poll and retries, so no
+        // -EAGAIN ever reaches us. (An O_NONBLOCK socket would return it.)
+        let flags = ft_fcntl(fd, F_GETFL)
+        if flags >= 0, flags & O_NONBLOCK != 0 { _ = ft_fcntl_int(fd, F_SETFL, flags & ~O_NONBLOCK) }
+    }
+
+    private func sqe() -> UnsafeMutablePointer<io_uring_sqe> {
+        // Keep a chain inside one submission: submit early only between chains.
+        if !chainOpen, io_uring_sq_space_left(ring) < 8 { submit() }
+        while true {
+            if let s = io_uring_get_sqe(ring) { return s }
+            precondition(!chainOpen, "a linked chain outgrew the submission queue")
+            submit()
+        }
+    }
+
+    private func submit() {
+        stats.enters &+= 1
+        while io_uring_submit(ring) == -EINTR {}
+        timespecsUsed = 0
+    }
+
+    public func queue(_ op: Op, _ userData: UserData, link: Bool) {
+        let ud = userData.with(kind: op.kind)
+        if case .sendfile(let sock, let file, let offset, let length) = op {
+            precondition(!chainOpen && !link, "sendfile runs inline and cannot be linked")
+            inline.append(Completion(userData: ud, result: Self.sendfileAll(sock, file, offset, length)))
+            return
+        }
+        let s = sqe()
+        switch op {
+        case .nop:
+            io_uring_prep_nop(s)
+        case .accept(let fd):
+            io_uring_prep_accept(s, fd, nil, nil, CInt(SOCK_CLOEXEC.rawValue))
+        case .connect(let fd, let address, let length):
+            io_uring_prep_connect(s, fd, address, length)
+        case .recv(let fd, let buffer, let length, let flags):
+            io_uring_prep_recv(s, fd, buffer, length, flags)
+        case .send(let fd, let buffer, let length, let flags):
+            io_uring_prep_send(s, fd, buffer, length, flags)
+        case .recvmsg(let fd, let message, let flags):
+            io_uring_prep_recvmsg(s, fd, message, UInt32(bitPattern: flags))
+        case .sendmsg(let fd, let message, let flags):
+            io_uring_prep_sendmsg(s, fd, message, UInt32(bitPattern: flags))
+        case .read(let fd, let buffer, let length, let offset):
+            io_uring_prep_read(s, fd, buffer, UInt32(length), UInt64(bitPattern: offset))
+        case .write(let fd, let buffer, let length, let offset):
+            io_uring_prep_write(s, fd, buffer, UInt32(length), UInt64(bitPattern: offset))
+        case .splice(let input, let inOff, let output, let outOff, let length, let flags):
+            io_uring_prep_splice(s, input, inOff, output, outOff, UInt32(length), flags)
+        case .poll(let fd, let events):
+            io_uring_prep_poll_add(s, fd, events)
+        case .timeout(let ns):
+            if timespecsUsed == Self.timespecSlots { submit() }
+            let ts = timespecs + timespecsUsed
+            timespecsUsed += 1
+            ts.pointee = __kernel_timespec(tv_sec: Int64(ns / 1_000_000_000), tv_nsec: Int64(ns % 1_000_000_000))
+            io_uring_prep_timeout(s, ts, 0, 0)
+        case .cancelFD(let fd):
+            io_uring_prep_cancel_fd(s, fd, UInt32(FT_IORING_ASYNC_CANCEL_ALL_FD))
+        case .shutdown(let fd, let how):
+            io_uring_prep_shutdown(s, fd, how)
+        case .sendfile:
+            fatalError("handled above")
+        }
+        io_uring_sqe_set_data64(s, ud.raw)
+        if link { s.pointee.flags |= FT_IOSQE_IO_LINK }
+        chainOpen = link
+    }
+
+    public func run(timeoutNanoseconds: UInt64?, _ handle: (Completion) -> Void) throws(IOError) {
+        let waitFor: UInt32 = inline.isEmpty ? 1 : 0
+        stats.enters &+= 1
+        var r: Int32
+        if let ns = timeoutNanoseconds, waitFor > 0 {
+            var ts = __kernel_timespec(tv_sec: Int64(ns / 1_000_000_000), tv_nsec: Int64(ns % 1_000_000_000))
+            var cqe: UnsafeMutablePointer<io_uring_cqe>? = nil
+            r = io_uring_submit_and_wait_timeout(ring, &cqe, waitFor, &ts, nil)
+        } else {
+            r = io_uring_submit_and_wait(ring, waitFor)
+        }
+        timespecsUsed = 0
+        if r < 0, r != -ETIME, r != -EINTR, r != -EAGAIN, r != -EBUSY {
+            throw IOError(result: r, "wait for io_uring completions")
+        }
+        let n = Int(io_uring_peek_batch_cqe(ring, cqeBatch, UInt32(Self.batch)))
+        ready.removeAll(keepingCapacity: true)
+        for i in 0..<n {
+            let cqe = cqeBatch[i]!.pointee
+            ready.append(Completion(userData: UserData(raw: cqe.user_data), result: cqe.res, flags: cqe.flags))
+        }
+        io_uring_cq_advance(ring, UInt32(n))
+        ready.append(contentsOf: inline)
+        inline.removeAll(keepingCapacity: true)
+        for c in ready {
+            stats.record(c)
+            handle(c)
+        }
+    }
+
+    /// Blocking sendfile of the whole range; stops early only on error
+    /// (including SO_SNDTIMEO expiring), and reports what was sent.
+    static func sendfileAll(_ sock: CInt, _ file: CInt, _ offset: Int64, _ length: Int) -> Int32 {
+        var off = offset
+        var sent = 0
+        while sent < length {
+            let r = ft_sendfile(sock, file, &off, length - sent)
+            if r > 0 {
+                sent += r
+            } else if r == 0 {
+                break  // file shorter than announced
+            } else if errno != EINTR {
+                return sent > 0 ? Int32(sent) : -errno
+            }
+        }
+        return Int32(sent)
+    }
+}
