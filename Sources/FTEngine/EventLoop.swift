@@ -54,7 +54,7 @@ public final class EventLoop {
     public init(backend: any IOBackend, logger: Logger) throws(IOError) {
         self.backend = backend
         self.logger = logger
-        wakeFD = try retryingEINTR("create an eventfd") { ft_eventfd() }
+        wakeFD = try makeEventFD()
         wakeBuffer = .allocate(capacity: 1)
         // A peer that closes early must cost us an EPIPE, not the process.
         signal(SIGPIPE, SIG_IGN)
@@ -149,4 +149,9 @@ public final class EventLoop {
         backend.queue(.read(fd: wakeFD, buffer: wakeBuffer, length: 8, offset: Op.noOffset),
                       UserData(slot: Self.internalSlot, generation: 0, tag: Self.wakeTag))
     }
+}
+
+/// A close-on-exec eventfd, for waking a loop from another thread.
+public func makeEventFD() throws(IOError) -> CInt {
+    try retryingEINTR("create an eventfd") { ft_eventfd() }
 }

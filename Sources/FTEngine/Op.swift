@@ -20,8 +20,10 @@ public enum Op {
     case write(fd: CInt, buffer: UnsafeRawPointer, length: Int, offset: Int64)
     case splice(input: CInt, inputOffset: Int64, output: CInt, outputOffset: Int64, length: Int, flags: UInt32)
     /// `sendfile(2)` issued from the loop thread: there is no ring opcode
-    /// for it, so this is the hybrid path (ring for the rest, sendfile inline).
-    case sendfile(socket: CInt, file: CInt, offset: Int64, length: Int)
+    /// for it, so this is the hybrid path (ring for the rest, sendfile
+    /// inline). `header` goes first with MSG_MORE, so header and payload
+    /// leave as one segment train. The result counts payload bytes only.
+    case sendfile(socket: CInt, file: CInt, offset: Int64, length: Int, header: UnsafeRawPointer?, headerLength: Int)
     case poll(fd: CInt, events: UInt32)
     /// Fires after the given nanoseconds unless cancelled.
     case timeout(nanoseconds: UInt64)
@@ -53,7 +55,7 @@ public enum Op {
     var requestedLength: Int? {
         switch self {
         case .recv(_, _, let n, _), .send(_, _, let n, _), .read(_, _, let n, _), .write(_, _, let n, _),
-             .splice(_, _, _, _, let n, _), .sendfile(_, _, _, let n):
+             .splice(_, _, _, _, let n, _), .sendfile(_, _, _, let n, _, _):
             return n
         default:
             return nil

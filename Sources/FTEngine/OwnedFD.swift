@@ -31,10 +31,11 @@ public struct OwnedFD: ~Copyable {
     }
 }
 
-/// A pipe whose both ends we own, sized for splicing.
-public struct Pipe: ~Copyable {
-    public let readEnd: OwnedFD
-    public let writeEnd: OwnedFD
+/// A pipe whose both ends we own, sized for splicing. A class so sessions
+/// can hold one lazily and share nothing else about it.
+public final class Pipe {
+    public let readEnd: CInt
+    public let writeEnd: CInt
     /// Capacity in bytes, after `F_SETPIPE_SZ` took effect (it may round up).
     public let capacity: Int
 
@@ -48,13 +49,18 @@ public struct Pipe: ~Copyable {
                 try retryingEINTR("create a pipe") { ft_pipe2(q, flags) }
             }
         }
-        readEnd = OwnedFD(fds.0)
-        writeEnd = OwnedFD(fds.1)
+        readEnd = fds.0
+        writeEnd = fds.1
         var got = ft_fcntl_int(fds.1, FT_F_SETPIPE_SZ, CInt(size))
         if got < 0 {
             // Unprivileged users are capped at pipe-max-size; take what we can.
             got = ft_fcntl(fds.1, FT_F_GETPIPE_SZ)
         }
         capacity = got > 0 ? Int(got) : 65_536
+    }
+
+    deinit {
+        close(readEnd)
+        close(writeEnd)
     }
 }

@@ -221,11 +221,17 @@ public final class PollBackend: IOBackend {
                     }
                 }
             }
-        case .sendfile(let sock, let file, let offset, let length):
-            return transfer(&p, sock, CInt(POLLOUT), all: true, length: length) { done in
-                var off = offset + Int64(done)
-                return ft_sendfile(sock, file, &off, length - done)
+        case .sendfile(let sock, let file, let offset, let length, let header, let headerLength):
+            // `done` counts header bytes first, then payload bytes.
+            let r = transfer(&p, sock, CInt(POLLOUT), all: true, length: headerLength + length) { done in
+                if done < headerLength {
+                    return Glibc.send(sock, header! + done, headerLength - done, CInt(MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL))
+                }
+                var off = offset + Int64(done - headerLength)
+                return ft_sendfile(sock, file, &off, headerLength + length - done)
             }
+            guard let r else { return nil }
+            return r < 0 ? r : max(0, r - Int32(headerLength))
         case .poll(let fd, let events):
             if !p.started {
                 p.started = true
@@ -297,7 +303,7 @@ extension Op {
             return fd
         case .splice(let input, _, let output, _, _, _):
             return isSocketLike(input) ? input : output
-        case .sendfile(let sock, _, _, _):
+        case .sendfile(let sock, _, _, _, _, _):
             return sock
         case .nop, .timeout, .cancelFD:
             return nil

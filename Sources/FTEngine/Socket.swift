@@ -52,6 +52,14 @@ public enum Socket {
         throw lastError
     }
 
+    public static func makeTCP(family: CInt) throws(IOError) -> OwnedFD {
+        try make(family: family, type: SOCK_STREAM)
+    }
+
+    public static func makeUDP(family: CInt) throws(IOError) -> OwnedFD {
+        try make(family: family, type: SOCK_DGRAM)
+    }
+
     public static func make(family: CInt, type: __socket_type) throws(IOError) -> OwnedFD {
         OwnedFD(try retryingEINTR("create a socket") {
             socket(family, CInt(type.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)

@@ -120,7 +120,7 @@ public struct Endpoint: Equatable, Sendable, CustomStringConvertible {
     /// `passive`, else loopback.
     public func resolve(passive: Bool = false) throws(IOError) -> [SocketAddress] {
         var hints = addrinfo()
-        hints.ai_socktype = CInt(SOCK_STREAM.rawValue)
+        hints.ai_socktype = CInt(Glibc.SOCK_STREAM.rawValue)
         hints.ai_flags = passive ? AI_PASSIVE : 0
         hints.ai_family = AF_UNSPEC
         var res: UnsafeMutablePointer<addrinfo>? = nil

@@ -76,9 +76,11 @@ public final class URingBackend: IOBackend {
 
     public func queue(_ op: Op, _ userData: UserData, link: Bool) {
         let ud = userData.with(kind: op.kind)
-        if case .sendfile(let sock, let file, let offset, let length) = op {
+        if case .sendfile(let sock, let file, let offset, let length, let header, let headerLength) = op {
             precondition(!chainOpen && !link, "sendfile runs inline and cannot be linked")
-            inline.append(Completion(userData: ud, result: Self.sendfileAll(sock, file, offset, length)))
+            var r = Self.sendAll(sock, header, headerLength)
+            if r == 0 { r = Self.sendfileAll(sock, file, offset, length) }
+            inline.append(Completion(userData: ud, result: r))
             return
         }
         let s = sqe()
@@ -151,6 +153,20 @@ public final class URingBackend: IOBackend {
             stats.record(c)
             handle(c)
         }
+    }
+
+    /// Blocking send of a small header with MSG_MORE; 0 or -errno.
+    static func sendAll(_ sock: CInt, _ header: UnsafeRawPointer?, _ length: Int) -> Int32 {
+        var sent = 0
+        while sent < length {
+            let r = send(sock, header! + sent, length - sent, CInt(MSG_MORE) | CInt(MSG_NOSIGNAL))
+            if r > 0 {
+                sent += r
+            } else if r < 0, errno != EINTR {
+                return -errno
+            }
+        }
+        return 0
     }
 
     /// Blocking sendfile of the whole range; stops early only on error

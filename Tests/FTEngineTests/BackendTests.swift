@@ -99,9 +99,9 @@ let backends: [BackendKind] = [.ioUring, .poll]
         let pipe = try Pipe(size: 1 << 20)
         #expect(pipe.capacity >= 300_000)
         // file -> pipe -> socket, linked, as the sender's splice path does.
-        b.queue(.splice(input: file, inputOffset: 0, output: pipe.writeEnd.raw, outputOffset: Op.noOffset,
+        b.queue(.splice(input: file, inputOffset: 0, output: pipe.writeEnd, outputOffset: Op.noOffset,
                         length: payload.count, flags: 0), UserData(raw: 1), link: true)
-        b.queue(.splice(input: pipe.readEnd.raw, inputOffset: Op.noOffset, output: a, outputOffset: Op.noOffset,
+        b.queue(.splice(input: pipe.readEnd, inputOffset: Op.noOffset, output: a, outputOffset: Op.noOffset,
                         length: payload.count, flags: 0), UserData(raw: 2))
         let sink = UnsafeMutableRawPointer.allocate(byteCount: payload.count, alignment: 1)
         defer { sink.deallocate() }

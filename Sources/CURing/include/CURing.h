@@ -48,6 +48,8 @@ static const uint64_t FT_RESOLVE_BENEATH = 0x08;
 static const unsigned FT_RENAME_NOREPLACE = 1;
 static const int FT_O_TMPFILE = 020200000;
 static const int FT_AT_EMPTY_PATH = 0x1000;
+static const int FT_O_PATH = 010000000;
+static const long FT_UTIME_OMIT = ((1l << 30) - 2l);
 
 // Each returns the syscall's result; on failure -1 with errno set.
 int ft_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);

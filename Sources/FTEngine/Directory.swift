@@ -1,0 +1,138 @@
+import CURing
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An open directory, and every file operation the receiver makes beneath
+/// it. Peer-supplied names only ever reach the kernel through these calls,
+/// which resolve relative to this fd with `RESOLVE_BENEATH` and refuse every
+/// symlink, so no name can escape the directory or be redirected by a link
+/// planted in it. Names are checked and opened in one step, never checked
+/// first and opened later.
+public final class Directory {
+    public let fd: CInt
+    /// For messages only.
+    public let displayPath: String
+
+    private static let beneath = FT_RESOLVE_BENEATH | FT_RESOLVE_NO_SYMLINKS | FT_RESOLVE_NO_MAGICLINKS
+
+    init(fd: CInt, displayPath: String) {
+        self.fd = fd
+        self.displayPath = displayPath
+    }
+
+    deinit { close(fd) }
+
+    /// Opens a directory the local user named (trusted: links are followed).
+    public static func open(_ path: String) throws(IOError) -> Directory {
+        let fd = try retryingEINTR("open directory", path) {
+            ft_openat2(AT_FDCWD, path, UInt64(O_DIRECTORY | O_RDONLY | O_CLOEXEC), 0, 0)
+        }
+        return Directory(fd: fd, displayPath: path)
+    }
+
+    func child(_ relative: String) -> String {
+        displayPath.hasSuffix("/") ? displayPath + relative : displayPath + "/" + relative
+    }
+
+    /// Opens `relative` beneath this directory without following any link.
+    public func open(_ relative: String, flags: CInt, mode: mode_t = 0) throws(IOError) -> OwnedFD {
+        OwnedFD(try retryingEINTR("open", child(relative)) {
+            ft_openat2(fd, relative, UInt64(flags | O_CLOEXEC | O_NOFOLLOW), UInt64(mode), Self.beneath)
+        })
+    }
+
+    /// Opens the subdirectory at `components`, creating missing levels with
+    /// mode 0700 (the final modes are applied once the push is complete).
+    /// Returns the directory and how many levels were created.
+    public func openDirectory(_ components: ArraySlice<String>, create: Bool) throws(IOError) -> (Directory, created: Int) {
+        var current = self
+        var created = 0
+        for name in components {
+            let path = current.child(name)
+            var r = ft_openat2(current.fd, name, UInt64(O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW), 0, Self.beneath)
+            if r < 0, errno == ENOENT, create {
+                if mkdirat(current.fd, name, 0o700) == 0 {
+                    created += 1
+                } else if errno != EEXIST {
+                    throw IOError(Errno(rawValue: errno), "create directory", path)
+                }
+                r = ft_openat2(current.fd, name, UInt64(O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW), 0, Self.beneath)
+            }
+            guard r >= 0 else {
+                var e = IOError(Errno(rawValue: errno), "open directory", path)
+                if e.errno == .tooManySymbolicLinkLevels || e.errno == .notDirectory {
+                    e.operation = "refusing to write through"
+                    e.target = path + " (a symlink or a non-directory is in the way)"
+                }
+                throw e
+            }
+            current = Directory(fd: r, displayPath: path)
+        }
+        return (current, created)
+    }
+
+    /// What is at `components` (without following links), or nil.
+    public func lookup(_ components: [String]) throws(IOError) -> stat? {
+        let relative = components.joined(separator: "/")
+        let r = ft_openat2(fd, relative, UInt64(FT_O_PATH | O_CLOEXEC | O_NOFOLLOW), 0, Self.beneath)
+        if r < 0 {
+            if errno == ENOENT { return nil }
+            var e = IOError(Errno(rawValue: errno), "look up", child(relative))
+            if e.errno == .tooManySymbolicLinkLevels || e.errno == .improperLink {
+                e.operation = "refusing to resolve"
+                e.target = child(relative) + " (it crosses a symlink or leaves the destination)"
+            }
+            throw e
+        }
+        defer { close(r) }
+        var st = stat()
+        _ = try retryingEINTR("stat", child(relative)) { fstat(r, &st) }
+        return st
+    }
+
+    /// Creates a new file that did not exist (`O_EXCL`), for writing.
+    public func createExclusive(_ name: String, mode: mode_t = 0o600) throws(IOError) -> OwnedFD {
+        try open(name, flags: O_CREAT | O_EXCL | O_RDWR, mode: mode)
+    }
+
+    /// Renames within this directory. Without `replace` an existing target
+    /// is never clobbered (`RENAME_NOREPLACE`, atomic).
+    public func rename(_ from: String, to: String, replace: Bool) throws(IOError) {
+        _ = try retryingEINTR("rename into place", child(to)) {
+            ft_renameat2(fd, from, fd, to, replace ? 0 : FT_RENAME_NOREPLACE)
+        }
+    }
+
+    public func remove(_ name: String) {
+        _ = unlinkat(fd, name, 0)
+    }
+
+    /// Bytes an unprivileged writer may still use on this filesystem.
+    public func availableBytes() throws(IOError) -> UInt64 {
+        var s = statvfs()
+        _ = try retryingEINTR("check free space on", displayPath) { fstatvfs(fd, &s) }
+        return UInt64(s.f_bavail) * UInt64(s.f_frsize)
+    }
+
+    /// Applies mode (without setuid, setgid or sticky) and mtime to an open fd.
+    public static func applyMetadata(_ fd: CInt, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: UInt32, path: String) throws(IOError) {
+        _ = try retryingEINTR("set mode of", path) { fchmod(fd, mode_t(mode & 0o777)) }
+        var times = [timespec(tv_sec: 0, tv_nsec: Int(FT_UTIME_OMIT)),
+                     timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
+        _ = try retryingEINTR("set mtime of", path) { futimens(fd, &times) }
+    }
+}
+
+public enum FileSpace {
+    /// Reserves `bytes` for a file so that a full disk fails now, not halfway
+    /// through. Filesystems without fallocate are let through.
+    public static func reserve(_ fd: CInt, bytes: UInt64, path: String) throws(IOError) {
+        guard ft_fallocate(fd, 0, 0, Int64(bytes)) != 0 else { return }
+        let e = errno
+        if e == EOPNOTSUPP || e == ENOSYS || e == EINVAL { return }
+        throw IOError(Errno(rawValue: e), "reserve \(bytes) bytes for", path)
+    }
+}

@@ -1,0 +1,159 @@
+import FTEngine
+import FTWire
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Stops a running receiver from another thread or a signal handler.
+public struct StopHandle: Sendable {
+    let fd: CInt
+    /// Async-signal-safe: one eventfd write.
+    public func stop() {
+        var one: UInt64 = 1
+        _ = write(fd, &one, 8)
+    }
+}
+
+/// `ft recv`: listens, and serves many sessions at once on one ring, each
+/// writing beneath the destination directory.
+public final class Receiver: LoopHandler {
+    public let config: ReceiverConfig
+    public let logger: Logger
+    public let address: SocketAddress
+    let loop: EventLoop
+    let destination: Directory
+    private let listener: Listener
+    private let stopFD: CInt
+    private var reg: Registration!
+    private var sessions: [ObjectIdentifier: ReceiverSession] = [:]
+    private var events: ProgressHandler = { _ in }
+    private var accepting = false
+    private var stopping = false
+    private var outcome = Outcome()
+
+    public struct Outcome: Sendable {
+        public var sessions = 0
+        public var succeeded = 0
+        public var failures: [String] = []
+        public var interrupted = false
+    }
+
+    public init(config: ReceiverConfig, logger: Logger) throws(TransferError) {
+        self.config = config
+        self.logger = logger
+        do {
+            destination = try Directory.open(config.directory)
+            listener = try Socket.listen(config.listen)
+            let backend = try Engine.makeBackend(config.engine, logger: logger)
+            loop = try EventLoop(backend: backend, logger: logger)
+            stopFD = try makeEventFD()
+        } catch {
+            throw .io(error)
+        }
+        address = listener.address
+        loop.backend.adopt(socket: listener.fd.raw)
+    }
+
+    deinit {
+        close(stopFD)
+        stopBuffer.deallocate()
+    }
+
+    /// A handle that makes `run` wind down and return, from any thread.
+    public var stopHandle: StopHandle { StopHandle(fd: stopFD) }
+
+    public var backend: BackendKind { loop.backend.kind }
+
+    /// Serves until stopped (or, with `once`, until the first session ends).
+    public func run(events: @escaping ProgressHandler) throws(TransferError) -> Outcome {
+        self.events = events
+        reg = loop.register(self)
+        armAccept()
+        armStop()
+        do {
+            try loop.run { stopping && sessions.isEmpty }
+        } catch {
+            throw .io(error)
+        }
+        return outcome
+    }
+
+    private let stopBuffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+
+    private func armStop() {
+        loop.backend.queue(.read(fd: stopFD, buffer: stopBuffer, length: 8, offset: Op.noOffset), reg.userData(2))
+    }
+
+    private func armAccept() {
+        guard !accepting, !stopping else { return }
+        accepting = true
+        loop.backend.queue(.accept(fd: listener.fd.raw), reg.userData(1))
+    }
+
+    public func complete(_ c: Completion, on loop: EventLoop) {
+        switch c.userData.tag {
+        case 1:
+            accepting = false
+            accepted(c.result)
+        case 2:
+            // Interrupted: end every session; their temp files are removed.
+            outcome.interrupted = true
+            beginStopping()
+            for s in sessions.values { s.abort("the receiver was interrupted") }
+        default:
+            break
+        }
+    }
+
+    private func accepted(_ result: Int32) {
+        guard result >= 0 else {
+            if result != -ECANCELED {
+                logger.error("accept on \(address): \(IOError.explain(.init(rawValue: -result)))")
+            }
+            // EMFILE and friends: try again on the next tick, not in a spin.
+            return
+        }
+        let peer = Socket.peerAddress(result)?.description ?? "unknown peer"
+        if stopping || sessions.count >= config.maxSessions {
+            let why = stopping ? "the receiver is shutting down" : "the receiver is serving \(sessions.count) sessions, its limit; try again later"
+            let bytes = FrameCodec.encode(.error(ErrorFrame(.busy, why)))
+            _ = bytes.withUnsafeBytes { send(result, $0.baseAddress, $0.count, CInt(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+            close(result)
+            logger.warning("turned away \(peer): \(why)")
+            armAccept()
+            return
+        }
+        let s = ReceiverSession(server: self, socket: result, peer: peer)
+        sessions[ObjectIdentifier(s)] = s
+        outcome.sessions += 1
+        s.start()
+        if config.once || config.toStdout {
+            beginStopping()
+        } else {
+            armAccept()
+        }
+    }
+
+    public func tick(now: UInt64, on loop: EventLoop) {
+        armAccept()
+    }
+
+    private func beginStopping() {
+        guard !stopping else { return }
+        stopping = true
+        if accepting { loop.backend.queue(.cancelFD(fd: listener.fd.raw), reg.userData(3)) }
+    }
+
+    func emit(_ e: ProgressEvent) { events(e) }
+
+    func sessionEnded(_ s: ReceiverSession) {
+        sessions[ObjectIdentifier(s)] = nil
+        if s.succeeded {
+            outcome.succeeded += 1
+        } else {
+            outcome.failures.append(s.failure ?? "session ended early")
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import FTEngine
+import FTWire
+
+/// How the receiver moves payload bytes from the socket to the file.
+public enum ReceivePath: String, Sendable, CaseIterable {
+    /// socket → pipe → file with linked splice operations on the ring.
+    case splice
+    /// recv into a buffer, hash it there, write it to the file.
+    case copy
+}
+
+public struct ReceiverConfig: Sendable {
+    public var listen: Endpoint
+    public var directory: String
+    /// Serve one session, then return.
+    public var once: Bool
+    /// Replace existing files (never by default).
+    public var overwrite: Bool
+    /// Write the single incoming stream to stdout instead of a file.
+    public var toStdout: Bool
+    public var path: ReceivePath
+    public var engine: EnginePreference
+    /// Sessions served at once; more are turned away with a clear error.
+    public var maxSessions: Int
+    /// A session that makes no progress for this long is ended.
+    public var idleTimeoutSeconds: Double
+    /// A connection must complete its hello within this time.
+    public var handshakeTimeoutSeconds: Double
+
+    public init(
+        listen: Endpoint = Endpoint(host: nil, port: 7878), directory: String = ".", once: Bool = false,
+        overwrite: Bool = false, toStdout: Bool = false, path: ReceivePath = .splice,
+        engine: EnginePreference = .auto, maxSessions: Int = 128, idleTimeoutSeconds: Double = 60,
+        handshakeTimeoutSeconds: Double = 10
+    ) {
+        self.listen = listen
+        self.directory = directory
+        self.once = once
+        self.overwrite = overwrite
+        self.toStdout = toStdout
+        self.path = path
+        self.engine = engine
+        self.maxSessions = maxSessions
+        self.idleTimeoutSeconds = idleTimeoutSeconds
+        self.handshakeTimeoutSeconds = handshakeTimeoutSeconds
+    }
+
+    /// Pipe capacity for splicing (F_SETPIPE_SZ); 1 MiB measured best here.
+    static let pipeSize = 1 << 20
+    /// Copy-path buffer per session.
+    static let copyBuffer = 1 << 20
+}

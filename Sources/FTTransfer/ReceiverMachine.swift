@@ -1,0 +1,232 @@
+import FTWire
+
+/// One announced entry, after its path passed every rule.
+public struct IncomingEntry: Equatable, Sendable {
+    public var entry: ManifestEntry
+    public var path: PeerPath
+    public var received = ReceivedRanges()
+    public var trailer: FileEnd?
+    public var finished = false
+
+    public var isData: Bool { entry.kind != .directory }
+}
+
+/// The receiver's protocol logic for one session, with no I/O: it is fed
+/// frames and reports of finished work, and answers with what to do next.
+/// Everything a peer can get wrong is caught here, before the driver
+/// touches a file.
+public struct ReceiverMachine {
+    public enum Phase: Equatable, Sendable {
+        case awaitingHello
+        case awaitingManifest
+        case reviewing
+        case receiving
+        case finished
+        case failed
+    }
+
+    public enum Action: Equatable, Sendable {
+        /// Answer the hello, speaking `version`.
+        case replyHello(version: UInt16)
+        /// Check the entries against the destination, create directories,
+        /// then call `accepted()` and send `accept` (or fail).
+        case review
+        /// `length` payload bytes follow on the stream: store them at
+        /// `offset` of entry `index`, then call `stored(index:)`.
+        case store(index: Int, offset: UInt64, length: UInt32)
+        /// Every byte of entry `index` is in: verify against the trailer,
+        /// commit, acknowledge, then call `finished(index:)`.
+        case finish(index: Int)
+        /// The push is complete: send `done`.
+        case complete(Done)
+        /// Send this error to the peer and end the session.
+        case fail(ErrorFrame)
+        /// The peer reported an error and ends the session.
+        case peerFailed(ErrorFrame)
+        case none
+    }
+
+    public private(set) var phase = Phase.awaitingHello
+    public private(set) var entries: [IncomingEntry] = []
+    public private(set) var version: UInt16 = 0
+    public private(set) var manifestEnd: ManifestEnd?
+    private var announced: [ManifestEntry] = []
+    private var byID: [UInt32: Int] = [:]
+    private var sawEnd = false
+    private var unfinished = 0
+    private var committedBytes: UInt64 = 0
+    private var committedFiles: UInt64 = 0
+    let maxEntries: Int
+
+    public init(maxEntries: Int = Manifest.maxEntries) {
+        self.maxEntries = maxEntries
+    }
+
+    public var verify: Bool { !(manifestEnd?.flags.contains(.noVerify) ?? false) }
+
+    public mutating func receive(_ frame: Frame) -> Action {
+        if case .error(let e) = frame {
+            phase = .failed
+            return .peerFailed(e)
+        }
+        switch (phase, frame) {
+        case (.awaitingHello, .hello(let h)):
+            guard h.role == .sender else { return fail(.protocolViolation, "peer is not a sender") }
+            switch ProtocolVersion.negotiate(peerMin: h.minVersion, peerMax: h.maxVersion) {
+            case .failure(let m):
+                return fail(.version, m.description)
+            case .success(let v):
+                version = v
+                phase = .awaitingManifest
+                return .replyHello(version: v)
+            }
+        case (.awaitingManifest, .manifest(let list)):
+            guard announced.count + list.count <= maxEntries else {
+                return fail(.refused, "manifest has more than \(maxEntries) entries")
+            }
+            announced.append(contentsOf: list)
+            return .none
+        case (.awaitingManifest, .manifestEnd(let end)):
+            return review(end)
+        case (.receiving, .data(let h)):
+            return data(h)
+        case (.receiving, .fileEnd(let t)):
+            return trailer(t)
+        case (.receiving, .end):
+            sawEnd = true
+            let missing = entries.filter { $0.isData && $0.trailer == nil }.count
+            guard missing == 0 else {
+                return fail(.protocolViolation, "push ended with \(missing) files never finished")
+            }
+            return unfinished == 0 ? complete() : .none
+        default:
+            return fail(.protocolViolation, "unexpected \(frame.type) frame while \(phase)")
+        }
+    }
+
+    private mutating func review(_ end: ManifestEnd) -> Action {
+        guard Int(end.entryCount) == announced.count else {
+            return fail(.protocolViolation, "manifest-end counts \(end.entryCount) entries but \(announced.count) arrived")
+        }
+        var seen: [PeerPath: ManifestEntry.Kind] = [:]
+        var total: UInt64 = 0
+        entries.reserveCapacity(announced.count)
+        for e in announced {
+            let path: PeerPath
+            do {
+                path = try PeerPath.validate(e.path)
+            } catch {
+                return fail(.refused, "refusing path '\(Escape.forDisplay(bytes: e.path))': \(error)")
+            }
+            guard byID[e.fileID] == nil else {
+                return fail(.protocolViolation, "file id \(e.fileID) announced twice")
+            }
+            guard seen[path] == nil else {
+                return fail(.refused, "'\(Escape.forDisplay(path.description))' announced twice")
+            }
+            seen[path] = e.kind
+            if e.kind == .file {
+                let (sum, overflow) = total.addingReportingOverflow(e.size)
+                guard !overflow, e.size <= UInt64(Int64.max) else {
+                    return fail(.refused, "'\(Escape.forDisplay(path.description))' has an impossible size \(e.size)")
+                }
+                total = sum
+            }
+            byID[e.fileID] = entries.count
+            entries.append(IncomingEntry(entry: e, path: path))
+            if e.kind != .directory { unfinished += 1 }
+        }
+        // A file may not stand where another entry needs a directory.
+        for e in entries {
+            var parent = e.path.parent
+            while let p = parent {
+                if let kind = seen[p], kind != .directory {
+                    return fail(.refused, "'\(Escape.forDisplay(e.path.description))' needs '\(Escape.forDisplay(p.description))' to be a directory, but it is announced as a file")
+                }
+                parent = p.parent
+            }
+        }
+        guard total == end.totalBytes else {
+            return fail(.protocolViolation, "manifest-end says \(end.totalBytes) bytes but the entries add up to \(total)")
+        }
+        announced = []
+        manifestEnd = end
+        phase = .reviewing
+        return .review
+    }
+
+    /// The driver accepted the manifest and prepared the destination.
+    public mutating func accepted() {
+        precondition(phase == .reviewing)
+        phase = .receiving
+        for i in entries.indices where !entries[i].isData { entries[i].finished = true }
+    }
+
+    private mutating func data(_ h: DataHeader) -> Action {
+        guard let i = byID[h.fileID] else { return fail(.protocolViolation, "chunk for unknown file id \(h.fileID)") }
+        let e = entries[i]
+        let name = Escape.forDisplay(e.path.description)
+        guard e.isData else { return fail(.protocolViolation, "chunk for directory '\(name)'") }
+        guard e.trailer == nil else { return fail(.protocolViolation, "chunk for '\(name)' after its trailer") }
+        let end = h.offset + UInt64(h.length)
+        if e.entry.kind == .file, end > e.entry.size {
+            return fail(.protocolViolation, "chunk at \(h.offset)+\(h.length) is past the \(e.entry.size) bytes announced for '\(name)'")
+        }
+        guard entries[i].received.insert(h.offset..<end) else {
+            return fail(.protocolViolation, "chunk at \(h.offset)+\(h.length) of '\(name)' overlaps bytes already received")
+        }
+        return .store(index: i, offset: h.offset, length: h.length)
+    }
+
+    private mutating func trailer(_ t: FileEnd) -> Action {
+        guard let i = byID[t.fileID] else { return fail(.protocolViolation, "trailer for unknown file id \(t.fileID)") }
+        let e = entries[i]
+        let name = Escape.forDisplay(e.path.description)
+        guard e.isData else { return fail(.protocolViolation, "trailer for directory '\(name)'") }
+        guard e.trailer == nil else { return fail(.protocolViolation, "second trailer for '\(name)'") }
+        if e.entry.kind == .file, t.size != e.entry.size {
+            return fail(.protocolViolation, "trailer says \(t.size) bytes for '\(name)' but the manifest said \(e.entry.size)")
+        }
+        guard e.received.contiguous == t.size, e.received.total == t.size else {
+            return fail(.protocolViolation, "'\(name)' ended after \(e.received.total) of \(t.size) bytes")
+        }
+        if verify, t.digest == nil {
+            return fail(.protocolViolation, "trailer for '\(name)' has no digest but verification is on")
+        }
+        entries[i].trailer = t
+        return .finish(index: i)
+    }
+
+    /// Entry `index` is committed (or failed, which ends the session anyway).
+    public mutating func finished(index: Int, bytes: UInt64) -> Action {
+        guard !entries[index].finished else { return .none }
+        entries[index].finished = true
+        unfinished -= 1
+        committedFiles += 1
+        committedBytes += bytes
+        return sawEnd && unfinished == 0 ? complete() : .none
+    }
+
+    private mutating func complete() -> Action {
+        phase = .finished
+        return .complete(Done(files: committedFiles, bytes: committedBytes))
+    }
+
+    private mutating func fail(_ code: ErrorFrame.Code, _ message: String) -> Action {
+        phase = .failed
+        return .fail(ErrorFrame(code, message))
+    }
+}
+
+extension ReceiverMachine.Phase: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .awaitingHello: return "awaiting hello"
+        case .awaitingManifest: return "awaiting the manifest"
+        case .reviewing: return "reviewing the manifest"
+        case .receiving: return "receiving"
+        case .finished: return "finished"
+        case .failed: return "failed"
+        }
+    }
+}

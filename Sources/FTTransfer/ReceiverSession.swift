@@ -1,0 +1,593 @@
+import FTEngine
+import FTWire
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One sender's connection to the receiver: drives a `ReceiverMachine` with
+/// the socket's frames and carries out its actions on the ring. Every
+/// session runs on the receiver's one loop thread; none blocks another.
+final class ReceiverSession: LoopHandler {
+    unowned let server: Receiver
+    let id: String
+    let peer: String
+    private let socket: CInt
+    private let channel: FrameChannel
+    private var reg: Registration!
+    private var machine = ReceiverMachine()
+    private var inflight = 0
+    private var lastActivity = monotonicNanoseconds()
+    private let started = monotonicNanoseconds()
+
+    private var pipe: Pipe?
+    private var copyBuffer: UnsafeMutableRawBufferPointer?
+    private var sinks: [Int: FileSink] = [:]
+    private var payload: Payload?
+    private var meter: ProgressMeter
+    private var createdDirectories: [Int] = []
+    private var directoryCache: [PeerPath: Directory] = [:]
+    private var digests: [(path: String, digest: Digest128)] = []
+
+    /// Why the session ends; nil while it runs or when it succeeded.
+    private(set) var failure: String?
+    private(set) var succeeded = false
+    private var closing: Closing?
+
+    private struct Closing {
+        var shutWrite = false
+        var readDone = false
+        var deadline: UInt64
+    }
+
+    /// A payload being moved from the socket to entry `index`.
+    private struct Payload {
+        var index: Int
+        var start: UInt64
+        var offset: UInt64
+        var remaining: UInt64
+        /// splice: bytes sitting in the pipe.
+        var inPipe = 0
+        /// copy: bytes in the buffer waiting for their write.
+        var piece = 0
+        var inFlight = 0
+    }
+
+    init(server: Receiver, socket: CInt, peer: String) {
+        self.server = server
+        self.socket = socket
+        self.peer = peer
+        self.id = randomHex(4)
+        self.channel = FrameChannel(fd: socket, peer: peer)
+        self.meter = ProgressMeter(session: id, totalBytes: nil)
+    }
+
+    deinit {
+        copyBuffer?.deallocate()
+        close(socket)
+    }
+
+    var loop: EventLoop { server.loop }
+    var config: ReceiverConfig { server.config }
+
+    func start() {
+        reg = loop.register(self)
+        loop.backend.adopt(socket: socket)
+        read()
+    }
+
+    private func read() {
+        inflight += 1
+        channel.readNext(loop, reg)
+    }
+
+    private func flush() {
+        if channel.flush(loop, reg) { inflight += 1 }
+    }
+
+    // MARK: Completions
+
+    func complete(_ c: Completion, on loop: EventLoop) {
+        inflight -= 1
+        lastActivity = monotonicNanoseconds()
+        guard let tag = Tag(rawValue: c.userData.tag) else { return }
+        if closing != nil {
+            completeWhileClosing(tag, c)
+            return
+        }
+        switch tag {
+        case .readPrefix, .readBody:
+            switch channel.onRead(c, loop, reg) {
+            case .pending:
+                inflight += 1
+            case .frame(let f):
+                act(machine.receive(f))
+            case .closed:
+                fail(.disconnected("closed by the sender while \(machine.phase)", peer: peer), tellPeer: false)
+            case .failed(let e):
+                fail(e, tellPeer: true)
+            }
+        case .sendControl:
+            if let e = channel.onSent(c) { fail(e, tellPeer: false) } else { flush() }
+        case .spliceIn, .spliceOut:
+            spliceCompleted(tag, c.result)
+        case .payloadRecv, .payloadWrite:
+            copyCompleted(tag, c.result)
+        default:
+            break
+        }
+        finishIfClosed()
+    }
+
+    func tick(now: UInt64, on loop: EventLoop) {
+        if var cl = closing {
+            if now >= cl.deadline, !cl.readDone {
+                // The peer did not close after our last frame: cut it off.
+                _ = shutdown(socket, CInt(SHUT_RDWR))
+                cl.readDone = true
+                closing = cl
+            }
+            finishIfClosed()
+            return
+        }
+        let limit = machine.phase == .awaitingHello ? config.handshakeTimeoutSeconds : config.idleTimeoutSeconds
+        if Double(now - lastActivity) / 1e9 > limit {
+            let what = machine.phase == .awaitingHello ? "no hello" : "no progress while \(machine.phase)"
+            fail(.timeout("\(what) for \(Int(limit)) s", peer: peer), tellPeer: true)
+            finishIfClosed()
+        }
+    }
+
+    // MARK: Actions
+
+    private func act(_ action: ReceiverMachine.Action) {
+        switch action {
+        case .none:
+            read()
+        case .replyHello(let version):
+            var hello = Hello(role: .receiver, features: [.xxh3])
+            hello.minVersion = version
+            hello.maxVersion = version
+            channel.enqueue(.hello(hello))
+            flush()
+            read()
+        case .review:
+            do throws(TransferError) {
+                try review()
+            } catch {
+                fail(error, tellPeer: true)
+                return
+            }
+            machine.accepted()
+            channel.enqueue(.accept(Accept()))
+            flush()
+            announceStart()
+            read()
+        case .store(let index, let offset, let length):
+            startPayload(index: index, offset: offset, length: length)
+        case .finish(let index):
+            do throws(TransferError) {
+                try finish(index)
+            } catch {
+                fail(error, tellPeer: true)
+                return
+            }
+            let bytes = machine.entries[index].trailer!.size
+            let next = machine.finished(index: index, bytes: bytes)
+            if case .complete = next { act(next) } else { read() }
+        case .complete(let done):
+            applyDirectoryMetadata()
+            channel.enqueue(.done(done))
+            flush()
+            succeeded = true
+            let seconds = Double(monotonicNanoseconds() - started) / 1e9
+            let dirs = machine.entries.filter { !$0.isData }.count
+            server.emit(.finished(.init(
+                session: id, peer: peer, files: Int(done.files), directories: dirs, bytes: done.bytes,
+                skippedBytes: 0, seconds: seconds, verified: machine.verify, digests: digests,
+                engine: EngineReport(backend: loop.backend.kind, dataPath: config.path.rawValue, stats: loop.stats))))
+            beginClose()
+        case .fail(let e):
+            fail(.refused(e, peer: peer), frame: e)
+        case .peerFailed(let e):
+            fail(.peer(e, peer: peer), tellPeer: false)
+        }
+    }
+
+    // MARK: Review
+
+    /// Checks every entry against the destination before any byte lands,
+    /// and creates the directories. Throws the reason for refusing.
+    private func review() throws(TransferError) {
+        let dest = server.destination
+        if config.toStdout {
+            let data = machine.entries.filter(\.isData)
+            guard data.count == 1, machine.entries.count == 1 else {
+                throw refusal(.refused, "this receiver writes one file to stdout, but the push has \(machine.entries.count) entries")
+            }
+            return
+        }
+        var needed: UInt64 = 0
+        for e in machine.entries {
+            let name = Escape.forDisplay(e.path.description)
+            let existing: stat?
+            do {
+                existing = try dest.lookup(e.path.components)
+            } catch {
+                throw refusal(.refused, "'\(name)': \(error.operation) \(error.target ?? "")")
+            }
+            if let st = existing {
+                let isDir = st.st_mode & S_IFMT == S_IFDIR
+                switch e.entry.kind {
+                case .directory where !isDir:
+                    throw refusal(.exists, "'\(name)' exists and is not a directory")
+                case .file where isDir, .stream where isDir:
+                    throw refusal(.exists, "'\(name)' exists as a directory")
+                case .file, .stream:
+                    if !config.overwrite {
+                        throw refusal(.exists, "'\(name)' exists in \(dest.displayPath); the receiver keeps it (run ft recv with --overwrite to replace)")
+                    }
+                default:
+                    break
+                }
+            }
+            if e.entry.kind == .file { needed += e.entry.size }
+        }
+        let free: UInt64
+        do { free = try dest.availableBytes() } catch { throw .io(error) }
+        if needed > free {
+            throw refusal(.noSpace, "push needs \(formatBytes(needed)) but \(dest.displayPath) has \(formatBytes(free)) free")
+        }
+        for (i, e) in machine.entries.enumerated() where e.entry.kind == .directory {
+            do {
+                let (_, created) = try dest.openDirectory(e.path.components[...], create: true)
+                if created > 0 { createdDirectories.append(i) }
+            } catch {
+                throw .io(error)
+            }
+        }
+        meter.totalBytes = machine.entries.contains { $0.entry.kind == .stream } ? nil : needed
+    }
+
+    private func refusal(_ code: ErrorFrame.Code, _ message: String) -> TransferError {
+        .refused(ErrorFrame(code, message), peer: peer)
+    }
+
+    private func announceStart() {
+        let files = machine.entries.filter(\.isData).count
+        server.emit(.started(.init(
+            session: id, peer: peer, files: files, directories: machine.entries.count - files,
+            totalBytes: meter.totalBytes, skippedBytes: 0)))
+    }
+
+    // MARK: Payload
+
+    private func sink(for index: Int) throws(TransferError) -> FileSink {
+        if let s = sinks[index] { return s }
+        let e = machine.entries[index]
+        let display = Escape.forDisplay(e.path.description)
+        let size: UInt64? = e.entry.kind == .file ? e.entry.size : nil
+        let s: FileSink
+        if config.toStdout {
+            s = FileSink(stdoutFor: display, verify: machine.verify)
+        } else {
+            do {
+                let dir = try parentDirectory(of: e.path)
+                s = try FileSink(directory: dir, finalName: e.path.name, display: display, size: size, verify: machine.verify)
+            } catch {
+                throw .io(error)
+            }
+        }
+        sinks[index] = s
+        return s
+    }
+
+    private func parentDirectory(of path: PeerPath) throws(IOError) -> Directory {
+        guard let parent = path.parent else { return server.destination }
+        if let d = directoryCache[parent] { return d }
+        let (d, _) = try server.destination.openDirectory(parent.components[...], create: true)
+        if directoryCache.count > 64 { directoryCache.removeAll() }
+        directoryCache[parent] = d
+        return d
+    }
+
+    private func startPayload(index: Int, offset: UInt64, length: UInt32) {
+        do throws(TransferError) {
+            _ = try sink(for: index)
+        } catch {
+            fail(error, tellPeer: true)
+            return
+        }
+        payload = Payload(index: index, start: offset, offset: offset, remaining: UInt64(length))
+        if length == 0 {
+            payloadDone()
+            return
+        }
+        if config.toStdout || config.path == .copy { pumpCopy() } else { pumpSplice() }
+    }
+
+    /// socket → pipe → file, one linked pair per pipe-full. If the socket
+    /// side comes up short the link cancels the file side, and whatever
+    /// reached the pipe is moved on its own before the next pair.
+    private func pumpSplice() {
+        guard var p = payload, p.inFlight == 0 else { return }
+        let file = sinks[p.index]!
+        if pipe == nil {
+            do throws(IOError) {
+                pipe = try Pipe(size: ReceiverConfig.pipeSize)
+            } catch {
+                fail(.io(error), tellPeer: true)
+                return
+            }
+        }
+        let pipe = pipe!
+        let outOffset = file.isStdout ? Op.noOffset : Int64(p.offset)
+        if p.inPipe > 0 {
+            loop.backend.queue(.splice(input: pipe.readEnd, inputOffset: Op.noOffset, output: file.fd, outputOffset: outOffset,
+                                       length: p.inPipe, flags: 0), reg.userData(Tag.spliceOut.rawValue))
+            p.inFlight = 1
+        } else if p.remaining > 0 {
+            let n = Int(min(p.remaining, UInt64(pipe.capacity)))
+            loop.backend.queue(.splice(input: socket, inputOffset: Op.noOffset, output: pipe.writeEnd, outputOffset: Op.noOffset,
+                                       length: n, flags: 0), reg.userData(Tag.spliceIn.rawValue), link: true)
+            loop.backend.queue(.splice(input: pipe.readEnd, inputOffset: Op.noOffset, output: file.fd, outputOffset: outOffset,
+                                       length: n, flags: 0), reg.userData(Tag.spliceOut.rawValue))
+            p.inFlight = 2
+        } else {
+            payloadDone()
+            return
+        }
+        inflight += p.inFlight
+        payload = p
+    }
+
+    private func spliceCompleted(_ tag: Tag, _ result: Int32) {
+        guard var p = payload else { return }
+        p.inFlight -= 1
+        if tag == .spliceIn {
+            if result <= 0 {
+                payload = p
+                let e: TransferError = result == 0
+                    ? .disconnected("closed in the middle of a chunk of '\(sinks[p.index]!.display)'", peer: peer)
+                    : .io(IOError(result: result, "splice from", peer))
+                fail(e, tellPeer: result < 0)
+                return
+            }
+            p.inPipe += Int(result)
+        } else if result != -ECANCELED {
+            if result < 0 {
+                payload = p
+                fail(.io(IOError(result: result, "write", sinks[p.index]!.display)), tellPeer: true)
+                return
+            }
+            let stored = p.offset..<p.offset + UInt64(result)
+            p.inPipe -= Int(result)
+            p.offset += UInt64(result)
+            p.remaining -= UInt64(result)
+            payload = p
+            if !noteStored(p.index, stored) { return }
+            advanceMeter(p.index, UInt64(result))
+        }
+        payload = p
+        if p.inFlight == 0 { pumpSplice() }
+    }
+
+    /// recv into our buffer (hashed there while hot), then write to the file.
+    private func pumpCopy() {
+        guard var p = payload, p.inFlight == 0 else { return }
+        guard p.remaining > 0 else {
+            payloadDone()
+            return
+        }
+        if copyBuffer == nil {
+            copyBuffer = .allocate(byteCount: ReceiverConfig.copyBuffer, alignment: 4096)
+        }
+        let buf = copyBuffer!
+        let file = sinks[p.index]!
+        let n = Int(min(p.remaining, UInt64(buf.count)))
+        p.piece = n
+        loop.backend.queue(.recv(fd: socket, buffer: buf.baseAddress!, length: n, flags: CInt(MSG_WAITALL)),
+                           reg.userData(Tag.payloadRecv.rawValue), link: true)
+        loop.backend.queue(.write(fd: file.fd, buffer: buf.baseAddress!, length: n,
+                                  offset: file.isStdout ? Op.noOffset : Int64(p.offset)),
+                           reg.userData(Tag.payloadWrite.rawValue))
+        p.inFlight = 2
+        inflight += 2
+        payload = p
+    }
+
+    private func copyCompleted(_ tag: Tag, _ result: Int32) {
+        guard var p = payload else { return }
+        p.inFlight -= 1
+        payload = p
+        let file = sinks[p.index]!
+        if tag == .payloadRecv {
+            if Int(result) < p.piece {
+                let e: TransferError = result < 0
+                    ? .io(IOError(result: result, "receive from", peer))
+                    : .disconnected("closed in the middle of a chunk of '\(file.display)'", peer: peer)
+                fail(e, tellPeer: result < 0)
+                return
+            }
+            // The write of these bytes is running; both only read the buffer.
+            file.hash(UnsafeRawBufferPointer(start: copyBuffer!.baseAddress, count: p.piece), at: p.offset)
+        } else if result != -ECANCELED {
+            if Int(result) < p.piece {
+                let e = result < 0 ? IOError(result: result, "write", file.display) : IOError(.noSpace, "write (short) to", file.display)
+                fail(.io(e), tellPeer: true)
+                return
+            }
+            let stored = p.offset..<p.offset + UInt64(result)
+            p.offset += UInt64(result)
+            p.remaining -= UInt64(result)
+            payload = p
+            if !noteStored(p.index, stored) { return }
+            advanceMeter(p.index, UInt64(result))
+        }
+        if p.inFlight == 0 { pumpCopy() }
+    }
+
+    /// Records stored bytes and hashes what became contiguous; false if
+    /// hashing failed (the session is then failing).
+    private func noteStored(_ index: Int, _ range: Range<UInt64>) -> Bool {
+        do throws(IOError) {
+            try sinks[index]!.didStore(range)
+            return true
+        } catch {
+            fail(.io(error), tellPeer: true)
+            return false
+        }
+    }
+
+    private func payloadDone() {
+        payload = nil
+        read()
+    }
+
+    private func advanceMeter(_ index: Int, _ n: UInt64) {
+        let e = machine.entries[index]
+        let s = sinks[index]!
+        if let ev = meter.advance(by: n, path: s.display, fileBytes: s.stored.total,
+                                  fileSize: e.entry.kind == .file ? e.entry.size : nil) {
+            server.emit(ev)
+        }
+    }
+
+    // MARK: Finishing files
+
+    private func finish(_ index: Int) throws(TransferError) {
+        let e = machine.entries[index]
+        let trailer = e.trailer!
+        let s = try sink(for: index)
+        if let digest = s.digest() {
+            guard let expected = trailer.digest, digest.constantTimeEquals(expected) else {
+                let theirs = trailer.digest?.hex ?? "none"
+                throw refusal(.hashMismatch,
+                    "'\(s.display)' failed verification: received bytes hash to \(digest.hex), the sender's hash is \(theirs); nothing was written under that name")
+            }
+        }
+        do {
+            try s.commit(entry: e.entry, overwrite: config.overwrite)
+        } catch {
+            let code: ErrorFrame.Code = error.errno == .fileExists ? .exists : .io
+            throw refusal(code, error.description)
+        }
+        sinks[index] = nil
+        let digest = s.digest()
+        if let digest { digests.append((s.display, digest)) }
+        channel.enqueue(.fileAck(FileAck(fileID: e.entry.fileID, status: .committed, digest: digest ?? .zero)))
+        flush()
+        if e.entry.size == 0 || e.entry.kind == .stream {
+            _ = meter.advance(by: 0, path: s.display, fileBytes: trailer.size, fileSize: trailer.size)
+        }
+        server.emit(.fileDone(.init(session: id, path: s.display, bytes: trailer.size, digest: digest)))
+    }
+
+    /// Modes and mtimes of directories we created, deepest first, after
+    /// their contents stopped changing them.
+    private func applyDirectoryMetadata() {
+        let ordered = createdDirectories.sorted {
+            machine.entries[$0].path.components.count > machine.entries[$1].path.components.count
+        }
+        for i in ordered {
+            let e = machine.entries[i]
+            do {
+                let (dir, _) = try server.destination.openDirectory(e.path.components[...], create: false)
+                try Directory.applyMetadata(dir.fd, mode: e.entry.mode, mtimeSeconds: e.entry.mtimeSeconds,
+                                            mtimeNanoseconds: e.entry.mtimeNanoseconds, path: dir.displayPath)
+            } catch {
+                server.logger.warning("could not set mode/mtime: \(error)")
+            }
+        }
+    }
+
+    // MARK: Ending
+
+    /// Ends the session from outside (the receiver is stopping).
+    func abort(_ reason: String) {
+        let frame = ErrorFrame(.busy, reason)
+        fail(.refused(frame, peer: peer), frame: frame)
+        finishIfClosed()
+    }
+
+    private func fail(_ error: TransferError, tellPeer: Bool) {
+        fail(error, frame: tellPeer ? error.frame : nil)
+    }
+
+    private func fail(_ error: TransferError, frame: ErrorFrame?) {
+        guard closing == nil else { return }
+        failure = error.description
+        if let frame {
+            channel.enqueue(.error(frame))
+            flush()
+        }
+        server.emit(.failed(.init(session: id, peer: peer, message: error.description)))
+        beginClose()
+    }
+
+    /// Flushes what is queued, half-closes, and waits (briefly) for the peer
+    /// to close so our last frame is read rather than reset.
+    private func beginClose() {
+        // Reads in flight finish with the peer's close, or at the deadline.
+        closing = Closing(deadline: monotonicNanoseconds() + 2_000_000_000)
+        advanceClose()
+    }
+
+    private func advanceClose() {
+        guard var cl = closing else { return }
+        if !cl.shutWrite, !channel.writing {
+            _ = shutdown(socket, CInt(SHUT_WR))
+            cl.shutWrite = true
+        }
+        if cl.shutWrite, !cl.readDone, inflight == 0 {
+            // Drain until the peer closes.
+            inflight += 1
+            channel.readNext(loop, reg)
+        }
+        closing = cl
+    }
+
+    private func completeWhileClosing(_ tag: Tag, _ c: Completion) {
+        switch tag {
+        case .sendControl:
+            _ = channel.onSent(c)
+        case .readPrefix, .readBody:
+            switch channel.onRead(c, loop, reg) {
+            case .pending: inflight += 1
+            case .frame: break
+            case .closed, .failed: closing?.readDone = true
+            }
+        default:
+            break
+        }
+        advanceClose()
+        finishIfClosed()
+    }
+
+    private func finishIfClosed() {
+        guard let cl = closing, cl.readDone || cl.deadline <= monotonicNanoseconds(), inflight == 0 else { return }
+        for s in sinks.values { s.discard() }
+        sinks.removeAll()
+        loop.unregister(reg)
+        server.sessionEnded(self)
+    }
+}
+
+func formatBytes(_ n: UInt64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var v = Double(n)
+    var u = 0
+    while v >= 1024, u < units.count - 1 {
+        v /= 1024
+        u += 1
+    }
+    return u == 0 ? "\(n) B" : String(format1(v)) + " " + units[u]
+}
+
+func format1(_ v: Double) -> String {
+    let scaled = (v * 10).rounded() / 10
+    let whole = Int(scaled)
+    let frac = Int(((scaled - Double(whole)) * 10).rounded())
+    return "\(whole).\(frac)"
+}

@@ -1,0 +1,583 @@
+import FTEngine
+import FTWire
+import Logging
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `ft send`: one push to one receiver, driven by a `SenderMachine` and a
+/// `SendPlan` on the ring. All socket writes are serialised: a control
+/// flush or one chunk at a time, so frames never interleave.
+public final class Sender: LoopHandler {
+    public let config: SendConfig
+    public let logger: Logger
+    public let items: [SourceItem]
+    let loop: EventLoop
+    private var reg: Registration!
+    private var events: ProgressHandler = { _ in }
+
+    private var socket: CInt = -1
+    private var peer: String
+    private var channel: FrameChannel!
+    private var machine: SenderMachine
+    private var plan: SendPlan?
+    private var inflight = 0
+    private var connected = false
+    private var addresses: [SocketAddress] = []
+    private var addressIndex = 0
+    private let addressStorage = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
+    private var connectError: IOError?
+    private var deadline: UInt64 = 0
+    private var lastActivity = monotonicNanoseconds()
+    private let started = monotonicNanoseconds()
+
+    private let header = UnsafeMutableRawBufferPointer.allocate(byteCount: DataHeader.wireSize, alignment: 8)
+    private var pipe: Pipe?
+    private var buffers: [UnsafeMutableRawBufferPointer] = []
+    private var source: OpenSource?
+    private var chunk: ChunkWrite?
+    private var stream: StreamPump?
+    private var meter: ProgressMeter
+    private var sentDigests: [Int: Digest128] = [:]
+    private var agreed: [(path: String, digest: Digest128)] = []
+    private var skipped: UInt64 = 0
+
+    private var failure: TransferError?
+    private var writeError: (TransferError, deadline: UInt64)?
+    private var summary: ProgressEvent.Summary?
+    private var done = false
+
+    /// The file whose chunks are going out.
+    private final class OpenSource {
+        let index: Int
+        let fd: CInt
+        let hasher: StreamHasher?
+        init(index: Int, fd: CInt, verify: Bool) {
+            self.index = index
+            self.fd = fd
+            self.hasher = verify ? StreamHasher() : nil
+        }
+        deinit { if fd != 0 { close(fd) } }
+    }
+
+    /// One chunk in flight: its completions are counted down.
+    private struct ChunkWrite {
+        var index: Int
+        var offset: UInt64
+        var length: Int
+        var pending: Int
+        /// splice: bytes already moved from the pipe to the socket.
+        var spliced = 0
+        var failed = false
+    }
+
+    /// stdin: two buffers, one filling while the other is sent.
+    private struct StreamPump {
+        var index: Int
+        var filled: [(buffer: Int, count: Int)] = []
+        var reading: Int?
+        var sending: Int?
+        var eof = false
+        var offset: UInt64 = 0
+    }
+
+    public init(config: SendConfig, logger: Logger) throws(TransferError) {
+        self.config = config
+        self.logger = logger
+        items = try SourceTree.scan(config.paths, stdinName: config.stdinName) { logger.warning("\($0)") }
+        machine = SenderMachine(entries: items.map(\.entry))
+        peer = config.endpoint.description
+        let files = items.filter { $0.entry.kind != .directory }
+        let total: UInt64? = files.contains { $0.entry.kind == .stream } ? nil : files.reduce(0) { $0 + $1.entry.size }
+        meter = ProgressMeter(session: "send", totalBytes: total)
+        do {
+            let backend = try Engine.makeBackend(config.engine, logger: logger)
+            loop = try EventLoop(backend: backend, logger: logger)
+        } catch {
+            throw .io(error)
+        }
+    }
+
+    deinit {
+        if socket >= 0 { close(socket) }
+        addressStorage.deallocate()
+        header.deallocate()
+        for b in buffers { b.deallocate() }
+    }
+
+    public var backend: BackendKind { loop.backend.kind }
+
+    private var chunkSize: Int {
+        switch config.path {
+        case .splice: return min(Int(config.chunkSize), pipe?.capacity ?? SendConfig.pipeSize)
+        case .copy: return min(Int(config.chunkSize), SendConfig.streamBuffer)
+        case .sendfile: return Int(config.chunkSize)
+        }
+    }
+
+    /// Runs the push to completion.
+    public func run(events: @escaping ProgressHandler) throws(TransferError) -> ProgressEvent.Summary {
+        self.events = events
+        reg = loop.register(self)
+        do {
+            addresses = try config.endpoint.resolve()
+        } catch {
+            throw .io(error)
+        }
+        guard !addresses.isEmpty else {
+            throw .io(IOError(.noSuchAddressOrDevice, "resolve", config.endpoint.description))
+        }
+        if config.path == .splice {
+            do { pipe = try Pipe(size: SendConfig.pipeSize) } catch { throw .io(error) }
+        }
+        connectNext()
+        do {
+            try loop.run { done && inflight == 0 }
+        } catch {
+            throw .io(error)
+        }
+        if let failure {
+            events(.failed(.init(session: "send", peer: peer, message: failure.description)))
+            throw failure
+        }
+        return summary!
+    }
+
+    // MARK: Connecting
+
+    private func connectNext() {
+        let address = addresses[addressIndex]
+        peer = address.description
+        do {
+            socket = try Socket.makeTCP(family: address.family).release()
+        } catch {
+            finish(.io(error))
+            return
+        }
+        addressStorage.pointee = address.storage
+        loop.backend.adopt(socket: socket)
+        deadline = monotonicNanoseconds() + UInt64(config.connectTimeoutSeconds * 1e9)
+        addressStorage.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+            loop.backend.queue(.connect(fd: socket, address: sa, length: address.length), reg.userData(Tag.connect.rawValue))
+        }
+        inflight += 1
+    }
+
+    private func connectCompleted(_ result: Int32) {
+        if result < 0 {
+            var e = IOError(result: result, "connect to", peer)
+            if result == -ECANCELED { e = IOError(.timedOut, "connect to", peer) }
+            if e.errno == .connectionRefused { e.target = peer + " (is `ft recv` running there, on that port?)" }
+            close(socket)
+            socket = -1
+            addressIndex += 1
+            if addressIndex < addresses.count {
+                connectError = e
+                connectNext()
+            } else {
+                finish(.io(e))
+            }
+            return
+        }
+        connected = true
+        Socket.setInt(socket, CInt(IPPROTO_TCP), TCP_NODELAY, 1)
+        Socket.setSendTimeout(socket, seconds: Int(config.idleTimeoutSeconds))
+        channel = FrameChannel(fd: socket, peer: peer)
+        var sessionID = [UInt8](repeating: 0, count: 16)
+        var rng = SystemRandomNumberGenerator()
+        for i in 0..<16 { sessionID[i] = .random(in: 0...255, using: &rng) }
+        channel.enqueue(.hello(Hello(role: .sender, features: config.verify ? [.xxh3] : [], sessionID: sessionID)))
+        pump()
+        read()
+    }
+
+    // MARK: Completions
+
+    public func complete(_ c: Completion, on loop: EventLoop) {
+        inflight -= 1
+        lastActivity = monotonicNanoseconds()
+        guard let tag = Tag(rawValue: c.userData.tag) else { return }
+        switch tag {
+        case .connect:
+            connectCompleted(c.result)
+        case .readPrefix, .readBody:
+            guard failure == nil else { break }
+            switch channel.onRead(c, loop, reg) {
+            case .pending:
+                inflight += 1
+            case .frame(let f):
+                act(machine.receive(f))
+            case .closed:
+                if let (e, _) = writeError { finish(e) } else if !done {
+                    finish(.disconnected("the receiver closed the connection while \(machine.phase)", peer: peer))
+                }
+            case .failed(let e):
+                finish(writeError?.0 ?? e)
+            }
+        case .sendControl:
+            if let e = channel.onSent(c) { writeFailed(e) } else { pump() }
+        case .sendChunk, .chunkHeader, .spliceIn, .spliceOut, .chunkRead:
+            chunkCompleted(tag, c.result)
+        case .streamRead:
+            streamReadCompleted(c.result)
+        default:
+            break
+        }
+    }
+
+    public func tick(now: UInt64, on loop: EventLoop) {
+        guard !done else { return }
+        if !connected, now > deadline {
+            loop.backend.queue(.cancelFD(fd: socket), reg.userData(Tag.shutdown.rawValue))
+            inflight += 1
+            deadline = .max
+        } else if let (e, d) = writeError, now > d {
+            finish(e)
+        } else if connected, Double(now - lastActivity) / 1e9 > config.idleTimeoutSeconds {
+            finish(.timeout("no progress for \(Int(config.idleTimeoutSeconds)) s while \(machine.phase)", peer: peer))
+        }
+    }
+
+    private func read() {
+        inflight += 1
+        channel.readNext(loop, reg)
+    }
+
+    // MARK: Protocol actions
+
+    private func act(_ action: SenderMachine.Action) {
+        switch action {
+        case .none:
+            break
+        case .sendManifest:
+            for part in Manifest.frames(items.map(\.entry)) { channel.enqueue(.manifest(part)) }
+            let total = items.reduce(UInt64(0)) { $0 + ($1.entry.kind == .file ? $1.entry.size : 0) }
+            channel.enqueue(.manifestEnd(ManifestEnd(entryCount: UInt32(items.count), totalBytes: total,
+                                                     flags: config.verify ? [] : .noVerify)))
+            pump()
+        case .startData(let accept):
+            var skip: [UInt32: UInt64] = [:]
+            for h in accept.have { skip[h.fileID] = h.bytes }
+            skipped = accept.have.reduce(0) { $0 + $1.bytes }
+            plan = SendPlan(entries: items.map(\.entry), chunkSize: UInt32(chunkSize), skip: skip)
+            let files = items.filter { $0.entry.kind != .directory }.count
+            events(.started(.init(session: "send", peer: peer, files: files, directories: items.count - files,
+                                  totalBytes: meter.totalBytes, skippedBytes: skipped)))
+            pump()
+        case .acknowledged(let index, let ack):
+            let path = items[index].displayPath
+            guard ack.status == .committed else {
+                finish(.verification("the receiver could not commit '\(path)' (\(ack.status))"))
+                return
+            }
+            if let mine = sentDigests[index] {
+                guard mine == ack.digest else {
+                    finish(.verification("'\(path)': the receiver's hash \(ack.digest.hex) differs from ours \(mine.hex)"))
+                    return
+                }
+                agreed.append((path, mine))
+            }
+            let size = items[index].entry.kind == .stream ? streamFinal : items[index].entry.size
+            events(.fileDone(.init(session: "send", path: path, bytes: size, digest: sentDigests[index])))
+        case .complete(let d):
+            let seconds = Double(monotonicNanoseconds() - started) / 1e9
+            let files = items.filter { $0.entry.kind != .directory }.count
+            summary = .init(session: "send", peer: peer, files: files, directories: items.count - files,
+                            bytes: d.bytes, skippedBytes: skipped, seconds: seconds, verified: config.verify,
+                            digests: agreed,
+                            engine: EngineReport(backend: loop.backend.kind, dataPath: config.path.rawValue, stats: loop.stats))
+            if let ev = meter.advance(by: 0, path: "", fileBytes: 0, fileSize: nil, force: true) { events(ev) }
+            events(.finished(summary!))
+            finish(nil)
+        case .peerFailed(let e):
+            finish(.peer(e, peer: peer))
+        case .violation(let s):
+            finish(.protocolViolation(s, peer: peer))
+        }
+        if !done, failure == nil, !channel.reading { read() }
+    }
+
+    // MARK: Writing
+
+    private var writeBusy: Bool { channel.writing || chunk != nil || stream != nil }
+
+    /// Starts the next write, if none is in flight.
+    private func pump() {
+        while failure == nil, writeError == nil, !writeBusy {
+            if channel.hasQueued {
+                if channel.flush(loop, reg) { inflight += 1 }
+                return
+            }
+            guard machine.phase == .sending, plan != nil, let step = plan!.next() else { return }
+            switch step {
+            case .chunk(let index, let offset, let length):
+                startChunk(index, offset, Int(length))
+            case .stream(let index):
+                stream = StreamPump(index: index)
+                streamStep()
+            case .fileEnd(let index):
+                fileEnd(index)
+            case .end:
+                channel.enqueue(.end)
+                machine.endSent()
+            }
+        }
+    }
+
+    private func openSource(_ index: Int) throws(TransferError) -> OpenSource {
+        if let s = source, s.index == index { return s }
+        guard case .file(let path) = items[index].origin else { preconditionFailure("not a file") }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .io(IOError(Errno(rawValue: errno), "open", path)) }
+        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        let s = OpenSource(index: index, fd: fd, verify: config.verify)
+        source = s
+        return s
+    }
+
+    private func startChunk(_ index: Int, _ offset: UInt64, _ length: Int) {
+        let src: OpenSource
+        do { src = try openSource(index) } catch {
+            finish(error)
+            return
+        }
+        DataHeader(fileID: items[index].entry.fileID, length: UInt32(length), offset: offset).encode(into: header)
+        let hdr = UnsafeRawPointer(header.baseAddress!)
+        let more = CInt(MSG_MORE) | CInt(MSG_NOSIGNAL) | CInt(MSG_WAITALL)
+        switch config.path {
+        case .sendfile:
+            chunk = ChunkWrite(index: index, offset: offset, length: length, pending: 1)
+            inflight += 1
+            loop.backend.queue(.sendfile(socket: socket, file: src.fd, offset: Int64(offset), length: length,
+                                         header: hdr, headerLength: DataHeader.wireSize),
+                               reg.userData(Tag.sendChunk.rawValue))
+        case .splice:
+            let pipe = pipe!
+            chunk = ChunkWrite(index: index, offset: offset, length: length, pending: 3)
+            inflight += 3
+            loop.backend.queue(.send(fd: socket, buffer: hdr, length: DataHeader.wireSize, flags: more),
+                               reg.userData(Tag.chunkHeader.rawValue), link: true)
+            loop.backend.queue(.splice(input: src.fd, inputOffset: Int64(offset), output: pipe.writeEnd,
+                                       outputOffset: Op.noOffset, length: length, flags: 0),
+                               reg.userData(Tag.spliceIn.rawValue), link: true)
+            loop.backend.queue(.splice(input: pipe.readEnd, inputOffset: Op.noOffset, output: socket,
+                                       outputOffset: Op.noOffset, length: length, flags: 0),
+                               reg.userData(Tag.spliceOut.rawValue))
+        case .copy:
+            let buf = buffer(0)
+            chunk = ChunkWrite(index: index, offset: offset, length: length, pending: 3)
+            inflight += 3
+            loop.backend.queue(.read(fd: src.fd, buffer: buf.baseAddress!, length: length, offset: Int64(offset)),
+                               reg.userData(Tag.chunkRead.rawValue), link: true)
+            loop.backend.queue(.send(fd: socket, buffer: hdr, length: DataHeader.wireSize, flags: more),
+                               reg.userData(Tag.chunkHeader.rawValue), link: true)
+            loop.backend.queue(.send(fd: socket, buffer: buf.baseAddress!, length: length,
+                                     flags: CInt(MSG_WAITALL) | CInt(MSG_NOSIGNAL)),
+                               reg.userData(Tag.sendChunk.rawValue))
+        }
+        // While the kernel moves this chunk, hash it from the page cache
+        // (the copy path hashes its buffer instead, once the read is in).
+        if config.path != .copy, let h = src.hasher {
+            do { try h.update(fd: src.fd, offset: offset, length: UInt64(length)) } catch {
+                finish(.io(error))
+            }
+        }
+    }
+
+    private func buffer(_ i: Int) -> UnsafeMutableRawBufferPointer {
+        while buffers.count <= i {
+            buffers.append(.allocate(byteCount: SendConfig.streamBuffer, alignment: 4096))
+        }
+        return buffers[i]
+    }
+
+    private func chunkCompleted(_ tag: Tag, _ result: Int32) {
+        if stream != nil, tag == .sendChunk || tag == .chunkHeader {
+            streamSendCompleted(tag, result)
+            return
+        }
+        guard var c = chunk else { return }
+        c.pending -= 1
+        let name = items[c.index].displayPath
+        switch tag {
+        case .chunkHeader where result >= 0 && Int(result) < DataHeader.wireSize:
+            c.failed = true
+        case .spliceIn, .chunkRead:
+            if result >= 0, Int(result) < c.length {
+                c.failed = true
+                finish(.source("'\(name)' shrank while being sent (read \(c.offset + UInt64(result)) of \(items[c.index].entry.size) bytes)"))
+            } else if tag == .chunkRead, result > 0, let h = source?.hasher {
+                h.update(UnsafeRawBufferPointer(start: buffers[0].baseAddress, count: Int(result)))
+            }
+        case .spliceOut where result > 0:
+            c.spliced += Int(result)
+            if c.spliced < c.length, !c.failed {
+                // A short write to the socket: the rest is still in the pipe.
+                c.pending += 1
+                inflight += 1
+                loop.backend.queue(.splice(input: pipe!.readEnd, inputOffset: Op.noOffset, output: socket,
+                                           outputOffset: Op.noOffset, length: c.length - c.spliced, flags: 0),
+                                   reg.userData(Tag.spliceOut.rawValue))
+            }
+        case .sendChunk where result >= 0 && Int(result) < c.length:
+            c.failed = true
+        default:
+            break
+        }
+        if result < 0, result != -ECANCELED, !c.failed {
+            c.failed = true
+            let e: TransferError = tag == .spliceIn || tag == .chunkRead
+                ? .io(IOError(result: result, "read", name))
+                : .io(IOError(result: result, "send to", peer))
+            writeFailed(e)
+        }
+        chunk = c
+        guard c.pending == 0 else { return }
+        chunk = nil
+        if c.failed {
+            if failure == nil, writeError == nil {
+                writeFailed(.disconnected("a chunk of '\(name)' went out short", peer: peer))
+            }
+            return
+        }
+        if let ev = meter.advance(by: UInt64(c.length), path: name, fileBytes: c.offset + UInt64(c.length),
+                                  fileSize: items[c.index].entry.size) {
+            events(ev)
+        }
+        pump()
+    }
+
+    private func fileEnd(_ index: Int) {
+        let item = items[index]
+        var size = item.entry.size
+        var digest: Digest128?
+        if item.entry.kind == .stream {
+            size = streamFinal
+            digest = streamHasher?.digest()
+            streamHasher = nil
+        } else {
+            let src: OpenSource
+            do { src = try openSource(index) } catch {
+                finish(error)
+                return
+            }
+            var st = stat()
+            if fstat(src.fd, &st) == 0,
+               UInt64(st.st_size) != item.entry.size || Int64(st.st_mtim.tv_sec) != item.entry.mtimeSeconds
+                || UInt32(st.st_mtim.tv_nsec) != item.entry.mtimeNanoseconds {
+                finish(.source("'\(item.displayPath)' changed while being sent; send it again"))
+                return
+            }
+            digest = src.hasher?.digest()
+            source = nil
+        }
+        if let digest { sentDigests[index] = digest }
+        channel.enqueue(.fileEnd(FileEnd(fileID: item.entry.fileID, size: size, digest: digest)))
+        if item.entry.size == 0, item.entry.kind == .file,
+           let ev = meter.advance(by: 0, path: item.displayPath, fileBytes: 0, fileSize: 0) {
+            events(ev)
+        }
+    }
+
+    // MARK: stdin
+
+    private var streamHasher: StreamHasher?
+
+    private func streamStep() {
+        guard var s = stream, failure == nil else { return }
+        if streamHasher == nil, config.verify { streamHasher = StreamHasher() }
+        if s.sending == nil, !s.filled.isEmpty {
+            let (b, n) = s.filled.removeFirst()
+            s.sending = b
+            DataHeader(fileID: items[s.index].entry.fileID, length: UInt32(n), offset: s.offset).encode(into: header)
+            s.offset += UInt64(n)
+            inflight += 2
+            loop.backend.queue(.send(fd: socket, buffer: header.baseAddress!, length: DataHeader.wireSize,
+                                     flags: CInt(MSG_MORE) | CInt(MSG_NOSIGNAL) | CInt(MSG_WAITALL)),
+                               reg.userData(Tag.chunkHeader.rawValue), link: true)
+            loop.backend.queue(.send(fd: socket, buffer: buffer(b).baseAddress!, length: n,
+                                     flags: CInt(MSG_WAITALL) | CInt(MSG_NOSIGNAL)),
+                               reg.userData(Tag.sendChunk.rawValue))
+        }
+        if s.reading == nil, !s.eof {
+            let busy = Set(s.filled.map(\.buffer) + (s.sending.map { [$0] } ?? []))
+            if let free = (0..<2).first(where: { !busy.contains($0) }) {
+                s.reading = free
+                inflight += 1
+                loop.backend.queue(.read(fd: 0, buffer: buffer(free).baseAddress!, length: SendConfig.streamBuffer,
+                                         offset: Op.noOffset),
+                                   reg.userData(Tag.streamRead.rawValue))
+            }
+        }
+        stream = s
+        if s.eof, s.filled.isEmpty, s.sending == nil, s.reading == nil {
+            // The plan's next step is this stream's trailer.
+            stream = nil
+            streamFinal = s.offset
+            pump()
+        }
+    }
+
+    /// Length of the finished stream, for its trailer and report.
+    private var streamFinal: UInt64 = 0
+
+    private func streamReadCompleted(_ result: Int32) {
+        guard var s = stream else { return }
+        let b = s.reading!
+        s.reading = nil
+        if result < 0 {
+            stream = s
+            finish(.io(IOError(result: result, "read", "stdin")))
+            return
+        }
+        if result == 0 {
+            s.eof = true
+        } else {
+            streamHasher?.update(UnsafeRawBufferPointer(start: buffer(b).baseAddress, count: Int(result)))
+            s.filled.append((b, Int(result)))
+        }
+        stream = s
+        streamStep()
+    }
+
+    private func streamSendCompleted(_ tag: Tag, _ result: Int32) {
+        guard var s = stream else { return }
+        if result < 0, result != -ECANCELED {
+            stream = s
+            writeFailed(.io(IOError(result: result, "send to", peer)))
+            return
+        }
+        if tag == .sendChunk {
+            s.sending = nil
+            stream = s
+            if let ev = meter.advance(by: UInt64(max(result, 0)), path: items[s.index].displayPath,
+                                      fileBytes: s.offset, fileSize: nil) {
+                events(ev)
+            }
+            streamStep()
+        }
+    }
+
+    // MARK: Ending
+
+    /// A write failed. The receiver may have said why just before closing,
+    /// so give the reader a moment to bring that reason in.
+    private func writeFailed(_ e: TransferError) {
+        guard writeError == nil, failure == nil else { return }
+        writeError = (e, monotonicNanoseconds() + 2_000_000_000)
+        if !channel.reading { read() }
+    }
+
+    private func finish(_ error: TransferError?) {
+        guard !done else { return }
+        done = true
+        failure = error
+        if socket >= 0 { _ = shutdown(socket, CInt(SHUT_RDWR)) }
+        if !connected, socket >= 0 {
+            loop.backend.queue(.cancelFD(fd: socket), reg.userData(Tag.shutdown.rawValue))
+            inflight += 1
+        }
+    }
+}

@@ -1,0 +1,50 @@
+import FTEngine
+import FTWire
+
+/// How the sender moves file bytes into the socket.
+public enum SendPath: String, Sendable, CaseIterable {
+    /// sendfile(2) from the loop thread, the ring for everything else.
+    case sendfile
+    /// file → pipe → socket as linked splice operations on the ring.
+    case splice
+    /// read into a buffer on the ring, then send it.
+    case copy
+
+    /// Measured fastest on this machine kind (README, "Performance").
+    public static let `default` = SendPath.sendfile
+}
+
+public struct SendConfig: Sendable {
+    public var endpoint: Endpoint
+    public var paths: [String]
+    /// Name under which stdin (`-`) arrives.
+    public var stdinName: String
+    public var path: SendPath
+    /// Payload bytes per data frame. The splice path caps it at the pipe size.
+    public var chunkSize: UInt32
+    /// Hash every file and let the receiver check it (on by default).
+    public var verify: Bool
+    public var engine: EnginePreference
+    public var connectTimeoutSeconds: Double
+    /// A push that makes no progress for this long fails.
+    public var idleTimeoutSeconds: Double
+
+    public init(
+        endpoint: Endpoint, paths: [String], stdinName: String = "stdin", path: SendPath = .default,
+        chunkSize: UInt32 = 4 << 20, verify: Bool = true, engine: EnginePreference = .auto,
+        connectTimeoutSeconds: Double = 10, idleTimeoutSeconds: Double = 60
+    ) {
+        self.endpoint = endpoint
+        self.paths = paths
+        self.stdinName = stdinName
+        self.path = path
+        self.chunkSize = chunkSize
+        self.verify = verify
+        self.engine = engine
+        self.connectTimeoutSeconds = connectTimeoutSeconds
+        self.idleTimeoutSeconds = idleTimeoutSeconds
+    }
+
+    static let pipeSize = 1 << 20
+    static let streamBuffer = 1 << 20
+}

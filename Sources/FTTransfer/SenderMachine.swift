@@ -1,0 +1,148 @@
+import FTWire
+
+/// The sender's protocol logic, with no I/O: it is fed the receiver's
+/// frames and answers with what to do next.
+public struct SenderMachine {
+    public enum Phase: Equatable, Sendable {
+        case awaitingHello
+        case awaitingAccept
+        case sending
+        case awaitingDone
+        case finished
+        case failed
+    }
+
+    public enum Action: Equatable, Sendable {
+        /// Send the manifest, then wait for `accept`.
+        case sendManifest(version: UInt16)
+        /// Start the data, skipping what the receiver already has.
+        case startData(Accept)
+        /// The receiver committed (or rejected) a file.
+        case acknowledged(index: Int, FileAck)
+        /// The receiver confirmed the whole push.
+        case complete(Done)
+        /// The receiver refused or failed.
+        case peerFailed(ErrorFrame)
+        /// The receiver broke the protocol.
+        case violation(String)
+        case none
+    }
+
+    public private(set) var phase = Phase.awaitingHello
+    private let fileIndex: [UInt32: Int]
+    private var acked: Set<Int> = []
+    private let dataEntries: Int
+
+    public init(entries: [ManifestEntry]) {
+        var index: [UInt32: Int] = [:]
+        for (i, e) in entries.enumerated() { index[e.fileID] = i }
+        fileIndex = index
+        dataEntries = entries.filter { $0.kind != .directory }.count
+    }
+
+    public var allAcknowledged: Bool { acked.count == dataEntries }
+
+    public mutating func receive(_ frame: Frame) -> Action {
+        if case .error(let e) = frame {
+            phase = .failed
+            return .peerFailed(e)
+        }
+        switch (phase, frame) {
+        case (.awaitingHello, .hello(let h)):
+            guard h.role == .receiver else { return violation("peer is not a receiver") }
+            switch ProtocolVersion.negotiate(peerMin: h.minVersion, peerMax: h.maxVersion) {
+            case .failure(let m):
+                phase = .failed
+                return .peerFailed(ErrorFrame(.version, m.description))
+            case .success(let v):
+                phase = .awaitingAccept
+                return .sendManifest(version: v)
+            }
+        case (.awaitingAccept, .accept(let a)):
+            phase = .sending
+            return .startData(a)
+        case (.sending, .fileAck(let a)), (.awaitingDone, .fileAck(let a)):
+            guard let i = fileIndex[a.fileID] else { return violation("acknowledgement for unknown file id \(a.fileID)") }
+            guard acked.insert(i).inserted else { return violation("file id \(a.fileID) acknowledged twice") }
+            return .acknowledged(index: i, a)
+        case (.awaitingDone, .done(let d)):
+            guard allAcknowledged else { return violation("done before every file was acknowledged") }
+            phase = .finished
+            return .complete(d)
+        default:
+            return violation("unexpected \(frame.type) frame while \(phase)")
+        }
+    }
+
+    /// The sender wrote its `end` frame.
+    public mutating func endSent() {
+        if phase == .sending { phase = .awaitingDone }
+    }
+
+    private mutating func violation(_ s: String) -> Action {
+        phase = .failed
+        return .violation(s)
+    }
+}
+
+/// The order of writes for a push: every chunk of every file, each file's
+/// trailer, then `end`. Pure, so ordering and resume offsets are testable.
+public struct SendPlan: Sendable {
+    public enum Step: Equatable, Sendable {
+        /// Send bytes [offset, offset+length) of entry `index`.
+        case chunk(index: Int, offset: UInt64, length: UInt32)
+        /// Pump a stream (stdin) until EOF.
+        case stream(index: Int)
+        /// Send the trailer of entry `index`.
+        case fileEnd(index: Int)
+        case end
+    }
+
+    private let entries: [ManifestEntry]
+    private let chunkSize: UInt64
+    private var skip: [UInt32: UInt64]
+    private var index = 0
+    private var offset: UInt64 = 0
+    private var startedEntry = false
+    private var ended = false
+
+    public init(entries: [ManifestEntry], chunkSize: UInt32, skip: [UInt32: UInt64] = [:]) {
+        precondition(chunkSize > 0)
+        self.entries = entries
+        self.chunkSize = UInt64(chunkSize)
+        self.skip = skip
+    }
+
+    public mutating func next() -> Step? {
+        while index < entries.count {
+            let e = entries[index]
+            switch e.kind {
+            case .directory:
+                index += 1
+                continue
+            case .stream:
+                if !startedEntry {
+                    startedEntry = true
+                    return .stream(index: index)
+                }
+            case .file:
+                if !startedEntry {
+                    startedEntry = true
+                    offset = min(skip[e.fileID] ?? 0, e.size)
+                }
+                if offset < e.size {
+                    let n = min(chunkSize, e.size - offset)
+                    defer { offset += n }
+                    return .chunk(index: index, offset: offset, length: UInt32(n))
+                }
+            }
+            let i = index
+            index += 1
+            startedEntry = false
+            return .fileEnd(index: i)
+        }
+        if ended { return nil }
+        ended = true
+        return .end
+    }
+}
