@@ -5,6 +5,7 @@ import PackageDescription
 //   FTWire      pure Swift codecs and path rules; no syscalls
 //   FTEngine    the ring, file descriptors, sockets, pipes, the destination tree
 //   FTTransfer  sender/receiver state machines and their drivers, progress
+//   FTFrontEnd  what both executables render: JSON, sizes, progress, logs
 //   ft, ftbench thin front ends
 let package = Package(
     name: "ft",
@@ -36,23 +37,29 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        .target(
+            name: "FTFrontEnd",
+            dependencies: [
+                "FTTransfer", "FTEngine", "FTWire",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .executableTarget(
             name: "ft",
             dependencies: [
-                "FTTransfer", "FTEngine", "FTWire",
+                "FTTransfer", "FTEngine", "FTWire", "FTFrontEnd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
             name: "ftbench",
             dependencies: [
-                "FTTransfer", "FTEngine", "FTWire",
+                "FTTransfer", "FTEngine", "FTWire", "FTFrontEnd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "FTWireTests", dependencies: ["FTWire"]),
         .testTarget(name: "FTEngineTests", dependencies: ["FTEngine", "FTWire", "CURing"]),
         .testTarget(name: "FTTransferTests", dependencies: ["FTTransfer", "FTEngine", "FTWire", "CXXHash"]),
-        .testTarget(name: "FTCLITests", dependencies: ["FTWire", "CXXHash"]),
+        .testTarget(name: "FTCLITests", dependencies: ["FTWire", "CXXHash", "FTFrontEnd"]),
     ]
 )

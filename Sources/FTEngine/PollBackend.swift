@@ -164,7 +164,7 @@ public final class PollBackend: IOBackend {
         case .nop:
             return 0
         case .accept(let fd):
-            let r = ft_accept4(fd, CInt(SOCK_CLOEXEC.rawValue))
+            let r = ft_accept4(fd, FT_SOCK_CLOEXEC)
             return r >= 0 ? r : wouldBlock(&p, fd, CInt(POLLIN))
         case .connect(let fd, let address, let length):
             if !p.started {

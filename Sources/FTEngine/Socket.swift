@@ -27,7 +27,7 @@ public enum Socket {
         var lastError = IOError(.noSuchAddressOrDevice, "listen on", endpoint.description)
         for address in candidates {
             do {
-                let fd = try make(family: address.family, type: SOCK_STREAM)
+                let fd = try makeTCP(family: address.family)
                 var one: CInt = 1
                 setsockopt(fd.raw, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
                 if address.family == AF_INET6 {
@@ -53,16 +53,16 @@ public enum Socket {
     }
 
     public static func makeTCP(family: CInt) throws(IOError) -> OwnedFD {
-        try make(family: family, type: SOCK_STREAM)
+        try make(family: family, type: FT_SOCK_STREAM)
     }
 
     public static func makeUDP(family: CInt) throws(IOError) -> OwnedFD {
-        try make(family: family, type: SOCK_DGRAM)
+        try make(family: family, type: FT_SOCK_DGRAM)
     }
 
-    public static func make(family: CInt, type: __socket_type) throws(IOError) -> OwnedFD {
+    public static func make(family: CInt, type: CInt) throws(IOError) -> OwnedFD {
         OwnedFD(try retryingEINTR("create a socket") {
-            socket(family, CInt(type.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
+            socket(family, type | FT_SOCK_CLOEXEC, 0)
         })
     }
 

@@ -1,3 +1,4 @@
+import CURing
 import SystemPackage
 
 #if canImport(Glibc)
@@ -120,7 +121,7 @@ public struct Endpoint: Equatable, Sendable, CustomStringConvertible {
     /// `passive`, else loopback.
     public func resolve(passive: Bool = false) throws(IOError) -> [SocketAddress] {
         var hints = addrinfo()
-        hints.ai_socktype = CInt(Glibc.SOCK_STREAM.rawValue)
+        hints.ai_socktype = FT_SOCK_STREAM
         hints.ai_flags = passive ? AI_PASSIVE : 0
         hints.ai_family = AF_UNSPEC
         var res: UnsafeMutablePointer<addrinfo>? = nil

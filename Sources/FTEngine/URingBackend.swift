@@ -88,7 +88,7 @@ public final class URingBackend: IOBackend {
         case .nop:
             io_uring_prep_nop(s)
         case .accept(let fd):
-            io_uring_prep_accept(s, fd, nil, nil, CInt(SOCK_CLOEXEC.rawValue))
+            io_uring_prep_accept(s, fd, nil, nil, FT_SOCK_CLOEXEC)
         case .connect(let fd, let address, let length):
             io_uring_prep_connect(s, fd, address, length)
         case .recv(let fd, let buffer, let length, let flags):

@@ -9,6 +9,8 @@ import Glibc
 /// Stops a running receiver from another thread or a signal handler.
 public struct StopHandle: Sendable {
     let fd: CInt
+    /// The eventfd behind the handle, for a signal handler to write to.
+    public var descriptor: CInt { fd }
     /// Async-signal-safe: one eventfd write.
     public func stop() {
         var one: UInt64 = 1

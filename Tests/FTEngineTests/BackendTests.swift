@@ -28,7 +28,7 @@ func collect(_ b: any IOBackend, _ count: Int) throws -> [Completion] {
 
 func socketPair(_ b: any IOBackend) -> (CInt, CInt) {
     var fds: [CInt] = [-1, -1]
-    precondition(socketpair(AF_UNIX, CInt(SOCK_STREAM.rawValue), 0, &fds) == 0)
+    precondition(socketpair(AF_UNIX, FT_SOCK_STREAM, 0, &fds) == 0)
     b.adopt(socket: fds[0])
     b.adopt(socket: fds[1])
     return (fds[0], fds[1])
@@ -140,7 +140,7 @@ let backends: [BackendKind] = [.ioUring, .poll]
         let b = try makeBackend(kind)
         let listener = try Socket.listen(Endpoint(host: "127.0.0.1", port: 0))
         b.adopt(socket: listener.fd.raw)
-        let client = try Socket.make(family: AF_INET, type: SOCK_STREAM)
+        let client = try Socket.makeTCP(family: AF_INET)
         b.adopt(socket: client.raw)
         b.queue(.accept(fd: listener.fd.raw), UserData(raw: 1))
         var storage = listener.address.storage

@@ -19,3 +19,46 @@ import FTWire
         #expect(outcome?.succeeded == 1)
     }
 }
+
+struct PathCase: CustomTestStringConvertible, Sendable {
+    var send: SendPath
+    var receive: ReceivePath
+    var engine: EnginePreference
+    var testDescription: String { "\(send.rawValue)→\(receive.rawValue) on \(engine.rawValue)" }
+}
+
+let allPaths: [PathCase] = [SendPath.sendfile, .splice, .copy].flatMap { s in
+    [ReceivePath.splice, .copy].flatMap { r in
+        [EnginePreference.ioUring, .poll].map { PathCase(send: s, receive: r, engine: $0) }
+    }
+}
+
+@Suite struct DataPathTests {
+    @Test(arguments: allPaths)
+    func everyPathCarriesOddSizesIntact(c: PathCase) throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let src = tmp.sub("src")
+        let sizes = [0, 1, 4095, 4096, 65_537, (1 << 20) + 1, 3 * (1 << 20) + 5]
+        for s in sizes { writeFile("\(src)/f\(s)", patternBytes(s, seed: UInt64(s) &+ 3)) }
+        let (summary, outcome) = try push([src], to: tmp.sub("dst"), path: c.send, receive: c.receive,
+                                          engine: c.engine, chunk: 1 << 20)
+        for s in sizes {
+            #expect(readFile("\(tmp.path)/dst/src/f\(s)") == patternBytes(s, seed: UInt64(s) &+ 3), "size \(s)")
+        }
+        #expect(summary.digests.count == sizes.count)
+        #expect(summary.engine.backend == (c.engine == .poll ? .poll : .ioUring))
+        #expect(outcome?.succeeded == 1)
+    }
+
+    @Test func largeFileOverSixtyFourMiB() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let size = (64 << 20) + 3
+        let bytes = patternBytes(size, seed: 64)
+        writeFile(tmp.sub("src") + "/big", bytes)
+        let (summary, _) = try push([tmp.path + "/src/big"], to: tmp.sub("dst"))
+        #expect(readFile(tmp.path + "/dst/big") == bytes)
+        #expect(summary.bytes == UInt64(size))
+    }
+}

@@ -33,6 +33,13 @@ static const uint32_t FT_IORING_SETUP_SUBMIT_ALL = IORING_SETUP_SUBMIT_ALL;
 static const uint32_t FT_IORING_SETUP_DEFER_TASKRUN = IORING_SETUP_DEFER_TASKRUN;
 static const int FT_IORING_ASYNC_CANCEL_ALL_FD = IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_FD;
 
+// Socket types: Glibc's __socket_type enum lands in whichever Clang module
+// includes <bits/socket_type.h> first, so Swift sees it under Glibc in one
+// build and under this module in another. Plain ints are stable.
+static const int FT_SOCK_STREAM = SOCK_STREAM;
+static const int FT_SOCK_DGRAM = SOCK_DGRAM;
+static const int FT_SOCK_CLOEXEC = SOCK_CLOEXEC;
+
 // splice(2) flags and pipe sizing (_GNU_SOURCE only).
 static const unsigned FT_SPLICE_F_MOVE = 1;
 static const unsigned FT_SPLICE_F_NONBLOCK = 2;

@@ -1,0 +1,80 @@
+/// A JSON value, written by hand so the executables need no Foundation.
+public enum JSON: Sendable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral {
+    case null
+    case bool(Bool)
+    case int(Int64)
+    case uint(UInt64)
+    case double(Double)
+    case string(String)
+    case array([JSON])
+    /// Keys keep their order, so output reads the same every run.
+    case object([(String, JSON)])
+
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(integerLiteral value: Int) { self = .int(Int64(value)) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+
+    public static func opt(_ v: UInt64?) -> JSON { v.map { .uint($0) } ?? .null }
+    public static func opt(_ v: Double?) -> JSON { v.map { .double($0) } ?? .null }
+    public static func opt(_ v: String?) -> JSON { v.map { .string($0) } ?? .null }
+
+    /// Compact, one line: fit for NDJSON.
+    public var text: String {
+        var out = ""
+        write(to: &out)
+        return out
+    }
+
+    func write(to out: inout String) {
+        switch self {
+        case .null: out += "null"
+        case .bool(let b): out += b ? "true" : "false"
+        case .int(let i): out += String(i)
+        case .uint(let u): out += String(u)
+        case .double(let d):
+            if d.isFinite {
+                // Three decimals are plenty for rates and seconds.
+                let r = (d * 1000).rounded() / 1000
+                out += r == r.rounded() && abs(r) < 1e15 ? String(Int64(r)) : String(r)
+            } else {
+                out += "null"
+            }
+        case .string(let s): JSON.quote(s, into: &out)
+        case .array(let a):
+            out += "["
+            for (i, v) in a.enumerated() {
+                if i > 0 { out += "," }
+                v.write(to: &out)
+            }
+            out += "]"
+        case .object(let o):
+            out += "{"
+            for (i, (k, v)) in o.enumerated() {
+                if i > 0 { out += "," }
+                JSON.quote(k, into: &out)
+                out += ":"
+                v.write(to: &out)
+            }
+            out += "}"
+        }
+    }
+
+    static func quote(_ s: String, into out: inout String) {
+        out += "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where u.value < 0x20 || u.value == 0x7F || (0x80...0x9F).contains(u.value):
+                let h = String(u.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
+            default:
+                out.unicodeScalars.append(u)
+            }
+        }
+        out += "\""
+    }
+}

@@ -1,0 +1,174 @@
+import FTEngine
+import FTTransfer
+import FTWire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Turns library progress events into what a person or a tool reads:
+/// a live bar on a terminal, a line every few seconds elsewhere, or NDJSON.
+public final class ProgressRenderer {
+    public enum Mode: Sendable {
+        case bar
+        case lines
+        case json
+        case quiet
+    }
+
+    public let mode: Mode
+    let program: String
+    let human: Console
+    let json: Console
+    let verb: String
+    private var lastLine: UInt64 = 0
+    private var lastBar: UInt64 = 0
+    static let lineInterval: UInt64 = 5_000_000_000
+    static let barInterval: UInt64 = 100_000_000
+
+    /// `verb` reads "sent" or "received" in summaries.
+    public init(program: String, verb: String, json: Bool, quiet: Bool, human: Console = .stderr, jsonTo: Console = .stdout) {
+        self.program = program
+        self.verb = verb
+        self.human = human
+        self.json = jsonTo
+        if json {
+            mode = .json
+        } else if quiet {
+            mode = .quiet
+        } else {
+            mode = human.isTTY ? .bar : .lines
+        }
+    }
+
+    public func handle(_ event: ProgressEvent) {
+        switch mode {
+        case .json: json.line(Self.json(event).text)
+        case .quiet: if case .failed(let f) = event { say("\(f.peer): \(f.message)") }
+        case .bar, .lines: human(event)
+        }
+    }
+
+    func say(_ s: String) {
+        ProgressLine.shared.clear(human)
+        human.line("\(program): \(s)")
+    }
+
+    private func human(_ event: ProgressEvent) {
+        switch event {
+        case .started(let s):
+            let total = s.totalBytes.map { Sizes.format($0) } ?? "a stream of unknown length"
+            let dirs = s.directories > 0 ? " and \(s.directories) directories" : ""
+            let dir = verb == "sent" ? "to" : "from"
+            say("\(verb == "sent" ? "sending" : "receiving") \(s.files) files\(dirs), \(total), \(dir) \(s.peer)")
+        case .progress(let p):
+            let now = monotonicNanoseconds()
+            if mode == .bar {
+                guard now - lastBar >= Self.barInterval else { return }
+                lastBar = now
+                ProgressLine.shared.draw(bar(p), human)
+            } else {
+                guard now - lastLine >= Self.lineInterval else { return }
+                lastLine = now
+                human.line("\(program): " + lineText(p))
+            }
+        case .fileDone:
+            break
+        case .finished(let s):
+            let rate = s.seconds > 0 ? Double(s.bytes) / s.seconds : 0
+            let check = s.verified ? ", verified (xxh3-128)" : ", NOT verified (--no-verify)"
+            let skipped = s.skippedBytes > 0 ? ", \(Sizes.format(s.skippedBytes)) already there" : ""
+            let dir = verb == "sent" ? "to" : "from"
+            say("\(verb) \(s.files) files (\(Sizes.format(s.bytes))) \(dir) \(s.peer) in \(Sizes.fixed(s.seconds, 2)) s, \(Sizes.rate(rate))\(skipped)\(check)")
+        case .failed(let f):
+            say("\(f.message)")
+        }
+    }
+
+    func lineText(_ p: ProgressEvent.Snapshot) -> String {
+        var s = Sizes.format(p.bytes)
+        if let t = p.totalBytes, t > 0 {
+            s += " of \(Sizes.format(t)) (\(Int(Double(p.bytes) * 100 / Double(t)))%)"
+        }
+        s += " at \(Sizes.rate(p.rate))"
+        if let eta = p.eta { s += ", ETA \(Sizes.duration(eta))" }
+        return s
+    }
+
+    func bar(_ p: ProgressEvent.Snapshot) -> String {
+        let width = max(40, human.width - 1)
+        let fraction = p.totalBytes.flatMap { $0 > 0 ? min(1, Double(p.bytes) / Double($0)) : nil }
+        let pct = fraction.map { Sizes.fixed($0 * 100, 0).leftPad(3) + "%" } ?? "    "
+        let tail = " \(pct) \(Sizes.rate(p.rate).leftPad(11))  ETA \(p.eta.map { Sizes.duration($0) } ?? "--:--")"
+        let barWidth = max(10, min(30, width / 4))
+        var barText = "["
+        if let f = fraction {
+            let full = Int(f * Double(barWidth))
+            barText += String(repeating: "#", count: full) + String(repeating: "-", count: barWidth - full)
+        } else {
+            let pos = Int(p.elapsed * 8) % barWidth
+            barText += String(repeating: "-", count: pos) + "#" + String(repeating: "-", count: barWidth - pos - 1)
+        }
+        barText += "]"
+        let nameRoom = max(8, width - barText.count - tail.count - 2)
+        return p.path.truncatedMiddle(nameRoom).rightPad(nameRoom) + " " + barText + tail
+    }
+
+    // MARK: NDJSON
+
+    public static func json(_ event: ProgressEvent) -> JSON {
+        switch event {
+        case .started(let s):
+            return .object([
+                ("event", "start"), ("session", .string(s.session)), ("peer", .string(s.peer)),
+                ("files", .int(Int64(s.files))), ("directories", .int(Int64(s.directories))),
+                ("total_bytes", .opt(s.totalBytes)), ("bytes_skipped", .uint(s.skippedBytes)),
+            ])
+        case .progress(let p):
+            return .object([
+                ("event", "progress"), ("session", .string(p.session)), ("file", .string(p.path)),
+                ("file_bytes", .uint(p.fileBytes)), ("file_size", .opt(p.fileSize)),
+                ("bytes", .uint(p.bytes)), ("total_bytes", .opt(p.totalBytes)),
+                ("rate_bytes_per_second", .double(p.rate)), ("elapsed_seconds", .double(p.elapsed)),
+                ("eta_seconds", .opt(p.eta)),
+            ])
+        case .fileDone(let f):
+            return .object([
+                ("event", "file-done"), ("session", .string(f.session)), ("path", .string(f.path)),
+                ("bytes", .uint(f.bytes)), ("xxh3_128", .opt(f.digest?.hex)),
+            ])
+        case .finished(let s):
+            return .object([
+                ("event", "done"), ("session", .string(s.session)), ("peer", .string(s.peer)),
+                ("files", .int(Int64(s.files))), ("directories", .int(Int64(s.directories))),
+                ("bytes_sent", .uint(s.bytes)), ("bytes_skipped", .uint(s.skippedBytes)),
+                ("seconds", .double(s.seconds)), ("verified", .bool(s.verified)),
+                ("hashes", .object(s.digests.map { ($0.path, .string($0.digest.hex)) })),
+                ("engine", .object([
+                    ("backend", .string(s.engine.backend.rawValue)), ("data_path", .string(s.engine.dataPath)),
+                    ("operations", .object(s.engine.operations.map {
+                        ($0.kind.description, .object([("count", .uint($0.count)), ("bytes", .uint($0.bytes))]))
+                    })),
+                ])),
+            ])
+        case .failed(let f):
+            return .object([
+                ("event", "error"), ("session", .string(f.session)), ("peer", .string(f.peer)),
+                ("message", .string(f.message)),
+            ])
+        }
+    }
+}
+
+extension String {
+    func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+    func rightPad(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
+
+    /// Shortens to `n` characters by cutting the middle: "dir/…/file.txt".
+    func truncatedMiddle(_ n: Int) -> String {
+        guard count > n, n > 3 else { return self }
+        let keep = n - 1
+        let head = keep / 3
+        return String(prefix(head)) + "…" + String(suffix(keep - head))
+    }
+}

@@ -1,0 +1,72 @@
+/// Byte counts as people write and read them.
+public enum Sizes {
+    /// "4M", "256K", "1G", "1.5GiB", "4096": binary multiples (K = 1024).
+    public static func parse(_ text: String) -> UInt64? {
+        var s = Substring(text.trimmingCharacters())
+        guard !s.isEmpty else { return nil }
+        let lower = s.lowercased()
+        var mult: UInt64 = 1
+        for (suffix, m) in [("kib", 1 << 10), ("mib", 1 << 20), ("gib", 1 << 30), ("tib", 1 << 40),
+                            ("kb", 1 << 10), ("mb", 1 << 20), ("gb", 1 << 30), ("tb", 1 << 40),
+                            ("k", 1 << 10), ("m", 1 << 20), ("g", 1 << 30), ("t", 1 << 40), ("b", 1)] as [(String, UInt64)] {
+            if lower.hasSuffix(suffix) {
+                mult = m
+                s = s.dropLast(suffix.count)
+                break
+            }
+        }
+        if let whole = UInt64(s) {
+            let (v, o) = whole.multipliedReportingOverflow(by: mult)
+            return o ? nil : v
+        }
+        guard let d = Double(s), d >= 0, d.isFinite, d * Double(mult) < 1.8e19 else { return nil }
+        return UInt64(d * Double(mult))
+    }
+
+    /// "1.5 GiB", "812 B".
+    public static func format(_ n: UInt64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n)
+        var u = 0
+        while v >= 1024, u < units.count - 1 {
+            v /= 1024
+            u += 1
+        }
+        return u == 0 ? "\(n) B" : fixed(v, 1) + " " + units[u]
+    }
+
+    /// Decimal megabytes per second, as network people read rates.
+    public static func rate(_ bytesPerSecond: Double) -> String {
+        if bytesPerSecond >= 1e9 { return fixed(bytesPerSecond / 1e9, 2) + " GB/s" }
+        return fixed(bytesPerSecond / 1e6, 1) + " MB/s"
+    }
+
+    public static func duration(_ seconds: Double) -> String {
+        guard seconds.isFinite, seconds >= 0 else { return "--:--" }
+        let s = Int(seconds.rounded())
+        if s >= 3600 { return "\(s / 3600):\(pad2((s % 3600) / 60)):\(pad2(s % 60))" }
+        return "\(s / 60):\(pad2(s % 60))"
+    }
+
+    public static func fixed(_ v: Double, _ digits: Int) -> String {
+        var p = 1.0
+        for _ in 0..<digits { p *= 10 }
+        let scaled = (v * p).rounded()
+        let whole = Int64(scaled / p)
+        var frac = String(Int64(abs(scaled)) % Int64(p))
+        while frac.count < digits { frac = "0" + frac }
+        let sign = scaled < 0 && whole == 0 ? "-" : ""
+        return digits == 0 ? "\(sign)\(whole)" : "\(sign)\(whole).\(frac)"
+    }
+
+    static func pad2(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
+}
+
+extension String {
+    func trimmingCharacters() -> String {
+        var s = Substring(self)
+        while let f = s.first, f.isWhitespace { s.removeFirst() }
+        while let l = s.last, l.isWhitespace { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,48 @@
+import ArgumentParser
+import FTFrontEnd
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct FT: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ft",
+        abstract: "Move files across a LAN as fast as the kernel allows.",
+        discussion: """
+            On the receiving host:   ft recv --dir ~/incoming
+            On the sending host:     ft send HOST PATH...
+
+            Pushes are framed, verified end to end (xxh3-128) and written
+            under a temp name until the hash matches. The receiver never
+            overwrites a file unless run with --overwrite, and never writes
+            outside its directory. Transfers run on io_uring; where the kernel
+            refuses it, ft says so and falls back to poll(2).
+            """,
+        subcommands: [Send.self, Recv.self])
+
+    /// Usage errors exit 2, failures 1, success 0.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let failure as Failure {
+            Glibc.exit(failure.code)
+        } catch {
+            let code = exitCode(for: error)
+            let message = fullMessage(for: error)
+            if code == .success {
+                if !message.isEmpty { Console.stdout.line(message) }
+                Glibc.exit(0)
+            }
+            Console.stderr.line(message)
+            Glibc.exit(code == .validationFailure ? 2 : code.rawValue)
+        }
+    }
+}
+
+/// A failure already reported to the user; only the exit code is left.
+struct Failure: Error {
+    var code: Int32 = 1
+}

@@ -1,0 +1,43 @@
+import ArgumentParser
+import FTEngine
+import FTFrontEnd
+import FTTransfer
+import Logging
+
+extension EnginePreference: ExpressibleByArgument {}
+extension SendPath: ExpressibleByArgument {}
+extension ReceivePath: ExpressibleByArgument {}
+
+/// Flags every subcommand shares.
+struct OutputOptions: ParsableArguments {
+    @Flag(help: "Print NDJSON events (start, progress, file-done, done, error), one per line.")
+    var json = false
+
+    @Flag(name: .shortAndLong, help: "Print errors only.")
+    var quiet = false
+
+    @Flag(name: .shortAndLong, help: "Print debug detail on stderr.")
+    var verbose = false
+
+    @Option(help: ArgumentHelp(
+        "I/O engine: auto, io_uring or poll.",
+        discussion: "auto uses io_uring and, if the kernel refuses it, warns once and falls back to poll(2). FT_ENGINE in the environment sets the same."))
+    var engine: EnginePreference = .auto
+
+    func logger(_ program: String) -> Logger {
+        var l = Logger(label: program) { _ in CLILogHandler(program: program) }
+        l.logLevel = verbose ? .debug : (quiet ? .error : .info)
+        return l
+    }
+}
+
+/// Reports an error in the user's chosen format and ends with exit 1.
+func fail(_ message: String, program: String, json: Bool, console: Console = .stdout) -> Failure {
+    if json {
+        console.line(JSON.object([("event", "error"), ("message", .string(message))]).text)
+    } else {
+        ProgressLine.shared.clear(.stderr)
+        Console.stderr.line("\(program): \(message)")
+    }
+    return Failure()
+}

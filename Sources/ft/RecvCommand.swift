@@ -1,0 +1,147 @@
+import ArgumentParser
+import FTEngine
+import FTFrontEnd
+import FTTransfer
+import FTWire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Recv: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Receive pushes into a directory (or stdout), many senders at once.",
+        discussion: """
+            Prints one ready line with the address to send to, then serves
+            until interrupted (or one push with --once). Every file lands under
+            a temp name beside its final name and is renamed into place only
+            after its xxh3-128 matches the sender's. Existing files are kept
+            unless --overwrite is given. Peer paths are checked and opened
+            beneath DIR without following links.
+
+            EXAMPLES
+              ft recv --dir ~/incoming
+              ft recv --listen 127.0.0.1:9000 --once
+              ft recv --stdout | tar x
+            """)
+
+    @Option(help: ArgumentHelp("Address to listen on, [ADDR:]PORT.", discussion: "Default: every interface, port 7878. IPv6: [ADDR]:PORT. Port 0 picks a free port.", valueName: "addr:port"))
+    var listen: String = ":7878"
+
+    @Option(help: "Directory to write into.")
+    var dir: String = "."
+
+    @Flag(help: "Serve one push, then exit with its status.")
+    var once = false
+
+    @Flag(help: "Replace existing files (never done by default).")
+    var overwrite = false
+
+    @Flag(help: "Write the one incoming file or stream to stdout (implies --once).")
+    var stdout = false
+
+    @Option(name: .customLong("io"), help: ArgumentHelp(
+        "Receive path: splice or copy.",
+        discussion: "splice (default): socket→pipe→file as linked io_uring ops, hashed from the page cache. copy: io_uring recv into a buffer, hashed there, then write."))
+    var io: ReceivePath = .splice
+
+    @Option(help: "Sessions served at once; more are turned away.")
+    var maxSessions: Int = 128
+
+    @Option(help: "End a session after this many seconds without progress.")
+    var timeout: Double = 60
+
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        do {
+            _ = try Endpoint.parse(listen, defaultPort: 7878, allowPortZero: true)
+        } catch {
+            throw ValidationError("--listen '\(listen)': \(error)")
+        }
+        guard maxSessions > 0 else { throw ValidationError("--max-sessions must be at least 1") }
+        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        if stdout, isatty(1) == 1 {
+            throw ValidationError("--stdout would write file bytes to the terminal; pipe or redirect stdout")
+        }
+    }
+
+    func run() throws {
+        let endpoint = try! Endpoint.parse(listen, defaultPort: 7878, allowPortZero: true)
+        // With --stdout the data owns stdout, so events go to stderr.
+        let jsonConsole: Console = stdout ? .stderr : .stdout
+        let config = ReceiverConfig(
+            listen: endpoint, directory: dir, once: once || stdout, overwrite: overwrite, toStdout: stdout,
+            path: io, engine: output.engine, maxSessions: maxSessions, idleTimeoutSeconds: timeout)
+        let logger = output.logger("ft recv")
+        let receiver: Receiver
+        do {
+            receiver = try Receiver(config: config, logger: logger)
+        } catch {
+            throw fail(error.description, program: "ft recv", json: output.json, console: jsonConsole)
+        }
+        announce(receiver, jsonConsole)
+        let renderer = ProgressRenderer(program: "ft recv", verb: "received", json: output.json, quiet: output.quiet, jsonTo: jsonConsole)
+        StopSignals.install(receiver.stopHandle)
+        let outcome: Receiver.Outcome
+        do {
+            outcome = try receiver.run { renderer.handle($0) }
+        } catch {
+            throw fail(error.description, program: "ft recv", json: output.json, console: jsonConsole)
+        }
+        if outcome.interrupted, !output.quiet, !output.json {
+            Console.stderr.line("ft recv: interrupted; \(outcome.succeeded) of \(outcome.sessions) pushes completed, partial files removed")
+        }
+        let failed = !outcome.failures.isEmpty && (config.once || outcome.succeeded == 0)
+        if failed || (config.once && outcome.succeeded == 0) { throw Failure() }
+    }
+
+    /// The ready line: where we listen and the command that reaches us.
+    private func announce(_ r: Receiver, _ jsonConsole: Console) {
+        let port = r.address.port
+        var hosts: [String]
+        if r.address.isUnspecified {
+            hosts = Socket.interfaceAddresses()
+            if hosts.isEmpty { hosts = ["127.0.0.1"] }
+        } else {
+            hosts = [r.address.host]
+        }
+        let targets = hosts.map { Endpoint(host: $0, port: port).description }
+        let absolute = absolutePath(dir)
+        if output.json {
+            jsonConsole.line(JSON.object([
+                ("event", "ready"), ("listen", .string(r.address.description)),
+                ("send_to", .array(targets.map { .string($0) })), ("dir", .string(stdout ? "-" : absolute)),
+                ("engine", .string(r.backend.rawValue)),
+            ]).text)
+        } else if !output.quiet {
+            let into = stdout ? "stdout" : absolute
+            Console.stderr.line("ft recv: ready on \(r.address), writing to \(into); send with: ft send \(targets[0]) PATH...")
+            if targets.count > 1 {
+                Console.stderr.line("ft recv: also reachable at \(targets.dropFirst().joined(separator: ", "))")
+            }
+        }
+    }
+}
+
+func absolutePath(_ p: String) -> String {
+    guard let r = realpath(p, nil) else { return p }
+    defer { free(r) }
+    return String(decoding: UnsafeRawBufferPointer(start: r, count: strlen(r)), as: UTF8.self)
+}
+
+/// SIGINT and SIGTERM stop the receiver cleanly; a second one kills it.
+enum StopSignals {
+    nonisolated(unsafe) static var fd: CInt = -1
+
+    static func install(_ handle: StopHandle) {
+        fd = handle.descriptor
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig) { s in
+                var one: UInt64 = 1
+                _ = write(StopSignals.fd, &one, 8)
+                signal(s, SIG_DFL)
+            }
+        }
+    }
+}
