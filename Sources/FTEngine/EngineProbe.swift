@@ -1,4 +1,5 @@
 import CURing
+import FTWire
 import Logging
 import Synchronization
 
@@ -89,15 +90,6 @@ public enum Engine {
         var buf = [UInt8](repeating: 0, count: 64)
         let n = read(fd, &buf, 64)
         guard n > 0 else { return nil }
-        return String(decoding: buf[..<n], as: UTF8.self).trimmingWhitespace()
-    }
-}
-
-extension String {
-    func trimmingWhitespace() -> String {
-        var s = Substring(self)
-        while let f = s.first, f.isWhitespace { s.removeFirst() }
-        while let l = s.last, l.isWhitespace { s.removeLast() }
-        return String(s)
+        return String(decoding: buf[..<n], as: UTF8.self).trimmed
     }
 }

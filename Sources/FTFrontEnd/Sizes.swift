@@ -1,8 +1,10 @@
+import FTWire
+
 /// Byte counts as people write and read them.
 public enum Sizes {
     /// "4M", "256K", "1G", "1.5GiB", "4096": binary multiples (K = 1024).
     public static func parse(_ text: String) -> UInt64? {
-        var s = Substring(text.trimmingCharacters())
+        var s = Substring(text.trimmed)
         guard !s.isEmpty else { return nil }
         let lower = s.lowercased()
         var mult: UInt64 = 1
@@ -24,16 +26,7 @@ public enum Sizes {
     }
 
     /// "1.5 GiB", "812 B".
-    public static func format(_ n: UInt64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var v = Double(n)
-        var u = 0
-        while v >= 1024, u < units.count - 1 {
-            v /= 1024
-            u += 1
-        }
-        return u == 0 ? "\(n) B" : fixed(v, 1) + " " + units[u]
-    }
+    public static func format(_ n: UInt64) -> String { ByteCount.format(n) }
 
     /// Decimal megabytes per second, as network people read rates.
     public static func rate(_ bytesPerSecond: Double) -> String {
@@ -48,25 +41,7 @@ public enum Sizes {
         return "\(s / 60):\(pad2(s % 60))"
     }
 
-    public static func fixed(_ v: Double, _ digits: Int) -> String {
-        var p = 1.0
-        for _ in 0..<digits { p *= 10 }
-        let scaled = (v * p).rounded()
-        let whole = Int64(scaled / p)
-        var frac = String(Int64(abs(scaled)) % Int64(p))
-        while frac.count < digits { frac = "0" + frac }
-        let sign = scaled < 0 && whole == 0 ? "-" : ""
-        return digits == 0 ? "\(sign)\(whole)" : "\(sign)\(whole).\(frac)"
-    }
+    public static func fixed(_ v: Double, _ digits: Int) -> String { ByteCount.fixed(v, digits) }
 
     static func pad2(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
-}
-
-extension String {
-    func trimmingCharacters() -> String {
-        var s = Substring(self)
-        while let f = s.first, f.isWhitespace { s.removeFirst() }
-        while let l = s.last, l.isWhitespace { s.removeLast() }
-        return String(s)
-    }
 }

@@ -237,7 +237,7 @@ final class ReceiverSession: LoopHandler {
         let free: UInt64
         do { free = try dest.availableBytes() } catch { throw .io(error) }
         if needed > free {
-            throw refusal(.noSpace, "push needs \(formatBytes(needed)) but \(dest.displayPath) has \(formatBytes(free)) free")
+            throw refusal(.noSpace, "push needs \(ByteCount.format(needed)) but \(dest.displayPath) has \(ByteCount.format(free)) free")
         }
         for (i, e) in machine.entries.enumerated() where e.entry.kind == .directory {
             do {
@@ -572,22 +572,4 @@ final class ReceiverSession: LoopHandler {
         loop.unregister(reg)
         server.sessionEnded(self)
     }
-}
-
-func formatBytes(_ n: UInt64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-    var v = Double(n)
-    var u = 0
-    while v >= 1024, u < units.count - 1 {
-        v /= 1024
-        u += 1
-    }
-    return u == 0 ? "\(n) B" : String(format1(v)) + " " + units[u]
-}
-
-func format1(_ v: Double) -> String {
-    let scaled = (v * 10).rounded() / 10
-    let whole = Int(scaled)
-    let frac = Int(((scaled - Double(whole)) * 10).rounded())
-    return "\(whole).\(frac)"
 }
