@@ -49,8 +49,9 @@ final class ReceiverSession: LoopHandler {
         var remaining: UInt64
         /// splice: bytes sitting in the pipe.
         var inPipe = 0
-        /// copy: bytes in the buffer waiting for their write.
+        /// copy: bytes in the buffer, and how many of them are written.
         var piece = 0
+        var written = 0
         var inFlight = 0
     }
 
@@ -69,6 +70,8 @@ final class ReceiverSession: LoopHandler {
     }
 
     var loop: EventLoop { server.loop }
+    /// stdout is always fed by the copy path: its bytes must be hashed.
+    var dataPath: String { config.toStdout ? ReceivePath.copy.rawValue : config.path.rawValue }
     var config: ReceiverConfig { server.config }
 
     func start() {
@@ -186,7 +189,7 @@ final class ReceiverSession: LoopHandler {
             server.emit(.finished(.init(
                 session: id, peer: peer, files: Int(done.files), directories: dirs, bytes: done.bytes,
                 skippedBytes: 0, seconds: seconds, verified: machine.verify, digests: digests,
-                engine: EngineReport(backend: loop.backend.kind, dataPath: config.path.rawValue, stats: loop.stats))))
+                engine: EngineReport(backend: loop.backend.kind, dataPath: dataPath, stats: loop.stats))))
             beginClose()
         case .fail(let e):
             fail(.refused(e, peer: peer), frame: e)
@@ -206,6 +209,7 @@ final class ReceiverSession: LoopHandler {
             guard data.count == 1, machine.entries.count == 1 else {
                 throw refusal(.refused, "this receiver writes one file to stdout, but the push has \(machine.entries.count) entries")
             }
+            meter.totalBytes = data[0].entry.kind == .file ? data[0].entry.size : nil
             return
         }
         var needed: UInt64 = 0
@@ -304,7 +308,7 @@ final class ReceiverSession: LoopHandler {
             payloadDone()
             return
         }
-        if config.toStdout || config.path == .copy { pumpCopy() } else { pumpSplice() }
+        if dataPath == ReceivePath.copy.rawValue { pumpCopy() } else { pumpSplice() }
     }
 
     /// socket → pipe → file, one linked pair per pipe-full. If the socket
@@ -387,6 +391,7 @@ final class ReceiverSession: LoopHandler {
         let file = sinks[p.index]!
         let n = Int(min(p.remaining, UInt64(buf.count)))
         p.piece = n
+        p.written = 0
         loop.backend.queue(.recv(fd: socket, buffer: buf.baseAddress!, length: n, flags: CInt(MSG_WAITALL)),
                            reg.userData(Tag.payloadRecv.rawValue), link: true)
         loop.backend.queue(.write(fd: file.fd, buffer: buf.baseAddress!, length: n,
@@ -413,17 +418,29 @@ final class ReceiverSession: LoopHandler {
             // The write of these bytes is running; both only read the buffer.
             file.hash(UnsafeRawBufferPointer(start: copyBuffer!.baseAddress, count: p.piece), at: p.offset)
         } else if result != -ECANCELED {
-            if Int(result) < p.piece {
-                let e = result < 0 ? IOError(result: result, "write", file.display) : IOError(.noSpace, "write (short) to", file.display)
+            if result <= 0 {
+                let e = result < 0 ? IOError(result: result, "write", file.display) : IOError(.noSpace, "write (no progress) to", file.display)
                 fail(.io(e), tellPeer: true)
                 return
             }
-            let stored = p.offset..<p.offset + UInt64(result)
-            p.offset += UInt64(result)
-            p.remaining -= UInt64(result)
+            p.written += Int(result)
+            if p.written < p.piece {
+                // Pipes (stdout) take what fits; queue the rest of the buffer.
+                let rest = p.piece - p.written
+                loop.backend.queue(.write(fd: file.fd, buffer: copyBuffer!.baseAddress! + p.written, length: rest,
+                                          offset: file.isStdout ? Op.noOffset : Int64(p.offset) + Int64(p.written)),
+                                   reg.userData(Tag.payloadWrite.rawValue))
+                p.inFlight += 1
+                inflight += 1
+                payload = p
+                return
+            }
+            let stored = p.offset..<p.offset + UInt64(p.piece)
+            p.offset += UInt64(p.piece)
+            p.remaining -= UInt64(p.piece)
             payload = p
             if !noteStored(p.index, stored) { return }
-            advanceMeter(p.index, UInt64(result))
+            advanceMeter(p.index, UInt64(p.piece))
         }
         if p.inFlight == 0 { pumpCopy() }
     }

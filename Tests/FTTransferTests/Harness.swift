@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 import Logging
 import Synchronization
 import FTEngine
@@ -101,7 +102,7 @@ func patternBytes(_ count: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> [UInt8]
 }
 
 func writeFile(_ path: String, _ bytes: [UInt8]) {
-    FileManager.default.createFile(atPath: path, contents: Data(bytes))
+    _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
 }
 
 func readFile(_ path: String) -> [UInt8]? {
@@ -135,4 +136,17 @@ func push(
         _ = recv.finish()
         throw error
     }
+}
+
+
+/// Byte equality without handing megabytes to the test library, which
+/// would print and diff them: reports sizes and the first difference.
+func expectSame(_ a: [UInt8]?, _ b: [UInt8]?, _ what: String = "bytes", sourceLocation: SourceLocation = #_sourceLocation) {
+    guard a != b else { return }
+    guard let a, let b else {
+        Issue.record("\(what): one side is missing (\(a?.count ?? -1) vs \(b?.count ?? -1) bytes)", sourceLocation: sourceLocation)
+        return
+    }
+    let first = zip(a, b).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(a.count, b.count)
+    Issue.record("\(what): \(a.count) vs \(b.count) bytes, first difference at byte \(first)", sourceLocation: sourceLocation)
 }

@@ -13,7 +13,7 @@ import FTWire
         let bytes = patternBytes(size, seed: UInt64(size) + 7)
         writeFile(src, bytes)
         let (summary, outcome) = try push([src], to: tmp.sub("dst"))
-        #expect(readFile(tmp.path + "/dst/f.bin") == bytes)
+        expectSame(readFile(tmp.path + "/dst/f.bin"), bytes)
         #expect(summary.bytes == UInt64(size))
         #expect(summary.digests.count == 1)
         #expect(outcome?.succeeded == 1)
@@ -58,7 +58,7 @@ let allPaths: [PathCase] = [SendPath.sendfile, .splice, .copy].flatMap { s in
         let bytes = patternBytes(size, seed: 64)
         writeFile(tmp.sub("src") + "/big", bytes)
         let (summary, _) = try push([tmp.path + "/src/big"], to: tmp.sub("dst"))
-        #expect(readFile(tmp.path + "/dst/big") == bytes)
+        expectSame(readFile(tmp.path + "/dst/big"), bytes)
         #expect(summary.bytes == UInt64(size))
     }
 }
