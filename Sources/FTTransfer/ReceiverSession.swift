@@ -535,6 +535,8 @@ final class ReceiverSession: LoopHandler {
     private func fail(_ error: TransferError, frame: ErrorFrame?) {
         guard closing == nil else { return }
         failure = error.description
+        // Unlink partial files now; their fds stay valid for ops in flight.
+        for s in sinks.values { s.discard() }
         if let frame {
             channel.enqueue(.error(frame))
             flush()

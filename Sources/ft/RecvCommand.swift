@@ -136,6 +136,13 @@ enum StopSignals {
 
     static func install(_ handle: StopHandle) {
         fd = handle.descriptor
+        // A parent may have started us with these blocked (threads of
+        // Dispatch-based launchers block everything); we handle them.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
         for sig in [SIGINT, SIGTERM] {
             signal(sig) { s in
                 var one: UInt64 = 1

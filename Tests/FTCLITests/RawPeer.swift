@@ -1,0 +1,92 @@
+import Foundation
+import FTWire
+
+/// A hand-driven TCP peer that speaks (or abuses) the protocol with the
+/// wire module's own encoder, for hostile-sender tests.
+final class RawPeer {
+    let fd: CInt
+
+    init(port: UInt16) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let r = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard r == 0 else { throw TestFailure("connect to 127.0.0.1:\(port) failed: errno \(errno)") }
+        var tv = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    /// Drops the connection now (the fd is closed later by deinit).
+    func hangUp() { shutdown(fd, Int32(SHUT_RDWR)) }
+
+    func send(_ bytes: [UInt8]) {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { Foundation.send(fd, $0.baseAddress! + off, $0.count - off, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            off += n
+        }
+    }
+
+    func send(_ frame: Frame) { send(FrameCodec.encode(frame)) }
+
+    /// Reads exactly n bytes; nil on EOF, error or timeout.
+    func read(_ n: Int) -> [UInt8]? {
+        var buf = [UInt8](repeating: 0, count: n)
+        var got = 0
+        while got < n {
+            let r = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, n - got, 0) }
+            if r <= 0 { return nil }
+            got += r
+        }
+        return buf
+    }
+
+    func readFrame() -> Frame? {
+        guard let prefix = read(FramePrefix.size) else { return nil }
+        guard let p = try? prefix.withUnsafeBytes({ try FramePrefix.decode($0) }) else { return nil }
+        let body = p.length == 0 ? [] : (read(Int(p.length)) ?? [])
+        guard body.count == Int(p.length) else { return nil }
+        return try? body.withUnsafeBytes { try FrameCodec.decodeBody(p, $0) }
+    }
+
+    /// Frames until the receiver closes.
+    func readUntilClosed() -> [Frame] {
+        var out: [Frame] = []
+        while let f = readFrame() { out.append(f) }
+        return out
+    }
+
+    /// Sends hello and reads the receiver's hello.
+    @discardableResult
+    func handshake() -> Frame? {
+        send(.hello(Hello(role: .sender, features: [.xxh3])))
+        return readFrame()
+    }
+
+    /// Handshake, then one manifest; returns what the receiver answered.
+    func offer(_ entries: [ManifestEntry]) -> Frame? {
+        handshake()
+        send(.manifest(entries))
+        let total = entries.reduce(UInt64(0)) { $0 + ($1.kind == .file ? $1.size : 0) }
+        send(.manifestEnd(ManifestEnd(entryCount: UInt32(entries.count), totalBytes: total)))
+        return readFrame()
+    }
+}
+
+func fileEntry(_ path: [UInt8], id: UInt32 = 1, size: UInt64 = 5, kind: ManifestEntry.Kind = .file) -> ManifestEntry {
+    ManifestEntry(fileID: id, kind: kind, path: path, mode: 0o644, size: size, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 0)
+}
+
+extension Frame {
+    var errorMessage: String? {
+        if case .error(let e) = self { return e.message }
+        return nil
+    }
+}
