@@ -57,6 +57,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // Test helper: runs a command with io_uring_setup refused by seccomp.
+        .executableTarget(name: "no-io-uring"),
         .testTarget(name: "FTWireTests", dependencies: ["FTWire"]),
         .testTarget(name: "FTEngineTests", dependencies: ["FTEngine", "FTWire", "CURing"]),
         .testTarget(name: "FTTransferTests", dependencies: ["FTTransfer", "FTEngine", "FTWire", "CXXHash"]),

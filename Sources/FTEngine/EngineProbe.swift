@@ -80,7 +80,7 @@ public enum Engine {
 
     private static func warnOnce(_ logger: Logger, _ reason: String) {
         guard !warned.exchange(true, ordering: .relaxed) else { return }
-        logger.warning("io_uring is unavailable (\(reason)); using the poll(2) fallback engine, which copies more and runs slower")
+        logger.warning("io_uring is unavailable (\(reason)); falling back to the poll(2) engine: same data paths, more system calls, lower throughput")
     }
 
     static func readSmallFile(_ path: String) -> String? {
