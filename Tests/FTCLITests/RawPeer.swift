@@ -29,6 +29,7 @@ final class RawPeer {
         var off = 0
         while off < bytes.count {
             let n = bytes.withUnsafeBytes { Foundation.send(fd, $0.baseAddress! + off, $0.count - off, Int32(MSG_NOSIGNAL)) }
+            if n < 0, errno == EINTR { continue }
             if n <= 0 { return }
             off += n
         }
@@ -42,6 +43,8 @@ final class RawPeer {
         var got = 0
         while got < n {
             let r = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, n - got, 0) }
+            // Other tests' children exiting deliver SIGCHLD here.
+            if r < 0, errno == EINTR { continue }
             if r <= 0 { return nil }
             got += r
         }
