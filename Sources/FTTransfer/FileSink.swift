@@ -36,7 +36,7 @@ final class FileSink {
             }
         }
         guard raw >= 0 else { throw IOError(.fileExists, "create a temp file in", directory.displayPath) }
-        if let size, size >= 1 << 20 {
+        if let size, size >= 1 << 20, getenv("FT_NO_FALLOC") == nil {
             // Reserve the space now: a full disk fails here, not mid-push.
             do {
                 try FileSpace.reserve(raw, bytes: size, path: display)

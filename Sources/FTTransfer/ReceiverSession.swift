@@ -21,7 +21,8 @@ final class ReceiverSession: LoopHandler {
     private var lastActivity = monotonicNanoseconds()
     private let started = monotonicNanoseconds()
 
-    private var pipe: Pipe?
+    private var pipes: [Pipe] = []
+    private var lanes: SpliceLanes?
     private var copyBuffer: UnsafeMutableRawBufferPointer?
     private var sinks: [Int: FileSink] = [:]
     private var payload: Payload?
@@ -47,8 +48,6 @@ final class ReceiverSession: LoopHandler {
         var start: UInt64
         var offset: UInt64
         var remaining: UInt64
-        /// splice: bytes sitting in the pipe.
-        var inPipe = 0
         /// copy: bytes in the buffer, and how many of them are written.
         var piece = 0
         var written = 0
@@ -94,6 +93,11 @@ final class ReceiverSession: LoopHandler {
     func complete(_ c: Completion, on loop: EventLoop) {
         inflight -= 1
         lastActivity = monotonicNanoseconds()
+        if c.userData.tag >= Self.fillTag {
+            if closing == nil { laneCompleted(c.userData.tag, c.result) }
+            finishIfClosed()
+            return
+        }
         guard let tag = Tag(rawValue: c.userData.tag) else { return }
         if closing != nil {
             completeWhileClosing(tag, c)
@@ -113,8 +117,6 @@ final class ReceiverSession: LoopHandler {
             }
         case .sendControl:
             if let e = channel.onSent(c) { fail(e, tellPeer: false) } else { flush() }
-        case .spliceIn, .spliceOut:
-            spliceCompleted(tag, c.result)
         case .payloadRecv, .payloadWrite:
             copyCompleted(tag, c.result)
         default:
@@ -308,73 +310,87 @@ final class ReceiverSession: LoopHandler {
             payloadDone()
             return
         }
-        if dataPath == ReceivePath.copy.rawValue { pumpCopy() } else { pumpSplice() }
+        if dataPath == ReceivePath.copy.rawValue { pumpCopy() } else { startSplice(payload!) }
     }
 
-    /// socket → pipe → file, one linked pair per pipe-full. If the socket
-    /// side comes up short the link cancels the file side, and whatever
-    /// reached the pipe is moved on its own before the next pair.
-    private func pumpSplice() {
-        guard var p = payload, p.inFlight == 0 else { return }
-        let file = sinks[p.index]!
-        if pipe == nil {
+    /// Pipes per session for the splice path, and the user-data tags of
+    /// their operations (the lane number is added to the tag).
+    static let laneCount = 3
+    static let fillTag: UInt8 = 64
+    static let drainTag: UInt8 = 96
+
+    /// Sends a new chunk into the splice lanes (pipes made on first use).
+    private func startSplice(_ p: Payload) {
+        if lanes == nil {
             do throws(IOError) {
-                pipe = try Pipe(size: ReceiverConfig.pipeSize)
+                for _ in 0..<Self.laneCount { pipes.append(try Pipe(size: ReceiverConfig.pipeSize)) }
             } catch {
                 fail(.io(error), tellPeer: true)
                 return
             }
+            lanes = SpliceLanes(lanes: Self.laneCount, capacity: pipes.map(\.capacity).min()!)
         }
-        let pipe = pipe!
-        let outOffset = file.isStdout ? Op.noOffset : Int64(p.offset)
-        if p.inPipe > 0 {
-            loop.backend.queue(.splice(input: pipe.readEnd, inputOffset: Op.noOffset, output: file.fd, outputOffset: outOffset,
-                                       length: p.inPipe, flags: 0), reg.userData(Tag.spliceOut.rawValue))
-            p.inFlight = 1
-        } else if p.remaining > 0 {
-            let n = Int(min(p.remaining, UInt64(pipe.capacity)))
-            loop.backend.queue(.splice(input: socket, inputOffset: Op.noOffset, output: pipe.writeEnd, outputOffset: Op.noOffset,
-                                       length: n, flags: 0), reg.userData(Tag.spliceIn.rawValue), link: true)
-            loop.backend.queue(.splice(input: pipe.readEnd, inputOffset: Op.noOffset, output: file.fd, outputOffset: outOffset,
-                                       length: n, flags: 0), reg.userData(Tag.spliceOut.rawValue))
-            p.inFlight = 2
-        } else {
-            payloadDone()
-            return
-        }
-        inflight += p.inFlight
-        payload = p
+        lanes!.start(offset: p.offset, length: p.remaining)
+        pumpSplice()
     }
 
-    private func spliceCompleted(_ tag: Tag, _ result: Int32) {
-        guard var p = payload else { return }
-        p.inFlight -= 1
-        if tag == .spliceIn {
-            if result <= 0 {
-                payload = p
+    /// Queues what the lanes can do now.
+    private func pumpSplice() {
+        guard let p = payload else { return }
+        let file = sinks[p.index]!
+        for action in lanes!.next() {
+            switch action {
+            case .fill(let lane, let length):
+                loop.backend.queue(.splice(input: socket, inputOffset: Op.noOffset, output: pipes[lane].writeEnd,
+                                           outputOffset: Op.noOffset, length: length, flags: 0),
+                                   reg.userData(Self.fillTag + UInt8(lane)))
+                inflight += 1
+            case .drain(let lane, let length, let offset):
+                loop.backend.queue(.splice(input: pipes[lane].readEnd, inputOffset: Op.noOffset, output: file.fd,
+                                           outputOffset: Int64(offset), length: length, flags: 0),
+                                   reg.userData(Self.drainTag + UInt8(lane)))
+                inflight += 1
+            }
+        }
+        if lanes!.finished { payloadDone() }
+    }
+
+    private func laneCompleted(_ tag: UInt8, _ result: Int32) {
+        guard var p = payload, lanes != nil else { return }
+        let display = sinks[p.index]!.display
+        if tag < Self.drainTag {
+            let lane = Int(tag - Self.fillTag)
+            guard result > 0 else {
                 let e: TransferError = result == 0
-                    ? .disconnected("closed in the middle of a chunk of '\(sinks[p.index]!.display)'", peer: peer)
+                    ? .disconnected("closed in the middle of a chunk of '\(display)'", peer: peer)
                     : .io(IOError(result: result, "splice from", peer))
                 fail(e, tellPeer: result < 0)
                 return
             }
-            p.inPipe += Int(result)
-        } else if result != -ECANCELED {
-            if result < 0 {
+            lanes!.filled(lane: lane, bytes: Int(result))
+            p.remaining -= UInt64(result)
+        } else {
+            let lane = Int(tag - Self.drainTag)
+            if result <= 0 {
+                let e = result < 0 ? IOError(result: result, "write", display) : IOError(.noSpace, "write (no progress) to", display)
+                fail(.io(e), tellPeer: true)
+                return
+            } else {
+                // Queue the next splices before hashing, so the kernel
+                // keeps moving bytes while this thread hashes.
+                let stored = lanes!.drained(lane: lane, bytes: Int(result))
+                let index = p.index
+                p.offset = lanes!.nextOffset
                 payload = p
-                fail(.io(IOError(result: result, "write", sinks[p.index]!.display)), tellPeer: true)
+                pumpSplice()
+                if !noteStored(index, stored) { return }
+                advanceMeter(index, UInt64(result))
                 return
             }
-            let stored = p.offset..<p.offset + UInt64(result)
-            p.inPipe -= Int(result)
-            p.offset += UInt64(result)
-            p.remaining -= UInt64(result)
-            payload = p
-            if !noteStored(p.index, stored) { return }
-            advanceMeter(p.index, UInt64(result))
         }
+        p.offset = lanes!.nextOffset
         payload = p
-        if p.inFlight == 0 { pumpSplice() }
+        pumpSplice()
     }
 
     /// recv into our buffer (hashed there while hot), then write to the file.

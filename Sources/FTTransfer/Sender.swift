@@ -44,6 +44,7 @@ public final class Sender: LoopHandler {
     private var agreed: [(path: String, digest: Digest128)] = []
     private var skipped: UInt64 = 0
 
+    private var hashAhead: HashAhead?
     private var failure: TransferError?
     private var writeError: (TransferError, deadline: UInt64)?
     private var summary: ProgressEvent.Summary?
@@ -262,6 +263,14 @@ public final class Sender: LoopHandler {
             for h in accept.have { skip[h.fileID] = h.bytes }
             skipped = accept.have.reduce(0) { $0 + $1.bytes }
             plan = SendPlan(entries: items.map(\.entry), chunkSize: UInt32(chunkSize), skip: skip)
+            if config.verify, config.path != .copy {
+                // sendfile and splice never bring the bytes into our memory:
+                // hash them on a helper thread while the loop moves them.
+                hashAhead = HashAhead(files: items.enumerated().compactMap { i, item in
+                    guard case .file(let path) = item.origin else { return nil }
+                    return (i, path, item.entry.size)
+                })
+            }
             let files = items.filter { $0.entry.kind != .directory }.count
             events(.started(.init(session: "send", peer: peer, files: files, directories: items.count - files,
                                   totalBytes: meter.totalBytes, skippedBytes: skipped)))
@@ -332,7 +341,7 @@ public final class Sender: LoopHandler {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .io(IOError(Errno(rawValue: errno), "open", path)) }
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
-        let s = OpenSource(index: index, fd: fd, verify: config.verify)
+        let s = OpenSource(index: index, fd: fd, verify: config.verify && hashAhead == nil)
         source = s
         return s
     }
@@ -376,13 +385,6 @@ public final class Sender: LoopHandler {
             loop.backend.queue(.send(fd: socket, buffer: buf.baseAddress!, length: length,
                                      flags: CInt(MSG_WAITALL) | CInt(MSG_NOSIGNAL)),
                                reg.userData(Tag.sendChunk.rawValue))
-        }
-        // While the kernel moves this chunk, hash it from the page cache
-        // (the copy path hashes its buffer instead, once the read is in).
-        if config.path != .copy, let h = src.hasher {
-            do { try h.update(fd: src.fd, offset: offset, length: UInt64(length)) } catch {
-                finish(.io(error))
-            }
         }
     }
 
@@ -442,6 +444,7 @@ public final class Sender: LoopHandler {
             }
             return
         }
+        hashAhead?.sent(UInt64(c.length))
         if let ev = meter.advance(by: UInt64(c.length), path: name, fileBytes: c.offset + UInt64(c.length),
                                   fileSize: items[c.index].entry.size) {
             events(ev)
@@ -470,7 +473,14 @@ public final class Sender: LoopHandler {
                 finish(.source("'\(item.displayPath)' changed while being sent; send it again"))
                 return
             }
-            digest = src.hasher?.digest()
+            if let hashAhead {
+                do { digest = try hashAhead.digest(index) } catch {
+                    finish(.io(error))
+                    return
+                }
+            } else {
+                digest = src.hasher?.digest()
+            }
             source = nil
         }
         if let digest { sentDigests[index] = digest }
@@ -573,6 +583,7 @@ public final class Sender: LoopHandler {
     private func finish(_ error: TransferError?) {
         guard !done else { return }
         done = true
+        hashAhead?.cancel()
         failure = error
         if socket >= 0 { _ = shutdown(socket, CInt(SHUT_RDWR)) }
         if !connected, socket >= 0 {

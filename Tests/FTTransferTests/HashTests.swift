@@ -1,0 +1,67 @@
+import Testing
+import CXXHash
+import FTTransfer
+import FTWire
+
+@Suite struct HashTests {
+    /// Our dispatching xxh3 (AVX2 on this CPU) against the system library.
+    @Test(arguments: [0, 1, 15, 16, 17, 128, 129, 240, 241, 1023, 1024, 1025, 65_536 + 7, (1 << 20) + 3])
+    func matchesTheReferenceLibrary(size: Int) {
+        let bytes = patternBytes(size, seed: UInt64(size) &+ 99)
+        let reference = bytes.withUnsafeBytes { XXH3_128bits($0.baseAddress, $0.count) }
+        let expected = Digest128(high: reference.high64, low: reference.low64)
+        #expect(bytes.withUnsafeBytes { StreamHasher.hash($0) } == expected)
+        // Fed in uneven pieces, as chunks arrive.
+        let h = StreamHasher()
+        var at = 0
+        var step = 1
+        while at < size {
+            let n = min(step, size - at)
+            bytes.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[at..<at + n])) }
+            at += n
+            step = step * 3 + 1
+        }
+        #expect(h.digest() == expected, "implementation \(StreamHasher.implementation)")
+    }
+}
+
+@Suite struct SpliceLanesTests {
+    @Test func socketReadsStayInOrderAndOneDrainRunsAtATime() {
+        var l = SpliceLanes(lanes: 3, capacity: 100)
+        l.start(offset: 1000, length: 250)
+        do { let got = l.next(); #expect(got == [.fill(lane: 0, length: 100)]) }
+        do { let got = l.next(); #expect(got == []) }  // one fill at a time
+        l.filled(lane: 0, bytes: 60)  // short: the rest stays on the socket
+        do { let got = l.next(); #expect(got == [.drain(lane: 0, length: 60, offset: 1000), .fill(lane: 1, length: 100)]) }
+        l.filled(lane: 1, bytes: 100)
+        // lane 0 still drains: lane 1 waits, lane 2 fills.
+        do { let got = l.next(); #expect(got == [.fill(lane: 2, length: 90)]) }
+        do { let got = l.drained(lane: 0, bytes: 60); #expect(got == 1000..<1060) }
+        l.filled(lane: 2, bytes: 90)
+        do { let got = l.next(); #expect(got == [.drain(lane: 1, length: 100, offset: 1060)]) }
+        do { let got = l.drained(lane: 1, bytes: 40); #expect(got == 1060..<1100) }  // a short write
+        do { let got = l.next(); #expect(got == [.drain(lane: 1, length: 60, offset: 1100)]) }
+        do { let got = l.drained(lane: 1, bytes: 60); #expect(got == 1100..<1160) }
+        do { let got = l.next(); #expect(got == [.drain(lane: 2, length: 90, offset: 1160)]) }
+        #expect(!l.finished)
+        do { let got = l.drained(lane: 2, bytes: 90); #expect(got == 1160..<1250) }
+        #expect(l.finished)
+        do { let got = l.next(); #expect(got == []) }
+    }
+}
+
+@Suite struct ReceivedRangesTests {
+    @Test func mergesAndRefusesOverlap() {
+        var r = ReceivedRanges()
+        do { let got = r.insert(10..<20); #expect(got) }
+        #expect(r.contiguous == 0)
+        do { let got = r.insert(0..<10); #expect(got) }
+        #expect(r.contiguous == 20)
+        do { let got = r.insert(30..<40); #expect(got) }
+        do { let got = r.insert(35..<36); #expect(!got) }
+        do { let got = r.insert(19..<31); #expect(!got) }
+        do { let got = r.insert(20..<30); #expect(got) }
+        #expect(r.ranges == [0..<40])
+        #expect(r.total == 40)
+    }
+}
