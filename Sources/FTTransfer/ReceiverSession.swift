@@ -69,8 +69,11 @@ final class ReceiverSession: LoopHandler {
     }
 
     var loop: EventLoop { server.loop }
-    /// stdout is always fed by the copy path: its bytes must be hashed.
-    var dataPath: String { config.toStdout ? ReceivePath.copy.rawValue : config.path.rawValue }
+    /// stdout takes the copy path when verifying (the bytes must pass
+    /// through memory to be hashed) and may splice when not.
+    var dataPath: String {
+        config.toStdout && machine.verify ? ReceivePath.copy.rawValue : config.path.rawValue
+    }
     var config: ReceiverConfig { server.config }
 
     func start() {
@@ -328,7 +331,7 @@ final class ReceiverSession: LoopHandler {
                 fail(.io(error), tellPeer: true)
                 return
             }
-            lanes = SpliceLanes(lanes: Self.laneCount, capacity: pipes.map(\.capacity).min()!)
+            lanes = SpliceLanes(lanes: pipes.count, capacity: pipes.map(\.capacity).min()!)
         }
         lanes!.start(offset: p.offset, length: p.remaining)
         pumpSplice()
@@ -347,7 +350,7 @@ final class ReceiverSession: LoopHandler {
                 inflight += 1
             case .drain(let lane, let length, let offset):
                 loop.backend.queue(.splice(input: pipes[lane].readEnd, inputOffset: Op.noOffset, output: file.fd,
-                                           outputOffset: Int64(offset), length: length, flags: 0),
+                                           outputOffset: file.isStdout ? Op.noOffset : Int64(offset), length: length, flags: 0),
                                    reg.userData(Self.drainTag + UInt8(lane)))
                 inflight += 1
             }
@@ -608,3 +611,4 @@ final class ReceiverSession: LoopHandler {
         server.sessionEnded(self)
     }
 }
+

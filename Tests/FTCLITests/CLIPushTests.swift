@@ -124,3 +124,21 @@ func hashFile(_ path: String) -> String {
     let h = XXH3_128bits_digest(state)
     return Digest128(high: h.high64, low: h.low64).hex
 }
+
+@Suite struct StdoutSpliceTests {
+    @Test func unverifiedStdoutIsSpliced() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let src = tmp.path + "/f"
+        let bytes = patternBytes(5 * (1 << 20) + 3, seed: 6)
+        writeFile(src, bytes)
+        let recv = try FTReceiver(dir: tmp.path, extra: ["--stdout"])
+        let send = try run(ftPath, ["send", recv.address, src, "-q", "--no-verify"])
+        #expect(send.status == 0, "\(send.stderr)")
+        let got = recv.child.wait()
+        #expect(got.status == 0)
+        expectSame(got.stdoutBytes, bytes, "stdout")
+        #expect(got.stderr.contains("\"data_path\":\"splice\""), "\(got.stderr)")
+        #expect(got.stderr.contains("\"verified\":false"))
+    }
+}
