@@ -58,9 +58,9 @@ public final class ProgressRenderer {
         switch event {
         case .started(let s):
             let total = s.totalBytes.map { Sizes.format($0) } ?? "a stream of unknown length"
-            let dirs = s.directories > 0 ? " and \(s.directories) directories" : ""
+            let dirs = s.directories > 0 ? " and " + plural(s.directories, "directory", "directories") : ""
             let dir = verb == "sent" ? "to" : "from"
-            say("\(verb == "sent" ? "sending" : "receiving") \(s.files) files\(dirs), \(total), \(dir) \(s.peer)")
+            say("\(verb == "sent" ? "sending" : "receiving") \(plural(s.files, "file"))\(dirs), \(total), \(dir) \(s.peer)")
         case .progress(let p):
             let now = monotonicNanoseconds()
             if mode == .bar {
@@ -79,7 +79,7 @@ public final class ProgressRenderer {
             let check = s.verified ? ", verified (xxh3-128)" : ", NOT verified (--no-verify)"
             let skipped = s.skippedBytes > 0 ? ", \(Sizes.format(s.skippedBytes)) already there" : ""
             let dir = verb == "sent" ? "to" : "from"
-            say("\(verb) \(s.files) files (\(Sizes.format(s.bytes))) \(dir) \(s.peer) in \(Sizes.fixed(s.seconds, 2)) s, \(Sizes.rate(rate))\(skipped)\(check)")
+            say("\(verb) \(plural(s.files, "file")) (\(Sizes.format(s.bytes))) \(dir) \(s.peer) in \(Sizes.fixed(s.seconds, 2)) s, \(Sizes.rate(rate))\(skipped)\(check)")
         case .failed(let f):
             say("\(f.message)")
         }
@@ -171,4 +171,9 @@ extension String {
         let head = keep / 3
         return String(prefix(head)) + "…" + String(suffix(keep - head))
     }
+}
+
+/// "1 file", "3 files".
+func plural(_ n: Int, _ one: String, _ many: String? = nil) -> String {
+    "\(n) " + (n == 1 ? one : (many ?? one + "s"))
 }
