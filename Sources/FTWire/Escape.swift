@@ -10,15 +10,25 @@ public enum Escape {
         return out
     }
 
-    /// Escapes raw bytes: valid UTF-8 as above, each invalid byte as `\xNN`.
+    /// Escapes raw bytes: valid UTF-8 as above, each invalid byte as `\\xNN`.
     public static func forDisplay<C: Collection>(bytes: C) -> String where C.Element == UInt8 {
-        let b = Array(bytes)
+        escape(Array(bytes), keepBackslash: false)
+    }
+
+    /// Escapes peer chat text: controls, ANSI, bidi overrides and invalid
+    /// bytes are shown, not obeyed. Backslashes pass through, so text that
+    /// a room server already escaped is shown as it is, not escaped twice.
+    public static func forChat<C: Collection>(bytes: C) -> String where C.Element == UInt8 {
+        escape(Array(bytes), keepBackslash: true)
+    }
+
+    static func escape(_ b: [UInt8], keepBackslash: Bool) -> String {
         var out = ""
         out.reserveCapacity(b.count)
         var i = 0
         while i < b.count {
             if let (scalar, length) = UTF8Scan.scalar(in: b, at: i) {
-                append(scalar, to: &out)
+                if keepBackslash, scalar == "\\" { out += "\\" } else { append(scalar, to: &out) }
                 i += length
             } else {
                 out += "\\x" + hex2(b[i])

@@ -72,3 +72,47 @@ import Testing
         #expect(UTF8Scan.boundary(in: b, end: 1) == 1)
     }
 }
+
+@Suite struct LineBufferTests {
+    @Test func splitsLinesAcrossAppendsAndDropsCR() {
+        var b = LineBuffer(cap: 100)
+        #expect(b.append(Array("hel".utf8)) == [])
+        #expect(b.append(Array("lo\r\nworld\n\npart".utf8)) == [.line(Array("hello".utf8)), .line(Array("world".utf8)), .line([])])
+        #expect(b.finish() == .line(Array("part".utf8)))
+        #expect(b.finish() == nil)
+    }
+
+    @Test func overlongLineIsCutAndTheRestDropped() {
+        var b = LineBuffer(cap: 10)
+        var items = b.append([UInt8](repeating: 0x61, count: 25))
+        #expect(items == [.truncated([UInt8](repeating: 0x61, count: 10))])
+        #expect(b.pendingCount == 0)
+        items = b.append(Array("still dropped\nnext\n".utf8))
+        #expect(items == [.line(Array("next".utf8))])
+    }
+
+    @Test func cutNeverSplitsACharacter() {
+        var b = LineBuffer(cap: 5)
+        // The 5th byte starts a second 中: the cut keeps "a中" (4 bytes).
+        let items = b.append(Array("a中中".utf8))
+        #expect(items == [.truncated(Array("a中".utf8))])
+    }
+
+    @Test func memoryStaysBoundedForAMegabyteWithoutNewline() {
+        var b = LineBuffer()
+        var truncated = 0
+        for _ in 0..<16 {
+            for item in b.append([UInt8](repeating: 0x41, count: 65_536)) {
+                if case .truncated = item { truncated += 1 }
+            }
+            #expect(b.pendingCount < LineBuffer.defaultCap)
+        }
+        #expect(truncated == 1)
+    }
+
+    @Test func chatEscapeKeepsBackslashesAndShowsControls() {
+        #expect(Escape.forChat(bytes: Array("a\\eb\u{1B}[2J".utf8)) == "a\\eb\\e[2J")
+        #expect(Escape.forChat(bytes: [0x68, 0xFF, 0x69]) == "h\\xFFi")
+        #expect(Escape.forChat(bytes: Array("你好, ft 👋".utf8)) == "你好, ft 👋")
+    }
+}
