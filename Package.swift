@@ -5,6 +5,7 @@ import PackageDescription
 //   FTWire      pure Swift codecs and path rules; no syscalls
 //   FTEngine    the ring, file descriptors, sockets, pipes, the destination tree
 //   FTTransfer  sender/receiver state machines and their drivers, progress
+//   FTChat      chat room, client and UDP peer on the same engine
 //   FTFrontEnd  what both executables render: JSON, sizes, progress, logs
 //   ft, ftbench thin front ends
 let package = Package(
@@ -38,6 +39,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
+            name: "FTChat",
+            dependencies: [
+                "FTWire", "FTEngine",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
             name: "FTFrontEnd",
             dependencies: [
                 "FTTransfer", "FTEngine", "FTWire",
@@ -46,7 +53,7 @@ let package = Package(
         .executableTarget(
             name: "ft",
             dependencies: [
-                "FTTransfer", "FTEngine", "FTWire", "FTFrontEnd",
+                "FTTransfer", "FTChat", "FTEngine", "FTWire", "FTFrontEnd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

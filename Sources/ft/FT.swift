@@ -20,7 +20,7 @@ struct FT: ParsableCommand {
             outside its directory. Transfers run on io_uring; where the kernel
             refuses it, ft says so and falls back to poll(2).
             """,
-        subcommands: [Send.self, Recv.self])
+        subcommands: [Send.self, Recv.self, Chat.self])
 
     /// Usage errors exit 2, failures 1, success 0.
     static func main() {

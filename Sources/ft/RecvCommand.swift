@@ -82,7 +82,7 @@ struct Recv: ParsableCommand {
         }
         announce(receiver, jsonConsole)
         let renderer = ProgressRenderer(program: "ft recv", verb: "received", json: output.json, quiet: output.quiet, jsonTo: jsonConsole)
-        StopSignals.install(receiver.stopHandle)
+        StopSignals.install(fd: receiver.stopHandle.descriptor)
         let outcome: Receiver.Outcome
         do {
             outcome = try receiver.run { renderer.handle($0) }
@@ -130,12 +130,13 @@ func absolutePath(_ p: String) -> String {
     return String(decoding: UnsafeRawBufferPointer(start: r, count: strlen(r)), as: UTF8.self)
 }
 
-/// SIGINT and SIGTERM stop the receiver cleanly; a second one kills it.
+/// SIGINT and SIGTERM write to an eventfd the loop watches, so it winds
+/// down cleanly; a second signal kills the process.
 enum StopSignals {
     nonisolated(unsafe) static var fd: CInt = -1
 
-    static func install(_ handle: StopHandle) {
-        fd = handle.descriptor
+    static func install(fd stopFD: CInt) {
+        fd = stopFD
         // A parent may have started us with these blocked (threads of
         // Dispatch-based launchers block everything); we handle them.
         var set = sigset_t()

@@ -23,65 +23,140 @@ struct Finished {
 }
 
 /// A child process with its output captured; killed if a test forgets it.
+///
+/// posix_spawn and waitpid directly: Foundation's Process on Linux leaves
+/// its pipes inheritable (a later child then holds an earlier child's
+/// stdout open, so EOF never comes) and was seen to miss a child's exit.
 final class Child: @unchecked Sendable {
-    let process = Process()
-    private let out = Pipe()
-    private let err = Pipe()
-    private let input = Pipe()
-    private var outData = Data()
-    private var errData = Data()
+    let pid: pid_t
+    let executable: String
+    let arguments: [String]
+    private var inputFD: CInt = -1
+    private var outData: [UInt8] = []
+    private var errData: [UInt8] = []
     private let lock = NSLock()
     private let outDone = DispatchSemaphore(value: 0)
     private let errDone = DispatchSemaphore(value: 0)
+    private var status: Int32?
+    static let spawnLock = NSLock()
 
     init(_ executable: String, _ args: [String], environment: [String: String] = [:], stdinFile: String? = nil) throws {
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = args
+        self.executable = executable
+        self.arguments = args
+        // pipe2 is not in the Glibc module: pipe + FD_CLOEXEC, under one
+        // lock with the spawn so a sibling test's spawn cannot inherit them.
+        Child.spawnLock.lock()
+        defer { Child.spawnLock.unlock() }
+        func pipePair() -> (CInt, CInt) {
+            var fds: [CInt] = [-1, -1]
+            precondition(pipe(&fds) == 0)
+            for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            return (fds[0], fds[1])
+        }
+        let (outR, outW) = pipePair()
+        let (errR, errW) = pipePair()
+        var inR: CInt
+        if let stdinFile {
+            inR = open(stdinFile, O_RDONLY | O_CLOEXEC)
+        } else {
+            let (r, w) = pipePair()
+            inR = r
+            inputFD = w
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawn_file_actions_adddup2(&actions, inR, 0)
+        posix_spawn_file_actions_adddup2(&actions, outW, 1)
+        posix_spawn_file_actions_adddup2(&actions, errW, 2)
+        var attrs = posix_spawnattr_t()
+        posix_spawnattr_init(&attrs)
+        // Children start with no signals blocked, whatever this thread has.
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attrs, &empty)
+        posix_spawnattr_setflags(&attrs, Int16(POSIX_SPAWN_SETSIGMASK))
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
-        process.environment = env
-        process.standardOutput = out
-        process.standardError = err
-        if let stdinFile {
-            process.standardInput = FileHandle(forReadingAtPath: stdinFile)
-        } else {
-            process.standardInput = input
+        let argv = ([executable] + args).map { strdup($0) } + [nil]
+        let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+            posix_spawn_file_actions_destroy(&actions)
+            posix_spawnattr_destroy(&attrs)
         }
-        try process.run()
-        Thread { [self] in
-            while true {
-                let d = out.fileHandleForReading.availableData
-                if d.isEmpty { break }
-                lock.withLock { outData.append(d) }
-            }
-            outDone.signal()
-        }.start()
-        Thread { [self] in
-            while true {
-                let d = err.fileHandleForReading.availableData
-                if d.isEmpty { break }
-                lock.withLock { errData.append(d) }
-            }
-            errDone.signal()
-        }.start()
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, executable, &actions, &attrs, argv, envp)
+        close(inR)
+        close(outW)
+        close(errW)
+        guard rc == 0 else { throw TestFailure("spawn \(executable): errno \(rc)") }
+        pid = child
+        Thread { [self] in drain(outR, into: \.outData, done: outDone) }.start()
+        Thread { [self] in drain(errR, into: \.errData, done: errDone) }.start()
     }
 
-    deinit { if process.isRunning { process.terminate() } }
+    private func drain(_ fd: CInt, into keyPath: ReferenceWritableKeyPath<Child, [UInt8]>, done: DispatchSemaphore) {
+        var buf = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            if n <= 0 { break }
+            lock.withLock { self[keyPath: keyPath].append(contentsOf: buf[..<n]) }
+        }
+        close(fd)
+        done.signal()
+    }
 
-    var pid: Int32 { process.processIdentifier }
+    deinit {
+        if poll() == nil {
+            Foundation.kill(pid, SIGKILL)
+            _ = wait(seconds: 5)
+        }
+        if inputFD >= 0 { close(inputFD) }
+    }
 
-    func write(_ bytes: [UInt8]) { input.fileHandleForWriting.write(Data(bytes)) }
-    func closeInput() { try? input.fileHandleForWriting.close() }
+    /// The exit status if the child has exited (reaping it), else nil.
+    private func poll() -> Int32? {
+        if let status { return status }
+        var st: Int32 = 0
+        let r = waitpid(pid, &st, WNOHANG)
+        guard r == pid else { return nil }
+        // Exit code, or 128 + signal like a shell reports it.
+        let signal = st & 0x7F
+        status = signal == 0 ? (st >> 8) & 0xFF : 128 + signal
+        return status
+    }
+
+    var isRunning: Bool { poll() == nil }
+
+    func write(_ bytes: [UInt8]) {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { Foundation.write(inputFD, $0.baseAddress! + off, $0.count - off) }
+            if n < 0, errno == EINTR { continue }
+            if n <= 0 { return }
+            off += n
+        }
+    }
+
+    func closeInput() {
+        if inputFD >= 0 { close(inputFD) }
+        inputFD = -1
+    }
 
     var stdoutSoFar: String { lock.withLock { String(decoding: outData, as: UTF8.self) } }
     var stderrSoFar: String { lock.withLock { String(decoding: errData, as: UTF8.self) } }
 
-    /// Waits until stdout holds a line containing `text`, up to `seconds`.
+    /// Waits until stdout or stderr holds `text`, up to `seconds`.
     func waitForOutput(_ text: String, seconds: Double = 20) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if stdoutSoFar.contains(text) || stderrSoFar.contains(text) { return true }
-            if !process.isRunning { return stdoutSoFar.contains(text) || stderrSoFar.contains(text) }
+            if !isRunning {
+                usleep(50_000)
+                return stdoutSoFar.contains(text) || stderrSoFar.contains(text)
+            }
             usleep(10_000)
         }
         return false
@@ -90,18 +165,18 @@ final class Child: @unchecked Sendable {
     /// Waits for exit (killing the child after `seconds`).
     func wait(seconds: Double = 60) -> Finished {
         let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning, Date() < deadline { usleep(10_000) }
-        if process.isRunning {
-            Issue.record("\(process.executableURL!.lastPathComponent) \(process.arguments!.joined(separator: " ")) did not exit within \(seconds) s")
-            process.terminate()
+        while isRunning, Date() < deadline { usleep(10_000) }
+        if isRunning {
+            Issue.record("\(executable) \(arguments.joined(separator: " ")) did not exit within \(seconds) s")
+            Foundation.kill(pid, SIGKILL)
+            while isRunning { usleep(10_000) }
         }
-        process.waitUntilExit()
         _ = outDone.wait(timeout: .now() + 5)
         _ = errDone.wait(timeout: .now() + 5)
-        return Finished(status: process.terminationStatus, stdoutBytes: lock.withLock { [UInt8](outData) }, stderr: stderrSoFar)
+        return Finished(status: status ?? -1, stdoutBytes: lock.withLock { outData }, stderr: stderrSoFar)
     }
 
-    func kill(_ signal: Int32 = SIGKILL) { Foundation.kill(process.processIdentifier, signal) }
+    func kill(_ signal: Int32 = SIGKILL) { Foundation.kill(pid, signal) }
 }
 
 /// Runs a command to completion.
