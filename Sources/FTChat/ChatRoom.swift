@@ -10,7 +10,7 @@ import Glibc
 /// relayed to the others as `name: text`, already escaped, so plain `nc`
 /// clients see safe text too. Lines typed here go to everyone. One ring,
 /// one thread, any number of clients.
-public final class ChatRoom: LoopHandler {
+public final class ChatRoom {
     public struct Config: Sendable {
         public var listen: Endpoint
         /// Exit when the last client leaves (after at least one came).
@@ -44,70 +44,38 @@ public final class ChatRoom: LoopHandler {
     public let config: Config
     public let address: SocketAddress
     let loop: EventLoop
-    private let listener: Listener
+    private let acceptor: Acceptor
+    private let stopSignal: StopSignal
     private let console: ChatConsole
-    private var reg: Registration!
     private var stdin: StdinReader!
     private var members: [ObjectIdentifier: Member] = [:]
     /// Join order, for /who and for a stable relay order.
     private var order: [ObjectIdentifier] = []
-    private var accepting = false
     private var everJoined = false
     private var stopping = false
-    private let stopFD: CInt
-    private let stopBuffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
 
     public init(config: Config, console: ChatConsole, logger: Logger) throws(IOError) {
         self.config = config
         self.console = console
-        listener = try Socket.listen(config.listen)
-        address = listener.address
         loop = try EventLoop(backend: try Engine.makeBackend(config.engine, logger: logger), logger: logger)
-        stopFD = try makeEventFD()
-        loop.backend.adopt(socket: listener.fd.raw)
-    }
-
-    deinit {
-        close(stopFD)
-        stopBuffer.deallocate()
+        acceptor = try Acceptor(config.listen, loop: loop)
+        stopSignal = try StopSignal(loop: loop)
+        address = acceptor.address
     }
 
     /// Writes to this fd (from a signal handler or a thread) end the room.
-    public var stopDescriptor: CInt { stopFD }
+    public var stopDescriptor: CInt { stopSignal.descriptor }
 
     public var backend: BackendKind { loop.backend.kind }
 
     public func run() throws(IOError) {
-        reg = loop.register(self)
         stdin = StdinReader(loop: loop, console: console) { [unowned self] events in input(events) }
         stdin.start(loop)
-        loop.backend.queue(.read(fd: stopFD, buffer: stopBuffer, length: 8, offset: Op.noOffset), reg.userData(2))
-        armAccept()
+        acceptor.start(onAccept: { [unowned self] in admit($0) },
+                       onError: { [unowned self] in console.show(.error($0.description)) })
+        stopSignal.start { [unowned self] in stop("the room was closed") }
         try loop.run { stopping && members.isEmpty }
     }
-
-    private func armAccept() {
-        guard !accepting, !stopping else { return }
-        accepting = true
-        loop.backend.queue(.accept(fd: listener.fd.raw), reg.userData(1))
-    }
-
-    public func complete(_ c: Completion, on loop: EventLoop) {
-        switch c.userData.tag {
-        case 1:
-            accepting = false
-            if c.result >= 0 { admit(c.result) } else if c.result != -ECANCELED {
-                console.show(.error("accept on \(address): \(IOError.explain(.init(rawValue: -c.result)))"))
-            }
-            armAccept()
-        case 2:
-            stop("the room was closed")
-        default:
-            break
-        }
-    }
-
-    public func tick(now: UInt64, on loop: EventLoop) { armAccept() }
 
     private func admit(_ fd: CInt) {
         let peer = Socket.peerAddress(fd)?.description ?? "unknown"
@@ -163,7 +131,7 @@ public final class ChatRoom: LoopHandler {
     private func stop(_ reason: String) {
         guard !stopping else { return }
         stopping = true
-        if accepting { loop.backend.queue(.cancelFD(fd: listener.fd.raw), reg.userData(3)) }
+        acceptor.stop()
         for id in order { members[id]?.connection.close(reason) }
         if members.isEmpty { loop.stop() }
     }

@@ -20,18 +20,16 @@ public struct StopHandle: Sendable {
 
 /// `ft recv`: listens, and serves many sessions at once on one ring, each
 /// writing beneath the destination directory.
-public final class Receiver: LoopHandler {
+public final class Receiver {
     public let config: ReceiverConfig
     public let logger: Logger
     public let address: SocketAddress
     let loop: EventLoop
     let destination: Directory
-    private let listener: Listener
-    private let stopFD: CInt
-    private var reg: Registration!
+    private let acceptor: Acceptor
+    private let stopSignal: StopSignal
     private var sessions: [ObjectIdentifier: ReceiverSession] = [:]
     private var events: ProgressHandler = { _ in }
-    private var accepting = false
     private var stopping = false
     private var outcome = Outcome()
 
@@ -47,33 +45,32 @@ public final class Receiver: LoopHandler {
         self.logger = logger
         do {
             destination = try Directory.open(config.directory)
-            listener = try Socket.listen(config.listen)
             let backend = try Engine.makeBackend(config.engine, logger: logger)
             loop = try EventLoop(backend: backend, logger: logger)
-            stopFD = try makeEventFD()
+            acceptor = try Acceptor(config.listen, loop: loop)
+            stopSignal = try StopSignal(loop: loop)
         } catch {
             throw .io(error)
         }
-        address = listener.address
-        loop.backend.adopt(socket: listener.fd.raw)
-    }
-
-    deinit {
-        close(stopFD)
-        stopBuffer.deallocate()
+        address = acceptor.address
     }
 
     /// A handle that makes `run` wind down and return, from any thread.
-    public var stopHandle: StopHandle { StopHandle(fd: stopFD) }
+    public var stopHandle: StopHandle { StopHandle(fd: stopSignal.descriptor) }
 
     public var backend: BackendKind { loop.backend.kind }
 
     /// Serves until stopped (or, with `once`, until the first session ends).
     public func run(events: @escaping ProgressHandler) throws(TransferError) -> Outcome {
         self.events = events
-        reg = loop.register(self)
-        armAccept()
-        armStop()
+        acceptor.start(onAccept: { [unowned self] in accepted($0) },
+                       onError: { [unowned self] in logger.error("\($0)") })
+        stopSignal.start { [unowned self] in
+            // Interrupted: end every session; their temp files are removed.
+            outcome.interrupted = true
+            beginStopping()
+            for s in sessions.values { s.abort("the receiver was interrupted") }
+        }
         do {
             try loop.run { stopping && sessions.isEmpty }
         } catch {
@@ -82,41 +79,7 @@ public final class Receiver: LoopHandler {
         return outcome
     }
 
-    private let stopBuffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
-
-    private func armStop() {
-        loop.backend.queue(.read(fd: stopFD, buffer: stopBuffer, length: 8, offset: Op.noOffset), reg.userData(2))
-    }
-
-    private func armAccept() {
-        guard !accepting, !stopping else { return }
-        accepting = true
-        loop.backend.queue(.accept(fd: listener.fd.raw), reg.userData(1))
-    }
-
-    public func complete(_ c: Completion, on loop: EventLoop) {
-        switch c.userData.tag {
-        case 1:
-            accepting = false
-            accepted(c.result)
-        case 2:
-            // Interrupted: end every session; their temp files are removed.
-            outcome.interrupted = true
-            beginStopping()
-            for s in sessions.values { s.abort("the receiver was interrupted") }
-        default:
-            break
-        }
-    }
-
     private func accepted(_ result: Int32) {
-        guard result >= 0 else {
-            if result != -ECANCELED {
-                logger.error("accept on \(address): \(IOError.explain(.init(rawValue: -result)))")
-            }
-            // EMFILE and friends: try again on the next tick, not in a spin.
-            return
-        }
         let peer = Socket.peerAddress(result)?.description ?? "unknown peer"
         if stopping || sessions.count >= config.maxSessions {
             let why = stopping ? "the receiver is shutting down" : "the receiver is serving \(sessions.count) sessions, its limit; try again later"
@@ -124,28 +87,19 @@ public final class Receiver: LoopHandler {
             _ = bytes.withUnsafeBytes { send(result, $0.baseAddress, $0.count, CInt(MSG_DONTWAIT | MSG_NOSIGNAL)) }
             close(result)
             logger.warning("turned away \(peer): \(why)")
-            armAccept()
             return
         }
         let s = ReceiverSession(server: self, socket: result, peer: peer)
         sessions[ObjectIdentifier(s)] = s
         outcome.sessions += 1
         s.start()
-        if config.once || config.toStdout {
-            beginStopping()
-        } else {
-            armAccept()
-        }
-    }
-
-    public func tick(now: UInt64, on loop: EventLoop) {
-        armAccept()
+        if config.once || config.toStdout { beginStopping() }
     }
 
     private func beginStopping() {
         guard !stopping else { return }
         stopping = true
-        if accepting { loop.backend.queue(.cancelFD(fd: listener.fd.raw), reg.userData(3)) }
+        acceptor.stop()
     }
 
     func emit(_ e: ProgressEvent) { events(e) }
