@@ -1,3 +1,4 @@
+import CURing
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -29,8 +30,9 @@ public struct EngineStats: Sendable {
         guard let kind = c.userData.kind else { return }
         completed[kind.rawValue] &+= 1
         switch kind {
-        case .recv, .send, .recvmsg, .sendmsg, .read, .write, .splice, .sendfile:
-            if c.result > 0 { bytes[kind.rawValue] &+= UInt64(c.result) }
+        case .recv, .send, .recvmsg, .sendmsg, .read, .write, .splice, .sendfile, .readFixed, .sendZC:
+            // A zero-copy send's notification repeats nothing; count once.
+            if c.result > 0, c.flags & Completion.notification == 0 { bytes[kind.rawValue] &+= UInt64(c.result) }
         default:
             break
         }
@@ -61,6 +63,9 @@ public protocol IOBackend: AnyObject {
 
     /// Prepares a socket for this backend before any operation uses it.
     func adopt(socket fd: CInt)
+
+    /// Registers buffers for `readFixed` and `sendZC` (index = position).
+    func registerBuffers(_ buffers: [UnsafeMutableRawBufferPointer]) throws(IOError)
 }
 
 extension IOBackend {
@@ -72,9 +77,9 @@ extension IOBackend {
 func breaksLink(_ op: Op, result: Int32) -> Bool {
     if result < 0 { return true }
     switch op {
-    case .read, .write, .splice, .sendfile:
+    case .read, .write, .splice, .sendfile, .readFixed:
         return Int(result) < op.requestedLength!
-    case .recv(_, _, let n, let flags), .send(_, _, let n, let flags):
+    case .recv(_, _, let n, let flags), .send(_, _, let n, let flags), .sendZC(_, _, let n, let flags, _):
         return flags & CInt(MSG_WAITALL) != 0 && Int(result) < n
     default:
         return false

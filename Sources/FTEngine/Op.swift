@@ -1,3 +1,4 @@
+import CURing
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,6 +18,12 @@ public enum Op {
     case recvmsg(fd: CInt, message: UnsafeMutablePointer<msghdr>, flags: CInt)
     case sendmsg(fd: CInt, message: UnsafePointer<msghdr>, flags: CInt)
     case read(fd: CInt, buffer: UnsafeMutableRawPointer, length: Int, offset: Int64)
+    /// Read into buffer `index` of those given to `registerBuffers`.
+    case readFixed(fd: CInt, buffer: UnsafeMutableRawPointer, length: Int, offset: Int64, index: UInt16)
+    /// Zero-copy send from registered buffer `index`. Two completions: the
+    /// result (flags hold `Completion.more`), then, once the kernel no
+    /// longer needs the buffer, one with `Completion.notification`.
+    case sendZC(fd: CInt, buffer: UnsafeRawPointer, length: Int, flags: CInt, index: UInt16)
     case write(fd: CInt, buffer: UnsafeRawPointer, length: Int, offset: Int64)
     case splice(input: CInt, inputOffset: Int64, output: CInt, outputOffset: Int64, length: Int, flags: UInt32)
     /// `sendfile(2)` issued from the loop thread: there is no ring opcode
@@ -41,6 +48,8 @@ public enum Op {
         case .recvmsg: return .recvmsg
         case .sendmsg: return .sendmsg
         case .read: return .read
+        case .readFixed: return .readFixed
+        case .sendZC: return .sendZC
         case .write: return .write
         case .splice: return .splice
         case .sendfile: return .sendfile
@@ -55,6 +64,7 @@ public enum Op {
     var requestedLength: Int? {
         switch self {
         case .recv(_, _, let n, _), .send(_, _, let n, _), .read(_, _, let n, _), .write(_, _, let n, _),
+             .readFixed(_, _, let n, _, _), .sendZC(_, _, let n, _, _),
              .splice(_, _, _, _, let n, _), .sendfile(_, _, _, let n, _, _):
             return n
         default:
@@ -65,6 +75,7 @@ public enum Op {
 
 public enum OpKind: Int, CaseIterable, Sendable, CustomStringConvertible {
     case nop, accept, connect, recv, send, recvmsg, sendmsg, read, write, splice, sendfile, poll, timeout, cancel, shutdown
+    case readFixed, sendZC
 
     public var description: String {
         switch self {
@@ -83,6 +94,8 @@ public enum OpKind: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .timeout: return "timeout"
         case .cancel: return "cancel"
         case .shutdown: return "shutdown"
+        case .readFixed: return "read_fixed"
+        case .sendZC: return "send_zc"
         }
     }
 }
@@ -121,6 +134,11 @@ public struct UserData: Hashable, Sendable {
 /// What came back: the operation's result (bytes, an fd, or `-errno`) and
 /// the ring's CQE flags.
 public struct Completion: Sendable {
+    /// Another completion for the same operation will follow.
+    public static let more = FT_IORING_CQE_F_MORE
+    /// A zero-copy send's buffer is free again.
+    public static let notification = FT_IORING_CQE_F_NOTIF
+
     public var userData: UserData
     public var result: Int32
     public var flags: UInt32

@@ -41,6 +41,9 @@ public final class PollBackend: IOBackend {
         pollFDs.reserveCapacity(64)
     }
 
+    /// Nothing to register: fixed-buffer operations run as plain ones.
+    public func registerBuffers(_ buffers: [UnsafeMutableRawBufferPointer]) throws(IOError) {}
+
     public func adopt(socket fd: CInt) {
         let flags = ft_fcntl(fd, F_GETFL)
         if flags >= 0 { _ = ft_fcntl_int(fd, F_SETFL, flags | O_NONBLOCK) }
@@ -118,7 +121,14 @@ public final class PollBackend: IOBackend {
     }
 
     private func finish(_ p: Pending, result: Int32, at index: Int) {
-        completions.append(Completion(userData: p.userData, result: result))
+        if case .sendZC = p.op, result >= 0 {
+            // Keep the ring's contract: a result marked "more", then the
+            // notification that the buffer is free.
+            completions.append(Completion(userData: p.userData, result: result, flags: Completion.more))
+            completions.append(Completion(userData: p.userData, result: 0, flags: Completion.notification))
+        } else {
+            completions.append(Completion(userData: p.userData, result: result))
+        }
         if p.linksNext && breaksLink(p.op, result: result) {
             // io_uring cancels the rest of a broken chain.
             var j = index
@@ -200,6 +210,14 @@ public final class PollBackend: IOBackend {
             }
             let r = offset == Op.noOffset ? Glibc.read(fd, buffer, length) : pread(fd, buffer, length, off_t(offset))
             return r >= 0 ? Int32(r) : wouldBlock(&p, fd, CInt(POLLIN))
+        case .readFixed(let fd, let buffer, let length, let offset, _):
+            let r = pread(fd, buffer, length, off_t(offset))
+            return r >= 0 ? Int32(r) : wouldBlock(&p, fd, CInt(POLLIN))
+        case .sendZC(let fd, let buffer, let length, let flags, _):
+            // A plain send; finish() adds the notification a zero-copy send gives.
+            return transfer(&p, fd, CInt(POLLOUT), all: true, length: length) { done in
+                Glibc.send(fd, buffer + done, length - done, flags | CInt(MSG_DONTWAIT) | CInt(MSG_NOSIGNAL))
+            }
         case .write(let fd, let buffer, let length, let offset):
             return transfer(&p, fd, CInt(POLLOUT), all: true, length: length) { done in
                 offset == Op.noOffset
@@ -299,6 +317,7 @@ extension Op {
         switch self {
         case .accept(let fd), .connect(let fd, _, _), .recv(let fd, _, _, _), .send(let fd, _, _, _),
              .recvmsg(let fd, _, _), .sendmsg(let fd, _, _), .read(let fd, _, _, _), .write(let fd, _, _, _),
+             .readFixed(let fd, _, _, _, _), .sendZC(let fd, _, _, _, _),
              .poll(let fd, _), .shutdown(let fd, _):
             return fd
         case .splice(let input, _, let output, _, _, _):

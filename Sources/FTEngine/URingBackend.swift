@@ -51,6 +51,12 @@ public final class URingBackend: IOBackend {
         timespecs.deallocate()
     }
 
+    public func registerBuffers(_ buffers: [UnsafeMutableRawBufferPointer]) throws(IOError) {
+        var iovecs = buffers.map { iovec(iov_base: $0.baseAddress, iov_len: $0.count) }
+        let r = io_uring_register_buffers(ring, &iovecs, UInt32(iovecs.count))
+        if r < 0 { throw IOError(result: r, "register buffers with io_uring") }
+    }
+
     public func adopt(socket fd: CInt) {
         // Blocking sockets: the ring arms its own poll and retries, so no
         // -EAGAIN ever reaches us. (An O_NONBLOCK socket would return it.)
@@ -101,6 +107,10 @@ public final class URingBackend: IOBackend {
             io_uring_prep_sendmsg(s, fd, message, UInt32(bitPattern: flags))
         case .read(let fd, let buffer, let length, let offset):
             io_uring_prep_read(s, fd, buffer, UInt32(length), UInt64(bitPattern: offset))
+        case .readFixed(let fd, let buffer, let length, let offset, let index):
+            io_uring_prep_read_fixed(s, fd, buffer, UInt32(length), UInt64(bitPattern: offset), CInt(index))
+        case .sendZC(let fd, let buffer, let length, let flags, let index):
+            io_uring_prep_send_zc_fixed(s, fd, buffer, length, flags, 0, UInt32(index))
         case .write(let fd, let buffer, let length, let offset):
             io_uring_prep_write(s, fd, buffer, UInt32(length), UInt64(bitPattern: offset))
         case .splice(let input, let inOff, let output, let outOff, let length, let flags):

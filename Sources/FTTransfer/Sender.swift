@@ -34,6 +34,11 @@ public final class Sender: LoopHandler {
     private let started = monotonicNanoseconds()
 
     private let header = UnsafeMutableRawBufferPointer.allocate(byteCount: DataHeader.wireSize, alignment: 8)
+    /// zc: one header per registered buffer, and which buffers the kernel
+    /// still holds (until their notification).
+    private var zcHeaders = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    private var zcBusy: [Bool] = []
+    private static let zcSendTag: UInt8 = 112
     private var pipe: Pipe?
     private var buffers: [UnsafeMutableRawBufferPointer] = []
     private var source: OpenSource?
@@ -72,6 +77,8 @@ public final class Sender: LoopHandler {
         /// splice: bytes already moved from the pipe to the socket.
         var spliced = 0
         var failed = false
+        /// Buffer the copy and zc paths read into.
+        var slot = 0
     }
 
     /// stdin: two buffers, one filling while the other is sent.
@@ -105,6 +112,7 @@ public final class Sender: LoopHandler {
         if socket >= 0 { close(socket) }
         addressStorage.deallocate()
         header.deallocate()
+        zcHeaders.deallocate()
         for b in buffers { b.deallocate() }
     }
 
@@ -113,7 +121,7 @@ public final class Sender: LoopHandler {
     private var chunkSize: Int {
         switch config.path {
         case .splice: return min(Int(config.chunkSize), pipe?.capacity ?? SendConfig.pipeSize)
-        case .copy: return min(Int(config.chunkSize), SendConfig.streamBuffer)
+        case .copy, .zc: return min(Int(config.chunkSize), SendConfig.streamBuffer)
         case .sendfile: return Int(config.chunkSize)
         }
     }
@@ -132,6 +140,12 @@ public final class Sender: LoopHandler {
         }
         if config.path == .splice {
             do { pipe = try Pipe(size: SendConfig.pipeSize) } catch { throw .io(error) }
+        }
+        if config.path == .zc {
+            for i in 0..<SendConfig.zcSlots { _ = buffer(i) }
+            do { try loop.backend.registerBuffers(buffers) } catch { throw .io(error) }
+            zcHeaders = .allocate(byteCount: DataHeader.wireSize * SendConfig.zcSlots, alignment: 8)
+            zcBusy = [Bool](repeating: false, count: SendConfig.zcSlots)
         }
         connectNext()
         do {
@@ -199,6 +213,10 @@ public final class Sender: LoopHandler {
     public func complete(_ c: Completion, on loop: EventLoop) {
         inflight -= 1
         lastActivity = monotonicNanoseconds()
+        if c.userData.tag >= Self.zcSendTag {
+            zcSendCompleted(slot: Int(c.userData.tag - Self.zcSendTag), c)
+            return
+        }
         guard let tag = Tag(rawValue: c.userData.tag) else { return }
         switch tag {
         case .connect:
@@ -263,7 +281,7 @@ public final class Sender: LoopHandler {
             for h in accept.have { skip[h.fileID] = h.bytes }
             skipped = accept.have.reduce(0) { $0 + $1.bytes }
             plan = SendPlan(entries: items.map(\.entry), chunkSize: UInt32(chunkSize), skip: skip)
-            if config.verify, config.path != .copy {
+            if config.verify, config.path == .sendfile || config.path == .splice {
                 // sendfile and splice never bring the bytes into our memory:
                 // hash them on a helper thread while the loop moves them.
                 hashAhead = HashAhead(files: items.enumerated().compactMap { i, item in
@@ -310,7 +328,9 @@ public final class Sender: LoopHandler {
 
     // MARK: Writing
 
-    private var writeBusy: Bool { channel.writing || chunk != nil || stream != nil }
+    private var writeBusy: Bool {
+        channel.writing || chunk != nil || stream != nil || (config.path == .zc && !zcBusy.contains(false))
+    }
 
     /// Starts the next write, if none is in flight.
     private func pump() {
@@ -374,6 +394,21 @@ public final class Sender: LoopHandler {
             loop.backend.queue(.splice(input: pipe.readEnd, inputOffset: Op.noOffset, output: socket,
                                        outputOffset: Op.noOffset, length: length, flags: 0),
                                reg.userData(Tag.spliceOut.rawValue))
+        case .zc:
+            let slot = zcBusy.firstIndex(of: false)!
+            zcBusy[slot] = true
+            let buf = buffers[slot]
+            let hdrSlot = UnsafeMutableRawBufferPointer(rebasing: zcHeaders[slot * DataHeader.wireSize..<(slot + 1) * DataHeader.wireSize])
+            hdrSlot.copyMemory(from: UnsafeRawBufferPointer(header))
+            chunk = ChunkWrite(index: index, offset: offset, length: length, pending: 3, slot: slot)
+            inflight += 3
+            loop.backend.queue(.readFixed(fd: src.fd, buffer: buf.baseAddress!, length: length, offset: Int64(offset), index: UInt16(slot)),
+                               reg.userData(Tag.chunkRead.rawValue), link: true)
+            loop.backend.queue(.send(fd: socket, buffer: hdrSlot.baseAddress!, length: DataHeader.wireSize, flags: more),
+                               reg.userData(Tag.chunkHeader.rawValue), link: true)
+            loop.backend.queue(.sendZC(fd: socket, buffer: buf.baseAddress!, length: length,
+                                       flags: CInt(MSG_WAITALL) | CInt(MSG_NOSIGNAL), index: UInt16(slot)),
+                               reg.userData(Self.zcSendTag + UInt8(slot)))
         case .copy:
             let buf = buffer(0)
             chunk = ChunkWrite(index: index, offset: offset, length: length, pending: 3)
@@ -411,7 +446,7 @@ public final class Sender: LoopHandler {
                 c.failed = true
                 finish(.source("'\(name)' shrank while being sent (read \(c.offset + UInt64(result)) of \(items[c.index].entry.size) bytes)"))
             } else if tag == .chunkRead, result > 0, let h = source?.hasher {
-                h.update(UnsafeRawBufferPointer(start: buffers[0].baseAddress, count: Int(result)))
+                h.update(UnsafeRawBufferPointer(start: buffers[c.slot].baseAddress, count: Int(result)))
             }
         case .spliceOut where result > 0:
             c.spliced += Int(result)
@@ -450,6 +485,22 @@ public final class Sender: LoopHandler {
             events(ev)
         }
         pump()
+    }
+
+    /// A zero-copy send reports twice: its result (counted like any chunk
+    /// completion) and, later, that its buffer is free.
+    private func zcSendCompleted(slot: Int, _ c: Completion) {
+        if c.flags & Completion.notification != 0 {
+            zcBusy[slot] = false
+            pump()
+            return
+        }
+        if c.flags & Completion.more != 0 {
+            inflight += 1  // the notification is still to come
+        } else {
+            zcBusy[slot] = false
+        }
+        chunkCompleted(.sendChunk, c.result)
     }
 
     private func fileEnd(_ index: Int) {

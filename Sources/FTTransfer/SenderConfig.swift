@@ -9,6 +9,9 @@ public enum SendPath: String, Sendable, CaseIterable {
     case splice
     /// read into a buffer on the ring, then send it.
     case copy
+    /// read into registered buffers, then IORING_OP_SEND_ZC from them; a
+    /// buffer is reused only after the kernel's notification.
+    case zc
 
     /// Measured fastest on this machine kind (README, "Performance").
     public static let `default` = SendPath.sendfile
@@ -47,4 +50,6 @@ public struct SendConfig: Sendable {
 
     static let pipeSize = 1 << 20
     static let streamBuffer = 1 << 20
+    /// Registered buffers for the zc path, so reads run ahead of sends.
+    static let zcSlots = 4
 }

@@ -33,8 +33,8 @@ struct Send: ParsableCommand {
     var name: String?
 
     @Option(name: .customLong("io"), help: ArgumentHelp(
-        "Data path: sendfile, splice or copy.",
-        discussion: "sendfile (default, fastest here): sendfile(2) from the ring's thread. splice: file→pipe→socket as linked io_uring ops. copy: io_uring read into a buffer, then send."))
+        "Data path: sendfile, splice, copy or zc.",
+        discussion: "sendfile (default, least CPU here): sendfile(2) from the ring's thread. splice: file→pipe→socket as linked io_uring ops. copy: io_uring read into a buffer, then send. zc: io_uring read into registered buffers, then zero-copy send (IORING_OP_SEND_ZC)."))
     var io: SendPath = .default
 
     @Option(help: "Payload bytes per chunk, e.g. 1M or 4M (16K to 64M).")

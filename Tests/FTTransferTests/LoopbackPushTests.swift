@@ -27,7 +27,7 @@ struct PathCase: CustomTestStringConvertible, Sendable {
     var testDescription: String { "\(send.rawValue)→\(receive.rawValue) on \(engine.rawValue)" }
 }
 
-let allPaths: [PathCase] = [SendPath.sendfile, .splice, .copy].flatMap { s in
+let allPaths: [PathCase] = [SendPath.sendfile, .splice, .copy, .zc].flatMap { s in
     [ReceivePath.splice, .copy].flatMap { r in
         [EnginePreference.ioUring, .poll].map { PathCase(send: s, receive: r, engine: $0) }
     }
