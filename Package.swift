@@ -6,6 +6,7 @@ import PackageDescription
 //   FTEngine    the ring, file descriptors, sockets, pipes, the destination tree
 //   FTTransfer  sender/receiver state machines and their drivers, progress
 //   FTChat      chat room, client and UDP peer on the same engine
+//   FTBench     ftbench's measurements, peers, reports and charts
 //   FTFrontEnd  what both executables render: JSON, sizes, progress, logs
 //   ft, ftbench thin front ends
 let package = Package(
@@ -19,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         .target(name: "CURing", linkerSettings: [.linkedLibrary("uring")]),
@@ -57,10 +59,17 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        .target(
+            name: "FTBench",
+            dependencies: [
+                "FTEngine", "FTWire", "FTFrontEnd",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .executableTarget(
             name: "ftbench",
             dependencies: [
-                "FTTransfer", "FTEngine", "FTWire", "FTFrontEnd",
+                "FTBench", "FTTransfer", "FTEngine", "FTWire", "FTFrontEnd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -69,6 +78,6 @@ let package = Package(
         .testTarget(name: "FTWireTests", dependencies: ["FTWire"]),
         .testTarget(name: "FTEngineTests", dependencies: ["FTEngine", "FTWire", "CURing"]),
         .testTarget(name: "FTTransferTests", dependencies: ["FTTransfer", "FTEngine", "FTWire", "CXXHash"]),
-        .testTarget(name: "FTCLITests", dependencies: ["FTWire", "CXXHash", "FTFrontEnd"]),
+        .testTarget(name: "FTCLITests", dependencies: ["FTWire", "CXXHash", "FTFrontEnd", "FTBench"]),
     ]
 )

@@ -10,6 +10,9 @@ import Glibc
 public struct Listener: ~Copyable {
     public let fd: OwnedFD
     public let address: SocketAddress
+
+    /// Gives up the socket: the caller must close it.
+    public consuming func release() -> CInt { fd.release() }
 }
 
 /// Socket setup done once per connection, outside the hot path.

@@ -1,8 +1,51 @@
 import ArgumentParser
+import FTFrontEnd
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
-struct FTBench: ParsableCommand {
+struct FTBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ftbench",
-        abstract: "Measure ft's data paths side by side with nc, socat, iperf3 and sockperf.")
+        abstract: "Measure ft's data paths side by side with nc, socat, iperf3 and sockperf.",
+        discussion: """
+            throughput  sweep ft's io paths and chunk sizes on loopback (or against
+                        `ftbench serve` on another host with --connect)
+            latency     TCP and UDP ping-pong through the engine, and a line through a
+                        chat room, with HdrHistogram percentiles
+            compare     ft against the peers found on PATH, alternating runs, medians,
+                        ratios and the goals the project tracks
+
+            Results print as tables; --json FILE writes them with the documented
+            schema (docs/ftbench-json.md) and --svg FILE draws them. The machine
+            is noisy: compare ratios from one run, never absolute figures.
+            """,
+        subcommands: [Throughput.self, Latency.self, Compare.self, Serve.self])
+
+    /// Usage errors (and unreachable targets) exit 2, failures 1.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let e as BenchFailure {
+            Console.stderr.line("ftbench: \(e.message)")
+            Glibc.exit(e.code)
+        } catch {
+            let code = exitCode(for: error)
+            let message = fullMessage(for: error)
+            if code == .success {
+                if !message.isEmpty { Console.stdout.line(message) }
+                Glibc.exit(0)
+            }
+            Console.stderr.line(message)
+            Glibc.exit(code == .validationFailure ? 2 : code.rawValue)
+        }
+    }
+}
+
+struct BenchFailure: Error {
+    var message: String
+    var code: Int32 = 1
 }

@@ -1,0 +1,221 @@
+import FTEngine
+import FTFrontEnd
+import FTWire
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `ftbench compare`: ft and its peers on the same workloads, in
+/// alternating order, with the goals the project tracks.
+public struct CompareSuite {
+    public struct Options: Sendable {
+        public var fileBytes: UInt64 = 2 << 30
+        public var smallFiles = 10_000
+        public var smallFileBytes = 4096
+        public var latencySeconds = 5.0
+        public var messageBytes = 64
+        public var repeats = 5
+        public var timeoutSeconds = 120.0
+        public var workloads: Set<String> = ["file", "memory", "small", "latency"]
+        public var work: String
+        public var engine: EnginePreference = .auto
+
+        public init(work: String) { self.work = work }
+    }
+
+    public let options: Options
+    public let recipes: Recipes
+    public let logger: Logger
+    let bench: Workbench
+    let progress: (String) -> Void
+
+    public init(options: Options, ft: String, logger: Logger, progress: @escaping (String) -> Void) {
+        self.options = options
+        self.recipes = Recipes(ft: ft, engine: options.engine)
+        self.logger = logger
+        self.progress = progress
+        bench = Workbench(timeoutSeconds: options.timeoutSeconds, log: options.work + "/participants.log")
+    }
+
+    /// A tool in a workload: how to run it, or why it cannot run here.
+    struct Contender {
+        var label: String
+        var make: () -> TransferCommand
+        var missing: String?
+    }
+
+    static func need(_ programs: [String]) -> String? {
+        let missing = programs.filter { which($0) == nil }
+        return missing.isEmpty ? nil : "\(missing.joined(separator: ", ")) not on PATH (tools/deps installs it)"
+    }
+
+    public func run() throws(IOError) -> BenchReport {
+        var report = BenchReport(mode: "compare", command: CommandLine.arguments)
+        let w = options.work
+        let src = w + "/source.bin"
+        let dst = w + "/out"
+        mkdir(dst, 0o755)
+        let size = options.fileBytes
+        let sizeText = Sizes.format(size)
+
+        if options.workloads.contains("file") || options.workloads.contains("memory") {
+            progress("compare: preparing a \(sizeText) source file")
+            try Fixtures.file(src, bytes: size)
+        }
+        if options.workloads.contains("file") {
+            let r = recipes
+            let trials = race("\(sizeText) file → file", bytes: size, [
+                Contender(label: "ft", make: { r.ftFile(src, bytes: size, sink: .file(dst)) }),
+                Contender(label: "socat -b 1M", make: { r.socat(src, bytes: size, sink: .file(dst)) }, missing: Self.need(["socat"])),
+                Contender(label: "nc", make: { r.nc(src, bytes: size, sink: .file(dst)) }, missing: Self.need(["nc"])),
+            ])
+            report.comparisons += rows("\(sizeText) file → file", trials, goals: ["socat -b 1M": 0.9])
+            report.throughput += trials.map { ThroughputCell(tool: $0.label, io: "default", chunk: nil, streams: 1, sink: "file", trial: $0.trial) }
+        }
+        if options.workloads.contains("memory") {
+            let r = recipes
+            let trials = race("\(sizeText) file → memory", bytes: size, [
+                Contender(label: "ft", make: { r.ftFile(src, bytes: size, sink: .null) }),
+                Contender(label: "ft --no-verify", make: { r.ftFile(src, bytes: size, sink: .null, verify: false) }),
+                Contender(label: "socat -b 1M", make: { r.socat(src, bytes: size, sink: .null) }, missing: Self.need(["socat"])),
+                Contender(label: "nc", make: { r.nc(src, bytes: size, sink: .null) }, missing: Self.need(["nc"])),
+                Contender(label: "iperf3 -F -Z", make: { r.iperf3File(src, bytes: size) }, missing: Self.need(["iperf3"])),
+            ])
+            report.comparisons += rows("\(sizeText) file → memory", trials, goals: ["socat -b 1M": 0.6])
+            report.comparisons += cpuRows("\(sizeText) file → memory", trials, peer: "socat -b 1M", goal: 0.5)
+            report.throughput += trials.map { ThroughputCell(tool: $0.label, io: "default", chunk: nil, streams: 1, sink: "null", trial: $0.trial) }
+            for t in trials where t.label != "ft" && t.label != "ft --no-verify" {
+                if let rate = t.trial.gigabytesPerSecond { report.references.append((t.label, rate)) }
+            }
+        }
+        if options.workloads.contains("small") {
+            let tree = w + "/tree"
+            progress("compare: preparing \(options.smallFiles) files of \(options.smallFileBytes) bytes")
+            try Fixtures.tree(tree, count: options.smallFiles, bytes: options.smallFileBytes)
+            let r = recipes
+            let name = "\(options.smallFiles) × \(Sizes.format(UInt64(options.smallFileBytes))) files"
+            let trials = race(name, bytes: UInt64(options.smallFiles * options.smallFileBytes), [
+                Contender(label: "ft", make: { r.ftTree(tree, into: dst) }),
+                Contender(label: "tar | nc", make: { r.tarNC(tree, into: dst) }, missing: Self.need(["tar", "nc"])),
+                Contender(label: "rsync daemon", make: { r.rsyncDaemon(tree, into: dst, work: w) }, missing: Self.need(["rsync"])),
+            ])
+            report.comparisons += rows(name, trials, goals: ["tar | nc": 0.7, "rsync daemon": 0.3])
+        }
+        if options.workloads.contains("latency") {
+            report.latency += latency(&report)
+        }
+        return report
+    }
+
+    struct Entry {
+        var label: String
+        var trial: Trial
+        var missing: String?
+    }
+
+    /// Runs every available contender `repeats` times, rotating the order
+    /// each round so no tool always runs first (or right after a heavy one).
+    func race(_ workload: String, bytes: UInt64, _ contenders: [Contender]) -> [Entry] {
+        var entries = contenders.map { Entry(label: $0.label, trial: Trial(label: $0.label, bytes: bytes), missing: $0.missing) }
+        let runnable = contenders.indices.filter { contenders[$0].missing == nil }
+        for round in 0..<options.repeats {
+            for k in runnable.indices {
+                let i = runnable[(k + round) % runnable.count]
+                progress("compare: \(workload): round \(round + 1)/\(options.repeats), \(contenders[i].label)")
+                entries[i].trial.runs.append(bench.measure(contenders[i].make()))
+            }
+        }
+        return entries
+    }
+
+    /// ft (and ft variants) against each peer: wall-time medians and ratios.
+    func rows(_ workload: String, _ entries: [Entry], goals: [String: Double]) -> [Comparison] {
+        let fts = entries.filter { $0.label.hasPrefix("ft") }
+        let peers = entries.filter { !$0.label.hasPrefix("ft") }
+        var out: [Comparison] = []
+        for f in fts {
+            for p in peers {
+                var c = Comparison(workload: workload, metric: "wall s", peer: p.label, ftValue: f.trial.medianWall,
+                                   peerValue: p.trial.medianWall, goal: f.label == "ft" ? goals[p.label] : nil, status: .measured)
+                if f.label != "ft" { c.workload += " (\(f.label))" }
+                if let why = p.missing {
+                    c.status = .skipped(why)
+                } else if let why = (p.trial.good.isEmpty ? p.trial.failures.first : nil) ?? (f.trial.good.isEmpty ? f.trial.failures.first : nil) {
+                    c.status = .failed(why)
+                }
+                out.append(c)
+            }
+        }
+        return out
+    }
+
+    func cpuRows(_ workload: String, _ entries: [Entry], peer: String, goal: Double) -> [Comparison] {
+        guard let f = entries.first(where: { $0.label == "ft" }), let p = entries.first(where: { $0.label == peer }) else { return [] }
+        var c = Comparison(workload: workload, metric: "cpu s", peer: peer, ftValue: f.trial.medianCPU, peerValue: p.trial.medianCPU,
+                           goal: goal, status: .measured)
+        if let why = p.missing { c.status = .skipped(why) }
+        return [c]
+    }
+
+    func latency(_ report: inout BenchReport) -> [LatencyResult] {
+        var results: [LatencyResult] = []
+        let secs = options.latencySeconds
+        let m = options.messageBytes
+        for udp in [false, true] {
+            let proto = udp ? "udp" : "tcp"
+            progress("compare: \(proto) ping-pong through the engine, \(secs) s")
+            let mine: LatencyResult?
+            do {
+                mine = try EnginePingPong.run(udp: udp, messageBytes: m, seconds: secs, engine: options.engine, logger: logger)
+            } catch {
+                mine = nil
+                report.comparisons.append(Comparison(workload: "\(proto) ping-pong \(m) B", metric: "p50 µs", peer: "sockperf",
+                                                     status: .failed(error.description)))
+            }
+            var theirs: LatencyResult?
+            var why: Comparison.Status = .measured
+            if let missing = Self.need(["sockperf"]) {
+                why = .skipped(missing)
+            } else {
+                progress("compare: sockperf \(proto) ping-pong, \(secs) s")
+                do {
+                    theirs = try Sockperf.run(udp: udp, messageBytes: m, seconds: secs, work: options.work, timeoutSeconds: secs + 30)
+                } catch {
+                    why = .failed(error.description)
+                }
+            }
+            if let mine { results.append(mine) }
+            if let theirs { results.append(theirs) }
+            if mine != nil || theirs != nil {
+                report.comparisons += latencyRows("\(proto) ping-pong \(m) B", mine, theirs, peer: "sockperf \(proto) --full-rtt",
+                                                  goals: (1.1, 1.2), status: why)
+            }
+            if !udp {
+                progress("compare: a line through an ft chat room, \(secs) s")
+                do {
+                    let room = try ChatRoomLatency.run(ft: recipes.ft, seconds: secs, engine: options.engine)
+                    results.append(room)
+                    report.comparisons += latencyRows("chat room line (client → room → client)", room, theirs,
+                                                      peer: "sockperf tcp --full-rtt", goals: (1.5, nil), status: why)
+                } catch {
+                    report.comparisons.append(Comparison(workload: "chat room line", metric: "p50 µs", peer: "sockperf tcp",
+                                                         status: .failed(error.description)))
+                }
+            }
+        }
+        return results
+    }
+
+    func latencyRows(_ workload: String, _ mine: LatencyResult?, _ theirs: LatencyResult?, peer: String,
+                     goals: (Double?, Double?), status: Comparison.Status) -> [Comparison] {
+        func us(_ v: UInt64?) -> Double? { v.map { Double($0) / 1000 } }
+        return [
+            Comparison(workload: workload, metric: "p50 µs", peer: peer, ftValue: us(mine?.p50), peerValue: us(theirs?.p50),
+                       goal: goals.0, status: status),
+            Comparison(workload: workload, metric: "p99 µs", peer: peer, ftValue: us(mine?.p99), peerValue: us(theirs?.p99),
+                       goal: goals.1, status: status),
+        ]
+    }
+}

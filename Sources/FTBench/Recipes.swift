@@ -1,0 +1,207 @@
+import FTEngine
+import SystemPackage
+import FTWire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where a transfer's bytes end up.
+public enum Sink: Sendable, Equatable, CustomStringConvertible {
+    /// Discarded after arriving (stdout to /dev/null, or a discarding peer).
+    case null
+    /// Written into this directory.
+    case file(String)
+
+    public var description: String {
+        switch self {
+        case .null: return "null"
+        case .file: return "file"
+        }
+    }
+}
+
+/// Command lines for ft and for the peers, as PEERS.md measures them.
+public struct Recipes: Sendable {
+    public var ft: String
+    public var engine: EnginePreference
+
+    public init(ft: String, engine: EnginePreference = .auto) {
+        self.ft = ft
+        self.engine = engine
+    }
+
+    /// One file with ft.
+    public func ftFile(_ source: String, bytes: UInt64, sink: Sink, io: String = "sendfile", chunk: String? = nil,
+                       verify: Bool = true, target: String? = nil) -> TransferCommand {
+        let port = Ports.free()
+        var recv = [ft, "recv", "--listen", "127.0.0.1:\(port)", "--once", "-q", "--engine", engine.rawValue]
+        var expect: (String, UInt64)?
+        var cleanup: [String] = []
+        switch sink {
+        case .null:
+            recv.append("--stdout")
+        case .file(let dir):
+            recv += ["--dir", dir, "--overwrite"]
+            let out = dir + "/" + baseName(source)
+            expect = (out, bytes)
+            cleanup = [out]
+        }
+        var send = [ft, "send", target ?? "127.0.0.1:\(port)", source, "-q", "--io", io, "--engine", engine.rawValue]
+        if let chunk { send += ["--chunk", chunk] }
+        if !verify { send.append("--no-verify") }
+        var t = TransferCommand(label: "ft", receiver: recv, receiverPort: port, sender: send)
+        t.expectFile = expect
+        t.cleanup = cleanup
+        return t
+    }
+
+    /// One file with socat -b 1M (the strongest plain-copy peer).
+    public func socat(_ source: String, bytes: UInt64, sink: Sink) -> TransferCommand {
+        let port = Ports.free()
+        var t = TransferCommand(
+            label: "socat -b 1M",
+            receiver: ["socat", "-b", "1048576", "-u", "TCP-LISTEN:\(port),bind=127.0.0.1,reuseaddr", "STDOUT"],
+            receiverPort: port,
+            sender: ["socat", "-b", "1048576", "-u", "FILE:\(source)", "TCP:127.0.0.1:\(port)"])
+        if case .file(let dir) = sink {
+            t.receiverStdout = dir + "/socat.out"
+            t.expectFile = (t.receiverStdout, bytes)
+            t.cleanup = [t.receiverStdout]
+        }
+        return t
+    }
+
+    /// One file with netcat.
+    public func nc(_ source: String, bytes: UInt64, sink: Sink) -> TransferCommand {
+        let port = Ports.free()
+        var t = TransferCommand(label: "nc", receiver: ["nc", "-l", "127.0.0.1", "\(port)"], receiverPort: port,
+                                sender: ["nc", "-N", "127.0.0.1", "\(port)"])
+        t.senderStdin = source
+        if case .file(let dir) = sink {
+            t.receiverStdout = dir + "/nc.out"
+            t.expectFile = (t.receiverStdout, bytes)
+            t.cleanup = [t.receiverStdout]
+        }
+        return t
+    }
+
+    /// iperf3 sending the file with sendfile; its server discards.
+    public func iperf3File(_ source: String, bytes: UInt64) -> TransferCommand {
+        let port = Ports.free()
+        return TransferCommand(
+            label: "iperf3 -F -Z", receiver: ["iperf3", "-s", "-1", "-p", "\(port)"], receiverPort: port,
+            sender: ["iperf3", "-c", "127.0.0.1", "-p", "\(port)", "-F", source, "-Z", "-n", "\(bytes)"])
+    }
+
+    /// A tree of small files with ft.
+    public func ftTree(_ source: String, into dir: String) -> TransferCommand {
+        let port = Ports.free()
+        var t = TransferCommand(
+            label: "ft", receiver: [ft, "recv", "--listen", "127.0.0.1:\(port)", "--once", "-q", "--dir", dir,
+                                    "--engine", engine.rawValue],
+            receiverPort: port, sender: [ft, "send", "127.0.0.1:\(port)", source, "-q", "--engine", engine.rawValue])
+        t.cleanup = [dir + "/" + baseName(source)]
+        return t
+    }
+
+    /// A tree through `tar c | nc` → `nc | tar x`.
+    public func tarNC(_ source: String, into dir: String) -> TransferCommand {
+        let port = Ports.free()
+        let out = dir + "/tar-nc"
+        var t = TransferCommand(
+            label: "tar | nc", receiver: ["mkdir -p '\(out)' && nc -l 127.0.0.1 \(port) | tar x -C '\(out)'"],
+            receiverPort: port, sender: ["tar c -C '\(source)' . | nc -N 127.0.0.1 \(port)"])
+        t.receiverIsShell = true
+        t.senderIsShell = true
+        t.cleanup = [out]
+        return t
+    }
+
+    /// A tree to an rsync daemon (no ssh), config as PEERS.md says.
+    public func rsyncDaemon(_ source: String, into dir: String, work: String) -> TransferCommand {
+        let port = Ports.free()
+        let out = dir + "/rsync"
+        let conf = work + "/rsyncd-\(port).conf"
+        let text = "uid = root\ngid = root\nuse chroot = no\npid file = \(work)/rsyncd-\(port).pid\n[mod]\npath = \(out)\nread only = no\n"
+        writeText(conf, text)
+        var t = TransferCommand(
+            label: "rsync daemon",
+            receiver: ["mkdir -p '\(out)' && exec rsync --daemon --no-detach --address 127.0.0.1 --port \(port) --config '\(conf)'"],
+            receiverPort: port, sender: ["rsync", "-a", source + "/", "rsync://127.0.0.1:\(port)/mod/"])
+        t.receiverIsShell = true
+        t.receiverPersists = true
+        t.cleanup = [out]
+        return t
+    }
+}
+
+func baseName(_ path: String) -> String {
+    String(path.split(separator: "/").last ?? Substring(path))
+}
+
+func writeText(_ path: String, _ text: String) {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { return }
+    defer { close(fd) }
+    let bytes = Array(text.utf8)
+    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+}
+
+/// Test data: incompressible bytes from a fast generator, warmed into the
+/// page cache like PEERS.md asks.
+public enum Fixtures {
+    public static func file(_ path: String, bytes: UInt64) throws(IOError) {
+        var st = stat()
+        if stat(path, &st) == 0, UInt64(st.st_size) == bytes {
+            warm(path)
+            return
+        }
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw IOError(Errno(rawValue: errno), "create", path) }
+        defer { close(fd) }
+        var buf = [UInt64](repeating: 0, count: 1 << 17)
+        var x: UInt64 = 0x9E37_79B9_7F4A_7C15
+        var left = bytes
+        while left > 0 {
+            for i in buf.indices {
+                x ^= x << 13
+                x ^= x >> 7
+                x ^= x << 17
+                buf[i] = x
+            }
+            let n = Int(min(left, UInt64(buf.count * 8)))
+            let w = buf.withUnsafeBytes { write(fd, $0.baseAddress, n) }
+            guard w == n else { throw IOError(Errno(rawValue: errno), "write", path) }
+            left -= UInt64(n)
+        }
+        warm(path)
+    }
+
+    /// `count` files of `bytes` each, 100 per directory.
+    public static func tree(_ dir: String, count: Int, bytes: Int) throws(IOError) {
+        let marker = dir + ".complete-\(count)-\(bytes)"
+        if access(marker, F_OK) == 0 { return }
+        removeTree(dir)
+        mkdir(dir, 0o755)
+        var block = [UInt8](repeating: 0, count: bytes)
+        for i in 0..<count {
+            let sub = dir + "/d\(i / 100)"
+            if i % 100 == 0 { mkdir(sub, 0o755) }
+            for k in block.indices { block[k] = UInt8(truncatingIfNeeded: i &* 31 &+ k &* 7) }
+            let fd = open(sub + "/f\(i)", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw IOError(Errno(rawValue: errno), "create", sub + "/f\(i)") }
+            _ = block.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+        }
+        writeText(marker, "")
+    }
+
+    static func warm(_ path: String) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 1 << 20)
+        while read(fd, &buf, buf.count) > 0 {}
+    }
+}

@@ -1,0 +1,164 @@
+import FTEngine
+import FTWire
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A benchmark participant: a child process started with posix_spawn, with
+/// its resource usage collected by wait4 when it exits.
+public final class Spawned {
+    public let pid: pid_t
+    public let command: [String]
+    private var result: Exit?
+
+    public struct Exit: Sendable {
+        /// Exit code, or 128 + signal.
+        public var status: Int32
+        public var timedOut: Bool
+        public var userSeconds: Double
+        public var systemSeconds: Double
+        public var maxRSSKiB: Int
+        public var cpuSeconds: Double { userSeconds + systemSeconds }
+    }
+
+    /// Starts `command[0]` (searched on PATH) with stdin/stdout/stderr from
+    /// or to the given paths ("/dev/null" by default).
+    public init(_ command: [String], stdin: String = "/dev/null", stdout: String = "/dev/null",
+                stderr: String = "/dev/null", appendStdout: Bool = false) throws(IOError) {
+        self.command = command
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | (appendStdout ? O_APPEND : O_TRUNC), 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        var attrs = posix_spawnattr_t()
+        posix_spawnattr_init(&attrs)
+        defer { posix_spawnattr_destroy(&attrs) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attrs, &empty)
+        // Its own process group, so a whole pipeline can be killed at once.
+        posix_spawnattr_setpgroup(&attrs, 0)
+        posix_spawnattr_setflags(&attrs, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
+        let argv = command.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let rc = posix_spawnp(&child, command[0], &actions, &attrs, argv, environ)
+        guard rc == 0 else { throw IOError(Errno(rawValue: rc), "start", command[0]) }
+        pid = child
+    }
+
+    deinit {
+        if result == nil {
+            kill(-pid, SIGKILL)
+            _ = wait(timeoutSeconds: 5)
+        }
+    }
+
+    /// Waits for exit; after `timeoutSeconds` the process group is killed
+    /// and the exit is marked as timed out.
+    public func wait(timeoutSeconds: Double) -> Exit {
+        if let result { return result }
+        let deadline = monotonicNanoseconds() + UInt64(max(0, timeoutSeconds) * 1e9)
+        var timedOut = false
+        while true {
+            var st: Int32 = 0
+            var ru = rusage()
+            let r = wait4(pid, &st, WNOHANG, &ru)
+            if r == pid {
+                let signal = st & 0x7F
+                let exit = Exit(
+                    status: signal == 0 ? (st >> 8) & 0xFF : 128 + signal, timedOut: timedOut,
+                    userSeconds: Double(ru.ru_utime.tv_sec) + Double(ru.ru_utime.tv_usec) / 1e6,
+                    systemSeconds: Double(ru.ru_stime.tv_sec) + Double(ru.ru_stime.tv_usec) / 1e6,
+                    maxRSSKiB: ru.ru_maxrss)
+                result = exit
+                return exit
+            }
+            if r < 0, errno != EINTR {
+                let exit = Exit(status: -1, timedOut: timedOut, userSeconds: 0, systemSeconds: 0, maxRSSKiB: 0)
+                result = exit
+                return exit
+            }
+            if !timedOut, monotonicNanoseconds() > deadline {
+                timedOut = true
+                kill(-pid, SIGKILL)
+            }
+            usleep(2_000)
+        }
+    }
+
+    public func signal(_ s: Int32) { kill(pid, s) }
+
+    /// Runs `sh -c script` (for peer pipelines such as `tar c | nc`).
+    public static func shell(_ script: String, stdout: String = "/dev/null", stderr: String = "/dev/null") throws(IOError) -> Spawned {
+        try Spawned(["/bin/sh", "-c", script], stdout: stdout, stderr: stderr)
+    }
+}
+
+/// Whether something listens on a TCP or UDP port, read from /proc without
+/// connecting (a probe connection would count as a session to ft recv).
+public enum Ports {
+    public static func isListening(_ port: UInt16, udp: Bool = false) -> Bool {
+        let files = udp ? ["/proc/net/udp", "/proc/net/udp6"] : ["/proc/net/tcp", "/proc/net/tcp6"]
+        let hex = String(port, radix: 16, uppercase: true)
+        let padded = String(repeating: "0", count: 4 - hex.count) + hex
+        for f in files {
+            guard let text = readText(f) else { continue }
+            for line in text.split(separator: "\n").dropFirst() {
+                let cols = line.split(separator: " ", omittingEmptySubsequences: true)
+                guard cols.count > 3, cols[1].hasSuffix(":" + padded) else { continue }
+                // TCP state 0A is LISTEN; an unconnected UDP socket is 07.
+                if cols[3] == (udp ? "07" : "0A") { return true }
+            }
+        }
+        return false
+    }
+
+    /// Waits until the port listens (or `seconds` pass).
+    public static func waitListening(_ port: UInt16, udp: Bool = false, seconds: Double = 10) -> Bool {
+        let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
+        while monotonicNanoseconds() < deadline {
+            if isListening(port, udp: udp) { return true }
+            usleep(5_000)
+        }
+        return false
+    }
+
+    /// A port nothing listens on right now, from a rotating range.
+    public static func free() -> UInt16 {
+        var rng = SystemRandomNumberGenerator()
+        while true {
+            let p = UInt16.random(in: 20_000...40_000, using: &rng)
+            if !isListening(p), !isListening(p, udp: true) { return p }
+        }
+    }
+}
+
+func readText(_ path: String, limit: Int = 1 << 20) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65_536)
+    while out.count < limit {
+        let n = read(fd, &buf, buf.count)
+        if n <= 0 { break }
+        out += buf[..<n]
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+/// Looks a program up on PATH.
+public func which(_ name: String) -> String? {
+    if name.contains("/") { return access(name, X_OK) == 0 ? name : nil }
+    guard let path = getenv("PATH") else { return nil }
+    for dir in String(cString: path).split(separator: ":") {
+        let candidate = "\(dir)/\(name)"
+        if access(candidate, X_OK) == 0 { return candidate }
+    }
+    return nil
+}

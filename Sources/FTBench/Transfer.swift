@@ -1,0 +1,199 @@
+import FTEngine
+import FTWire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One measured transfer.
+public struct Run: Sendable {
+    /// From the sender's start until both sides exited (or, for a daemon
+    /// receiver, until the sender exited).
+    public var wall: Double
+    public var senderCPU: Double
+    public var receiverCPU: Double
+    public var senderRSSKiB: Int
+    public var receiverRSSKiB: Int
+    public var timedOut: Bool
+    /// Why the run does not count, if it does not.
+    public var failure: String?
+
+    public var ok: Bool { failure == nil && !timedOut }
+}
+
+/// How to move one workload with one tool: who listens, who sends.
+public struct TransferCommand: Sendable {
+    public var label: String
+    /// Either argv or, for pipelines, a shell script.
+    public var receiver: [String]
+    public var receiverIsShell = false
+    public var receiverStdout = "/dev/null"
+    public var receiverPort: UInt16
+    /// A daemon that keeps running after the transfer (rsync): stopped by
+    /// us, and not part of the wall time.
+    public var receiverPersists = false
+    public var sender: [String]
+    public var senderIsShell = false
+    public var senderStdin = "/dev/null"
+    /// What must exist afterwards with how many bytes (file sinks).
+    public var expectFile: (path: String, bytes: UInt64)?
+    /// Removed before each run (the previous run's output).
+    public var cleanup: [String] = []
+}
+
+/// Runs transfer commands and measures them.
+public struct Workbench: Sendable {
+    public var timeoutSeconds: Double
+    public var syncBeforeRuns: Bool
+    /// Where stderr of every participant goes, for post-mortems.
+    public var log: String
+
+    public init(timeoutSeconds: Double = 120, syncBeforeRuns: Bool = true, log: String = "/dev/null") {
+        self.timeoutSeconds = timeoutSeconds
+        self.syncBeforeRuns = syncBeforeRuns
+        self.log = log
+    }
+
+    public func measure(_ t: TransferCommand) -> Run {
+        var run = Run(wall: 0, senderCPU: 0, receiverCPU: 0, senderRSSKiB: 0, receiverRSSKiB: 0, timedOut: false)
+        for path in t.cleanup { removeTree(path) }
+        if syncBeforeRuns { sync() }
+        let receiver: Spawned
+        do {
+            receiver = t.receiverIsShell
+                ? try Spawned.shell(t.receiver.joined(separator: " "), stdout: t.receiverStdout, stderr: log)
+                : try Spawned(t.receiver, stdout: t.receiverStdout, stderr: log)
+        } catch {
+            run.failure = error.description
+            return run
+        }
+        guard Ports.waitListening(t.receiverPort, seconds: 10) else {
+            receiver.signal(SIGKILL)
+            _ = receiver.wait(timeoutSeconds: 5)
+            run.failure = "\(t.receiver.first ?? "receiver") did not listen on \(t.receiverPort) within 10 s"
+            return run
+        }
+        let start = monotonicNanoseconds()
+        let sender: Spawned
+        do {
+            sender = t.senderIsShell
+                ? try Spawned.shell(t.sender.joined(separator: " "), stderr: log)
+                : try Spawned(t.sender, stdin: t.senderStdin, stderr: log)
+        } catch {
+            receiver.signal(SIGKILL)
+            _ = receiver.wait(timeoutSeconds: 5)
+            run.failure = error.description
+            return run
+        }
+        let s = sender.wait(timeoutSeconds: timeoutSeconds)
+        if t.receiverPersists {
+            run.wall = Double(monotonicNanoseconds() - start) / 1e9
+            receiver.signal(SIGTERM)
+        }
+        let left = max(1, timeoutSeconds - Double(monotonicNanoseconds() - start) / 1e9)
+        let r = receiver.wait(timeoutSeconds: t.receiverPersists ? 10 : left)
+        if !t.receiverPersists { run.wall = Double(monotonicNanoseconds() - start) / 1e9 }
+        run.senderCPU = s.cpuSeconds
+        run.receiverCPU = r.cpuSeconds
+        run.senderRSSKiB = s.maxRSSKiB
+        run.receiverRSSKiB = r.maxRSSKiB
+        run.timedOut = s.timedOut || (r.timedOut && !t.receiverPersists)
+        if run.timedOut {
+            run.failure = "timed out after \(Int(timeoutSeconds)) s"
+        } else if s.status != 0 {
+            run.failure = "\(t.sender.first ?? "sender") exited \(s.status)"
+        } else if r.status != 0, !t.receiverPersists {
+            run.failure = "\(t.receiver.first ?? "receiver") exited \(r.status)"
+        } else if let (path, bytes) = t.expectFile {
+            var st = stat()
+            if stat(path, &st) != 0 || UInt64(st.st_size) != bytes {
+                run.failure = "\(path) holds \(stat(path, &st) == 0 ? UInt64(st.st_size) : 0) of \(bytes) bytes"
+            }
+        }
+        return run
+    }
+}
+
+extension Workbench {
+    /// Only the sender, against a receiver elsewhere (`ftbench serve`):
+    /// receiver figures stay zero.
+    public func measureSender(_ argv: [String]) -> Run {
+        var run = Run(wall: 0, senderCPU: 0, receiverCPU: 0, senderRSSKiB: 0, receiverRSSKiB: 0, timedOut: false)
+        let start = monotonicNanoseconds()
+        let sender: Spawned
+        do { sender = try Spawned(argv, stderr: log) } catch {
+            run.failure = error.description
+            return run
+        }
+        let s = sender.wait(timeoutSeconds: timeoutSeconds)
+        run.wall = Double(monotonicNanoseconds() - start) / 1e9
+        run.senderCPU = s.cpuSeconds
+        run.senderRSSKiB = s.maxRSSKiB
+        run.timedOut = s.timedOut
+        if s.timedOut { run.failure = "timed out after \(Int(timeoutSeconds)) s" } else if s.status != 0 { run.failure = "ft send exited \(s.status)" }
+        return run
+    }
+}
+
+/// Summary of several runs of one tool on one workload.
+public struct Trial: Sendable {
+    public var label: String
+    public var parameters: [(String, String)]
+    public var runs: [Run]
+    /// Bytes moved per run, for rates (nil for latency-like workloads).
+    public var bytes: UInt64?
+
+    public init(label: String, parameters: [(String, String)] = [], runs: [Run] = [], bytes: UInt64?) {
+        self.label = label
+        self.parameters = parameters
+        self.runs = runs
+        self.bytes = bytes
+    }
+
+    public var good: [Run] { runs.filter(\.ok) }
+    public var failures: [String] { runs.compactMap(\.failure) }
+    public var timedOut: Int { runs.filter(\.timedOut).count }
+
+    public var medianWall: Double? { median(good.map(\.wall)) }
+    public var minWall: Double? { good.map(\.wall).min() }
+    public var maxWall: Double? { good.map(\.wall).max() }
+    public var medianCPU: Double? { median(good.map { $0.senderCPU + $0.receiverCPU }) }
+    public var peakSenderRSSKiB: Int { runs.map(\.senderRSSKiB).max() ?? 0 }
+    public var peakReceiverRSSKiB: Int { runs.map(\.receiverRSSKiB).max() ?? 0 }
+
+    /// Decimal gigabytes per second at the median.
+    public var gigabytesPerSecond: Double? {
+        guard let bytes, let w = medianWall, w > 0 else { return nil }
+        return Double(bytes) / w / 1e9
+    }
+
+    /// CPU seconds per GiB moved, per side.
+    public func cpuPerGiB(sender: Bool) -> Double? {
+        guard let bytes, bytes > 0 else { return nil }
+        let values = good.map { sender ? $0.senderCPU : $0.receiverCPU }
+        return median(values).map { $0 / (Double(bytes) / Double(1 << 30)) }
+    }
+}
+
+public func median(_ values: [Double]) -> Double? {
+    guard !values.isEmpty else { return nil }
+    let s = values.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+func removeTree(_ path: String) {
+    var st = stat()
+    guard lstat(path, &st) == 0 else { return }
+    if st.st_mode & S_IFMT == S_IFDIR {
+        if let d = opendir(path) {
+            while let e = readdir(d) {
+                let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if name != ".", name != ".." { removeTree(path + "/" + name) }
+            }
+            closedir(d)
+        }
+        rmdir(path)
+    } else {
+        unlink(path)
+    }
+}
