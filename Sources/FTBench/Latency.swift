@@ -133,6 +133,11 @@ private final class EchoHandler: LoopHandler {
     let source = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
     let vector = UnsafeMutablePointer<iovec>.allocate(capacity: 1)
     let message = UnsafeMutablePointer<msghdr>.allocate(capacity: 1)
+    // The reply has its own header: the next receive is queued with it, in
+    // the same submission, and must not overwrite it.
+    let replyTo = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
+    let replyVector = UnsafeMutablePointer<iovec>.allocate(capacity: 1)
+    let reply = UnsafeMutablePointer<msghdr>.allocate(capacity: 1)
     let stopBuffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
 
     init(loop: EventLoop, udp: Bool, port: UInt16, messageBytes: Int, stopFD: CInt) throws(IOError) {
@@ -163,6 +168,9 @@ private final class EchoHandler: LoopHandler {
         source.deallocate()
         vector.deallocate()
         message.deallocate()
+        replyTo.deallocate()
+        replyVector.deallocate()
+        reply.deallocate()
         stopBuffer.deallocate()
     }
 
@@ -194,13 +202,24 @@ private final class EchoHandler: LoopHandler {
                 if udp { receive() } else { done = true }
                 return
             }
+            // The echo, linked to the next receive: one submission, and the
+            // echo posts no completion unless it fails.
             if udp {
-                vector.pointee.iov_len = Int(c.result)
-                loop.backend.queue(.sendmsg(fd: listenFD, message: message, flags: 0), reg.userData(3))
+                replyTo.pointee = source.pointee
+                replyVector.pointee = iovec(iov_base: buffer.baseAddress, iov_len: Int(c.result))
+                reply.pointee = msghdr()
+                reply.pointee.msg_name = UnsafeMutableRawPointer(replyTo)
+                reply.pointee.msg_namelen = message.pointee.msg_namelen
+                reply.pointee.msg_iov = replyVector
+                reply.pointee.msg_iovlen = 1
+                loop.backend.queue(.sendmsg(fd: listenFD, message: reply, flags: 0), reg.userData(3), link: true, quiet: true)
             } else {
-                loop.backend.queue(.send(fd: connFD, buffer: buffer.baseAddress!, length: Int(c.result), flags: CInt(MSG_WAITALL) | CInt(MSG_NOSIGNAL)), reg.userData(3))
+                loop.backend.queue(.send(fd: connFD, buffer: buffer.baseAddress!, length: Int(c.result), flags: CInt(MSG_WAITALL) | CInt(MSG_NOSIGNAL)),
+                                   reg.userData(3), link: true, quiet: true)
             }
+            receive()
         case 3:
+            // Only a failed echo reports; a cancelled receive follows it.
             receive()
         case 9:
             done = true
@@ -262,7 +281,9 @@ private final class PingClient: LoopHandler {
 
     private func ping() {
         sentAt = monotonicNanoseconds()
-        loop.backend.queue(.send(fd: fd, buffer: out.baseAddress!, length: messageBytes, flags: CInt(MSG_NOSIGNAL)), reg.userData(1))
+        // The send posts nothing unless it fails: one wake-up per round trip.
+        loop.backend.queue(.send(fd: fd, buffer: out.baseAddress!, length: messageBytes, flags: CInt(MSG_NOSIGNAL)), reg.userData(1),
+                           link: false, quiet: true)
         loop.backend.queue(.recv(fd: fd, buffer: back.baseAddress!, length: messageBytes, flags: udp ? 0 : CInt(MSG_WAITALL)), reg.userData(2))
     }
 

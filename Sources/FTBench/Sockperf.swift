@@ -39,15 +39,17 @@ public enum Sockperf {
         for line in text.split(separator: "\n") {
             // Strip the ANSI colouring sockperf adds.
             let clean = String(line).replacingANSI()
-            if let r = clean.range(of: "percentile ") {
+            // "Total N observations; each percentile contains ..." first: it
+            // also holds the word "percentile".
+            if let r = clean.range(of: "Total ") {
+                count = UInt64(clean[r.upperBound...].prefix { $0.isNumber }) ?? 0
+            } else if let r = clean.range(of: "percentile ") {
                 let rest = clean[r.upperBound...].split(separator: "=")
                 if rest.count == 2, let q = Double(rest[0].trimmed), let v = Double(rest[1].trimmed) { p[q] = v }
             } else if clean.contains("<MAX> observation"), let v = clean.split(separator: "=").last.flatMap({ Double($0.trimmed) }) {
                 p[100] = v
             } else if clean.contains("<MIN> observation"), let v = clean.split(separator: "=").last.flatMap({ Double($0.trimmed) }) {
                 p[0] = v
-            } else if let r = clean.range(of: "Total ") {
-                count = UInt64(clean[r.upperBound...].prefix { $0.isNumber }) ?? 0
             }
         }
         return p[50] == nil ? nil : (p, count)

@@ -53,8 +53,10 @@ public protocol IOBackend: AnyObject {
 
     /// Queues an operation. With `link`, the next queued operation starts
     /// only after this one completes in full; if this one fails or comes up
-    /// short, the rest of the chain completes with `-ECANCELED`.
-    func queue(_ op: Op, _ userData: UserData, link: Bool)
+    /// short, the rest of the chain completes with `-ECANCELED`. With
+    /// `quiet`, success posts no completion (IOSQE_CQE_SKIP_SUCCESS): for a
+    /// send whose result nobody waits for. Failures still complete.
+    func queue(_ op: Op, _ userData: UserData, link: Bool, quiet: Bool)
 
     /// Submits what is queued, waits until at least one completion is ready
     /// (or `timeoutNanoseconds` pass), and hands every ready completion to
@@ -69,7 +71,8 @@ public protocol IOBackend: AnyObject {
 }
 
 extension IOBackend {
-    public func queue(_ op: Op, _ userData: UserData) { queue(op, userData, link: false) }
+    public func queue(_ op: Op, _ userData: UserData) { queue(op, userData, link: false, quiet: false) }
+    public func queue(_ op: Op, _ userData: UserData, link: Bool) { queue(op, userData, link: link, quiet: false) }
 }
 
 /// Whether a completion broke a link chain: an error, or fewer bytes than

@@ -18,6 +18,8 @@ public final class PollBackend: IOBackend {
         var userData: UserData
         var chain: UInt64
         var linksNext: Bool
+        /// Post no completion on success.
+        var quiet = false
         /// Bytes moved so far, for operations that must move all of them.
         var done = 0
         /// poll(2) events this entry waits for; 0 means "try now".
@@ -49,7 +51,7 @@ public final class PollBackend: IOBackend {
         if flags >= 0 { _ = ft_fcntl_int(fd, F_SETFL, flags | O_NONBLOCK) }
     }
 
-    public func queue(_ op: Op, _ userData: UserData, link: Bool) {
+    public func queue(_ op: Op, _ userData: UserData, link: Bool, quiet: Bool) {
         if case .cancelFD(let fd) = op {
             // Immediate, as on the ring: every pending op on fd completes now.
             precondition(!link && !chainOpen, "cancel cannot be linked")
@@ -69,6 +71,7 @@ public final class PollBackend: IOBackend {
         }
         let chain = chainOpen ? nextChain : { nextChain &+= 1; return nextChain }()
         var p = Pending(op: op, userData: userData.with(kind: op.kind), chain: chain, linksNext: link)
+        p.quiet = quiet
         if case .timeout(let ns) = op { p.deadline = monotonicNanoseconds() &+ ns }
         pending.append(p)
         chainOpen = link
@@ -121,7 +124,9 @@ public final class PollBackend: IOBackend {
     }
 
     private func finish(_ p: Pending, result: Int32, at index: Int) {
-        if case .sendZC = p.op, result >= 0 {
+        if p.quiet, result >= 0 {
+            // Skipped like IOSQE_CQE_SKIP_SUCCESS; a short result still breaks a link below.
+        } else if case .sendZC = p.op, result >= 0 {
             // Keep the ring's contract: a result marked "more", then the
             // notification that the buffer is free.
             completions.append(Completion(userData: p.userData, result: result, flags: Completion.more))

@@ -26,9 +26,12 @@ public final class URingBackend: IOBackend {
     public init(entries: UInt32 = 256) throws(IOError) {
         ring = .allocate(capacity: 1)
         var params = io_uring_params()
-        // Task work runs when we enter the kernel, not by interrupting us;
-        // one bad SQE does not stop the rest of a batch.
-        params.flags = FT_IORING_SETUP_COOP_TASKRUN | FT_IORING_SETUP_SUBMIT_ALL
+        // One thread creates and drives each ring, so completions can run as
+        // deferred task work when that thread waits: measured 26.6 → 24 µs
+        // p50 on a TCP ping-pong, throughput unchanged (A/B, 5 runs each).
+        // One bad SQE does not stop the rest of a batch. Kernels before 6.1
+        // refuse these flags; then the ring is set up without them.
+        params.flags = FT_IORING_SETUP_SUBMIT_ALL | FT_IORING_SETUP_SINGLE_ISSUER | FT_IORING_SETUP_DEFER_TASKRUN
         var r = io_uring_queue_init_params(entries, ring, &params)
         if r == -EINVAL {
             params = io_uring_params()
@@ -80,7 +83,7 @@ public final class URingBackend: IOBackend {
         timespecsUsed = 0
     }
 
-    public func queue(_ op: Op, _ userData: UserData, link: Bool) {
+    public func queue(_ op: Op, _ userData: UserData, link: Bool, quiet: Bool) {
         let ud = userData.with(kind: op.kind)
         if case .sendfile(let sock, let file, let offset, let length, let header, let headerLength) = op {
             precondition(!chainOpen && !link, "sendfile runs inline and cannot be linked")
@@ -132,6 +135,7 @@ public final class URingBackend: IOBackend {
         }
         io_uring_sqe_set_data64(s, ud.raw)
         if link { s.pointee.flags |= FT_IOSQE_IO_LINK }
+        if quiet { s.pointee.flags |= FT_IOSQE_CQE_SKIP_SUCCESS }
         chainOpen = link
     }
 
