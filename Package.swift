@@ -14,6 +14,8 @@ let package = Package(
     products: [
         .executable(name: "ft", targets: ["ft"]),
         .executable(name: "ftbench", targets: ["ftbench"]),
+        .library(name: "FTWire", targets: ["FTWire"]),
+        .library(name: "FTEngine", targets: ["FTEngine"]),
         .library(name: "FTTransfer", targets: ["FTTransfer"]),
     ],
     dependencies: [
