@@ -12,6 +12,8 @@ public final class Spawned {
     public let pid: pid_t
     public let command: [String]
     private var result: Exit?
+    /// Highest VmHWM seen so far (see `sample`).
+    private var peakKiB = 0
 
     public struct Exit: Sendable {
         /// Exit code, or 128 + signal.
@@ -58,13 +60,24 @@ public final class Spawned {
         }
     }
 
-    /// Waits for exit; after `timeoutSeconds` the process group is killed
-    /// and the exit is marked as timed out.
-    public func wait(timeoutSeconds: Double) -> Exit {
+    /// Records the process's memory high-water mark while it is alive.
+    /// ru_maxrss survives execve, so a child spawned from us starts with our
+    /// own peak; its own mm's high-water mark is in /proc while it runs.
+    public func sample() {
+        guard result == nil else { return }
+        peakKiB = max(peakKiB, Self.highWaterKiB(pid))
+    }
+
+    /// Waits for exit, sampling `others` too so none exits unobserved; after
+    /// `timeoutSeconds` the process group is killed and the exit is marked
+    /// as timed out.
+    public func wait(timeoutSeconds: Double, sampling others: [Spawned] = []) -> Exit {
         if let result { return result }
         let deadline = monotonicNanoseconds() + UInt64(max(0, timeoutSeconds) * 1e9)
         var timedOut = false
         while true {
+            sample()
+            for o in others { o.sample() }
             var st: Int32 = 0
             var ru = rusage()
             let r = wait4(pid, &st, WNOHANG, &ru)
@@ -74,7 +87,7 @@ public final class Spawned {
                     status: signal == 0 ? (st >> 8) & 0xFF : 128 + signal, timedOut: timedOut,
                     userSeconds: Double(ru.ru_utime.tv_sec) + Double(ru.ru_utime.tv_usec) / 1e6,
                     systemSeconds: Double(ru.ru_stime.tv_sec) + Double(ru.ru_stime.tv_usec) / 1e6,
-                    maxRSSKiB: ru.ru_maxrss)
+                    maxRSSKiB: peakKiB)
                 result = exit
                 return exit
             }
@@ -92,6 +105,13 @@ public final class Spawned {
     }
 
     public func signal(_ s: Int32) { kill(pid, s) }
+
+    /// VmHWM of a live process, in KiB (0 once it is a zombie).
+    static func highWaterKiB(_ pid: pid_t) -> Int {
+        guard let status = readText("/proc/\(pid)/status") else { return 0 }
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return 0 }
+        return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+    }
 
     /// Runs `sh -c script` (for peer pipelines such as `tar c | nc`).
     public static func shell(_ script: String, stdout: String = "/dev/null", stderr: String = "/dev/null") throws(IOError) -> Spawned {

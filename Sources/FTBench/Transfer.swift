@@ -67,6 +67,7 @@ public struct Workbench: Sendable {
             run.failure = error.description
             return run
         }
+        receiver.sample()
         guard Ports.waitListening(t.receiverPort, seconds: 10) else {
             receiver.signal(SIGKILL)
             _ = receiver.wait(timeoutSeconds: 5)
@@ -85,7 +86,7 @@ public struct Workbench: Sendable {
             run.failure = error.description
             return run
         }
-        let s = sender.wait(timeoutSeconds: timeoutSeconds)
+        let s = sender.wait(timeoutSeconds: timeoutSeconds, sampling: [receiver])
         if t.receiverPersists {
             run.wall = Double(monotonicNanoseconds() - start) / 1e9
             receiver.signal(SIGTERM)
