@@ -17,8 +17,11 @@ public enum Chart {
         // Each panel: its legend length (it sits under the plot) and drawing.
         var panels: [(Int, (Double) -> String)] = []
         let series = throughputSeries(report)
-        if !series.isEmpty || !report.references.isEmpty {
+        if !series.isEmpty {
             panels.append((series.count + report.references.count, { y in throughputPanel(series, references: report.references, top: y) }))
+        } else if !report.references.isEmpty {
+            // No sweep (compare mode): one bar per tool.
+            panels.append((0, { y in barPanel(report.references, top: y) }))
         }
         if !report.latency.isEmpty {
             panels.append((report.latency.count, { y in latencyPanel(report.latency, top: y) }))
@@ -84,6 +87,31 @@ public enum Chart {
             legend.append(("\(label): \(Sizes.fixed(rate, 2)) GB/s", color, true))
         }
         out += plot.legend(legend)
+        return out
+    }
+
+    static func barPanel(_ bars: [(String, Double)], top: Double) -> String {
+        let maxRate = niceCeiling((bars.map(\.1).max() ?? 1) * 1.1)
+        let left = 170.0
+        let right = width - 60
+        let rowHeight = min(40.0, (panelHeight - 90) / Double(max(bars.count, 1)))
+        var out = "<text x=\"70\" y=\"\(top + 25)\" font-size=\"14\">Throughput, big file → memory (GB/s, median)</text>\n"
+        for (i, (label, rate)) in bars.enumerated() {
+            let y = top + 45 + Double(i) * rowHeight
+            let w = rate / maxRate * (right - left)
+            let color = colors[i % colors.count]
+            out += "<text x=\"\(left - 8)\" y=\"\(y + rowHeight * 0.45)\" text-anchor=\"end\">\(escape(label))</text>"
+            out += "<rect x=\"\(left)\" y=\"\(y)\" width=\"\(w)\" height=\"\(rowHeight * 0.7)\" fill=\"\(color)\"/>"
+            out += "<text x=\"\(left + w + 5)\" y=\"\(y + rowHeight * 0.45)\">\(Sizes.fixed(rate, 2))</text>\n"
+        }
+        let axisY = top + 45 + Double(bars.count) * rowHeight + 5
+        out += "<line x1=\"\(left)\" y1=\"\(axisY)\" x2=\"\(right)\" y2=\"\(axisY)\" stroke=\"black\"/>"
+        out += "<line x1=\"\(left)\" y1=\"\(top + 40)\" x2=\"\(left)\" y2=\"\(axisY)\" stroke=\"black\"/>\n"
+        for i in 0...4 {
+            let v = maxRate * Double(i) / 4
+            let x = left + Double(i) / 4 * (right - left)
+            out += "<text x=\"\(x)\" y=\"\(axisY + 16)\" text-anchor=\"middle\">\(Sizes.fixed(v, 2))</text>\n"
+        }
         return out
     }
 

@@ -86,7 +86,7 @@ public struct CompareSuite {
             report.comparisons += rows("\(sizeText) file → memory", trials, goals: ["socat -b 1M": 0.6])
             report.comparisons += cpuRows("\(sizeText) file → memory", trials, peer: "socat -b 1M", goal: 0.5)
             report.throughput += trials.map { ThroughputCell(tool: $0.label, io: "default", chunk: nil, streams: 1, sink: "null", trial: $0.trial) }
-            for t in trials where t.label != "ft" && t.label != "ft --no-verify" {
+            for t in trials {
                 if let rate = t.trial.gigabytesPerSecond { report.references.append((t.label, rate)) }
             }
         }
