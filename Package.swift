@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         .target(name: "CURing", linkerSettings: [.linkedLibrary("uring")]),
@@ -39,6 +40,7 @@ let package = Package(
             name: "FTTransfer",
             dependencies: [
                 "FTWire", "FTEngine", "CXXHash",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -80,6 +82,8 @@ let package = Package(
         .testTarget(name: "FTWireTests", dependencies: ["FTWire"]),
         .testTarget(name: "FTEngineTests", dependencies: ["FTEngine", "FTWire", "CURing"]),
         .testTarget(name: "FTTransferTests", dependencies: ["FTTransfer", "FTEngine", "FTWire", "CXXHash"]),
-        .testTarget(name: "FTCLITests", dependencies: ["FTWire", "CXXHash", "FTFrontEnd", "FTBench"]),
+        .testTarget(
+            name: "FTCLITests",
+            dependencies: ["FTWire", "CXXHash", "FTFrontEnd", "FTBench", "FTTransfer"]),
     ]
 )

@@ -32,6 +32,10 @@ public final class Receiver {
     private var events: ProgressHandler = { _ in }
     private var stopping = false
     private var outcome = Outcome()
+    /// Normalised one-time code, or nil when anyone is accepted.
+    let code: [UInt8]?
+    /// Wrong codes per host, to slow down guessing.
+    private var authFailures: [String: (count: Int, until: UInt64)] = [:]
 
     public struct Outcome: Sendable {
         public var sessions = 0
@@ -43,6 +47,12 @@ public final class Receiver {
     public init(config: ReceiverConfig, logger: Logger) throws(TransferError) {
         self.config = config
         self.logger = logger
+        if let text = config.code {
+            guard let c = AuthCode.normalize(text) else { throw .source("'\(text)' is not a code like k7mq-2fxp-93rd") }
+            code = c
+        } else {
+            code = nil
+        }
         do {
             destination = try Directory.open(config.directory)
             let backend = try Engine.makeBackend(config.engine, logger: logger)
@@ -80,16 +90,21 @@ public final class Receiver {
     }
 
     private func accepted(_ result: Int32) {
-        let peer = Socket.peerAddress(result)?.description ?? "unknown peer"
-        if stopping || sessions.count >= config.maxSessions {
-            let why = stopping ? "the receiver is shutting down" : "the receiver is serving \(sessions.count) sessions, its limit; try again later"
+        let address = Socket.peerAddress(result)
+        let peer = address?.description ?? "unknown peer"
+        let host = address?.host ?? "unknown"
+        let lockout = lockedOutSeconds(host)
+        if stopping || sessions.count >= config.maxSessions || lockout > 0 {
+            let why = stopping ? "the receiver is shutting down"
+                : lockout > 0 ? "too many wrong codes from \(host); try again in \(lockout) s"
+                : "the receiver is serving \(sessions.count) sessions, its limit; try again later"
             let bytes = FrameCodec.encode(.error(ErrorFrame(.busy, why)))
             _ = bytes.withUnsafeBytes { send(result, $0.baseAddress, $0.count, CInt(MSG_DONTWAIT | MSG_NOSIGNAL)) }
             close(result)
             logger.warning("turned away \(peer): \(why)")
             return
         }
-        let s = ReceiverSession(server: self, socket: result, peer: peer)
+        let s = ReceiverSession(server: self, socket: result, peer: peer, peerHost: host)
         sessions[ObjectIdentifier(s)] = s
         outcome.sessions += 1
         s.start()
@@ -103,6 +118,30 @@ public final class Receiver {
     }
 
     func emit(_ e: ProgressEvent) { events(e) }
+
+    /// After three wrong codes from one host, each further attempt waits
+    /// twice as long as the last (1 s, 2 s, … up to 60 s); a right code
+    /// does not reset it, time does (10 minutes without a failure).
+    func authFailed(peer host: String) {
+        let now = monotonicNanoseconds()
+        var entry = authFailures[host] ?? (0, 0)
+        if entry.until != 0, now > entry.until + 600_000_000_000 { entry = (0, 0) }
+        entry.count += 1
+        if entry.count > 3 {
+            let seconds = min(60, 1 << min(entry.count - 4, 6))
+            entry.until = now + UInt64(seconds) * 1_000_000_000
+        } else {
+            entry.until = now
+        }
+        authFailures[host] = entry
+        logger.warning("wrong code from \(host) (\(entry.count) so far)")
+    }
+
+    private func lockedOutSeconds(_ host: String) -> Int {
+        guard let e = authFailures[host], e.count > 3 else { return 0 }
+        let now = monotonicNanoseconds()
+        return e.until > now ? Int((e.until - now + 999_999_999) / 1_000_000_000) : 0
+    }
 
     func sessionEnded(_ s: ReceiverSession) {
         sessions[ObjectIdentifier(s)] = nil

@@ -26,13 +26,17 @@ public struct ReceiverConfig: Sendable {
     public var idleTimeoutSeconds: Double
     /// A connection must complete its hello within this time.
     public var handshakeTimeoutSeconds: Double
+    /// The one-time code senders must prove they know; nil accepts anyone
+    /// (`--no-auth`, said explicitly).
+    public var code: String?
 
     public init(
         listen: Endpoint = Endpoint(host: nil, port: 7878), directory: String = ".", once: Bool = false,
         overwrite: Bool = false, toStdout: Bool = false, path: ReceivePath = .splice,
         engine: EnginePreference = .auto, maxSessions: Int = 128, idleTimeoutSeconds: Double = 60,
-        handshakeTimeoutSeconds: Double = 10
+        handshakeTimeoutSeconds: Double = 10, code: String? = nil
     ) {
+        self.code = code
         self.listen = listen
         self.directory = directory
         self.once = once

@@ -18,6 +18,7 @@ public struct IncomingEntry: Equatable, Sendable {
 public struct ReceiverMachine {
     public enum Phase: Equatable, Sendable {
         case awaitingHello
+        case awaitingAuth
         case awaitingManifest
         case reviewing
         case receiving
@@ -26,8 +27,11 @@ public struct ReceiverMachine {
     }
 
     public enum Action: Equatable, Sendable {
-        /// Answer the hello, speaking `version`.
+        /// Answer the hello, speaking `version` (and asking for a proof of
+        /// the code when auth is required).
         case replyHello(version: UInt16)
+        /// Check the sender's proof; then `authenticated()` and send ours.
+        case checkAuth(AuthProof)
         /// Check the entries against the destination, create directories,
         /// then call `accepted()` and send `accept` (or fail).
         case review
@@ -57,9 +61,13 @@ public struct ReceiverMachine {
     private var committedBytes: UInt64 = 0
     private var committedFiles: UInt64 = 0
     let maxEntries: Int
+    let requireAuth: Bool
+    /// The sender's hello, for the auth proofs.
+    public private(set) var senderHello: Hello?
 
-    public init(maxEntries: Int = Manifest.maxEntries) {
+    public init(maxEntries: Int = Manifest.maxEntries, requireAuth: Bool = false) {
         self.maxEntries = maxEntries
+        self.requireAuth = requireAuth
     }
 
     public var verify: Bool { !(manifestEnd?.flags.contains(.noVerify) ?? false) }
@@ -77,9 +85,14 @@ public struct ReceiverMachine {
                 return fail(.version, m.description)
             case .success(let v):
                 version = v
-                phase = .awaitingManifest
+                senderHello = h
+                phase = requireAuth ? .awaitingAuth : .awaitingManifest
                 return .replyHello(version: v)
             }
+        case (.awaitingAuth, .auth(let proof)):
+            return .checkAuth(proof)
+        case (.awaitingAuth, _):
+            return fail(.auth, "this receiver needs the one-time code; the sender sent a \(frame.type) frame instead of proving it knows the code (set FT_CODE or --code-file on the sender)")
         case (.awaitingManifest, .manifest(let list)):
             guard announced.count + list.count <= maxEntries else {
                 return fail(.refused, "manifest has more than \(maxEntries) entries")
@@ -155,6 +168,12 @@ public struct ReceiverMachine {
         return .review
     }
 
+    /// The sender's proof matched.
+    public mutating func authenticated() {
+        precondition(phase == .awaitingAuth)
+        phase = .awaitingManifest
+    }
+
     /// The driver accepted the manifest and prepared the destination.
     public mutating func accepted() {
         precondition(phase == .reviewing)
@@ -222,6 +241,7 @@ extension ReceiverMachine.Phase: CustomStringConvertible {
     public var description: String {
         switch self {
         case .awaitingHello: return "awaiting hello"
+        case .awaitingAuth: return "awaiting the code's proof"
         case .awaitingManifest: return "awaiting the manifest"
         case .reviewing: return "reviewing the manifest"
         case .receiving: return "receiving"

@@ -16,7 +16,8 @@ final class ReceiverSession: LoopHandler {
     private let socket: CInt
     private let channel: FrameChannel
     private var reg: Registration!
-    private var machine = ReceiverMachine()
+    private var machine: ReceiverMachine
+    private let receiverNonce = AuthCode.randomBytes(32)
     private var inflight = 0
     private var lastActivity = monotonicNanoseconds()
     private let started = monotonicNanoseconds()
@@ -54,13 +55,18 @@ final class ReceiverSession: LoopHandler {
         var inFlight = 0
     }
 
-    init(server: Receiver, socket: CInt, peer: String) {
+    /// The peer's address without the port, for per-host auth throttling.
+    let peerHost: String
+
+    init(server: Receiver, socket: CInt, peer: String, peerHost: String) {
+        self.peerHost = peerHost
         self.server = server
         self.socket = socket
         self.peer = peer
         self.id = randomHex(4)
         self.channel = FrameChannel(fd: socket, peer: peer)
         self.meter = ProgressMeter(session: id, totalBytes: nil)
+        self.machine = ReceiverMachine(requireAuth: server.code != nil)
     }
 
     deinit {
@@ -154,10 +160,26 @@ final class ReceiverSession: LoopHandler {
         case .none:
             read()
         case .replyHello(let version):
-            var hello = Hello(role: .receiver, features: [.xxh3])
+            var hello = Hello(role: .receiver, features: server.code != nil ? [.xxh3, .auth] : [.xxh3],
+                              sessionID: machine.senderHello!.sessionID, nonce: receiverNonce)
             hello.minVersion = version
             hello.maxVersion = version
             channel.enqueue(.hello(hello))
+            flush()
+            read()
+        case .checkAuth(let proof):
+            let h = machine.senderHello!
+            guard let code = server.code,
+                  AuthCode.matches(proof, AuthCode.proof(code: code, role: .sender, session: h.sessionID,
+                                                          senderNonce: h.nonce, receiverNonce: receiverNonce)) else {
+                server.authFailed(peer: peerHost)
+                fail(.refused(ErrorFrame(.auth, "wrong code: the sender's proof does not match this receiver's one-time code"), peer: peer),
+                     frame: ErrorFrame(.auth, "wrong code: this receiver's one-time code is different (check FT_CODE or --code-file)"))
+                return
+            }
+            machine.authenticated()
+            channel.enqueue(.auth(AuthCode.proof(code: code, role: .receiver, session: h.sessionID,
+                                                 senderNonce: h.nonce, receiverNonce: receiverNonce)))
             flush()
             read()
         case .review:

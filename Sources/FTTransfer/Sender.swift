@@ -50,6 +50,10 @@ public final class Sender: LoopHandler {
     private var skipped: UInt64 = 0
 
     private var hashAhead: HashAhead?
+    private var receiverNonce: [UInt8] = []
+    private let code: [UInt8]?
+    private let sessionID = AuthCode.randomBytes(16)
+    private let nonce = AuthCode.randomBytes(32)
     private var failure: TransferError?
     private var writeError: (TransferError, deadline: UInt64)?
     private var summary: ProgressEvent.Summary?
@@ -95,7 +99,13 @@ public final class Sender: LoopHandler {
         self.config = config
         self.logger = logger
         items = try SourceTree.scan(config.paths, stdinName: config.stdinName) { logger.warning("\($0)") }
-        machine = SenderMachine(entries: items.map(\.entry))
+        if let text = config.code {
+            guard let c = AuthCode.normalize(text) else { throw .source("'\(text)' is not a code like k7mq-2fxp-93rd") }
+            code = c
+        } else {
+            code = nil
+        }
+        machine = SenderMachine(entries: items.map(\.entry), hasCode: code != nil)
         peer = config.endpoint.description
         let files = items.filter { $0.entry.kind != .directory }
         let total: UInt64? = files.contains { $0.entry.kind == .stream } ? nil : files.reduce(0) { $0 + $1.entry.size }
@@ -200,10 +210,7 @@ public final class Sender: LoopHandler {
         Socket.setInt(socket, CInt(IPPROTO_TCP), TCP_NODELAY, 1)
         Socket.setSendTimeout(socket, seconds: Int(config.idleTimeoutSeconds))
         channel = FrameChannel(fd: socket, peer: peer)
-        var sessionID = [UInt8](repeating: 0, count: 16)
-        var rng = SystemRandomNumberGenerator()
-        for i in 0..<16 { sessionID[i] = .random(in: 0...255, using: &rng) }
-        channel.enqueue(.hello(Hello(role: .sender, features: config.verify ? [.xxh3] : [], sessionID: sessionID)))
+        channel.enqueue(.hello(Hello(role: .sender, features: config.verify ? [.xxh3] : [], sessionID: sessionID, nonce: nonce)))
         pump()
         read()
     }
@@ -270,7 +277,27 @@ public final class Sender: LoopHandler {
         switch action {
         case .none:
             break
-        case .sendManifest:
+        case .authenticate(let receiver):
+            receiverNonce = receiver.nonce
+            channel.enqueue(.auth(AuthCode.proof(code: code!, role: .sender, session: sessionID,
+                                                 senderNonce: nonce, receiverNonce: receiver.nonce)))
+            pump()
+        case .checkReceiver(let proof):
+            let expected = AuthCode.proof(code: code!, role: .receiver, session: sessionID, senderNonce: nonce, receiverNonce: receiverNonce)
+            guard AuthCode.matches(proof, expected) else {
+                finish(.peer(ErrorFrame(.auth, "it could not prove it knows the code: a wrong code, or not the receiver you meant"), peer: peer))
+                return
+            }
+            act(machine.authenticated())
+            return
+        case .needCode:
+            // Tell the receiver why we leave, directly: finish() closes at once.
+            let bytes = FrameCodec.encode(.error(ErrorFrame(.auth, "the sender has no code (FT_CODE or --code-file)")))
+            _ = bytes.withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, CInt(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            finish(.source("\(peer) requires its one-time code: run ft send with FT_CODE=CODE or --code-file FILE (ft recv printed the code)"))
+            return
+        case .sendManifest(_, let unauthenticated):
+            if unauthenticated { logger.warning("\(peer) accepts anyone (--no-auth); the code was not needed") }
             for part in Manifest.frames(items.map(\.entry)) { channel.enqueue(.manifest(part)) }
             let total = items.reduce(UInt64(0)) { $0 + ($1.entry.kind == .file ? $1.entry.size : 0) }
             channel.enqueue(.manifestEnd(ManifestEnd(entryCount: UInt32(items.count), totalBytes: total,

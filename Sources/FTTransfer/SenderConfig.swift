@@ -31,12 +31,15 @@ public struct SendConfig: Sendable {
     public var connectTimeoutSeconds: Double
     /// A push that makes no progress for this long fails.
     public var idleTimeoutSeconds: Double
+    /// The receiver's one-time code, if we have it.
+    public var code: String?
 
     public init(
         endpoint: Endpoint, paths: [String], stdinName: String = "stdin", path: SendPath = .default,
         chunkSize: UInt32 = 4 << 20, verify: Bool = true, engine: EnginePreference = .auto,
-        connectTimeoutSeconds: Double = 10, idleTimeoutSeconds: Double = 60
+        connectTimeoutSeconds: Double = 10, idleTimeoutSeconds: Double = 60, code: String? = nil
     ) {
+        self.code = code
         self.endpoint = endpoint
         self.paths = paths
         self.stdinName = stdinName

@@ -5,6 +5,7 @@ import FTWire
 public struct SenderMachine {
     public enum Phase: Equatable, Sendable {
         case awaitingHello
+        case awaitingAuth
         case awaitingAccept
         case sending
         case awaitingDone
@@ -13,8 +14,15 @@ public struct SenderMachine {
     }
 
     public enum Action: Equatable, Sendable {
-        /// Send the manifest, then wait for `accept`.
-        case sendManifest(version: UInt16)
+        /// Send the manifest, then wait for `accept`. `unauthenticated`: the
+        /// receiver accepts anyone, so the code we hold was not used.
+        case sendManifest(version: UInt16, unauthenticated: Bool)
+        /// The receiver wants the code: send our proof, wait for its own.
+        case authenticate(receiver: Hello)
+        /// Check the receiver's proof; then `authenticated()`.
+        case checkReceiver(AuthProof)
+        /// The receiver wants a code and we have none.
+        case needCode
         /// Start the data, skipping what the receiver already has.
         case startData(Accept)
         /// The receiver committed (or rejected) a file.
@@ -33,7 +41,11 @@ public struct SenderMachine {
     private var acked: Set<Int> = []
     private let dataEntries: Int
 
-    public init(entries: [ManifestEntry]) {
+    let hasCode: Bool
+    private var version: UInt16 = 0
+
+    public init(entries: [ManifestEntry], hasCode: Bool = false) {
+        self.hasCode = hasCode
         var index: [UInt32: Int] = [:]
         for (i, e) in entries.enumerated() { index[e.fileID] = i }
         fileIndex = index
@@ -55,9 +67,20 @@ public struct SenderMachine {
                 phase = .failed
                 return .peerFailed(ErrorFrame(.version, m.description))
             case .success(let v):
+                version = v
+                if h.features.contains(.auth) {
+                    guard hasCode else {
+                        phase = .failed
+                        return .needCode
+                    }
+                    phase = .awaitingAuth
+                    return .authenticate(receiver: h)
+                }
                 phase = .awaitingAccept
-                return .sendManifest(version: v)
+                return .sendManifest(version: v, unauthenticated: hasCode)
             }
+        case (.awaitingAuth, .auth(let proof)):
+            return .checkReceiver(proof)
         case (.awaitingAccept, .accept(let a)):
             phase = .sending
             return .startData(a)
@@ -72,6 +95,13 @@ public struct SenderMachine {
         default:
             return violation("unexpected \(frame.type) frame while \(phase)")
         }
+    }
+
+    /// The receiver proved it knows the code: the manifest may go.
+    public mutating func authenticated() -> Action {
+        precondition(phase == .awaitingAuth)
+        phase = .awaitingAccept
+        return .sendManifest(version: version, unauthenticated: false)
     }
 
     /// The sender wrote its `end` frame.

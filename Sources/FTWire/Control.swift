@@ -56,3 +56,16 @@ public struct ErrorFrame: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String { message }
 }
+
+/// HMAC-SHA256 over both nonces and the session id, keyed by the one-time
+/// code: it proves knowledge of the code without sending it.
+public struct AuthProof: Equatable, Sendable {
+    public static let bodySize: UInt32 = 32
+
+    public var mac: [UInt8]
+
+    public init(mac: [UInt8]) {
+        precondition(mac.count == Int(Self.bodySize))
+        self.mac = mac
+    }
+}

@@ -11,6 +11,7 @@ public enum Frame: Equatable, Sendable {
     case end
     case done(Done)
     case error(ErrorFrame)
+    case auth(AuthProof)
 
     public var type: FrameType {
         switch self {
@@ -24,6 +25,7 @@ public enum Frame: Equatable, Sendable {
         case .end: return .end
         case .done: return .done
         case .error: return .error
+        case .auth: return .auth
         }
     }
 }
@@ -91,6 +93,8 @@ public enum FrameCodec {
             w.u16(e.code.rawValue)
             w.u16(UInt16(msg.count))
             w.raw(msg)
+        case .auth(let a):
+            w.raw(a.mac)
         }
     }
 
@@ -157,6 +161,8 @@ public enum FrameCodec {
             let len = Int(try r.u16("message length"))
             let msg = try r.bytes(len, "message")
             frame = .error(ErrorFrame(ErrorFrame.Code(rawValue: raw) ?? .unknown, String(decoding: msg, as: UTF8.self)))
+        case .auth:
+            frame = .auth(AuthProof(mac: try r.bytes(Int(AuthProof.bodySize), "mac")))
         }
         guard r.remaining == 0 else {
             throw .invalidField(prefix.type, field: "length", reason: "\(r.remaining) bytes left after the last field")

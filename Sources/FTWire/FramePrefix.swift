@@ -16,6 +16,8 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case end = 8
     case done = 9
     case error = 10
+    /// Proof of the one-time code (challenge-response), both directions.
+    case auth = 11
 
     /// Largest body a peer may announce for this type. Every allocation a
     /// peer controls is held under one of these caps.
@@ -31,6 +33,7 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .end: return 0
         case .done: return 64
         case .error: return 2 + 2 + ErrorFrame.messageCap
+        case .auth: return AuthProof.bodySize
         }
     }
 
@@ -46,6 +49,7 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .end: return "end"
         case .done: return "done"
         case .error: return "error"
+        case .auth: return "auth"
         }
     }
 }

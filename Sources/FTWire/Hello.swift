@@ -97,6 +97,8 @@ public struct Features: OptionSet, Hashable, Sendable {
     public static let xxh3 = Features(rawValue: 1 << 0)
     /// Receiver reports what it already holds in `accept`.
     public static let resume = Features(rawValue: 1 << 1)
+    /// Receiver: a sender must prove it knows the one-time code.
+    public static let auth = Features(rawValue: 1 << 2)
 }
 
 public enum ProtocolVersion {

@@ -45,6 +45,12 @@ struct Recv: ParsableCommand {
         discussion: "splice (default): socket→pipe→file as linked io_uring ops, hashed from the page cache. copy: io_uring recv into a buffer, hashed there, then write."))
     var io: ReceivePath = .splice
 
+    @Flag(help: "Accept pushes from anyone, without the one-time code.")
+    var noAuth = false
+
+    @Option(help: ArgumentHelp("Read the one-time code from this file instead of making one (or set FT_CODE).", valueName: "path"))
+    var codeFile: String?
+
     @Option(help: "Sessions served at once; more are turned away.")
     var maxSessions: Int = 128
 
@@ -61,6 +67,7 @@ struct Recv: ParsableCommand {
         }
         guard maxSessions > 0 else { throw ValidationError("--max-sessions must be at least 1") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        if noAuth, codeFile != nil { throw ValidationError("--no-auth and --code-file contradict each other") }
         if stdout, isatty(1) == 1 {
             throw ValidationError("--stdout would write file bytes to the terminal; pipe or redirect stdout")
         }
@@ -70,17 +77,25 @@ struct Recv: ParsableCommand {
         let endpoint = try! Endpoint.parse(listen, defaultPort: 7878, allowPortZero: true)
         // With --stdout the data owns stdout, so events go to stderr.
         let jsonConsole: Console = stdout ? .stderr : .stdout
+        let logger = output.logger("ft recv")
+        var code: String? = nil
+        if !noAuth {
+            do {
+                code = try AuthCode.load(file: codeFile) { logger.warning("\($0)") } ?? AuthCode.generate()
+            } catch {
+                throw fail(error.description, program: "ft recv", json: output.json, console: jsonConsole)
+            }
+        }
         let config = ReceiverConfig(
             listen: endpoint, directory: dir, once: once || stdout, overwrite: overwrite, toStdout: stdout,
-            path: io, engine: output.engine, maxSessions: maxSessions, idleTimeoutSeconds: timeout)
-        let logger = output.logger("ft recv")
+            path: io, engine: output.engine, maxSessions: maxSessions, idleTimeoutSeconds: timeout, code: code)
         let receiver: Receiver
         do {
             receiver = try Receiver(config: config, logger: logger)
         } catch {
             throw fail(error.description, program: "ft recv", json: output.json, console: jsonConsole)
         }
-        announce(receiver, jsonConsole)
+        announce(receiver, jsonConsole, code: code)
         let renderer = ProgressRenderer(program: "ft recv", verb: "received", json: output.json, quiet: output.quiet, jsonTo: jsonConsole)
         StopSignals.install(fd: receiver.stopHandle.descriptor)
         let outcome: Receiver.Outcome
@@ -97,7 +112,7 @@ struct Recv: ParsableCommand {
     }
 
     /// The ready line: where we listen and the command that reaches us.
-    private func announce(_ r: Receiver, _ jsonConsole: Console) {
+    private func announce(_ r: Receiver, _ jsonConsole: Console, code: String?) {
         let port = r.address.port
         var hosts: [String]
         if r.address.isUnspecified {
@@ -112,11 +127,16 @@ struct Recv: ParsableCommand {
             jsonConsole.line(JSON.object([
                 ("event", "ready"), ("listen", .string(r.address.description)),
                 ("send_to", .array(targets.map { .string($0) })), ("dir", .string(stdout ? "-" : absolute)),
-                ("engine", .string(r.backend.rawValue)),
+                ("engine", .string(r.backend.rawValue)), ("code", .opt(code)),
             ]).text)
         } else if !output.quiet {
             let into = stdout ? "stdout" : absolute
-            Console.stderr.line("ft recv: ready on \(r.address), writing to \(into); send with: ft send \(targets[0]) PATH...")
+            if let code {
+                Console.stderr.line("ft recv: ready on \(r.address), writing to \(into); one-time code \(code)")
+                Console.stderr.line("ft recv: send with: FT_CODE=\(code) ft send \(targets[0]) PATH...   (or put the code in a file for --code-file)")
+            } else {
+                Console.stderr.line("ft recv: ready on \(r.address), writing to \(into); accepting anyone (--no-auth); send with: ft send \(targets[0]) PATH...")
+            }
             if targets.count > 1 {
                 Console.stderr.line("ft recv: also reachable at \(targets.dropFirst().joined(separator: ", "))")
             }

@@ -13,8 +13,12 @@ struct Send: ParsableCommand {
             `-` as a stream read from stdin. Symlinks and special files inside
             a tree are skipped with a warning.
 
+            The receiver prints a one-time code; give it with FT_CODE=CODE or
+            --code-file FILE (never on the command line, where other users
+            could read it).
+
             EXAMPLES
-              ft send 192.168.1.5 photos/ notes.txt
+              FT_CODE=k7mq-2fxp-93rd ft send 192.168.1.5 photos/ notes.txt
               ft send 192.168.1.5:9000 big.iso --io splice
               tar c src | ft send nas - --name src.tar
 
@@ -43,6 +47,9 @@ struct Send: ParsableCommand {
     @Flag(help: "Do not hash; the receiver cannot verify what arrives.")
     var noVerify = false
 
+    @Option(help: ArgumentHelp("Read the receiver's one-time code from this file (or set FT_CODE).", valueName: "path"))
+    var codeFile: String?
+
     @Option(help: "Fail after this many seconds without progress.")
     var timeout: Double = 60
 
@@ -69,10 +76,16 @@ struct Send: ParsableCommand {
         guard endpoint.host != nil else {
             throw fail("destination '\(destination)' has no host", program: "ft", json: output.json)
         }
+        let logger = output.logger("ft")
+        let code: String?
+        do {
+            code = try AuthCode.load(file: codeFile) { logger.warning("\($0)") }
+        } catch {
+            throw fail(error.description, program: "ft", json: output.json)
+        }
         let config = SendConfig(
             endpoint: endpoint, paths: paths, stdinName: name ?? "stdin", path: io, chunkSize: UInt32(chunkBytes),
-            verify: !noVerify, engine: output.engine, idleTimeoutSeconds: timeout)
-        let logger = output.logger("ft")
+            verify: !noVerify, engine: output.engine, idleTimeoutSeconds: timeout, code: code)
         let renderer = ProgressRenderer(program: "ft", verb: "sent", json: output.json, quiet: output.quiet)
         let sender: Sender
         do {

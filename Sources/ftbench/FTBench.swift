@@ -1,5 +1,6 @@
 import ArgumentParser
 import FTFrontEnd
+import FTTransfer
 
 #if canImport(Glibc)
 import Glibc
@@ -26,6 +27,9 @@ struct FTBenchCommand: ParsableCommand {
 
     /// Usage errors (and unreachable targets) exit 2, failures 1.
     static func main() {
+        // The ft pairs ftbench starts share a code of its own making (a
+        // `--connect` target needs the user's FT_CODE, which is kept).
+        if getenv("FT_CODE") == nil { setenv("FT_CODE", AuthCode.generate(), 1) }
         do {
             var command = try parseAsRoot()
             try command.run()

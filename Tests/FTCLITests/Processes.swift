@@ -14,6 +14,9 @@ let productsDirectory: String = {
 
 let ftPath = productsDirectory + "/ft"
 
+/// The one-time code every test receiver and sender uses by default.
+let testCode = "k7mq-2fxp-93rd"
+
 struct Finished {
     var status: Int32
     var stdoutBytes: [UInt8]
@@ -76,7 +79,10 @@ final class Child: @unchecked Sendable {
         posix_spawnattr_setsigmask(&attrs, &empty)
         posix_spawnattr_setflags(&attrs, Int16(POSIX_SPAWN_SETSIGMASK))
         var env = ProcessInfo.processInfo.environment
-        for (k, v) in environment { env[k] = v }
+        // Every ft in the tests shares one code unless a test says otherwise;
+        // the value "<unset>" removes a variable.
+        env["FT_CODE"] = testCode
+        for (k, v) in environment { env[k] = v == "<unset>" ? nil : v }
         let argv = ([executable] + args).map { strdup($0) } + [nil]
         let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {

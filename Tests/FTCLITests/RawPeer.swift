@@ -1,4 +1,5 @@
 import Foundation
+import FTTransfer
 import FTWire
 
 /// A hand-driven TCP peer that speaks (or abuses) the protocol with the
@@ -66,10 +67,19 @@ final class RawPeer {
         return out
     }
 
-    /// Sends hello and reads the receiver's hello.
+    let session = (0..<16).map { _ in UInt8.random(in: 0...255) }
+    let nonce = (0..<32).map { _ in UInt8.random(in: 0...255) }
+
+    /// Sends hello, reads the receiver's, and proves the code if asked
+    /// (with `code`, or the test code); returns the receiver's reply to the
+    /// proof, or its hello when no proof was asked.
     @discardableResult
-    func handshake() -> Frame? {
-        send(.hello(Hello(role: .sender, features: [.xxh3])))
+    func handshake(code: String = testCode) -> Frame? {
+        send(.hello(Hello(role: .sender, features: [.xxh3], sessionID: session, nonce: nonce)))
+        let reply = readFrame()
+        guard case .hello(let h)? = reply, h.features.contains(.auth) else { return reply }
+        send(.auth(AuthCode.proof(code: AuthCode.normalize(code)!, role: .sender, session: session,
+                                  senderNonce: nonce, receiverNonce: h.nonce)))
         return readFrame()
     }
 

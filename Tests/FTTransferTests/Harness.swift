@@ -123,11 +123,11 @@ func push(
 ) throws -> (ProgressEvent.Summary, Receiver.Outcome?) {
     let recv = ReceiverThread(ReceiverConfig(
         listen: Endpoint(host: "127.0.0.1", port: 0), directory: dest, once: true, overwrite: overwrite,
-        path: receive, engine: engine))
+        path: receive, engine: engine, code: "k7mq-2fxp-93rd"))
     if let e = recv.startError { throw TransferError.source(e) }
     let sender = try Sender(
         config: SendConfig(endpoint: Endpoint(host: "127.0.0.1", port: recv.port), paths: paths, path: path,
-                           chunkSize: chunk, verify: verify, engine: engine),
+                           chunkSize: chunk, verify: verify, engine: engine, code: "k7mq-2fxp-93rd"),
         logger: quietLogger())
     do {
         let summary = try sender.run { _ in }

@@ -22,6 +22,7 @@ let sampleFrames: [Frame] = [
     .end,
     .done(Done(files: 10_000, bytes: 1 << 40)),
     .error(ErrorFrame(.exists, "a/b exists; run the receiver with --overwrite")),
+    .auth(AuthProof(mac: Array(200..<232))),
 ]
 
 @Suite struct FrameCodecTests {

@@ -1,0 +1,129 @@
+import Foundation
+import Testing
+import FTTransfer
+import FTWire
+
+@Suite(.serialized) struct AuthTests {
+    func source(_ tmp: TempDir) -> String {
+        let f = tmp.sub("src") + "/secret.txt"
+        writeFile(f, Array("payload\n".utf8))
+        return f
+    }
+
+    @Test func wrongCodeIsRefusedBeforeAnyByteIsWritten() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let dst = tmp.sub("dst")
+        let recv = try FTReceiver(dir: dst, extra: ["--once"])
+        let send = try run(ftPath, ["send", recv.address, source(tmp)], environment: ["FT_CODE": "aaaa-bbbb-cccc"])
+        #expect(send.status == 1)
+        #expect(send.stderr.contains("wrong code"), "\(send.stderr)")
+        let end = recv.child.wait()
+        #expect(end.status == 1)
+        #expect(end.stdout.contains("wrong code"), "\(end.stdout)")
+        #expect(listTree(dst).isEmpty)
+    }
+
+    @Test func missingCodeIsExplainedOnBothSides() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let dst = tmp.sub("dst")
+        let recv = try FTReceiver(dir: dst, extra: ["--once"])
+        let send = try run(ftPath, ["send", recv.address, source(tmp)], environment: ["FT_CODE": "<unset>"])
+        #expect(send.status == 1)
+        #expect(send.stderr.contains("requires its one-time code") && send.stderr.contains("FT_CODE"), "\(send.stderr)")
+        let end = recv.child.wait()
+        #expect(end.stdout.contains("no code"), "\(end.stdout)")
+        #expect(listTree(dst).isEmpty)
+    }
+
+    @Test func theCodeFileWorksAndIsCheckedForItsMode() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let file = tmp.path + "/code"
+        writeFile(file, Array("k7mq-2fxp-93rd\n".utf8))
+        chmod(file, 0o644)
+        let recv = try FTReceiver(dir: tmp.sub("dst"), extra: ["--once"])
+        let send = try run(ftPath, ["send", recv.address, source(tmp), "--code-file", file], environment: ["FT_CODE": "<unset>"])
+        #expect(send.status == 0, "\(send.stderr)")
+        #expect(send.stderr.contains("can be read by other users"), "\(send.stderr)")
+        #expect(recv.child.wait().status == 0)
+    }
+
+    @Test func receiverMakesACodeAndKeepsItOutOfArgv() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let recv = try FTReceiver(dir: tmp.sub("dst"), extra: ["--once"], environment: ["FT_CODE": "<unset>"])
+        let ready = jsonEvents(recv.child.stdoutSoFar).first { $0["event"] as? String == "ready" }
+        let code = try #require(ready?["code"] as? String)
+        #expect(code.count == 14 && code.split(separator: "-").count == 3, "\(code)")
+        #expect(code != testCode)
+        let cmdline = (try? String(contentsOfFile: "/proc/\(recv.child.pid)/cmdline", encoding: .utf8)) ?? ""
+        #expect(!cmdline.contains(code))
+        let send = try run(ftPath, ["send", recv.address, source(tmp), "-q"], environment: ["FT_CODE": code])
+        #expect(send.status == 0, "\(send.stderr)")
+        #expect(recv.child.wait().status == 0)
+    }
+
+    @Test func noAuthAcceptsAnyoneAndSaysSo() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        var recv = try FTReceiver(dir: tmp.sub("dst"), extra: ["--once", "--no-auth"])
+        #expect(try run(ftPath, ["send", recv.address, source(tmp)], environment: ["FT_CODE": "<unset>"]).status == 0)
+        #expect(recv.child.wait().status == 0)
+        recv = try FTReceiver(dir: tmp.sub("dst2"), extra: ["--once", "--no-auth"])
+        let withCode = try run(ftPath, ["send", recv.address, source(tmp)])
+        #expect(withCode.status == 0)
+        #expect(withCode.stderr.contains("accepts anyone"), "\(withCode.stderr)")
+        _ = recv.child.wait()
+    }
+
+    @Test func repeatedWrongCodesAreSlowedDown() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let recv = try FTReceiver(dir: tmp.sub("dst"))
+        for i in 1...4 {
+            let p = try RawPeer(port: recv.port)
+            let reply = p.handshake(code: "aaaa-bbbb-ccc\(i)")
+            #expect(reply?.errorMessage?.contains("wrong code") == true, "attempt \(i): \(String(describing: reply))")
+        }
+        // Now even the right code waits its turn.
+        let p = try RawPeer(port: recv.port)
+        let reply = p.handshake()
+        #expect(reply?.errorMessage?.contains("too many wrong codes") == true, "\(String(describing: reply))")
+        _ = recv.stop()
+    }
+
+    @Test func aReceiverThatDoesNotKnowTheCodeIsNotTrusted() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        // A fake receiver: asks for a proof, then answers with garbage.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, len) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &len) } }
+        listen(listener, 1)
+        let port = UInt16(bigEndian: addr.sin_port)
+        let fake = Thread {
+            let fd = accept(listener, nil, nil)
+            guard fd >= 0 else { return }
+            var buf = [UInt8](repeating: 0, count: 4096)
+            _ = recv(fd, &buf, buf.count, 0)
+            let hello = FrameCodec.encode(.hello(Hello(role: .receiver, features: [.xxh3, .auth])))
+            _ = hello.withUnsafeBytes { Foundation.send(fd, $0.baseAddress, $0.count, 0) }
+            _ = recv(fd, &buf, buf.count, 0)
+            let bogus = FrameCodec.encode(.auth(AuthProof(mac: [UInt8](repeating: 1, count: 32))))
+            _ = bogus.withUnsafeBytes { Foundation.send(fd, $0.baseAddress, $0.count, 0) }
+            usleep(500_000)
+            close(fd)
+        }
+        fake.start()
+        let result = try run(ftPath, ["send", "127.0.0.1:\(port)", source(tmp)])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("could not prove it knows the code"), "\(result.stderr)")
+    }
+}
