@@ -21,8 +21,61 @@ final class FileSink {
     private(set) var stored = ReceivedRanges()
     private(set) var hashedUpTo: UInt64 = 0
     private var committed = false
+    /// Files (not streams) keep their bytes across an interrupted push.
+    let partial: Partial?
+    private var mapped: UInt64 = 0
+    /// How often the map records progress: losing this much on a crash is fine.
+    static let mapEvery: UInt64 = 16 << 20
 
-    /// A temp file in `directory`, `O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0600.
+    /// A file's partial, `.ft-<id>.part`, locked for this session: resumed
+    /// from `resume` (an fd already open and locked, its stored prefix and
+    /// the hasher that read it), or created fresh (`O_EXCL|O_NOFOLLOW`,
+    /// mode 0600, space reserved).
+    init(directory: Directory, entry: ManifestEntry, display: String, verify: Bool,
+         resume: HeldPrefix?) throws(IOError) {
+        let p = Partial(entry)
+        let raw: CInt
+        if let resume {
+            raw = resume.take()
+            _ = stored.insert(0..<resume.bytes)
+            hashedUpTo = resume.bytes
+            mapped = resume.bytes
+        } else {
+            raw = try Self.createLocked(directory, p, display: display)
+            if entry.size >= 1 << 20 {
+                do {
+                    try FileSpace.reserve(raw, bytes: entry.size, path: display)
+                } catch {
+                    close(raw)
+                    p.remove(in: directory)
+                    throw error
+                }
+            }
+        }
+        self.fd = raw
+        self.directory = directory
+        self.tempName = p.partName
+        self.finalName = entry.path.split(separator: UInt8(ascii: "/")).last.map { String(decoding: $0, as: UTF8.self) } ?? ""
+        self.display = display
+        self.hasher = verify ? (resume?.hasher ?? StreamHasher()) : nil
+        self.partial = p
+    }
+
+    /// Creates the part file, after clearing a stale one. A part file that
+    /// another session holds locked means a concurrent push of the same entry.
+    static func createLocked(_ dir: Directory, _ p: Partial, display: String) throws(IOError) -> CInt {
+        if let old = try? dir.open(p.partName, flags: O_RDWR) {
+            guard flock(old.raw, LOCK_EX | LOCK_NB) == 0 else {
+                throw IOError(.resourceBusy, "another push is writing", display)
+            }
+            p.remove(in: dir)
+        }
+        let fd = try dir.createExclusive(p.partName).release()
+        _ = flock(fd, LOCK_EX | LOCK_NB)
+        return fd
+    }
+
+    /// A temp file for a stream (not resumable), `O_CREAT|O_EXCL|O_NOFOLLOW`.
     init(directory: Directory, finalName: String, display: String, size: UInt64?, verify: Bool) throws(IOError) {
         var name = ""
         var raw: CInt = -1
@@ -52,6 +105,7 @@ final class FileSink {
         self.finalName = finalName
         self.display = display
         self.hasher = verify ? StreamHasher() : nil
+        self.partial = nil
     }
 
     /// Standard output as the sink (`ft recv --stdout`).
@@ -62,6 +116,7 @@ final class FileSink {
         finalName = ""
         self.display = display
         hasher = verify ? StreamHasher() : nil
+        partial = nil
     }
 
     deinit {
@@ -82,6 +137,10 @@ final class FileSink {
     /// the page cache.
     func didStore(_ range: Range<UInt64>) throws(IOError) {
         _ = stored.insert(range)
+        if let partial, let directory, stored.contiguous >= mapped + Self.mapEvery {
+            mapped = stored.contiguous
+            partial.writeMap(in: directory, stored: mapped)
+        }
         guard let hasher, stored.contiguous > hashedUpTo else { return }
         guard !isStdout else { return }
         try hasher.update(fd: fd, offset: hashedUpTo, length: stored.contiguous - hashedUpTo)
@@ -103,11 +162,21 @@ final class FileSink {
             throw e
         }
         committed = true
+        if let partial { directory.remove(partial.mapName) }
     }
 
-    /// Removes the temp file unless it was committed.
-    func discard() {
-        if !committed, let directory { directory.remove(tempName) }
+    /// Ends an uncommitted sink: with `keep`, a file's stored prefix stays
+    /// for the next push (the map records it); otherwise the bytes go.
+    func discard(keep: Bool) {
+        guard !committed, let directory else { return }
+        if keep, let partial, stored.contiguous > 0 {
+            partial.writeMap(in: directory, stored: stored.contiguous)
+            mapped = stored.contiguous
+        } else if let partial {
+            partial.remove(in: directory)
+        } else {
+            directory.remove(tempName)
+        }
     }
 }
 
@@ -119,4 +188,28 @@ func randomHex(_ bytes: Int) -> String {
         s += String(b >> 4, radix: 16) + String(b & 0xF, radix: 16)
     }
     return s
+}
+
+/// A partial found at review time: its fd, open and locked, the stored
+/// prefix, and the hasher that just read that prefix.
+final class HeldPrefix {
+    private var fd: CInt
+    let bytes: UInt64
+    let digest: Digest128
+    let hasher: StreamHasher
+
+    init(fd: CInt, bytes: UInt64, digest: Digest128, hasher: StreamHasher) {
+        self.fd = fd
+        self.bytes = bytes
+        self.digest = digest
+        self.hasher = hasher
+    }
+
+    /// Hands the fd (and its lock) to a sink.
+    func take() -> CInt {
+        defer { fd = -1 }
+        return fd
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
 }

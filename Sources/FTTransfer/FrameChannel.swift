@@ -20,6 +20,7 @@ enum Tag: UInt8 {
     case chunkRead
     case streamRead
     case shutdown
+    case pace
 }
 
 /// Frames over one socket: reads each frame exactly (8-byte prefix, then

@@ -29,6 +29,11 @@ public struct ReceiverConfig: Sendable {
     /// The one-time code senders must prove they know; nil accepts anyone
     /// (`--no-auth`, said explicitly).
     public var code: String?
+    /// Partials of interrupted pushes older than this are deleted when a
+    /// push next writes into their directory.
+    public var keepPartialHours: Double = 24
+    /// Accept names like `.ssh/authorized_keys` or `.bashrc`.
+    public var allowSensitive = false
 
     public init(
         listen: Endpoint = Endpoint(host: nil, port: 7878), directory: String = ".", once: Bool = false,

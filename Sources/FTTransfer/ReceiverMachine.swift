@@ -1,5 +1,11 @@
 import FTWire
 
+/// A prefix of a file the receiver held and the sender chose not to resend.
+public struct ResumedPrefix: Equatable, Sendable {
+    public var index: Int
+    public var bytes: UInt64
+}
+
 /// One announced entry, after its path passed every rule.
 public struct IncomingEntry: Equatable, Sendable {
     public var entry: ManifestEntry
@@ -21,6 +27,7 @@ public struct ReceiverMachine {
         case awaitingAuth
         case awaitingManifest
         case reviewing
+        case awaitingResume
         case receiving
         case finished
         case failed
@@ -38,6 +45,9 @@ public struct ReceiverMachine {
         /// `length` payload bytes follow on the stream: store them at
         /// `offset` of entry `index`, then call `stored(index:)`.
         case store(index: Int, offset: UInt64, length: UInt32)
+        /// Keep the held prefixes the sender skips (`keep`: entry index and
+        /// bytes), discard the other offered ones (`drop`: entry indexes).
+        case resume(keep: [ResumedPrefix], drop: [Int])
         /// Every byte of entry `index` is in: verify against the trailer,
         /// commit, acknowledge, then call `finished(index:)`.
         case finish(index: Int)
@@ -62,12 +72,14 @@ public struct ReceiverMachine {
     private var committedFiles: UInt64 = 0
     let maxEntries: Int
     let requireAuth: Bool
+    let allowSensitive: Bool
     /// The sender's hello, for the auth proofs.
     public private(set) var senderHello: Hello?
 
-    public init(maxEntries: Int = Manifest.maxEntries, requireAuth: Bool = false) {
+    public init(maxEntries: Int = Manifest.maxEntries, requireAuth: Bool = false, allowSensitive: Bool = false) {
         self.maxEntries = maxEntries
         self.requireAuth = requireAuth
+        self.allowSensitive = allowSensitive
     }
 
     public var verify: Bool { !(manifestEnd?.flags.contains(.noVerify) ?? false) }
@@ -101,6 +113,8 @@ public struct ReceiverMachine {
             return .none
         case (.awaitingManifest, .manifestEnd(let end)):
             return review(end)
+        case (.awaitingResume, .resume(let r)):
+            return resume(r)
         case (.receiving, .data(let h)):
             return data(h)
         case (.receiving, .fileEnd(let t)):
@@ -130,6 +144,9 @@ public struct ReceiverMachine {
                 path = try PeerPath.validate(e.path)
             } catch {
                 return fail(.refused, "refusing path '\(Escape.forDisplay(bytes: e.path))': \(error)")
+            }
+            if !allowSensitive, let name = path.sensitiveComponent {
+                return fail(.refused, "refusing '\(Escape.forDisplay(path.description))': '\(name)' holds logins or start-up scripts (run ft recv with --allow-sensitive to accept it)")
             }
             guard byID[e.fileID] == nil else {
                 return fail(.protocolViolation, "file id \(e.fileID) announced twice")
@@ -174,11 +191,32 @@ public struct ReceiverMachine {
         phase = .awaitingManifest
     }
 
-    /// The driver accepted the manifest and prepared the destination.
-    public mutating func accepted() {
+    /// The driver accepted the manifest and prepared the destination; it
+    /// offers the prefixes it already holds (empty: none).
+    public mutating func accepted(offering have: [Accept.Have] = []) {
         precondition(phase == .reviewing)
-        phase = .receiving
+        offered = have
+        phase = have.isEmpty ? .receiving : .awaitingResume
         for i in entries.indices where !entries[i].isData { entries[i].finished = true }
+    }
+
+    private var offered: [Accept.Have] = []
+
+    private mutating func resume(_ r: Resume) -> Action {
+        var keep: [ResumedPrefix] = []
+        var kept = Set<UInt32>()
+        for skip in r.skips {
+            guard let have = offered.first(where: { $0.fileID == skip.fileID }), have.bytes == skip.bytes, kept.insert(skip.fileID).inserted else {
+                return fail(.protocolViolation, "resume of file id \(skip.fileID) at \(skip.bytes) bytes was not offered")
+            }
+            let i = byID[skip.fileID]!
+            _ = entries[i].received.insert(0..<skip.bytes)
+            keep.append(ResumedPrefix(index: i, bytes: skip.bytes))
+        }
+        let drop = offered.filter { !kept.contains($0.fileID) }.map { byID[$0.fileID]! }
+        offered = []
+        phase = .receiving
+        return .resume(keep: keep, drop: drop)
     }
 
     private mutating func data(_ h: DataHeader) -> Action {
@@ -244,6 +282,7 @@ extension ReceiverMachine.Phase: CustomStringConvertible {
         case .awaitingAuth: return "awaiting the code's proof"
         case .awaitingManifest: return "awaiting the manifest"
         case .reviewing: return "reviewing the manifest"
+        case .awaitingResume: return "awaiting the resume decision"
         case .receiving: return "receiving"
         case .finished: return "finished"
         case .failed: return "failed"

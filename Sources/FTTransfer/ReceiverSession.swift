@@ -30,6 +30,10 @@ final class ReceiverSession: LoopHandler {
     private var meter: ProgressMeter
     private var createdDirectories: [Int] = []
     private var directoryCache: [PeerPath: Directory] = [:]
+    /// Partials from earlier pushes, offered in `accept`, by entry index.
+    private var held: [Int: HeldPrefix] = [:]
+    /// Whether a failure keeps stored prefixes for a later resume.
+    private var keepPartials = true
     private var digests: [(path: String, digest: Digest128)] = []
 
     /// Why the session ends; nil while it runs or when it succeeded.
@@ -66,7 +70,7 @@ final class ReceiverSession: LoopHandler {
         self.id = randomHex(4)
         self.channel = FrameChannel(fd: socket, peer: peer)
         self.meter = ProgressMeter(session: id, totalBytes: nil)
-        self.machine = ReceiverMachine(requireAuth: server.code != nil)
+        self.machine = ReceiverMachine(requireAuth: server.code != nil, allowSensitive: server.config.allowSensitive)
     }
 
     deinit {
@@ -189,9 +193,22 @@ final class ReceiverSession: LoopHandler {
                 fail(error, tellPeer: true)
                 return
             }
-            machine.accepted()
-            channel.enqueue(.accept(Accept()))
+            let offered = held.sorted { $0.key < $1.key }.map {
+                Accept.Have(fileID: machine.entries[$0.key].entry.fileID, bytes: $0.value.bytes, digest: $0.value.digest)
+            }
+            machine.accepted(offering: offered)
+            channel.enqueue(.accept(Accept(have: offered)))
             flush()
+            if offered.isEmpty { announceStart() }
+            read()
+        case .resume(let keep, let drop):
+            for i in drop {
+                // The held fd closes with the HeldPrefix; its bytes go.
+                if held.removeValue(forKey: i) != nil, let dir = try? parentDirectory(of: machine.entries[i].path) {
+                    Partial(machine.entries[i].entry).remove(in: dir)
+                }
+            }
+            skippedBytes = keep.reduce(0) { $0 + $1.bytes }
             announceStart()
             read()
         case .store(let index, let offset, let length):
@@ -215,7 +232,7 @@ final class ReceiverSession: LoopHandler {
             let dirs = machine.entries.filter { !$0.isData }.count
             server.emit(.finished(.init(
                 session: id, peer: peer, files: Int(done.files), directories: dirs, bytes: done.bytes,
-                skippedBytes: 0, seconds: seconds, verified: machine.verify, digests: digests,
+                skippedBytes: skippedBytes, seconds: seconds, verified: machine.verify, digests: digests,
                 engine: EngineReport(backend: loop.backend.kind, dataPath: dataPath, stats: loop.stats))))
             beginClose()
         case .fail(let e):
@@ -265,6 +282,8 @@ final class ReceiverSession: LoopHandler {
             }
             if e.entry.kind == .file { needed += e.entry.size }
         }
+        try findPartials()
+        needed -= held.values.reduce(0) { $0 + $1.bytes }
         let free: UInt64
         do { free = try dest.availableBytes() } catch { throw .io(error) }
         if needed > free {
@@ -281,15 +300,68 @@ final class ReceiverSession: LoopHandler {
         meter.totalBytes = machine.entries.contains { $0.entry.kind == .stream } ? nil : needed
     }
 
+    /// Partials of earlier pushes of these entries, locked and hashed, to
+    /// offer in `accept`. A partial another session holds means a
+    /// concurrent push of the same entry: refused.
+    private func findPartials() throws(TransferError) {
+        for (i, e) in machine.entries.enumerated() where e.entry.kind == .file && e.entry.size > 0 {
+            guard let dir = try? existingParent(of: e.path) else { continue }
+            let p = Partial(e.entry)
+            guard let prefix = p.storedPrefix(in: dir), prefix > 0, prefix <= e.entry.size,
+                  let part = try? dir.open(p.partName, flags: O_RDWR) else { continue }
+            let fd = part.release()
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+                close(fd)
+                throw refusal(.busy, "another push of '\(Escape.forDisplay(e.path.description))' is writing into this directory right now")
+            }
+            var st = stat()
+            guard fstat(fd, &st) == 0, UInt64(st.st_size) >= prefix else {
+                close(fd)
+                continue
+            }
+            let hasher = StreamHasher()
+            do {
+                try hasher.update(fd: fd, offset: 0, length: prefix)
+            } catch {
+                close(fd)
+                continue
+            }
+            held[i] = HeldPrefix(fd: fd, bytes: prefix, digest: hasher.digest(), hasher: hasher)
+        }
+    }
+
+    /// The parent directory of `path` if it exists, after sweeping stale
+    /// partials from it (once per directory and session).
+    private func existingParent(of path: PeerPath) throws(IOError) -> Directory {
+        if let parent = path.parent, directoryCache[parent] == nil {
+            let (d, _) = try server.destination.openDirectory(parent.components[...], create: false)
+            directoryCache[parent] = d
+        }
+        let dir = path.parent.flatMap { directoryCache[$0] } ?? server.destination
+        sweep(dir, key: path.parent?.description ?? "")
+        return dir
+    }
+
+    private var swept = Set<String>()
+
+    private func sweep(_ dir: Directory, key: String) {
+        guard swept.insert(key).inserted else { return }
+        let n = Partial.sweep(dir, olderThan: config.keepPartialHours * 3600)
+        if n > 0 { server.logger.info("removed \(n) partial files older than \(Int(config.keepPartialHours)) h from \(dir.displayPath)") }
+    }
+
     private func refusal(_ code: ErrorFrame.Code, _ message: String) -> TransferError {
         .refused(ErrorFrame(code, message), peer: peer)
     }
 
+    private var skippedBytes: UInt64 = 0
+
     private func announceStart() {
         let files = machine.entries.filter(\.isData).count
+        meter.totalBytes = meter.totalBytes.map { $0 - min($0, skippedBytes) }
         server.emit(.started(.init(
             session: id, peer: peer, files: files, directories: machine.entries.count - files,
-            totalBytes: meter.totalBytes, skippedBytes: 0)))
+            totalBytes: meter.totalBytes, skippedBytes: skippedBytes)))
     }
 
     // MARK: Payload
@@ -305,7 +377,12 @@ final class ReceiverSession: LoopHandler {
         } else {
             do {
                 let dir = try parentDirectory(of: e.path)
-                s = try FileSink(directory: dir, finalName: e.path.name, display: display, size: size, verify: machine.verify)
+                if e.entry.kind == .file {
+                    s = try FileSink(directory: dir, entry: e.entry, display: display, verify: machine.verify,
+                                     resume: held.removeValue(forKey: index))
+                } else {
+                    s = try FileSink(directory: dir, finalName: e.path.name, display: display, size: size, verify: machine.verify)
+                }
             } catch {
                 throw .io(error)
             }
@@ -315,11 +392,15 @@ final class ReceiverSession: LoopHandler {
     }
 
     private func parentDirectory(of path: PeerPath) throws(IOError) -> Directory {
-        guard let parent = path.parent else { return server.destination }
+        guard let parent = path.parent else {
+            sweep(server.destination, key: "")
+            return server.destination
+        }
         if let d = directoryCache[parent] { return d }
         let (d, _) = try server.destination.openDirectory(parent.components[...], create: true)
         if directoryCache.count > 64 { directoryCache.removeAll() }
         directoryCache[parent] = d
+        sweep(d, key: parent.description)
         return d
     }
 
@@ -564,8 +645,8 @@ final class ReceiverSession: LoopHandler {
 
     /// Ends the session from outside (the receiver is stopping).
     func abort(_ reason: String) {
-        let frame = ErrorFrame(.busy, reason)
-        fail(.refused(frame, peer: peer), frame: frame)
+        // Not the peer's fault: what arrived stays for a resume.
+        fail(.disconnected(reason, peer: peer), frame: ErrorFrame(.busy, reason))
         finishIfClosed()
     }
 
@@ -576,8 +657,14 @@ final class ReceiverSession: LoopHandler {
     private func fail(_ error: TransferError, frame: ErrorFrame?) {
         guard closing == nil else { return }
         failure = error.description
-        // Unlink partial files now; their fds stay valid for ops in flight.
-        for s in sinks.values { s.discard() }
+        // A dropped connection or a stall keeps what arrived for a resume;
+        // a bad hash or a broken protocol does not (those bytes are suspect).
+        switch error {
+        case .refused, .protocolViolation, .verification: keepPartials = false
+        default: keepPartials = true
+        }
+        // Settle partial files now; their fds stay valid for ops in flight.
+        for s in sinks.values { s.discard(keep: keepPartials) }
         if let frame {
             channel.enqueue(.error(frame))
             flush()
@@ -627,8 +714,9 @@ final class ReceiverSession: LoopHandler {
 
     private func finishIfClosed() {
         guard let cl = closing, cl.readDone || cl.deadline <= monotonicNanoseconds(), inflight == 0 else { return }
-        for s in sinks.values { s.discard() }
+        for s in sinks.values { s.discard(keep: keepPartials) }
         sinks.removeAll()
+        held.removeAll()
         loop.unregister(reg)
         server.sessionEnded(self)
     }

@@ -248,6 +248,9 @@ public final class Sender: LoopHandler {
             chunkCompleted(tag, c.result)
         case .streamRead:
             streamReadCompleted(c.result)
+        case .pace:
+            pacing = false
+            pump()
         default:
             break
         }
@@ -304,10 +307,13 @@ public final class Sender: LoopHandler {
                                                      flags: config.verify ? [] : .noVerify)))
             pump()
         case .startData(let accept):
-            var skip: [UInt32: UInt64] = [:]
-            for h in accept.have { skip[h.fileID] = h.bytes }
-            skipped = accept.have.reduce(0) { $0 + $1.bytes }
-            plan = SendPlan(entries: items.map(\.entry), chunkSize: UInt32(chunkSize), skip: skip)
+            if !accept.have.isEmpty {
+                resumeSkips = decideResume(accept.have)
+                channel.enqueue(.resume(Resume(skips: resumeSkips.map { Resume.Skip(fileID: $0.key, bytes: $0.value) })))
+            }
+            skipped = resumeSkips.values.reduce(0, +)
+            meter.totalBytes = meter.totalBytes.map { $0 - min($0, skipped) }
+            plan = SendPlan(entries: items.map(\.entry), chunkSize: UInt32(chunkSize), skip: resumeSkips)
             if config.verify, config.path == .sendfile || config.path == .splice {
                 // sendfile and splice never bring the bytes into our memory:
                 // hash them on a helper thread while the loop moves them.
@@ -315,6 +321,8 @@ public final class Sender: LoopHandler {
                     guard case .file(let path) = item.origin else { return nil }
                     return (i, path, item.entry.size)
                 })
+                // Skipped bytes count as sent for the helper's read-ahead window.
+                hashAhead?.sent(skipped)
             }
             let files = items.filter { $0.entry.kind != .directory }.count
             events(.started(.init(session: "send", peer: peer, files: files, directories: items.count - files,
@@ -339,7 +347,7 @@ public final class Sender: LoopHandler {
             let seconds = Double(monotonicNanoseconds() - started) / 1e9
             let files = items.filter { $0.entry.kind != .directory }.count
             summary = .init(session: "send", peer: peer, files: files, directories: items.count - files,
-                            bytes: d.bytes, skippedBytes: skipped, seconds: seconds, verified: config.verify,
+                            bytes: d.bytes - min(d.bytes, skipped), skippedBytes: skipped, seconds: seconds, verified: config.verify,
                             digests: agreed,
                             engine: EngineReport(backend: loop.backend.kind, dataPath: config.path.rawValue, stats: loop.stats))
             if let ev = meter.advance(by: 0, path: "", fileBytes: 0, fileSize: nil, force: true) { events(ev) }
@@ -356,7 +364,25 @@ public final class Sender: LoopHandler {
     // MARK: Writing
 
     private var writeBusy: Bool {
-        channel.writing || chunk != nil || stream != nil || (config.path == .zc && !zcBusy.contains(false))
+        channel.writing || chunk != nil || stream != nil || pacing || (config.path == .zc && !zcBusy.contains(false))
+    }
+
+    // --limit: chunks start no earlier than the rate allows.
+    private var pacing = false
+    private var pacedBytes: UInt64 = 0
+    private var paceStart: UInt64 = 0
+
+    /// True when the next chunk must wait (a timer is then armed).
+    private func mustPace() -> Bool {
+        guard let rate = config.rateLimit, rate > 0 else { return false }
+        let now = monotonicNanoseconds()
+        if paceStart == 0 { paceStart = now }
+        let due = paceStart + UInt64(Double(pacedBytes) / Double(rate) * 1e9)
+        guard now < due else { return false }
+        pacing = true
+        inflight += 1
+        loop.backend.queue(.timeout(nanoseconds: due - now), reg.userData(Tag.pace.rawValue))
+        return true
     }
 
     /// Starts the next write, if none is in flight.
@@ -366,7 +392,7 @@ public final class Sender: LoopHandler {
                 if channel.flush(loop, reg) { inflight += 1 }
                 return
             }
-            guard machine.phase == .sending, plan != nil, let step = plan!.next() else { return }
+            guard machine.phase == .sending, plan != nil, !mustPace(), let step = plan!.next() else { return }
             switch step {
             case .chunk(let index, let offset, let length):
                 startChunk(index, offset, Int(length))
@@ -389,8 +415,37 @@ public final class Sender: LoopHandler {
         guard fd >= 0 else { throw .io(IOError(Errno(rawValue: errno), "open", path)) }
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         let s = OpenSource(index: index, fd: fd, verify: config.verify && hashAhead == nil)
+        // The copy and zc paths hash what they read; a resumed prefix is not
+        // read again for sending, so it is hashed here first.
+        if let h = s.hasher, let prefix = resumeSkips[items[index].entry.fileID], prefix > 0 {
+            do { try h.update(fd: fd, offset: 0, length: prefix) } catch { throw .io(error) }
+        }
         source = s
         return s
+    }
+
+    /// Prefixes the receiver holds that hash the same here: those are not
+    /// sent again. A prefix that differs (the file changed, or the partial
+    /// was damaged) is left out, and the receiver discards it.
+    private var resumeSkips: [UInt32: UInt64] = [:]
+
+    private func decideResume(_ have: [Accept.Have]) -> [UInt32: UInt64] {
+        var skips: [UInt32: UInt64] = [:]
+        for h in have {
+            guard let item = items.first(where: { $0.entry.fileID == h.fileID }), item.entry.kind == .file,
+                  h.bytes <= item.entry.size, case .file(let path) = item.origin else { continue }
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            let hasher = StreamHasher()
+            guard (try? hasher.update(fd: fd, offset: 0, length: h.bytes)) != nil else { continue }
+            if hasher.digest() == h.digest {
+                skips[h.fileID] = h.bytes
+            } else {
+                logger.info("'\(item.displayPath)': the receiver's partial copy differs from this file; sending it whole")
+            }
+        }
+        return skips
     }
 
     private func startChunk(_ index: Int, _ offset: UInt64, _ length: Int) {
@@ -507,6 +562,7 @@ public final class Sender: LoopHandler {
             return
         }
         hashAhead?.sent(UInt64(c.length))
+        pacedBytes += UInt64(c.length)
         if let ev = meter.advance(by: UInt64(c.length), path: name, fileBytes: c.offset + UInt64(c.length),
                                   fileSize: items[c.index].entry.size) {
             events(ev)

@@ -33,6 +33,8 @@ public struct SendConfig: Sendable {
     public var idleTimeoutSeconds: Double
     /// The receiver's one-time code, if we have it.
     public var code: String?
+    /// At most this many payload bytes per second (nil: as fast as possible).
+    public var rateLimit: UInt64?
 
     public init(
         endpoint: Endpoint, paths: [String], stdinName: String = "stdin", path: SendPath = .default,

@@ -3,15 +3,20 @@
 public struct Accept: Equatable, Sendable {
     public struct Have: Equatable, Sendable {
         public var fileID: UInt32
-        /// Bytes from offset 0 the receiver holds and has verified.
+        /// Bytes from offset 0 the receiver holds from an earlier push.
         public var bytes: UInt64
-        public init(fileID: UInt32, bytes: UInt64) {
+        /// xxh3-128 of those bytes, for the sender to compare with its own.
+        public var digest: Digest128
+        public init(fileID: UInt32, bytes: UInt64, digest: Digest128) {
             self.fileID = fileID
             self.bytes = bytes
+            self.digest = digest
         }
+
+        static let encodedSize = 4 + 8 + 16
     }
 
-    public static let frameCap: UInt32 = 4 + 4 + 12 * 65_536
+    public static let frameCap: UInt32 = 4 + 4 + UInt32(Have.encodedSize) * 65_536
 
     public var have: [Have]
     public init(have: [Have] = []) { self.have = have }
@@ -68,4 +73,23 @@ public struct AuthProof: Equatable, Sendable {
         precondition(mac.count == Int(Self.bodySize))
         self.mac = mac
     }
+}
+
+/// The sender's answer to `accept.have`: the prefixes it will not send
+/// again because they hash the same on both sides. A held prefix left out
+/// is discarded by the receiver.
+public struct Resume: Equatable, Sendable {
+    public struct Skip: Equatable, Sendable {
+        public var fileID: UInt32
+        public var bytes: UInt64
+        public init(fileID: UInt32, bytes: UInt64) {
+            self.fileID = fileID
+            self.bytes = bytes
+        }
+    }
+
+    public static let frameCap: UInt32 = 4 + 12 * 65_536
+
+    public var skips: [Skip]
+    public init(skips: [Skip] = []) { self.skips = skips }
 }

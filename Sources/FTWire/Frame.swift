@@ -12,6 +12,7 @@ public enum Frame: Equatable, Sendable {
     case done(Done)
     case error(ErrorFrame)
     case auth(AuthProof)
+    case resume(Resume)
 
     public var type: FrameType {
         switch self {
@@ -26,6 +27,7 @@ public enum Frame: Equatable, Sendable {
         case .done: return .done
         case .error: return .error
         case .auth: return .auth
+        case .resume: return .resume
         }
     }
 }
@@ -70,6 +72,7 @@ public enum FrameCodec {
             for h in a.have {
                 w.u32(h.fileID)
                 w.u64(h.bytes)
+                h.digest.write(to: &w)
             }
         case .data(let d):
             w.u32(d.fileID)
@@ -95,6 +98,12 @@ public enum FrameCodec {
             w.raw(msg)
         case .auth(let a):
             w.raw(a.mac)
+        case .resume(let r):
+            w.u32(UInt32(r.skips.count))
+            for k in r.skips {
+                w.u32(k.fileID)
+                w.u64(k.bytes)
+            }
         }
     }
 
@@ -126,7 +135,7 @@ public enum FrameCodec {
         case .accept:
             _ = try r.u32("flags")
             let count = Int(try r.u32("have count"))
-            guard count <= r.remaining / 12 else {
+            guard count <= r.remaining / Accept.Have.encodedSize else {
                 throw .invalidField(.accept, field: "have count", reason: "\(count) records cannot fit in \(body.count) bytes")
             }
             var have: [Accept.Have] = []
@@ -134,7 +143,8 @@ public enum FrameCodec {
             for _ in 0..<count {
                 let id = try r.u32("file id")
                 let bytes = try r.u64("bytes")
-                have.append(Accept.Have(fileID: id, bytes: bytes))
+                let digest = try Digest128.read(from: &r, "digest")
+                have.append(Accept.Have(fileID: id, bytes: bytes, digest: digest))
             }
             frame = .accept(Accept(have: have))
         case .data:
@@ -163,6 +173,19 @@ public enum FrameCodec {
             frame = .error(ErrorFrame(ErrorFrame.Code(rawValue: raw) ?? .unknown, String(decoding: msg, as: UTF8.self)))
         case .auth:
             frame = .auth(AuthProof(mac: try r.bytes(Int(AuthProof.bodySize), "mac")))
+        case .resume:
+            let count = Int(try r.u32("skip count"))
+            guard count <= r.remaining / 12 else {
+                throw .invalidField(.resume, field: "skip count", reason: "\(count) records cannot fit in \(body.count) bytes")
+            }
+            var skips: [Resume.Skip] = []
+            skips.reserveCapacity(count)
+            for _ in 0..<count {
+                let id = try r.u32("file id")
+                let bytes = try r.u64("bytes")
+                skips.append(Resume.Skip(fileID: id, bytes: bytes))
+            }
+            frame = .resume(Resume(skips: skips))
         }
         guard r.remaining == 0 else {
             throw .invalidField(prefix.type, field: "length", reason: "\(r.remaining) bytes left after the last field")

@@ -18,6 +18,8 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case error = 10
     /// Proof of the one-time code (challenge-response), both directions.
     case auth = 11
+    /// Prefixes the sender will skip, after `accept` offered them.
+    case resume = 12
 
     /// Largest body a peer may announce for this type. Every allocation a
     /// peer controls is held under one of these caps.
@@ -34,6 +36,7 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .done: return 64
         case .error: return 2 + 2 + ErrorFrame.messageCap
         case .auth: return AuthProof.bodySize
+        case .resume: return Resume.frameCap
         }
     }
 
@@ -50,6 +53,7 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .done: return "done"
         case .error: return "error"
         case .auth: return "auth"
+        case .resume: return "resume"
         }
     }
 }

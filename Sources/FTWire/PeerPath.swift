@@ -68,6 +68,25 @@ public struct PeerPath: Hashable, Sendable, CustomStringConvertible {
         return PeerPath(unchecked: components)
     }
 
+    /// Directories and files that hand over a login or run code when
+    /// written into a home directory (croc CVE-2023-43617 wrote
+    /// `.ssh/authorized_keys`). Refused unless the receiver allows them.
+    public static let sensitiveDirectories: Set<String> = [".ssh", ".gnupg", ".aws", ".kube", ".docker", ".pki", "autostart"]
+    public static let sensitiveFiles: Set<String> = [
+        "authorized_keys", "authorized_keys2", ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile",
+        ".zshrc", ".zprofile", ".zshenv", ".zlogin", ".login", ".cshrc", ".tcshrc", ".netrc", ".pgpass", ".xinitrc",
+        ".xsession", ".xprofile", ".pam_environment", ".forward", ".rhosts", ".shosts",
+    ]
+
+    /// The first component that is a credential or start-up name, if any.
+    public var sensitiveComponent: String? {
+        for (i, c) in components.enumerated() {
+            if Self.sensitiveDirectories.contains(c) { return c }
+            if i == components.count - 1, Self.sensitiveFiles.contains(c) { return c }
+        }
+        return nil
+    }
+
     /// C0, DEL and C1: none of them belongs in a file name, and C1 holds
     /// CSI (U+009B), which some terminals obey.
     static func isControl(_ v: UInt32) -> Bool {

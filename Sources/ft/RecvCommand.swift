@@ -51,6 +51,12 @@ struct Recv: ParsableCommand {
     @Option(help: ArgumentHelp("Read the one-time code from this file instead of making one (or set FT_CODE).", valueName: "path"))
     var codeFile: String?
 
+    @Flag(help: "Accept credential and start-up names (.ssh/, authorized_keys, .bashrc, ...), refused by default.")
+    var allowSensitive = false
+
+    @Option(help: "Delete partial files of interrupted pushes older than this many hours.")
+    var keepPartial: Double = 24
+
     @Option(help: "Sessions served at once; more are turned away.")
     var maxSessions: Int = 128
 
@@ -67,6 +73,7 @@ struct Recv: ParsableCommand {
         }
         guard maxSessions > 0 else { throw ValidationError("--max-sessions must be at least 1") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        guard keepPartial > 0 else { throw ValidationError("--keep-partial must be positive hours") }
         if noAuth, codeFile != nil { throw ValidationError("--no-auth and --code-file contradict each other") }
         if stdout, isatty(1) == 1 {
             throw ValidationError("--stdout would write file bytes to the terminal; pipe or redirect stdout")
@@ -86,9 +93,11 @@ struct Recv: ParsableCommand {
                 throw fail(error.description, program: "ft recv", json: output.json, console: jsonConsole)
             }
         }
-        let config = ReceiverConfig(
+        var config = ReceiverConfig(
             listen: endpoint, directory: dir, once: once || stdout, overwrite: overwrite, toStdout: stdout,
             path: io, engine: output.engine, maxSessions: maxSessions, idleTimeoutSeconds: timeout, code: code)
+        config.allowSensitive = allowSensitive
+        config.keepPartialHours = keepPartial
         let receiver: Receiver
         do {
             receiver = try Receiver(config: config, logger: logger)

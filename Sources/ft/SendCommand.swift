@@ -44,6 +44,9 @@ struct Send: ParsableCommand {
     @Option(help: "Payload bytes per chunk, e.g. 1M or 4M (16K to 64M).")
     var chunk: String = "4M"
 
+    @Option(help: ArgumentHelp("At most this many bytes per second, e.g. 50M (MiB/s) or 500K.", valueName: "rate"))
+    var limit: String?
+
     @Flag(help: "Do not hash; the receiver cannot verify what arrives.")
     var noVerify = false
 
@@ -64,6 +67,9 @@ struct Send: ParsableCommand {
         guard let c = Sizes.parse(chunk) else { throw ValidationError("--chunk '\(chunk)' is not a size (try 1M or 4M)") }
         guard (16 << 10)...(64 << 20) ~= c else { throw ValidationError("--chunk must be between 16K and 64M, not \(chunk)") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        if let limit, (Sizes.parse(limit) ?? 0) < 1024 {
+            throw ValidationError("--limit '\(limit)' is not a rate of at least 1K per second")
+        }
         do {
             _ = try Endpoint.parse(destination, defaultPort: 7878)
         } catch {
@@ -83,9 +89,10 @@ struct Send: ParsableCommand {
         } catch {
             throw fail(error.description, program: "ft", json: output.json)
         }
-        let config = SendConfig(
+        var config = SendConfig(
             endpoint: endpoint, paths: paths, stdinName: name ?? "stdin", path: io, chunkSize: UInt32(chunkBytes),
             verify: !noVerify, engine: output.engine, idleTimeoutSeconds: timeout, code: code)
+        config.rateLimit = limit.flatMap { Sizes.parse($0) }
         let renderer = ProgressRenderer(program: "ft", verb: "sent", json: output.json, quiet: output.quiet)
         let sender: Sender
         do {

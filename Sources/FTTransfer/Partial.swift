@@ -1,0 +1,101 @@
+import FTEngine
+import FTWire
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A file an interrupted push left behind, kept for the next push of the
+/// same entry: `.ft-<id>.part` holds the bytes, `.ft-<id>.map` how many from
+/// the start are stored. `<id>` comes from the entry's path, size, mtime and
+/// mode, so a changed source never resumes onto old bytes.
+///
+/// The map is a fixed 32-byte record rewritten in place:
+///
+///     "FTMAP1\0\0" | identity xxh3-128 (16) | stored prefix u64
+///
+/// It is written after the bytes it counts are stored, so it never claims
+/// more than the file holds (after a process crash; a power cut can lose
+/// page cache, which the final whole-file hash then catches).
+struct Partial {
+    static let magic = Array("FTMAP1\u{0}\u{0}".utf8)
+    static let mapSize = 32
+
+    let identity: Digest128
+
+    init(_ e: ManifestEntry) {
+        var bytes = e.path + [0]
+        withUnsafeBytes(of: e.size.bigEndian) { bytes += $0 }
+        withUnsafeBytes(of: e.mtimeSeconds.bigEndian) { bytes += $0 }
+        withUnsafeBytes(of: e.mtimeNanoseconds.bigEndian) { bytes += $0 }
+        withUnsafeBytes(of: e.mode.bigEndian) { bytes += $0 }
+        identity = bytes.withUnsafeBytes { StreamHasher.hash($0) }
+    }
+
+    var stem: String {
+        let h = String(identity.high, radix: 16)
+        return ".ft-" + String(repeating: "0", count: 16 - h.count) + h
+    }
+
+    var partName: String { stem + ".part" }
+    var mapName: String { stem + ".map" }
+
+    func record(_ stored: UInt64) -> [UInt8] {
+        var w = WireWriter(capacity: Self.mapSize)
+        w.raw(Self.magic)
+        w.u64(identity.high)
+        w.u64(identity.low)
+        w.u64(stored)
+        return w.bytes
+    }
+
+    /// The stored prefix a map in `dir` records for this identity, or nil.
+    func storedPrefix(in dir: Directory) -> UInt64? {
+        guard let fd = try? dir.open(mapName, flags: O_RDONLY) else { return nil }
+        var buf = [UInt8](repeating: 0, count: Self.mapSize)
+        let n = buf.withUnsafeMutableBytes { pread(fd.raw, $0.baseAddress, $0.count, 0) }
+        guard n == Self.mapSize, Array(buf[0..<8]) == Self.magic else { return nil }
+        var v: [UInt64] = []
+        for k in 0..<3 {
+            v.append(buf[(8 + k * 8)..<(16 + k * 8)].reduce(0) { $0 << 8 | UInt64($1) })
+        }
+        guard v[0] == identity.high, v[1] == identity.low else { return nil }
+        return v[2]
+    }
+
+    func writeMap(in dir: Directory, stored: UInt64) {
+        guard let fd = try? dir.open(mapName, flags: O_WRONLY | O_CREAT, mode: 0o600) else { return }
+        let rec = record(stored)
+        _ = rec.withUnsafeBytes { pwrite(fd.raw, $0.baseAddress, $0.count, 0) }
+    }
+
+    func remove(in dir: Directory) {
+        dir.remove(mapName)
+        dir.remove(partName)
+    }
+
+    /// Deletes partials in `dir` whose map (or, without one, whose part) was
+    /// last touched more than `maxAge` seconds ago. Returns how many went.
+    static func sweep(_ dir: Directory, olderThan maxAge: Double) -> Int {
+        let dupFD = dup(dir.fd)
+        guard dupFD >= 0, let d = fdopendir(dupFD) else { return 0 }
+        defer { closedir(d) }
+        let now = Double(time(nil))
+        var removed = 0
+        var names: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name.hasPrefix(".ft-"), name.hasSuffix(".part") || name.hasSuffix(".map") { names.append(name) }
+        }
+        for name in names {
+            var st = stat()
+            guard fstatat(dir.fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFREG else { continue }
+            if now - Double(st.st_mtim.tv_sec) > maxAge {
+                dir.remove(name)
+                removed += 1
+            }
+        }
+        return removed
+    }
+}
