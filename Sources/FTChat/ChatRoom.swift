@@ -69,6 +69,7 @@ public final class ChatRoom {
     public var backend: BackendKind { loop.backend.kind }
 
     public func run() throws(IOError) {
+        ResourceLimits.raiseOpenFiles()
         stdin = StdinReader(loop: loop, console: console) { [unowned self] events in input(events) }
         stdin.start(loop)
         acceptor.start(onAccept: { [unowned self] in admit($0) },

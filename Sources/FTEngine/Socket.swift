@@ -126,3 +126,19 @@ public enum Socket {
         return out + loop
     }
 }
+
+public enum ResourceLimits {
+    /// Raises the soft open-files limit to the hard one: a receiver or a
+    /// chat room holds one descriptor per connection, and 1024 is a common
+    /// soft default. Returns the limit now in force.
+    @discardableResult
+    public static func raiseOpenFiles() -> UInt64 {
+        var lim = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0 else { return 0 }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
+        }
+        return UInt64(lim.rlim_cur)
+    }
+}

@@ -183,8 +183,9 @@ public final class URingBackend: IOBackend {
         return 0
     }
 
-    /// Blocking sendfile of the whole range; stops early only on error
-    /// (including SO_SNDTIMEO expiring), and reports what was sent.
+    /// Blocking sendfile of the whole range. Stops early on an error
+    /// (SO_SNDTIMEO expiring shows as -EAGAIN) and reports the error, not
+    /// the partial count: the chunk has failed either way.
     static func sendfileAll(_ sock: CInt, _ file: CInt, _ offset: Int64, _ length: Int) -> Int32 {
         var off = offset
         var sent = 0
@@ -195,7 +196,7 @@ public final class URingBackend: IOBackend {
             } else if r == 0 {
                 break  // file shorter than announced
             } else if errno != EINTR {
-                return sent > 0 ? Int32(sent) : -errno
+                return -errno
             }
         }
         return Int32(sent)

@@ -73,6 +73,7 @@ public final class Receiver {
     /// Serves until stopped (or, with `once`, until the first session ends).
     public func run(events: @escaping ProgressHandler) throws(TransferError) -> Outcome {
         self.events = events
+        ResourceLimits.raiseOpenFiles()
         acceptor.start(onAccept: { [unowned self] in accepted($0) },
                        onError: { [unowned self] in logger.error("\($0)") })
         stopSignal.start { [unowned self] in
@@ -94,10 +95,11 @@ public final class Receiver {
         let peer = address?.description ?? "unknown peer"
         let host = address?.host ?? "unknown"
         let lockout = lockedOutSeconds(host)
-        if stopping || sessions.count >= config.maxSessions || lockout > 0 {
+        let pending = sessions.count - active
+        if stopping || pending >= config.maxPending || lockout > 0 {
             let why = stopping ? "the receiver is shutting down"
                 : lockout > 0 ? "too many wrong codes from \(host); try again in \(lockout) s"
-                : "the receiver is serving \(sessions.count) sessions, its limit; try again later"
+                : "the receiver has \(pending) connections waiting to say hello, its limit; try again later"
             let bytes = FrameCodec.encode(.error(ErrorFrame(.busy, why)))
             _ = bytes.withUnsafeBytes { send(result, $0.baseAddress, $0.count, CInt(MSG_DONTWAIT | MSG_NOSIGNAL)) }
             close(result)
@@ -118,6 +120,18 @@ public final class Receiver {
     }
 
     func emit(_ e: ProgressEvent) { events(e) }
+
+    /// Sessions past the handshake (counted against `maxSessions`).
+    private var active = 0
+
+    /// A session finished its handshake and wants to transfer: false when
+    /// the receiver is already serving its limit.
+    func admit(_ s: ReceiverSession) -> Bool {
+        guard active < config.maxSessions else { return false }
+        active += 1
+        s.admitted = true
+        return true
+    }
 
     /// After three wrong codes from one host, each further attempt waits
     /// twice as long as the last (1 s, 2 s, … up to 60 s); a right code
@@ -145,6 +159,7 @@ public final class Receiver {
 
     func sessionEnded(_ s: ReceiverSession) {
         sessions[ObjectIdentifier(s)] = nil
+        if s.admitted { active -= 1 }
         if s.succeeded {
             outcome.succeeded += 1
         } else {

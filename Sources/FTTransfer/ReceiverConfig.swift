@@ -20,8 +20,13 @@ public struct ReceiverConfig: Sendable {
     public var toStdout: Bool
     public var path: ReceivePath
     public var engine: EnginePreference
-    /// Sessions served at once; more are turned away with a clear error.
+    /// Sessions past the handshake served at once; more are turned away
+    /// with a clear error.
     public var maxSessions: Int
+    /// Connections still in the handshake (each times out after
+    /// `handshakeTimeoutSeconds`), so idle connections cannot crowd out real
+    /// senders.
+    public var maxPending = 4096
     /// A session that makes no progress for this long is ended.
     public var idleTimeoutSeconds: Double
     /// A connection must complete its hello within this time.

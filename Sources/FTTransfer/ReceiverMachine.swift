@@ -143,22 +143,22 @@ public struct ReceiverMachine {
             do {
                 path = try PeerPath.validate(e.path)
             } catch {
-                return fail(.refused, "refusing path '\(Escape.forDisplay(bytes: e.path))': \(error)")
+                return fail(.refused, "refusing path '\(Escape.forMessage(bytes: e.path))': \(error)")
             }
             if !allowSensitive, let name = path.sensitiveComponent {
-                return fail(.refused, "refusing '\(Escape.forDisplay(path.description))': '\(name)' holds logins or start-up scripts (run ft recv with --allow-sensitive to accept it)")
+                return fail(.refused, "refusing '\(Escape.forMessage(bytes: Array(path.description.utf8)))': '\(name)' holds logins or start-up scripts (run ft recv with --allow-sensitive to accept it)")
             }
             guard byID[e.fileID] == nil else {
                 return fail(.protocolViolation, "file id \(e.fileID) announced twice")
             }
             guard seen[path] == nil else {
-                return fail(.refused, "'\(Escape.forDisplay(path.description))' announced twice")
+                return fail(.refused, "'\(Escape.forMessage(bytes: Array(path.description.utf8)))' announced twice")
             }
             seen[path] = e.kind
             if e.kind == .file {
                 let (sum, overflow) = total.addingReportingOverflow(e.size)
                 guard !overflow, e.size <= UInt64(Int64.max) else {
-                    return fail(.refused, "'\(Escape.forDisplay(path.description))' has an impossible size \(e.size)")
+                    return fail(.refused, "'\(Escape.forMessage(bytes: Array(path.description.utf8)))' has an impossible size \(e.size)")
                 }
                 total = sum
             }
@@ -171,7 +171,7 @@ public struct ReceiverMachine {
             var parent = e.path.parent
             while let p = parent {
                 if let kind = seen[p], kind != .directory {
-                    return fail(.refused, "'\(Escape.forDisplay(e.path.description))' needs '\(Escape.forDisplay(p.description))' to be a directory, but it is announced as a file")
+                    return fail(.refused, "'\(Escape.forMessage(bytes: Array(e.path.description.utf8)))' needs '\(Escape.forMessage(bytes: Array(p.description.utf8)))' to be a directory, but it is announced as a file")
                 }
                 parent = p.parent
             }
@@ -222,7 +222,7 @@ public struct ReceiverMachine {
     private mutating func data(_ h: DataHeader) -> Action {
         guard let i = byID[h.fileID] else { return fail(.protocolViolation, "chunk for unknown file id \(h.fileID)") }
         let e = entries[i]
-        let name = Escape.forDisplay(e.path.description)
+        let name = Escape.forMessage(bytes: Array(e.path.description.utf8))
         guard e.isData else { return fail(.protocolViolation, "chunk for directory '\(name)'") }
         guard e.trailer == nil else { return fail(.protocolViolation, "chunk for '\(name)' after its trailer") }
         let end = h.offset + UInt64(h.length)
@@ -238,7 +238,7 @@ public struct ReceiverMachine {
     private mutating func trailer(_ t: FileEnd) -> Action {
         guard let i = byID[t.fileID] else { return fail(.protocolViolation, "trailer for unknown file id \(t.fileID)") }
         let e = entries[i]
-        let name = Escape.forDisplay(e.path.description)
+        let name = Escape.forMessage(bytes: Array(e.path.description.utf8))
         guard e.isData else { return fail(.protocolViolation, "trailer for directory '\(name)'") }
         guard e.trailer == nil else { return fail(.protocolViolation, "second trailer for '\(name)'") }
         if e.entry.kind == .file, t.size != e.entry.size {

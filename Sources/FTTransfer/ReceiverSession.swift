@@ -36,6 +36,9 @@ final class ReceiverSession: LoopHandler {
     private var keepPartials = true
     private var digests: [(path: String, digest: Digest128)] = []
 
+    /// Counted against the receiver's session limit (past the handshake).
+    var admitted = false
+
     /// Why the session ends; nil while it runs or when it succeeded.
     private(set) var failure: String?
     private(set) var succeeded = false
@@ -187,6 +190,11 @@ final class ReceiverSession: LoopHandler {
             flush()
             read()
         case .review:
+            guard server.admit(self) else {
+                let why = "the receiver is serving \(config.maxSessions) pushes, its limit; try again later"
+                fail(.refused(ErrorFrame(.busy, why), peer: peer), frame: ErrorFrame(.busy, why))
+                return
+            }
             do throws(TransferError) {
                 try review()
             } catch {

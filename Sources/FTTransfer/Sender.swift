@@ -547,9 +547,14 @@ public final class Sender: LoopHandler {
         }
         if result < 0, result != -ECANCELED, !c.failed {
             c.failed = true
-            let e: TransferError = tag == .spliceIn || tag == .chunkRead
-                ? .io(IOError(result: result, "read", name))
-                : .io(IOError(result: result, "send to", peer))
+            let e: TransferError
+            if tag == .spliceIn || tag == .chunkRead {
+                e = .io(IOError(result: result, "read", name))
+            } else if result == -EAGAIN || result == -ETIMEDOUT {
+                e = .timeout("it stopped reading; nothing could be sent for \(Int(config.idleTimeoutSeconds)) s", peer: peer)
+            } else {
+                e = .io(IOError(result: result, "send to", peer))
+            }
             writeFailed(e)
         }
         chunk = c

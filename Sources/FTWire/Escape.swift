@@ -10,6 +10,14 @@ public enum Escape {
         return out
     }
 
+    /// Escaped, and shortened in the middle past `limit` characters, so a
+    /// hostile 4 KiB name cannot crowd the reason out of a message.
+    public static func forMessage<C: Collection>(bytes: C, limit: Int = 120) -> String where C.Element == UInt8 {
+        let full = forDisplay(bytes: bytes)
+        guard full.count > limit else { return full }
+        return String(full.prefix(limit / 2)) + "…" + String(full.suffix(limit / 2 - 1))
+    }
+
     /// Escapes raw bytes: valid UTF-8 as above, each invalid byte as `\\xNN`.
     public static func forDisplay<C: Collection>(bytes: C) -> String where C.Element == UInt8 {
         escape(Array(bytes), keepBackslash: false)

@@ -39,7 +39,8 @@ public struct ManifestEntry: Equatable, Sendable {
     public var encodedSize: Int { Self.fixedSize + path.count }
 
     func encode(into w: inout WireWriter) {
-        precondition(path.count <= Int(PeerPath.maxPathBytes))
+        // Representable is all the encoder asks; the rules are the receiver's.
+        precondition(path.count <= Int(UInt16.max))
         w.u32(fileID)
         w.u8(kind.rawValue)
         w.u8(0)

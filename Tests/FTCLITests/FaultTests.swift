@@ -1,0 +1,226 @@
+import Foundation
+import Testing
+import FTTransfer
+import FTWire
+
+func doneEvent(_ output: String) -> [String: Any]? {
+    jsonEvents(output).first { $0["event"] as? String == "done" }
+}
+
+@Suite(.serialized) struct FaultTests {
+    @Test func senderKilledAtTwentyRandomPointsAlwaysResumesIdentical() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let size = 24 << 20
+        let bytes = patternBytes(size, seed: 77)
+        let src = tmp.sub("src") + "/data.bin"
+        writeFile(src, bytes)
+        let dst = tmp.sub("dst")
+        var resumedRuns = 0
+        var rng = SystemRandomNumberGenerator()
+        for round in 1...20 {
+            // Paced at 48 MiB/s, the push takes half a second: kill it somewhere inside.
+            let recv = try FTReceiver(dir: dst, extra: ["--once"])
+            let sender = try Child(ftPath, ["send", recv.address, src, "-q", "--limit", "48M"])
+            usleep(UInt32.random(in: 30_000...450_000, using: &rng))
+            sender.kill(SIGKILL)
+            _ = sender.wait()
+            _ = recv.child.wait(seconds: 20)
+            #expect(!FileManager.default.fileExists(atPath: dst + "/data.bin"), "round \(round): a torn file under the final name")
+
+            let again = try FTReceiver(dir: dst, extra: ["--once"])
+            let resume = try run(ftPath, ["send", again.address, src, "--json"])
+            #expect(resume.status == 0, "round \(round): \(resume.stderr)")
+            #expect(again.child.wait().status == 0)
+            expectSame(readFile(dst + "/data.bin"), bytes, "round \(round)")
+            let done = try #require(doneEvent(resume.stdout), "round \(round)")
+            let sent = done["bytes_sent"] as? Int ?? -1
+            let skipped = done["bytes_skipped"] as? Int ?? -1
+            #expect(sent + skipped == size, "round \(round): \(sent) sent + \(skipped) skipped")
+            if skipped > 0 { resumedRuns += 1 }
+            #expect(listTree(dst) == ["data.bin"], "round \(round): partials left: \(listTree(dst))")
+            try FileManager.default.removeItem(atPath: dst + "/data.bin")
+        }
+        // Kills after the first 16 MiB mark leave a map; most rounds resume.
+        #expect(resumedRuns >= 3, "only \(resumedRuns) of 20 rounds resumed anything")
+    }
+
+    @Test func receiverKilledMidPushIsReportedAndTheNextRunResumes() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let size = 48 << 20
+        let bytes = patternBytes(size, seed: 78)
+        let src = tmp.sub("src") + "/big.bin"
+        writeFile(src, bytes)
+        let dst = tmp.sub("dst")
+        let recv = try FTReceiver(dir: dst, extra: ["--once"])
+        let sender = try Child(ftPath, ["send", recv.address, src, "--limit", "32M"])
+        usleep(900_000)
+        recv.child.kill(SIGKILL)
+        let lost = sender.wait(seconds: 30)
+        #expect(lost.status == 1)
+        #expect(lost.stderr.contains(recv.address) && (lost.stderr.contains("lost") || lost.stderr.contains("reset")), "\(lost.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dst + "/big.bin"))
+
+        let again = try FTReceiver(dir: dst, extra: ["--once"])
+        let resume = try run(ftPath, ["send", again.address, src, "--json"])
+        #expect(resume.status == 0, "\(resume.stderr)")
+        _ = again.child.wait()
+        expectSame(readFile(dst + "/big.bin"), bytes, "resumed file")
+        let skipped = doneEvent(resume.stdout)?["bytes_skipped"] as? Int ?? 0
+        #expect(skipped >= 16 << 20, "resumed from \(skipped) bytes")
+    }
+
+    @Test func fullDiskGivesAClearErrorAndNoTornFile() throws {
+        try #require(getuid() == 0, "this test mounts a small tmpfs and needs root (CI runs as root)")
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let mnt = tmp.sub("small")
+        let mounted = try run("/bin/mount", ["-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt])
+        try #require(mounted.status == 0, "mount tmpfs: \(mounted.stderr)")
+        defer { _ = try? run("/bin/umount", ["-l", mnt]) }
+
+        // A file bigger than the disk is refused before any byte lands.
+        let big = tmp.sub("src") + "/big.bin"
+        writeFile(big, patternBytes(12 << 20, seed: 5))
+        var recv = try FTReceiver(dir: mnt, extra: ["--once"])
+        let refused = try run(ftPath, ["send", recv.address, big])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("free") && refused.stderr.contains(mnt), "\(refused.stderr)")
+        _ = recv.child.wait()
+        #expect(listTree(mnt).isEmpty)
+
+        // A stream has no size to check: the disk fills mid-push.
+        recv = try FTReceiver(dir: mnt, extra: ["--once"])
+        let stream = try run(ftPath, ["send", recv.address, "-", "--name", "stream.bin"], stdinFile: big)
+        #expect(stream.status == 1)
+        #expect(stream.stderr.contains("ENOSPC") || stream.stderr.contains("No space left"), "\(stream.stderr)")
+        let end = recv.child.wait()
+        #expect(end.stdout.contains("No space left"), "\(end.stdout)")
+        #expect(listTree(mnt).isEmpty, "\(listTree(mnt))")
+    }
+
+    @Test func connectionResetMidChunkEndsOnlyThatSession() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let dst = tmp.sub("dst")
+        let recv = try FTReceiver(dir: dst)
+        let p = try RawPeer(port: recv.port)
+        _ = p.offer([fileEntry(Array("reset.bin".utf8), size: 1 << 20)])
+        p.send(.data(DataHeader(fileID: 1, length: 1 << 20, offset: 0)))
+        p.send([UInt8](repeating: 3, count: 100_000))
+        // SO_LINGER 0: close sends a RST, not a FIN.
+        var lin = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(p.fd, SOL_SOCKET, SO_LINGER, &lin, socklen_t(MemoryLayout<linger>.size))
+        close(p.fd)
+        #expect(recv.child.waitForOutput("reset.bin"), "\(recv.child.stdoutSoFar)")
+        let f = tmp.sub("src") + "/after.txt"
+        writeFile(f, Array("fine\n".utf8))
+        #expect(try run(ftPath, ["send", recv.address, f, "-q"]).status == 0)
+        _ = recv.stop()
+        #expect(!FileManager.default.fileExists(atPath: dst + "/reset.bin"))
+        let errors = recv.events.filter { $0["event"] as? String == "error" }.compactMap { $0["message"] as? String }
+        #expect(errors.contains { $0.contains("reset") || $0.contains("closed") }, "\(errors)")
+    }
+
+    @Test func aReceiverThatStopsReadingTimesTheSenderOut() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        // A fake receiver: completes the handshake, accepts, then never reads.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, len) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &len) } }
+        listen(listener, 1)
+        let port = UInt16(bigEndian: addr.sin_port)
+        let stall = Thread {
+            let fd = accept(listener, nil, nil)
+            guard fd >= 0 else { return }
+            var small: CInt = 4096
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<CInt>.size))
+            var buf = [UInt8](repeating: 0, count: 65_536)
+            _ = recv(fd, &buf, buf.count, 0)  // hello
+            let hello = FrameCodec.encode(.hello(Hello(role: .receiver, features: [.xxh3])))
+            _ = hello.withUnsafeBytes { Foundation.send(fd, $0.baseAddress, $0.count, 0) }
+            usleep(100_000)
+            _ = recv(fd, &buf, buf.count, 0)  // manifest
+            let accept = FrameCodec.encode(.accept(Accept()))
+            _ = accept.withUnsafeBytes { Foundation.send(fd, $0.baseAddress, $0.count, 0) }
+            sleep(10)
+            close(fd)
+        }
+        stall.start()
+        let f = tmp.sub("src") + "/f.bin"
+        writeFile(f, patternBytes(32 << 20, seed: 9))
+        let r = try run(ftPath, ["send", "127.0.0.1:\(port)", f, "--timeout", "2"], seconds: 30)
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("127.0.0.1:\(port)") && (r.stderr.contains("timed out") || r.stderr.contains("EAGAIN")), "\(r.stderr)")
+    }
+
+    @Test func aStalledSenderIsTimedOut() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let recv = try FTReceiver(dir: tmp.sub("dst"), extra: ["--timeout", "2"])
+        let p = try RawPeer(port: recv.port)
+        _ = p.offer([fileEntry(Array("slow.bin".utf8), size: 10)])
+        let gone = p.readUntilClosed()
+        #expect(gone.compactMap(\.errorMessage).first?.contains("no progress") == true, "\(gone)")
+        _ = recv.stop()
+        #expect(listTree(tmp.path + "/dst").isEmpty)
+    }
+}
+
+@Suite(.serialized) struct LoadTests {
+    @Test func sixtyFourSendersAtOnceAllVerified() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let dst = tmp.sub("dst")
+        let recv = try FTReceiver(dir: dst)
+        var senders: [Child] = []
+        for i in 0..<64 {
+            let f = tmp.sub("src\(i)") + "/f\(i).bin"
+            writeFile(f, patternBytes(256 * 1024 + i * 1000, seed: UInt64(1000 + i)))
+            senders.append(try Child(ftPath, ["send", recv.address, f, "--json"]))
+        }
+        var digests = Set<String>()
+        for (i, s) in senders.enumerated() {
+            let r = s.wait(seconds: 120)
+            #expect(r.status == 0, "sender \(i): \(r.stderr)")
+            if let hashes = doneEvent(r.stdout)?["hashes"] as? [String: String], let h = hashes["f\(i).bin"] { digests.insert(h) }
+        }
+        _ = recv.stop()
+        #expect(digests.count == 64, "every file verified with its own hash")
+        for i in 0..<64 {
+            expectSame(readFile(dst + "/f\(i).bin"), patternBytes(256 * 1024 + i * 1000, seed: UInt64(1000 + i)), "f\(i)")
+        }
+    }
+
+    @Test func aChatRoomOfAHundredStaysResponsive() throws {
+        let port = freePort()
+        let room = try Child(ftPath, ["chat", "tcp", "--listen", "127.0.0.1:\(port)", "--json"])
+        #expect(room.waitForOutput("\"ready\""))
+        var peers: [LinePeer] = []
+        for _ in 0..<100 {
+            let p = try LinePeer(port: port)
+            _ = p.line()
+            peers.append(p)
+        }
+        // Every client speaks once; everyone hears every other client once.
+        for (i, p) in peers.enumerated() { p.say("hello from \(i)") }
+        for (i, p) in peers.enumerated() {
+            var heard = Set<Int>()
+            while heard.count < 99, let line = p.line() {
+                if let r = line.range(of: ": hello from ") { heard.insert(Int(line[r.upperBound...]) ?? -1) }
+            }
+            #expect(heard.count == 99 && !heard.contains(i), "client \(i) heard \(heard.count)")
+        }
+        for p in peers { p.peer.hangUp() }
+        room.kill(SIGINT)
+        let end = room.wait(seconds: 20)
+        #expect(jsonEvents(end.stdout).filter { $0["event"] as? String == "message" }.count == 100)
+    }
+}

@@ -1,0 +1,191 @@
+import Foundation
+import Testing
+import FTWire
+
+/// A crafted session: what the hostile sender does, and a word the
+/// receiver's refusal must contain.
+struct HostileCase: Sendable {
+    var label: String
+    var expect: String
+    var script: @Sendable (RawPeer) -> Void
+}
+
+func entry(_ path: String, id: UInt32 = 1, size: UInt64 = 5, kind: ManifestEntry.Kind = .file) -> ManifestEntry {
+    fileEntry(Array(path.utf8), id: id, size: size, kind: kind)
+}
+
+/// Handshake, manifest (with a manifest-end that may lie), expect accept.
+func offerRaw(_ p: RawPeer, _ entries: [ManifestEntry], count: UInt32? = nil, total: UInt64? = nil) {
+    p.handshake()
+    p.send(.manifest(entries))
+    let realTotal = entries.reduce(UInt64(0)) { $0 + ($1.kind == .file ? $1.size : 0) }
+    p.send(.manifestEnd(ManifestEnd(entryCount: count ?? UInt32(entries.count), totalBytes: total ?? realTotal)))
+}
+
+/// After a good offer: the receiver's accept is consumed.
+func accepted(_ p: RawPeer, _ entries: [ManifestEntry]) {
+    offerRaw(p, entries)
+    _ = p.readFrame()
+}
+
+let hostileCases: [HostileCase] = {
+    var cases = HostilePeerTests.hostilePaths.map { label, path in
+        HostileCase(label: "path: \(label)", expect: "refusing") { p in offerRaw(p, [fileEntry(path)]) }
+    }
+    cases += [
+        HostileCase(label: ".ssh/authorized_keys", expect: "logins or start-up") { offerRaw($0, [entry(".ssh", kind: .directory), entry(".ssh/authorized_keys", id: 2)]) },
+        HostileCase(label: ".bashrc", expect: "logins or start-up") { offerRaw($0, [entry(".bashrc")]) },
+        HostileCase(label: "path over 4096 bytes", expect: "over 4096") {
+            offerRaw($0, [fileEntry(Array(repeating: Array("abcdefg/".utf8), count: 520).joined() + Array("x".utf8))])
+        },
+        HostileCase(label: "300 levels deep", expect: "levels deep") { offerRaw($0, [entry(Array(repeating: "a", count: 300).joined(separator: "/"))]) },
+        HostileCase(label: "duplicate entries", expect: "announced twice") { offerRaw($0, [entry("dup", id: 1), entry("dup", id: 2)]) },
+        HostileCase(label: "file where a directory must be", expect: "to be a directory") { offerRaw($0, [entry("f", id: 1), entry("f/g", id: 2)]) },
+        HostileCase(label: "directory over an existing file", expect: "not a directory") { offerRaw($0, [entry("existing.txt", kind: .directory)]) },
+        HostileCase(label: "file over an existing file", expect: "exists") { offerRaw($0, [entry("existing.txt")]) },
+        HostileCase(label: "write through a planted symlink", expect: "symlink") { offerRaw($0, [entry("planted/x")]) },
+        HostileCase(label: "manifest-end counts wrong", expect: "counts") { offerRaw($0, [entry("a")], count: 5) },
+        HostileCase(label: "manifest-end total wrong", expect: "add up") { offerRaw($0, [entry("a")], total: 999) },
+        HostileCase(label: "data before the manifest", expect: "unexpected data") { p in
+            p.handshake()
+            p.send(.data(DataHeader(fileID: 1, length: 1, offset: 0)))
+        },
+        HostileCase(label: "second hello", expect: "unexpected hello") { p in
+            p.handshake()
+            p.send(.hello(Hello(role: .sender)))
+        },
+        HostileCase(label: "unknown frame type", expect: "unknown frame type") { p in
+            p.handshake()
+            p.send([0x42, 0, 0, 0, 0, 0, 0, 0])
+        },
+        HostileCase(label: "accept from a sender", expect: "unexpected accept") { p in
+            p.handshake()
+            p.send(.accept(Accept()))
+        },
+        HostileCase(label: "frame over its cap", expect: "over the cap") { p in
+            p.handshake()
+            p.send([FrameType.manifest.rawValue, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF])
+        },
+        HostileCase(label: "more bytes than announced", expect: "past the") { p in
+            accepted(p, [entry("m")])
+            p.send(.data(DataHeader(fileID: 1, length: 6, offset: 0)))
+            p.send([UInt8](repeating: 1, count: 6))
+        },
+        HostileCase(label: "fewer bytes than announced", expect: "ended after") { p in
+            accepted(p, [entry("m")])
+            p.send(.data(DataHeader(fileID: 1, length: 3, offset: 0)))
+            p.send([1, 2, 3])
+            p.send(.fileEnd(FileEnd(fileID: 1, size: 5, digest: .zero)))
+        },
+        HostileCase(label: "offset past the size", expect: "past the") { p in
+            accepted(p, [entry("m")])
+            p.send(.data(DataHeader(fileID: 1, length: 1, offset: 9)))
+        },
+        HostileCase(label: "chunk for an unknown file id", expect: "unknown file id") { p in
+            accepted(p, [entry("m")])
+            p.send(.data(DataHeader(fileID: 77, length: 1, offset: 0)))
+        },
+        HostileCase(label: "chunk for a directory", expect: "directory") { p in
+            accepted(p, [entry("dir", kind: .directory)])
+            p.send(.data(DataHeader(fileID: 1, length: 1, offset: 0)))
+        },
+        HostileCase(label: "overlapping chunks", expect: "overlaps") { p in
+            accepted(p, [entry("m")])
+            p.send(.data(DataHeader(fileID: 1, length: 3, offset: 0)))
+            p.send([1, 2, 3])
+            p.send(.data(DataHeader(fileID: 1, length: 2, offset: 2)))
+        },
+        HostileCase(label: "trailer twice", expect: "second trailer") { p in
+            accepted(p, [entry("empty", size: 0)])
+            let d = Digest128(high: 0x99aa_06d3_0147_98d8, low: 0x6001_c324_468d_497f)  // xxh3-128 of nothing
+            p.send(.fileEnd(FileEnd(fileID: 1, size: 0, digest: d)))
+            p.send(.fileEnd(FileEnd(fileID: 1, size: 0, digest: d)))
+        },
+        HostileCase(label: "trailer without a digest", expect: "no digest") { p in
+            accepted(p, [entry("m")])
+            p.send(.data(DataHeader(fileID: 1, length: 5, offset: 0)))
+            p.send(Array("hello".utf8))
+            p.send(.fileEnd(FileEnd(fileID: 1, size: 5, digest: nil)))
+        },
+        HostileCase(label: "wrong digest", expect: "failed verification") { p in
+            accepted(p, [entry("m")])
+            p.send(.data(DataHeader(fileID: 1, length: 5, offset: 0)))
+            p.send(Array("hello".utf8))
+            p.send(.fileEnd(FileEnd(fileID: 1, size: 5, digest: Digest128(high: 1, low: 1))))
+        },
+        HostileCase(label: "not ft at all", expect: "unknown frame type") { $0.send(Array("GET / HTTP/1.1\r\n\r\n".utf8)) },
+        HostileCase(label: "a future version", expect: "version mismatch") { $0.send(.hello(Hello(minVersion: 9, maxVersion: 9, role: .sender))) },
+        HostileCase(label: "wrong magic", expect: "not speaking the ft protocol") { p in
+            var hello = FrameCodec.encode(.hello(Hello(role: .sender)))
+            hello[8...11] = [0x58, 0x58, 0x58, 0x58]
+            p.send(hello)
+        },
+    ]
+    return cases
+}()
+
+@Suite(.serialized) struct HostileSuiteTests {
+    @Test func fortyCraftedSessionsWriteNothingAndLeaveTheReceiverServing() throws {
+        #expect(hostileCases.count >= 40)
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let dst = tmp.sub("dst")
+        let outside = tmp.sub("outside")
+        writeFile(dst + "/existing.txt", Array("keep me\n".utf8))
+        symlink(outside, dst + "/planted")
+        let before = listTree(dst)
+        let recv = try FTReceiver(dir: dst)
+
+        for c in hostileCases {
+            let p = try RawPeer(port: recv.port)
+            c.script(p)
+            let replies = p.readUntilClosed()
+            let message = replies.compactMap(\.errorMessage).first
+            #expect(message?.contains(c.expect) == true, "\(c.label): \(String(describing: message)) in \(replies)")
+        }
+        #expect(listTree(outside).isEmpty, "something escaped the destination")
+        expectSame(readFile(dst + "/existing.txt"), Array("keep me\n".utf8), "existing file")
+        // Directories of a manifest accepted before its session failed may
+        // stay (empty); no file, link or partial may.
+        let left = listTree(dst).filter { rel in
+            var st = stat()
+            return lstat(dst + "/" + rel, &st) == 0 && st.st_mode & S_IFMT != S_IFDIR
+        }
+        // "trailer twice" first sends a complete, verified empty file: that
+        // one is committed before the violation, correctly.
+        #expect(left == (before + ["empty"]).sorted(), "the hostile sessions left \(listTree(dst))")
+
+        // Other sessions are unaffected.
+        let f = tmp.sub("src") + "/honest.txt"
+        writeFile(f, Array("honest\n".utf8))
+        #expect(try run(ftPath, ["send", recv.address, f, "-q"]).status == 0)
+        let end = recv.stop()
+        #expect(end.status == 0, "the receiver did not end cleanly: \(end.stderr)")
+        let errors = recv.events.filter { $0["event"] as? String == "error" }
+        #expect(errors.count == hostileCases.count, "one clear error per hostile session, got \(errors.count)")
+        #expect(errors.allSatisfy { !(($0["message"] as? String) ?? "").unicodeScalars.contains { $0.value == 0x1B || $0.value == 0 } })
+    }
+
+    @Test func aThousandIdleConnectionsDoNotBlockARealSender() throws {
+        var lim = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
+        lim.rlim_cur = lim.rlim_max
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
+        try #require(lim.rlim_cur >= 2100, "needs 2100 open files for this test; the hard limit is \(lim.rlim_max)")
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let recv = try FTReceiver(dir: tmp.sub("dst"))
+        var idle: [RawPeer] = []
+        for _ in 0..<1000 { idle.append(try RawPeer(port: recv.port)) }
+        let f = tmp.sub("src") + "/through.bin"
+        let bytes = patternBytes(3 << 20, seed: 1000)
+        writeFile(f, bytes)
+        let push = try run(ftPath, ["send", recv.address, f, "-q"], seconds: 60)
+        #expect(push.status == 0, "\(push.stderr)")
+        expectSame(readFile(tmp.path + "/dst/through.bin"), bytes, "pushed past 1000 idle connections")
+        for p in idle { p.hangUp() }
+        idle.removeAll()
+        let end = recv.stop()
+        #expect(end.status == 0)
+    }
+}
