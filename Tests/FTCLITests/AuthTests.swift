@@ -98,16 +98,8 @@ import FTWire
         let tmp = TempDir()
         defer { tmp.cleanup() }
         // A fake receiver: asks for a proof, then answers with garbage.
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (listener, port) = loopbackListener()
         defer { close(listener) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &len) } }
-        listen(listener, 1)
-        let port = UInt16(bigEndian: addr.sin_port)
         let fake = Thread {
             let fd = accept(listener, nil, nil)
             guard fd >= 0 else { return }
