@@ -1,0 +1,48 @@
+// Writes the seed corpus: one file per frame kind, plus streams of frames
+// and some peer strings. Built and run by `tools/fuzz --seeds`.
+
+@main
+struct MakeSeeds {
+    static func main() {
+        let dir = CommandLine.arguments[1]
+        var seeds: [(String, [UInt8])] = []
+        let entries = [
+            ManifestEntry(fileID: 1, kind: .directory, path: Array("photos".utf8), mode: 0o755, size: 0, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 0),
+            ManifestEntry(fileID: 2, kind: .file, path: Array("photos/中文 文件.jpg".utf8), mode: 0o644, size: 4_000_000, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 5),
+            ManifestEntry(fileID: 3, kind: .stream, path: Array("stdin.tar".utf8), mode: 0o600, size: ManifestEntry.unknownSize, mtimeSeconds: 0, mtimeNanoseconds: 0),
+        ]
+        let frames: [(String, Frame)] = [
+            ("hello", .hello(Hello(role: .sender, features: [.xxh3, .auth]))),
+            ("manifest", .manifest(entries)),
+            ("manifest-end", .manifestEnd(ManifestEnd(entryCount: 3, totalBytes: 4_000_000))),
+            ("accept", .accept(Accept(have: [Accept.Have(fileID: 2, bytes: 1 << 20, digest: Digest128(high: 1, low: 2))]))),
+            ("resume", .resume(Resume(skips: [Resume.Skip(fileID: 2, bytes: 1 << 20)]))),
+            ("data", .data(DataHeader(fileID: 2, length: 1 << 20, offset: 0))),
+            ("file-end", .fileEnd(FileEnd(fileID: 2, size: 4_000_000, digest: Digest128(high: 3, low: 4)))),
+            ("file-ack", .fileAck(FileAck(fileID: 2, status: .committed, digest: Digest128(high: 3, low: 4)))),
+            ("end", .end),
+            ("done", .done(Done(files: 2, bytes: 4_000_000))),
+            ("error", .error(ErrorFrame(.refused, "refusing path '../x'"))),
+            ("auth", .auth(AuthProof(mac: Array(0..<32)))),
+        ]
+        for (name, f) in frames { seeds.append(("frame-" + name, FrameCodec.encode(f))) }
+        seeds.append(("stream-session", frames.flatMap { FrameCodec.encode($0.1) }))
+        seeds.append(("data-with-payload", FrameCodec.encode(.data(DataHeader(fileID: 1, length: 5, offset: 0))) + Array("hello".utf8)))
+        for (name, text) in [("path-traversal", "a/../../etc/passwd"), ("path-ok", "dir/sub/file.txt"),
+                             ("ansi", "\u{1B}[2J\u{1B}]0;title\u{07}evil"), ("utf8", "你好, ft 👋\nsecond line\r\n"),
+                             ("sensitive", ".ssh/authorized_keys")] {
+            seeds.append(("text-" + name, Array(text.utf8)))
+        }
+        seeds.append(("invalid-utf8", [0x61, 0xC0, 0xAF, 0xFF, 0xED, 0xA0, 0x80, 0x0A]))
+        for (name, bytes) in seeds {
+            let fd = open(dir + "/" + name, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+        }
+        print("wrote \(seeds.count) seeds to \(dir)")
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
