@@ -41,6 +41,14 @@ final class FrameChannel {
     private var outLength = 0
     private(set) var writing = false
 
+    /// With `--encrypt`, set once the code's proofs are exchanged: from then
+    /// on frames travel in sealed records (SessionCipher).
+    var cipher: SessionCipher?
+    /// The opened record frames are read from, and how far.
+    private var plain = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    private var plainCount = 0
+    private var plainAt = 0
+
     init(fd: CInt, peer: String) {
         self.fd = fd
         self.peer = peer
@@ -51,6 +59,7 @@ final class FrameChannel {
         prefix.deallocate()
         body.deallocate()
         out.deallocate()
+        plain.deallocate()
     }
 
     enum ReadEvent {
@@ -62,16 +71,24 @@ final class FrameChannel {
         case failed(TransferError)
     }
 
-    /// Queues the read of the next frame's prefix.
+    /// Queues the read of the next frame's prefix (sealed: the next record's
+    /// length, or nothing if the opened record holds more frames).
     func readNext(_ loop: EventLoop, _ reg: Registration) {
         precondition(!reading)
         reading = true
-        loop.backend.queue(.recv(fd: fd, buffer: prefix.baseAddress!, length: FramePrefix.size, flags: CInt(MSG_WAITALL)),
+        if cipher != nil, plainAt < plainCount {
+            // Already in memory; a nop keeps the completion-driven shape.
+            loop.backend.queue(.nop, reg.userData(Tag.readBody.rawValue))
+            return
+        }
+        let want = cipher != nil ? SessionCipher.headerSize : FramePrefix.size
+        loop.backend.queue(.recv(fd: fd, buffer: prefix.baseAddress!, length: want, flags: CInt(MSG_WAITALL)),
                            reg.userData(Tag.readPrefix.rawValue))
     }
 
     func onRead(_ c: Completion, _ loop: EventLoop, _ reg: Registration) -> ReadEvent {
         reading = false
+        if let cipher { return onSealedRead(c, cipher, loop, reg) }
         let isPrefix = c.userData.tag == Tag.readPrefix.rawValue
         let want = isPrefix ? FramePrefix.size : Int(pendingPrefix!.length)
         if c.result < 0 {
@@ -114,12 +131,92 @@ final class FrameChannel {
         }
     }
 
+    /// A record's length, then its body; then frames one by one from the
+    /// opened plaintext. A frame may not straddle two records.
+    private func onSealedRead(_ c: Completion, _ cipher: SessionCipher, _ loop: EventLoop, _ reg: Registration) -> ReadEvent {
+        let tag = c.userData.tag
+        if tag == Tag.readPrefix.rawValue || (tag == Tag.readBody.rawValue && c.userData.kind == .recv) {
+            if c.result < 0 { return .failed(.io(IOError(result: c.result, "receive from", peer))) }
+            if c.result == 0, tag == Tag.readPrefix.rawValue { return .closed }
+        }
+        if tag == Tag.readPrefix.rawValue {
+            guard Int(c.result) == SessionCipher.headerSize else {
+                return .failed(.disconnected("closed in the middle of a record header", peer: peer))
+            }
+            guard let n = SessionCipher.bodyLength(UnsafeRawBufferPointer(prefix)) else {
+                return .failed(.protocolViolation("sealed record of an impossible length", peer: peer))
+            }
+            if n > body.count {
+                body.deallocate()
+                body = .allocate(byteCount: n, alignment: 16)
+            }
+            pendingRecord = n
+            reading = true
+            loop.backend.queue(.recv(fd: fd, buffer: body.baseAddress!, length: n, flags: CInt(MSG_WAITALL)),
+                               reg.userData(Tag.readBody.rawValue))
+            return .pending
+        }
+        if c.userData.kind == .recv {
+            guard Int(c.result) == pendingRecord else {
+                return .failed(.disconnected("closed in the middle of a sealed record", peer: peer))
+            }
+            guard let opened = cipher.open(UnsafeRawBufferPointer(start: body.baseAddress, count: pendingRecord)) else {
+                return .failed(.protocolViolation("a sealed record failed authentication (altered, replayed, or a different code)", peer: peer))
+            }
+            if opened.count > plain.count {
+                plain.deallocate()
+                plain = .allocate(byteCount: max(opened.count, SessionCipher.maxPlaintext), alignment: 16)
+            }
+            plain.copyBytes(from: opened)
+            plainCount = opened.count
+            plainAt = 0
+        }
+        let rest = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(plain)[plainAt..<plainCount])
+        do {
+            switch try FrameCodec.decode(rest) {
+            case .needMore:
+                return .failed(.protocolViolation("a frame straddles two sealed records", peer: peer))
+            case .frame(let f, let used):
+                plainAt += used
+                return .frame(f)
+            }
+        } catch {
+            return .failed(.protocolViolation(error.description, peer: peer))
+        }
+    }
+
+    private var pendingRecord = 0
+
+    /// A data frame's payload from the opened record (sealed mode), valid
+    /// until the next `readNext`; nil if the record does not hold it all.
+    func takePayload(_ length: Int) -> UnsafeRawBufferPointer? {
+        guard cipher != nil, plainCount - plainAt >= length else { return nil }
+        defer { plainAt += length }
+        return UnsafeRawBufferPointer(start: plain.baseAddress! + plainAt, count: length)
+    }
+
     /// Queues a control frame; it goes out with the next `flush`.
     func enqueue(_ frame: Frame) {
-        queued.append(contentsOf: FrameCodec.encode(frame))
+        let bytes = FrameCodec.encode(frame)
+        if let cipher {
+            queued.append(contentsOf: bytes.withUnsafeBytes { cipher.seal($0) })
+        } else {
+            queued.append(contentsOf: bytes)
+        }
+    }
+
+    /// Queues a data frame with its payload in one sealed record.
+    func enqueueSealed(_ header: DataHeader, _ payload: UnsafeRawBufferPointer) {
+        var plainRecord = [UInt8](repeating: 0, count: DataHeader.wireSize + payload.count)
+        plainRecord.withUnsafeMutableBytes { b in
+            header.encode(into: b)
+            UnsafeMutableRawBufferPointer(rebasing: b[DataHeader.wireSize...]).copyMemory(from: payload)
+        }
+        queued.append(contentsOf: plainRecord.withUnsafeBytes { cipher!.seal($0) })
     }
 
     var hasQueued: Bool { !queued.isEmpty }
+    var queuedCount: Int { queued.count }
 
     /// Sends everything queued as one write, if no write is in flight.
     @discardableResult

@@ -39,6 +39,8 @@ public struct ReceiverConfig: Sendable {
     public var keepPartialHours: Double = 24
     /// Accept names like `.ssh/authorized_keys` or `.bashrc`.
     public var allowSensitive = false
+    /// Refuse pushes that are not sealed with `--encrypt`.
+    public var requireEncryption = false
 
     public init(
         listen: Endpoint = Endpoint(host: nil, port: 7878), directory: String = ".", once: Bool = false,

@@ -59,6 +59,8 @@ final class ReceiverSession: LoopHandler {
         /// copy: bytes in the buffer, and how many of them are written.
         var piece = 0
         var written = 0
+        /// Where those bytes are: our copy buffer, or an opened sealed record.
+        var source: UnsafeRawPointer?
         var inFlight = 0
     }
 
@@ -85,7 +87,8 @@ final class ReceiverSession: LoopHandler {
     /// stdout takes the copy path when verifying (the bytes must pass
     /// through memory to be hashed) and may splice when not.
     var dataPath: String {
-        config.toStdout && machine.verify ? ReceivePath.copy.rawValue : config.path.rawValue
+        if channel.cipher != nil { return "copy (encrypted)" }
+        return config.toStdout && machine.verify ? ReceivePath.copy.rawValue : config.path.rawValue
     }
     var config: ReceiverConfig { server.config }
 
@@ -167,7 +170,20 @@ final class ReceiverSession: LoopHandler {
         case .none:
             read()
         case .replyHello(let version):
-            var hello = Hello(role: .receiver, features: server.code != nil ? [.xxh3, .auth] : [.xxh3],
+            let asked = machine.senderHello!.features.contains(.encrypt)
+            if asked, server.code == nil {
+                let why = "--encrypt needs the one-time code to make keys, and this receiver accepts anyone (--no-auth)"
+                fail(.refused(ErrorFrame(.refused, why), peer: peer), frame: ErrorFrame(.refused, why))
+                return
+            }
+            if !asked, config.requireEncryption {
+                let why = "this receiver takes encrypted pushes only: run ft send with --encrypt"
+                fail(.refused(ErrorFrame(.refused, why), peer: peer), frame: ErrorFrame(.refused, why))
+                return
+            }
+            var features: Features = server.code != nil ? [.xxh3, .auth] : [.xxh3]
+            if asked { features.insert(.encrypt) }
+            var hello = Hello(role: .receiver, features: features,
                               sessionID: machine.senderHello!.sessionID, nonce: receiverNonce)
             hello.minVersion = version
             hello.maxVersion = version
@@ -188,6 +204,11 @@ final class ReceiverSession: LoopHandler {
             channel.enqueue(.auth(AuthCode.proof(code: code, role: .receiver, session: h.sessionID,
                                                  senderNonce: h.nonce, receiverNonce: receiverNonce)))
             flush()
+            if h.features.contains(.encrypt) {
+                // Our proof left in the clear; everything after it is sealed.
+                channel.cipher = SessionCipher(code: code, role: .receiver, session: h.sessionID,
+                                               senderNonce: h.nonce, receiverNonce: receiverNonce)
+            }
             read()
         case .review:
             guard server.admit(self) else {
@@ -424,7 +445,13 @@ final class ReceiverSession: LoopHandler {
             payloadDone()
             return
         }
-        if dataPath == ReceivePath.copy.rawValue { pumpCopy() } else { startSplice(payload!) }
+        if channel.cipher != nil {
+            storeSealed(length)
+        } else if dataPath == ReceivePath.copy.rawValue {
+            pumpCopy()
+        } else {
+            startSplice(payload!)
+        }
     }
 
     /// Pipes per session for the splice path, and the user-data tags of
@@ -522,6 +549,7 @@ final class ReceiverSession: LoopHandler {
         let n = Int(min(p.remaining, UInt64(buf.count)))
         p.piece = n
         p.written = 0
+        p.source = UnsafeRawPointer(buf.baseAddress!)
         loop.backend.queue(.recv(fd: socket, buffer: buf.baseAddress!, length: n, flags: CInt(MSG_WAITALL)),
                            reg.userData(Tag.payloadRecv.rawValue), link: true)
         loop.backend.queue(.write(fd: file.fd, buffer: buf.baseAddress!, length: n,
@@ -557,7 +585,7 @@ final class ReceiverSession: LoopHandler {
             if p.written < p.piece {
                 // Pipes (stdout) take what fits; queue the rest of the buffer.
                 let rest = p.piece - p.written
-                loop.backend.queue(.write(fd: file.fd, buffer: copyBuffer!.baseAddress! + p.written, length: rest,
+                loop.backend.queue(.write(fd: file.fd, buffer: p.source! + p.written, length: rest,
                                           offset: file.isStdout ? Op.noOffset : Int64(p.offset) + Int64(p.written)),
                                    reg.userData(Tag.payloadWrite.rawValue))
                 p.inFlight += 1
@@ -573,6 +601,26 @@ final class ReceiverSession: LoopHandler {
             advanceMeter(p.index, UInt64(p.piece))
         }
         if p.inFlight == 0 { pumpCopy() }
+    }
+
+    /// A sealed data frame's payload is in the opened record: hash it there
+    /// and write it; the record stays until the next read.
+    private func storeSealed(_ length: UInt32) {
+        guard var p = payload, let bytes = channel.takePayload(Int(length)) else {
+            fail(.protocolViolation("a data frame's payload is not in its sealed record", peer: peer), tellPeer: true)
+            return
+        }
+        let file = sinks[p.index]!
+        file.hash(bytes, at: p.offset)
+        p.piece = bytes.count
+        p.written = 0
+        p.source = bytes.baseAddress
+        p.inFlight = 1
+        inflight += 1
+        loop.backend.queue(.write(fd: file.fd, buffer: bytes.baseAddress!, length: bytes.count,
+                                  offset: file.isStdout ? Op.noOffset : Int64(p.offset)),
+                           reg.userData(Tag.payloadWrite.rawValue))
+        payload = p
     }
 
     /// Records stored bytes and hashes what became contiguous; false if

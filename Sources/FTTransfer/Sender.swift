@@ -129,6 +129,7 @@ public final class Sender: LoopHandler {
     public var backend: BackendKind { loop.backend.kind }
 
     private var chunkSize: Int {
+        if config.encrypt { return min(Int(config.chunkSize), SessionCipher.maxPlaintext - 4096) }
         switch config.path {
         case .splice: return min(Int(config.chunkSize), pipe?.capacity ?? SendConfig.pipeSize)
         case .copy, .zc: return min(Int(config.chunkSize), SendConfig.streamBuffer)
@@ -210,7 +211,9 @@ public final class Sender: LoopHandler {
         Socket.setInt(socket, CInt(IPPROTO_TCP), TCP_NODELAY, 1)
         Socket.setSendTimeout(socket, seconds: Int(config.idleTimeoutSeconds))
         channel = FrameChannel(fd: socket, peer: peer)
-        channel.enqueue(.hello(Hello(role: .sender, features: config.verify ? [.xxh3] : [], sessionID: sessionID, nonce: nonce)))
+        var features: Features = config.verify ? [.xxh3] : []
+        if config.encrypt { features.insert(.encrypt) }
+        channel.enqueue(.hello(Hello(role: .sender, features: features, sessionID: sessionID, nonce: nonce)))
         pump()
         read()
     }
@@ -243,7 +246,14 @@ public final class Sender: LoopHandler {
                 finish(writeError?.0 ?? e)
             }
         case .sendControl:
-            if let e = channel.onSent(c) { writeFailed(e) } else { pump() }
+            if let e = channel.onSent(c) {
+                writeFailed(e)
+            } else if stream != nil {
+                if channel.flush(loop, reg) { inflight += 1 }
+                streamStep()
+            } else {
+                pump()
+            }
         case .sendChunk, .chunkHeader, .spliceIn, .spliceOut, .chunkRead:
             chunkCompleted(tag, c.result)
         case .streamRead:
@@ -291,6 +301,11 @@ public final class Sender: LoopHandler {
                 finish(.peer(ErrorFrame(.auth, "it could not prove it knows the code: a wrong code, or not the receiver you meant"), peer: peer))
                 return
             }
+            if config.encrypt {
+                // Both proofs are in: everything from here on is sealed.
+                channel.cipher = SessionCipher(code: code!, role: .sender, session: sessionID,
+                                               senderNonce: nonce, receiverNonce: receiverNonce)
+            }
             act(machine.authenticated())
             return
         case .needCode:
@@ -300,6 +315,10 @@ public final class Sender: LoopHandler {
             finish(.source("\(peer) requires its one-time code: run ft send with FT_CODE=CODE or --code-file FILE (ft recv printed the code)"))
             return
         case .sendManifest(_, let unauthenticated):
+            if config.encrypt, channel.cipher == nil {
+                finish(.source("\(peer) accepts anyone (--no-auth), so there is no code to make keys from; --encrypt needs a receiver with a code"))
+                return
+            }
             if unauthenticated { logger.warning("\(peer) accepts anyone (--no-auth); the code was not needed") }
             for part in Manifest.frames(items.map(\.entry)) { channel.enqueue(.manifest(part)) }
             let total = items.reduce(UInt64(0)) { $0 + ($1.entry.kind == .file ? $1.entry.size : 0) }
@@ -314,7 +333,7 @@ public final class Sender: LoopHandler {
             skipped = resumeSkips.values.reduce(0, +)
             meter.totalBytes = meter.totalBytes.map { $0 - min($0, skipped) }
             plan = SendPlan(entries: items.map(\.entry), chunkSize: UInt32(chunkSize), skip: resumeSkips)
-            if config.verify, config.path == .sendfile || config.path == .splice {
+            if config.verify, !config.encrypt, config.path == .sendfile || config.path == .splice {
                 // sendfile and splice never bring the bytes into our memory:
                 // hash them on a helper thread while the loop moves them.
                 hashAhead = HashAhead(files: items.enumerated().compactMap { i, item in
@@ -457,6 +476,14 @@ public final class Sender: LoopHandler {
         DataHeader(fileID: items[index].entry.fileID, length: UInt32(length), offset: offset).encode(into: header)
         let hdr = UnsafeRawPointer(header.baseAddress!)
         let more = CInt(MSG_MORE) | CInt(MSG_NOSIGNAL) | CInt(MSG_WAITALL)
+        if config.encrypt {
+            // Read into our buffer; the completion hashes, seals and queues it.
+            chunk = ChunkWrite(index: index, offset: offset, length: length, pending: 1)
+            inflight += 1
+            loop.backend.queue(.read(fd: src.fd, buffer: buffer(0).baseAddress!, length: length, offset: Int64(offset)),
+                               reg.userData(Tag.chunkRead.rawValue))
+            return
+        }
         switch config.path {
         case .sendfile:
             chunk = ChunkWrite(index: index, offset: offset, length: length, pending: 1)
@@ -527,8 +554,12 @@ public final class Sender: LoopHandler {
             if result >= 0, Int(result) < c.length {
                 c.failed = true
                 finish(.source("'\(name)' shrank while being sent (read \(c.offset + UInt64(result)) of \(items[c.index].entry.size) bytes)"))
-            } else if tag == .chunkRead, result > 0, let h = source?.hasher {
-                h.update(UnsafeRawBufferPointer(start: buffers[c.slot].baseAddress, count: Int(result)))
+            } else if tag == .chunkRead, result > 0 {
+                let bytes = UnsafeRawBufferPointer(start: buffers[c.slot].baseAddress, count: Int(result))
+                source?.hasher?.update(bytes)
+                if config.encrypt {
+                    channel.enqueueSealed(DataHeader(fileID: items[c.index].entry.fileID, length: UInt32(result), offset: c.offset), bytes)
+                }
             }
         case .spliceOut where result > 0:
             c.spliced += Int(result)
@@ -637,7 +668,18 @@ public final class Sender: LoopHandler {
     private func streamStep() {
         guard var s = stream, failure == nil else { return }
         if streamHasher == nil, config.verify { streamHasher = StreamHasher() }
-        if s.sending == nil, !s.filled.isEmpty {
+        if config.encrypt {
+            // Sealed: each filled buffer becomes a record in the channel's
+            // queue at once; reads wait while much is queued.
+            while !s.filled.isEmpty {
+                let (b, n) = s.filled.removeFirst()
+                channel.enqueueSealed(DataHeader(fileID: items[s.index].entry.fileID, length: UInt32(n), offset: s.offset),
+                                      UnsafeRawBufferPointer(start: buffer(b).baseAddress, count: n))
+                s.offset += UInt64(n)
+                if let ev = meter.advance(by: UInt64(n), path: items[s.index].displayPath, fileBytes: s.offset, fileSize: nil) { events(ev) }
+            }
+            if channel.flush(loop, reg) { inflight += 1 }
+        } else if s.sending == nil, !s.filled.isEmpty {
             let (b, n) = s.filled.removeFirst()
             s.sending = b
             DataHeader(fileID: items[s.index].entry.fileID, length: UInt32(n), offset: s.offset).encode(into: header)
@@ -650,7 +692,7 @@ public final class Sender: LoopHandler {
                                      flags: CInt(MSG_WAITALL) | CInt(MSG_NOSIGNAL)),
                                reg.userData(Tag.sendChunk.rawValue))
         }
-        if s.reading == nil, !s.eof {
+        if s.reading == nil, !s.eof, !config.encrypt || channel.queuedCount < 4 << 20 {
             let busy = Set(s.filled.map(\.buffer) + (s.sending.map { [$0] } ?? []))
             if let free = (0..<2).first(where: { !busy.contains($0) }) {
                 s.reading = free
@@ -661,7 +703,7 @@ public final class Sender: LoopHandler {
             }
         }
         stream = s
-        if s.eof, s.filled.isEmpty, s.sending == nil, s.reading == nil {
+        if s.eof, s.filled.isEmpty, s.sending == nil, s.reading == nil, !channel.writing, !channel.hasQueued {
             // The plan's next step is this stream's trailer.
             stream = nil
             streamFinal = s.offset

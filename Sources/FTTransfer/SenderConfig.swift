@@ -35,6 +35,8 @@ public struct SendConfig: Sendable {
     public var code: String?
     /// At most this many payload bytes per second (nil: as fast as possible).
     public var rateLimit: UInt64?
+    /// Seal every frame after the proofs (needs the receiver's code).
+    public var encrypt = false
 
     public init(
         endpoint: Endpoint, paths: [String], stdinName: String = "stdin", path: SendPath = .default,

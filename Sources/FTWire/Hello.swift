@@ -99,6 +99,8 @@ public struct Features: OptionSet, Hashable, Sendable {
     public static let resume = Features(rawValue: 1 << 1)
     /// Receiver: a sender must prove it knows the one-time code.
     public static let auth = Features(rawValue: 1 << 2)
+    /// Sender asks (receiver agrees) to seal everything after the proofs.
+    public static let encrypt = Features(rawValue: 1 << 3)
 }
 
 public enum ProtocolVersion {

@@ -51,6 +51,9 @@ struct Recv: ParsableCommand {
     @Option(help: ArgumentHelp("Read the one-time code from this file instead of making one (or set FT_CODE).", valueName: "path"))
     var codeFile: String?
 
+    @Flag(help: "Take encrypted pushes only (ft send --encrypt).")
+    var encrypt = false
+
     @Flag(help: "Accept credential and start-up names (.ssh/, authorized_keys, .bashrc, ...), refused by default.")
     var allowSensitive = false
 
@@ -75,6 +78,7 @@ struct Recv: ParsableCommand {
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         guard keepPartial > 0 else { throw ValidationError("--keep-partial must be positive hours") }
         if noAuth, codeFile != nil { throw ValidationError("--no-auth and --code-file contradict each other") }
+        if noAuth, encrypt { throw ValidationError("--encrypt needs the one-time code; drop --no-auth") }
         if stdout, isatty(1) == 1 {
             throw ValidationError("--stdout would write file bytes to the terminal; pipe or redirect stdout")
         }
@@ -97,6 +101,7 @@ struct Recv: ParsableCommand {
             listen: endpoint, directory: dir, once: once || stdout, overwrite: overwrite, toStdout: stdout,
             path: io, engine: output.engine, maxSessions: maxSessions, idleTimeoutSeconds: timeout, code: code)
         config.allowSensitive = allowSensitive
+        config.requireEncryption = encrypt
         config.keepPartialHours = keepPartial
         let receiver: Receiver
         do {

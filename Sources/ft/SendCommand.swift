@@ -47,6 +47,9 @@ struct Send: ParsableCommand {
     @Option(help: ArgumentHelp("At most this many bytes per second, e.g. 50M (MiB/s) or 500K.", valueName: "rate"))
     var limit: String?
 
+    @Flag(help: ArgumentHelp("Seal everything with ChaCha20-Poly1305, keys from the code.", discussion: "Bytes then pass through user space (no zero-copy path): measure the cost with ftbench."))
+    var encrypt = false
+
     @Flag(help: "Do not hash; the receiver cannot verify what arrives.")
     var noVerify = false
 
@@ -93,6 +96,7 @@ struct Send: ParsableCommand {
             endpoint: endpoint, paths: paths, stdinName: name ?? "stdin", path: io, chunkSize: UInt32(chunkBytes),
             verify: !noVerify, engine: output.engine, idleTimeoutSeconds: timeout, code: code)
         config.rateLimit = limit.flatMap { Sizes.parse($0) }
+        config.encrypt = encrypt
         let renderer = ProgressRenderer(program: "ft", verb: "sent", json: output.json, quiet: output.quiet)
         let sender: Sender
         do {
