@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <sys/eventfd.h>
 #include <linux/openat2.h>
+#include <malloc.h>
 
 int ft_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
     struct open_how how = { .flags = flags, .mode = mode, .resolve = resolve };
@@ -46,3 +47,8 @@ int ft_io_uring_probe_setup(void) {
 }
 
 int ft_eventfd(void) { return eventfd(0, EFD_CLOEXEC); }
+
+void ft_malloc_reuse_large_blocks(void) {
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+}

@@ -79,6 +79,7 @@ public struct CompareSuite {
             let trials = race("\(sizeText) file → memory", bytes: size, [
                 Contender(label: "ft", make: { r.ftFile(src, bytes: size, sink: .null) }),
                 Contender(label: "ft --no-verify", make: { r.ftFile(src, bytes: size, sink: .null, verify: false) }),
+                Contender(label: "ft --encrypt", make: { r.ftFile(src, bytes: size, sink: .null, encrypt: true) }),
                 Contender(label: "socat -b 1M", make: { r.socat(src, bytes: size, sink: .null) }, missing: Self.need(["socat"])),
                 Contender(label: "nc", make: { r.nc(src, bytes: size, sink: .null) }, missing: Self.need(["nc"])),
                 Contender(label: "iperf3 -F -Z", make: { r.iperf3File(src, bytes: size) }, missing: Self.need(["iperf3"])),

@@ -128,6 +128,11 @@ public enum Socket {
 }
 
 public enum ResourceLimits {
+    /// For paths that allocate a chunk-sized buffer per chunk (the crypto
+    /// API returns fresh ones): keep such blocks in the heap for reuse.
+    /// Measured: page faults were 23% of an encrypting sender's time.
+    public static func reuseLargeAllocations() { ft_malloc_reuse_large_blocks() }
+
     /// Raises the soft open-files limit to the hard one: a receiver or a
     /// chat room holds one descriptor per connection, and 1024 is a common
     /// soft default. Returns the limit now in force.

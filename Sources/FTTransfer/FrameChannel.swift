@@ -160,15 +160,14 @@ final class FrameChannel {
             guard Int(c.result) == pendingRecord else {
                 return .failed(.disconnected("closed in the middle of a sealed record", peer: peer))
             }
-            guard let opened = cipher.open(UnsafeRawBufferPointer(start: body.baseAddress, count: pendingRecord)) else {
+            if plain.count < SessionCipher.maxPlaintext {
+                plain.deallocate()
+                plain = .allocate(byteCount: SessionCipher.maxPlaintext, alignment: 16)
+            }
+            guard let opened = cipher.open(UnsafeRawBufferPointer(start: body.baseAddress, count: pendingRecord), into: plain) else {
                 return .failed(.protocolViolation("a sealed record failed authentication (altered, replayed, or a different code)", peer: peer))
             }
-            if opened.count > plain.count {
-                plain.deallocate()
-                plain = .allocate(byteCount: max(opened.count, SessionCipher.maxPlaintext), alignment: 16)
-            }
-            plain.copyBytes(from: opened)
-            plainCount = opened.count
+            plainCount = opened
             plainAt = 0
         }
         let rest = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(plain)[plainAt..<plainCount])
@@ -199,20 +198,26 @@ final class FrameChannel {
     func enqueue(_ frame: Frame) {
         let bytes = FrameCodec.encode(frame)
         if let cipher {
-            queued.append(contentsOf: bytes.withUnsafeBytes { cipher.seal($0) })
+            bytes.withUnsafeBytes { cipher.seal($0, appendingTo: &queued) }
         } else {
             queued.append(contentsOf: bytes)
         }
     }
 
-    /// Queues a data frame with its payload in one sealed record.
+    /// Queues a data frame with its payload in one sealed record: `frame`
+    /// holds the 24-byte data header followed by the payload.
+    func enqueueSealed(frame: UnsafeRawBufferPointer) {
+        cipher!.seal(frame, appendingTo: &queued)
+    }
+
+    /// The same, for a payload without room for its header in front.
     func enqueueSealed(_ header: DataHeader, _ payload: UnsafeRawBufferPointer) {
-        var plainRecord = [UInt8](repeating: 0, count: DataHeader.wireSize + payload.count)
-        plainRecord.withUnsafeMutableBytes { b in
+        var frame = [UInt8](repeating: 0, count: DataHeader.wireSize + payload.count)
+        frame.withUnsafeMutableBytes { b in
             header.encode(into: b)
             UnsafeMutableRawBufferPointer(rebasing: b[DataHeader.wireSize...]).copyMemory(from: payload)
         }
-        queued.append(contentsOf: plainRecord.withUnsafeBytes { cipher!.seal($0) })
+        frame.withUnsafeBytes { enqueueSealed(frame: $0) }
     }
 
     var hasQueued: Bool { !queued.isEmpty }

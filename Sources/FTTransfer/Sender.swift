@@ -129,7 +129,8 @@ public final class Sender: LoopHandler {
     public var backend: BackendKind { loop.backend.kind }
 
     private var chunkSize: Int {
-        if config.encrypt { return min(Int(config.chunkSize), SessionCipher.maxPlaintext - 4096) }
+        // Sealed chunks are read behind their header in a stream buffer.
+        if config.encrypt { return min(Int(config.chunkSize), SendConfig.streamBuffer - DataHeader.wireSize) }
         switch config.path {
         case .splice: return min(Int(config.chunkSize), pipe?.capacity ?? SendConfig.pipeSize)
         case .copy, .zc: return min(Int(config.chunkSize), SendConfig.streamBuffer)
@@ -480,7 +481,8 @@ public final class Sender: LoopHandler {
             // Read into our buffer; the completion hashes, seals and queues it.
             chunk = ChunkWrite(index: index, offset: offset, length: length, pending: 1)
             inflight += 1
-            loop.backend.queue(.read(fd: src.fd, buffer: buffer(0).baseAddress!, length: length, offset: Int64(offset)),
+            loop.backend.queue(.read(fd: src.fd, buffer: buffer(0).baseAddress! + DataHeader.wireSize, length: length,
+                                     offset: Int64(offset)),
                                reg.userData(Tag.chunkRead.rawValue))
             return
         }
@@ -555,10 +557,14 @@ public final class Sender: LoopHandler {
                 c.failed = true
                 finish(.source("'\(name)' shrank while being sent (read \(c.offset + UInt64(result)) of \(items[c.index].entry.size) bytes)"))
             } else if tag == .chunkRead, result > 0 {
-                let bytes = UnsafeRawBufferPointer(start: buffers[c.slot].baseAddress, count: Int(result))
-                source?.hasher?.update(bytes)
+                // Sealed chunks sit behind room for their header.
+                let at = config.encrypt ? DataHeader.wireSize : 0
+                let base = buffers[c.slot].baseAddress!
+                source?.hasher?.update(UnsafeRawBufferPointer(start: base + at, count: Int(result)))
                 if config.encrypt {
-                    channel.enqueueSealed(DataHeader(fileID: items[c.index].entry.fileID, length: UInt32(result), offset: c.offset), bytes)
+                    let frame = UnsafeMutableRawBufferPointer(start: base, count: at + Int(result))
+                    DataHeader(fileID: items[c.index].entry.fileID, length: UInt32(result), offset: c.offset).encode(into: frame)
+                    channel.enqueueSealed(frame: UnsafeRawBufferPointer(frame))
                 }
             }
         case .spliceOut where result > 0:

@@ -1,4 +1,5 @@
 import Crypto
+import FTEngine
 import FTWire
 
 /// `--encrypt`: after the code's proofs, every byte in each direction is a
@@ -28,6 +29,7 @@ final class SessionCipher {
             HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: code), salt: salt,
                                    info: Array("ft-v1 \(label)".utf8), outputByteCount: 32)
         }
+        ResourceLimits.reuseLargeAllocations()
         let s2r = key("sender to receiver")
         let r2s = key("receiver to sender")
         sendKey = role == .sender ? s2r : r2s
@@ -40,18 +42,17 @@ final class SessionCipher {
         return try! ChaChaPoly.Nonce(data: bytes)
     }
 
-    /// A whole record for `plaintext`, length prefix included.
-    func seal(_ plaintext: UnsafeRawBufferPointer) -> [UInt8] {
+    /// Appends the record for `plaintext`, length prefix included, to `out`.
+    func seal(_ plaintext: UnsafeRawBufferPointer, appendingTo out: inout [UInt8]) {
         precondition(plaintext.count <= Self.maxPlaintext)
         let box = try! ChaChaPoly.seal(plaintext, using: sendKey, nonce: Self.nonce(sent))
         sent += 1
         let body = box.ciphertext.count + Self.tagSize
-        var record = [UInt8]()
-        record.reserveCapacity(Self.headerSize + body)
-        withUnsafeBytes(of: UInt32(body).bigEndian) { record += $0 }
-        record += box.ciphertext
-        record += box.tag
-        return record
+        out.reserveCapacity(out.count + Self.headerSize + body)
+        withUnsafeBytes(of: UInt32(body).bigEndian) { out.append(contentsOf: $0) }
+        // Data appended through raw buffers: a memcpy, not a byte loop.
+        box.ciphertext.withUnsafeBytes { out.append(contentsOf: $0) }
+        box.tag.withUnsafeBytes { out.append(contentsOf: $0) }
     }
 
     /// The record body length announced by a 4-byte header, checked.
@@ -60,15 +61,19 @@ final class SessionCipher {
         return n >= tagSize && n <= maxPlaintext + tagSize ? n : nil
     }
 
-    /// Opens a record body (ciphertext and tag); nil if it was altered,
-    /// replayed, reordered or sealed with another key.
-    func open(_ body: UnsafeRawBufferPointer) -> [UInt8]? {
-        guard body.count >= Self.tagSize,
+    /// Opens a record body (ciphertext and tag) into `out`, returning the
+    /// plaintext length; nil if it was altered, replayed, reordered or
+    /// sealed with another key.
+    func open(_ body: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) -> Int? {
+        guard body.count >= Self.tagSize, body.count - Self.tagSize <= out.count,
               let box = try? ChaChaPoly.SealedBox(nonce: Self.nonce(received),
                                                   ciphertext: body.prefix(body.count - Self.tagSize),
                                                   tag: body.suffix(Self.tagSize)),
               let plain = try? ChaChaPoly.open(box, using: receiveKey) else { return nil }
         received += 1
-        return Array(plain)
+        return plain.withUnsafeBytes { src in
+            out.copyMemory(from: src)
+            return src.count
+        }
     }
 }

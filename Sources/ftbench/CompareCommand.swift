@@ -9,7 +9,7 @@ struct Compare: ParsableCommand {
             Workloads (PEERS.md has the exact peer commands):
               file     a big page-cached file → file: ft, socat -b 1M, nc
                        goal: ft ≤ 0.9 × socat (wall)
-              memory   the same file → memory: ft, ft --no-verify, socat, nc, iperf3 -F -Z
+              memory   the same file → memory: ft, ft --no-verify, ft --encrypt, socat, nc, iperf3 -F -Z
                        goals: ft ≤ 0.6 × socat (wall), ≤ 0.5 × (CPU)
               small    many small files: ft, tar | nc, rsync daemon
                        goals: ft ≤ 0.7 × tar|nc, ≤ 0.3 × rsync

@@ -49,6 +49,9 @@ struct Throughput: ParsableCommand {
     @Flag(help: "Push with --no-verify (measure the data path alone).")
     var noVerify = false
 
+    @Flag(help: "Push with --encrypt (sealed records through user space).")
+    var encrypt = false
+
     @Option(help: ArgumentHelp("Push to an `ftbench serve` at HOST:PORT instead of a local receiver.", valueName: "host:port"))
     var connect: String?
 
@@ -106,7 +109,7 @@ struct Throughput: ParsableCommand {
         var cells: [ThroughputCell] = []
         for p in list(io) {
             for (text, bytes) in chunks {
-                cells.append(ThroughputCell(tool: "ft", io: p, chunk: bytes, streams: 1, sink: sinkValue.description,
+                cells.append(ThroughputCell(tool: encrypt ? "ft --encrypt" : "ft", io: p, chunk: bytes, streams: 1, sink: sinkValue.description,
                                             trial: Trial(label: "ft \(p) \(text)", parameters: [("chunk", text)], bytes: sizeBytes)))
             }
         }
@@ -115,9 +118,11 @@ struct Throughput: ParsableCommand {
             if let connect {
                 var argv = [ft, "send", connect, source, "-q", "--io", cell.io, "--chunk", chunkText, "--engine", report.engine.rawValue]
                 if noVerify { argv.append("--no-verify") }
+                if encrypt { argv.append("--encrypt") }
                 return bench.measureSender(argv)
             }
-            return bench.measure(recipes.ftFile(source, bytes: sizeBytes, sink: sinkValue, io: cell.io, chunk: chunkText, verify: !noVerify))
+            return bench.measure(recipes.ftFile(source, bytes: sizeBytes, sink: sinkValue, io: cell.io, chunk: chunkText,
+                                                verify: !noVerify, encrypt: encrypt))
         }
         let throttle = Throttle()
         for w in 0..<warmup {
