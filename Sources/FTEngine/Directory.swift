@@ -98,6 +98,23 @@ public final class Directory {
         try open(name, flags: O_CREAT | O_EXCL | O_RDWR, mode: mode)
     }
 
+    /// An unnamed file in this directory (O_TMPFILE): nothing appears under
+    /// any name until `link`, and a crash leaves nothing at all.
+    public func createAnonymous(mode: mode_t = 0o600) throws(IOError) -> OwnedFD {
+        OwnedFD(try retryingEINTR("create a file in", displayPath) {
+            ft_openat2(fd, ".", UInt64(FT_O_TMPFILE | O_RDWR | O_CLOEXEC), UInt64(mode), 0)
+        })
+    }
+
+    /// Gives an anonymous file its name, atomically; fails with EEXIST if
+    /// the name is taken. (Through /proc/self/fd: linkat with AT_EMPTY_PATH
+    /// needs CAP_DAC_READ_SEARCH.)
+    public func link(anonymous file: CInt, as name: String) throws(IOError) {
+        _ = try retryingEINTR("create", child(name)) {
+            linkat(AT_FDCWD, "/proc/self/fd/\(file)", fd, name, CInt(AT_SYMLINK_FOLLOW))
+        }
+    }
+
     /// Renames within this directory. Without `replace` an existing target
     /// is never clobbered (`RENAME_NOREPLACE`, atomic).
     public func rename(_ from: String, to: String, replace: Bool) throws(IOError) {

@@ -41,6 +41,14 @@ final class FrameChannel {
     private var outLength = 0
     private(set) var writing = false
 
+    /// Read ahead into a buffer and decode many frames per recv. Only where
+    /// no payload is ever spliced out of the socket: the sender's side,
+    /// which reads acknowledgements (one per file) and nothing else.
+    let buffered: Bool
+    private var inbox = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    private var inStart = 0
+    private var inEnd = 0
+
     /// With `--encrypt`, set once the code's proofs are exchanged: from then
     /// on frames travel in sealed records (SessionCipher).
     var cipher: SessionCipher?
@@ -49,9 +57,10 @@ final class FrameChannel {
     private var plainCount = 0
     private var plainAt = 0
 
-    init(fd: CInt, peer: String) {
+    init(fd: CInt, peer: String, buffered: Bool = false) {
         self.fd = fd
         self.peer = peer
+        self.buffered = buffered
         queued.reserveCapacity(4096)
     }
 
@@ -60,6 +69,7 @@ final class FrameChannel {
         body.deallocate()
         out.deallocate()
         plain.deallocate()
+        inbox.deallocate()
     }
 
     enum ReadEvent {
@@ -81,6 +91,10 @@ final class FrameChannel {
             loop.backend.queue(.nop, reg.userData(Tag.readBody.rawValue))
             return
         }
+        if buffered, cipher == nil {
+            readAhead(loop, reg)
+            return
+        }
         let want = cipher != nil ? SessionCipher.headerSize : FramePrefix.size
         loop.backend.queue(.recv(fd: fd, buffer: prefix.baseAddress!, length: want, flags: CInt(MSG_WAITALL)),
                            reg.userData(Tag.readPrefix.rawValue))
@@ -89,6 +103,7 @@ final class FrameChannel {
     func onRead(_ c: Completion, _ loop: EventLoop, _ reg: Registration) -> ReadEvent {
         reading = false
         if let cipher { return onSealedRead(c, cipher, loop, reg) }
+        if buffered { return onBufferedRead(c, loop, reg) }
         let isPrefix = c.userData.tag == Tag.readPrefix.rawValue
         let want = isPrefix ? FramePrefix.size : Int(pendingPrefix!.length)
         if c.result < 0 {
@@ -185,6 +200,60 @@ final class FrameChannel {
     }
 
     private var pendingRecord = 0
+
+    /// Bytes read ahead and not yet decoded (buffered mode).
+    var hasBufferedInput: Bool { inEnd > inStart }
+
+    /// A frame already in the inbox completes through a nop; otherwise the
+    /// inbox is compacted and refilled with whatever the socket holds.
+    private func readAhead(_ loop: EventLoop, _ reg: Registration) {
+        if inbox.count == 0 { inbox = .allocate(byteCount: 64 << 10, alignment: 16) }
+        if case .frame? = try? FrameCodec.decode(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(inbox)[inStart..<inEnd])) {
+            loop.backend.queue(.nop, reg.userData(Tag.readBody.rawValue))
+            return
+        }
+        if inStart > 0 {
+            let n = inEnd - inStart
+            if n > 0 { inbox.baseAddress!.copyMemory(from: inbox.baseAddress! + inStart, byteCount: n) }
+            inStart = 0
+            inEnd = n
+        }
+        loop.backend.queue(.recv(fd: fd, buffer: inbox.baseAddress! + inEnd, length: inbox.count - inEnd, flags: 0),
+                           reg.userData(Tag.readPrefix.rawValue))
+    }
+
+    private func onBufferedRead(_ c: Completion, _ loop: EventLoop, _ reg: Registration) -> ReadEvent {
+        if c.userData.kind == .recv {
+            if c.result < 0 { return .failed(.io(IOError(result: c.result, "receive from", peer))) }
+            if c.result == 0 {
+                return inEnd == inStart ? .closed : .failed(.disconnected("closed in the middle of a frame", peer: peer))
+            }
+            inEnd += Int(c.result)
+        }
+        do {
+            switch try FrameCodec.decode(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(inbox)[inStart..<inEnd])) {
+            case .frame(let f, let used):
+                inStart += used
+                return .frame(f)
+            case .needMore(let n):
+                // A frame bigger than the inbox (capped by its type): grow.
+                let need = inEnd - inStart + n
+                if need > inbox.count {
+                    let bigger = UnsafeMutableRawBufferPointer.allocate(byteCount: need, alignment: 16)
+                    bigger.baseAddress!.copyMemory(from: inbox.baseAddress! + inStart, byteCount: inEnd - inStart)
+                    inbox.deallocate()
+                    inbox = bigger
+                    inEnd -= inStart
+                    inStart = 0
+                }
+                reading = true
+                readAhead(loop, reg)
+                return .pending
+            }
+        } catch {
+            return .failed(.protocolViolation(error.description, peer: peer))
+        }
+    }
 
     /// A data frame's payload from the opened record (sealed mode), valid
     /// until the next `readNext`; nil if the record does not hold it all.

@@ -1,5 +1,11 @@
 import FTWire
 
+/// A small file that arrived whole, for entry `index`.
+public struct SmallArrival: Equatable, Sendable {
+    public var index: Int
+    public var file: SmallFiles.File
+}
+
 /// A prefix of a file the receiver held and the sender chose not to resend.
 public struct ResumedPrefix: Equatable, Sendable {
     public var index: Int
@@ -48,6 +54,9 @@ public struct ReceiverMachine {
         /// Keep the held prefixes the sender skips (`keep`: entry index and
         /// bytes), discard the other offered ones (`drop`: entry indexes).
         case resume(keep: [ResumedPrefix], drop: [Int])
+        /// Whole small files: verify each in memory, write, commit and
+        /// acknowledge it, then call `finished(index:)` for each.
+        case storeSmall([SmallArrival])
         /// Every byte of entry `index` is in: verify against the trailer,
         /// commit, acknowledge, then call `finished(index:)`.
         case finish(index: Int)
@@ -119,6 +128,8 @@ public struct ReceiverMachine {
             return data(h)
         case (.receiving, .fileEnd(let t)):
             return trailer(t)
+        case (.receiving, .smallFiles(let batch)):
+            return small(batch)
         case (.receiving, .end):
             sawEnd = true
             let missing = entries.filter { $0.isData && $0.trailer == nil }.count
@@ -252,6 +263,29 @@ public struct ReceiverMachine {
         }
         entries[i].trailer = t
         return .finish(index: i)
+    }
+
+    private mutating func small(_ batch: SmallFiles) -> Action {
+        var out: [SmallArrival] = []
+        for f in batch.files {
+            guard let i = byID[f.fileID] else { return fail(.protocolViolation, "small file for unknown file id \(f.fileID)") }
+            let e = entries[i]
+            let name = Escape.forMessage(bytes: Array(e.path.description.utf8))
+            guard e.entry.kind == .file else { return fail(.protocolViolation, "small-files frame for '\(name)', which is not a file") }
+            guard e.trailer == nil, e.received.total == 0 else {
+                return fail(.protocolViolation, "'\(name)' arrived whole after it had started")
+            }
+            guard UInt64(f.bytes.count) == e.entry.size else {
+                return fail(.protocolViolation, "'\(name)' arrived with \(f.bytes.count) bytes but the manifest said \(e.entry.size)")
+            }
+            if verify, f.digest == nil {
+                return fail(.protocolViolation, "'\(name)' has no digest but verification is on")
+            }
+            _ = entries[i].received.insert(0..<e.entry.size)
+            entries[i].trailer = FileEnd(fileID: f.fileID, size: e.entry.size, digest: f.digest)
+            out.append(SmallArrival(index: i, file: f))
+        }
+        return .storeSmall(out)
     }
 
     /// Entry `index` is committed (or failed, which ends the session anyway).

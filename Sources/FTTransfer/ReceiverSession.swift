@@ -242,6 +242,17 @@ final class ReceiverSession: LoopHandler {
             read()
         case .store(let index, let offset, let length):
             startPayload(index: index, offset: offset, length: length)
+        case .storeSmall(let arrivals):
+            do throws(TransferError) {
+                for a in arrivals { try storeWhole(a) }
+            } catch {
+                fail(error, tellPeer: true)
+                return
+            }
+            flush()
+            var next = ReceiverMachine.Action.none
+            for a in arrivals { next = machine.finished(index: a.index, bytes: UInt64(a.file.bytes.count)) }
+            if case .complete = next { act(next) } else { read() }
         case .finish(let index):
             do throws(TransferError) {
                 try finish(index)
@@ -427,7 +438,7 @@ final class ReceiverSession: LoopHandler {
         }
         if let d = directoryCache[parent] { return d }
         let (d, _) = try server.destination.openDirectory(parent.components[...], create: true)
-        if directoryCache.count > 64 { directoryCache.removeAll() }
+        if directoryCache.count > 1024 { directoryCache.removeAll() }
         directoryCache[parent] = d
         sweep(d, key: parent.description)
         return d
@@ -677,6 +688,34 @@ final class ReceiverSession: LoopHandler {
             _ = meter.advance(by: 0, path: s.display, fileBytes: trailer.size, fileSize: trailer.size)
         }
         server.emit(.fileDone(.init(session: id, path: s.display, bytes: trailer.size, digest: digest)))
+    }
+
+    /// A small file that came whole: verified in memory before any byte is
+    /// written, then created complete under its name.
+    private func storeWhole(_ a: SmallArrival) throws(TransferError) {
+        let e = machine.entries[a.index]
+        let display = Escape.forDisplay(e.path.description)
+        var digest: Digest128?
+        if machine.verify {
+            let mine = a.file.bytes.withUnsafeBytes { StreamHasher.hash($0) }
+            guard let theirs = a.file.digest, mine.constantTimeEquals(theirs) else {
+                throw refusal(.hashMismatch, "'\(display)' failed verification: received bytes hash to \(mine.hex), the sender's hash is \(a.file.digest?.hex ?? "none"); nothing was written under that name")
+            }
+            digest = mine
+        }
+        do {
+            let dir = try parentDirectory(of: e.path)
+            try WholeFile.write(a.file.bytes, entry: e.entry, name: e.path.name, in: dir, overwrite: config.overwrite, display: display)
+        } catch {
+            throw refusal(error.errno == .fileExists ? .exists : .io, error.description)
+        }
+        if let digest { digests.append((display, digest)) }
+        channel.enqueue(.fileAck(FileAck(fileID: e.entry.fileID, status: .committed, digest: digest ?? .zero)))
+        if let ev = meter.advance(by: UInt64(a.file.bytes.count), path: display, fileBytes: UInt64(a.file.bytes.count),
+                                  fileSize: e.entry.size) {
+            server.emit(ev)
+        }
+        server.emit(.fileDone(.init(session: id, path: display, bytes: UInt64(a.file.bytes.count), digest: digest)))
     }
 
     /// Modes and mtimes of directories we created, deepest first, after

@@ -211,7 +211,7 @@ public final class Sender: LoopHandler {
         connected = true
         Socket.setInt(socket, CInt(IPPROTO_TCP), TCP_NODELAY, 1)
         Socket.setSendTimeout(socket, seconds: Int(config.idleTimeoutSeconds))
-        channel = FrameChannel(fd: socket, peer: peer)
+        channel = FrameChannel(fd: socket, peer: peer, buffered: true)
         var features: Features = config.verify ? [.xxh3] : []
         if config.encrypt { features.insert(.encrypt) }
         channel.enqueue(.hello(Hello(role: .sender, features: features, sessionID: sessionID, nonce: nonce)))
@@ -303,7 +303,13 @@ public final class Sender: LoopHandler {
                 return
             }
             if config.encrypt {
-                // Both proofs are in: everything from here on is sealed.
+                // Both proofs are in: everything from here on is sealed. The
+                // receiver sends nothing after its proof until our manifest,
+                // so nothing plain may be waiting in the read-ahead.
+                guard !channel.hasBufferedInput else {
+                    finish(.protocolViolation("the receiver sent more after its proof", peer: peer))
+                    return
+                }
                 channel.cipher = SessionCipher(code: code!, role: .sender, session: sessionID,
                                                senderNonce: nonce, receiverNonce: receiverNonce)
             }
@@ -421,6 +427,8 @@ public final class Sender: LoopHandler {
                 streamStep()
             case .fileEnd(let index):
                 fileEnd(index)
+            case .small(let indexes):
+                sendSmall(indexes)
             case .end:
                 channel.enqueue(.end)
                 machine.endSent()
@@ -626,6 +634,52 @@ public final class Sender: LoopHandler {
             zcBusy[slot] = false
         }
         chunkCompleted(.sendChunk, c.result)
+    }
+
+    /// Whole small files, read and hashed here, in one `small-files` frame.
+    private func sendSmall(_ indexes: [Int]) {
+        var files: [SmallFiles.File] = []
+        files.reserveCapacity(indexes.count)
+        var total: UInt64 = 0
+        for i in indexes {
+            let item = items[i]
+            guard case .file(let path) = item.origin else { continue }
+            let bytes: [UInt8]
+            do { bytes = try Self.readWhole(path, item) } catch {
+                finish(error)
+                return
+            }
+            let digest = config.verify ? bytes.withUnsafeBytes { StreamHasher.hash($0) } : nil
+            if let digest { sentDigests[i] = digest }
+            files.append(SmallFiles.File(fileID: item.entry.fileID, digest: digest, bytes: bytes))
+            total += UInt64(bytes.count)
+        }
+        channel.enqueue(.smallFiles(SmallFiles(files: files)))
+        if let last = indexes.last, let ev = meter.advance(by: total, path: items[last].displayPath, fileBytes: items[last].entry.size,
+                                                            fileSize: items[last].entry.size) {
+            events(ev)
+        }
+    }
+
+    /// A small file's bytes, checked against what the manifest promised.
+    static func readWhole(_ path: String, _ item: SourceItem) throws(TransferError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .io(IOError(Errno(rawValue: errno), "open", path)) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, UInt64(st.st_size) == item.entry.size, Int64(st.st_mtim.tv_sec) == item.entry.mtimeSeconds,
+              UInt32(st.st_mtim.tv_nsec) == item.entry.mtimeNanoseconds else {
+            throw .source("'\(item.displayPath)' changed while being sent; send it again")
+        }
+        var bytes = [UInt8](repeating: 0, count: Int(item.entry.size))
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + done, $0.count - done) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { throw .source("'\(item.displayPath)' shrank while being sent") }
+            done += n
+        }
+        return bytes
     }
 
     private func fileEnd(_ index: Int) {

@@ -13,8 +13,9 @@ import FTWire
 /// the other direction. A record holds whole frames, a data frame with its
 /// payload: this path copies through user space, unlike the zero-copy ones.
 final class SessionCipher {
-    /// Largest plaintext in one record: a chunk and its header, with room.
-    static let maxPlaintext = (1 << 20) + 4096
+    /// Largest plaintext in one record: a frame up to the small-files cap
+    /// (which also holds a chunk and its header), with room.
+    static let maxPlaintext = Int(SmallFiles.frameCap) + 4096
     static let tagSize = 16
     static let headerSize = 4
 

@@ -96,3 +96,33 @@ public struct FileAck: Equatable, Sendable {
         self.digest = digest
     }
 }
+
+/// Many small files whole in one frame: each with its id, its bytes and
+/// (unless verification is off) its digest. Saves the per-file round trips
+/// of data + file-end frames where files are smaller than a chunk.
+public struct SmallFiles: Equatable, Sendable {
+    public struct File: Equatable, Sendable {
+        public var fileID: UInt32
+        public var digest: Digest128?
+        public var bytes: [UInt8]
+
+        public init(fileID: UInt32, digest: Digest128?, bytes: [UInt8]) {
+            self.fileID = fileID
+            self.digest = digest
+            self.bytes = bytes
+        }
+
+        public static let headerSize = 4 + 4 + 4 + 16
+    }
+
+    /// Body cap: senders fill frames up to `batchBytes` of payload.
+    public static let frameCap: UInt32 = 2 << 20
+    public static let batchBytes = 1 << 20
+    /// Files up to this size travel in batches.
+    public static let maxFileSize: UInt64 = 64 << 10
+
+    public var files: [File]
+    public init(files: [File]) { self.files = files }
+
+    public var encodedSize: Int { 4 + files.reduce(0) { $0 + File.headerSize + $1.bytes.count } }
+}

@@ -13,6 +13,7 @@ public enum Frame: Equatable, Sendable {
     case error(ErrorFrame)
     case auth(AuthProof)
     case resume(Resume)
+    case smallFiles(SmallFiles)
 
     public var type: FrameType {
         switch self {
@@ -28,6 +29,7 @@ public enum Frame: Equatable, Sendable {
         case .error: return .error
         case .auth: return .auth
         case .resume: return .resume
+        case .smallFiles: return .smallFiles
         }
     }
 }
@@ -103,6 +105,15 @@ public enum FrameCodec {
             for k in r.skips {
                 w.u32(k.fileID)
                 w.u64(k.bytes)
+            }
+        case .smallFiles(let batch):
+            w.u32(UInt32(batch.files.count))
+            for f in batch.files {
+                w.u32(f.fileID)
+                w.u32(UInt32(f.bytes.count))
+                w.u32(f.digest == nil ? 0 : 1)
+                (f.digest ?? .zero).write(to: &w)
+                w.raw(f.bytes)
             }
         }
     }
@@ -186,6 +197,25 @@ public enum FrameCodec {
                 skips.append(Resume.Skip(fileID: id, bytes: bytes))
             }
             frame = .resume(Resume(skips: skips))
+        case .smallFiles:
+            let count = Int(try r.u32("file count"))
+            guard count <= r.remaining / SmallFiles.File.headerSize else {
+                throw .invalidField(.smallFiles, field: "file count", reason: "\(count) files cannot fit in \(body.count) bytes")
+            }
+            var files: [SmallFiles.File] = []
+            files.reserveCapacity(count)
+            for _ in 0..<count {
+                let id = try r.u32("file id")
+                let length = Int(try r.u32("length"))
+                let flags = try r.u32("flags")
+                guard flags & ~1 == 0 else {
+                    throw .invalidField(.smallFiles, field: "flags", reason: "unknown bits 0x\(String(flags, radix: 16))")
+                }
+                let digest = try Digest128.read(from: &r, "digest")
+                let bytes = try r.bytes(length, "file bytes")
+                files.append(SmallFiles.File(fileID: id, digest: flags & 1 == 1 ? digest : nil, bytes: bytes))
+            }
+            frame = .smallFiles(SmallFiles(files: files))
         }
         guard r.remaining == 0 else {
             throw .invalidField(prefix.type, field: "length", reason: "\(r.remaining) bytes left after the last field")

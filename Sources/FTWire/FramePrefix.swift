@@ -20,6 +20,8 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case auth = 11
     /// Prefixes the sender will skip, after `accept` offered them.
     case resume = 12
+    /// Several small files, whole, each with its digest.
+    case smallFiles = 13
 
     /// Largest body a peer may announce for this type. Every allocation a
     /// peer controls is held under one of these caps.
@@ -37,6 +39,7 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .error: return 2 + 2 + ErrorFrame.messageCap
         case .auth: return AuthProof.bodySize
         case .resume: return Resume.frameCap
+        case .smallFiles: return SmallFiles.frameCap
         }
     }
 
@@ -54,6 +57,7 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .error: return "error"
         case .auth: return "auth"
         case .resume: return "resume"
+        case .smallFiles: return "small-files"
         }
     }
 }

@@ -24,6 +24,10 @@ let sampleFrames: [Frame] = [
     .done(Done(files: 10_000, bytes: 1 << 40)),
     .error(ErrorFrame(.exists, "a/b exists; run the receiver with --overwrite")),
     .auth(AuthProof(mac: Array(200..<232))),
+    .smallFiles(SmallFiles(files: [
+        SmallFiles.File(fileID: 4, digest: Digest128(high: 5, low: 6), bytes: Array("small".utf8)),
+        SmallFiles.File(fileID: 5, digest: nil, bytes: []),
+    ])),
 ]
 
 @Suite struct FrameCodecTests {
