@@ -24,6 +24,10 @@ struct MakeSeeds {
             ("done", .done(Done(files: 2, bytes: 4_000_000))),
             ("error", .error(ErrorFrame(.refused, "refusing path '../x'"))),
             ("auth", .auth(AuthProof(mac: Array(0..<32)))),
+            ("small-files", .smallFiles(SmallFiles(files: [
+                SmallFiles.File(fileID: 4, digest: Digest128(high: 5, low: 6), bytes: Array("tiny file\n".utf8)),
+                SmallFiles.File(fileID: 5, digest: nil, bytes: []),
+            ]))),
         ]
         for (name, f) in frames { seeds.append(("frame-" + name, FrameCodec.encode(f))) }
         seeds.append(("stream-session", frames.flatMap { FrameCodec.encode($0.1) }))
