@@ -24,6 +24,10 @@ ssize_t ft_splice(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, size
     return splice(fd_in, (loff_t *)off_in, fd_out, (loff_t *)off_out, len, flags);
 }
 
+ssize_t ft_tee(int fd_in, int fd_out, size_t len, unsigned flags) {
+    return tee(fd_in, fd_out, len, flags);
+}
+
 ssize_t ft_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count) {
     return sendfile(out_fd, in_fd, (off_t *)offset, count);
 }

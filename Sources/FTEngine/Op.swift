@@ -26,6 +26,9 @@ public enum Op {
     case sendZC(fd: CInt, buffer: UnsafeRawPointer, length: Int, flags: CInt, index: UInt16)
     case write(fd: CInt, buffer: UnsafeRawPointer, length: Int, offset: Int64)
     case splice(input: CInt, inputOffset: Int64, output: CInt, outputOffset: Int64, length: Int, flags: UInt32)
+    /// Duplicates up to `length` bytes from pipe `input` into pipe `output`
+    /// without consuming them (tee(2)): the relay's fork in the stream.
+    case tee(input: CInt, output: CInt, length: Int, flags: UInt32)
     /// `sendfile(2)` issued from the loop thread: there is no ring opcode
     /// for it, so this is the hybrid path (ring for the rest, sendfile
     /// inline). `header` goes first with MSG_MORE, so header and payload
@@ -52,6 +55,7 @@ public enum Op {
         case .sendZC: return .sendZC
         case .write: return .write
         case .splice: return .splice
+        case .tee: return .tee
         case .sendfile: return .sendfile
         case .poll: return .poll
         case .timeout: return .timeout
@@ -65,7 +69,7 @@ public enum Op {
         switch self {
         case .recv(_, _, let n, _), .send(_, _, let n, _), .read(_, _, let n, _), .write(_, _, let n, _),
              .readFixed(_, _, let n, _, _), .sendZC(_, _, let n, _, _),
-             .splice(_, _, _, _, let n, _), .sendfile(_, _, _, let n, _, _):
+             .splice(_, _, _, _, let n, _), .tee(_, _, let n, _), .sendfile(_, _, _, let n, _, _):
             return n
         default:
             return nil
@@ -75,7 +79,7 @@ public enum Op {
 
 public enum OpKind: Int, CaseIterable, Sendable, CustomStringConvertible {
     case nop, accept, connect, recv, send, recvmsg, sendmsg, read, write, splice, sendfile, poll, timeout, cancel, shutdown
-    case readFixed, sendZC
+    case readFixed, sendZC, tee
 
     public var description: String {
         switch self {
@@ -96,6 +100,7 @@ public enum OpKind: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .shutdown: return "shutdown"
         case .readFixed: return "read_fixed"
         case .sendZC: return "send_zc"
+        case .tee: return "tee"
         }
     }
 }

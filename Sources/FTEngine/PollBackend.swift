@@ -244,6 +244,11 @@ public final class PollBackend: IOBackend {
                     }
                 }
             }
+        case .tee(let input, let output, let length, let flags):
+            // Pipe to pipe: what fits now, waiting for room in the output.
+            return transfer(&p, output, CInt(POLLOUT), all: false, length: length) { _ in
+                ft_tee(input, output, length, flags | FT_SPLICE_F_NONBLOCK)
+            }
         case .sendfile(let sock, let file, let offset, let length, let header, let headerLength):
             // `done` counts header bytes first, then payload bytes.
             let r = transfer(&p, sock, CInt(POLLOUT), all: true, length: headerLength + length) { done in
@@ -329,7 +334,7 @@ extension Op {
             return isSocketLike(input) ? input : output
         case .sendfile(let sock, _, _, _, _, _):
             return sock
-        case .nop, .timeout, .cancelFD:
+        case .nop, .timeout, .cancelFD, .tee:
             return nil
         }
     }

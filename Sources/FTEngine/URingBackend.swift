@@ -118,6 +118,8 @@ public final class URingBackend: IOBackend {
             io_uring_prep_write(s, fd, buffer, UInt32(length), UInt64(bitPattern: offset))
         case .splice(let input, let inOff, let output, let outOff, let length, let flags):
             io_uring_prep_splice(s, input, inOff, output, outOff, UInt32(length), flags)
+        case .tee(let input, let output, let length, let flags):
+            io_uring_prep_tee(s, input, output, UInt32(length), flags)
         case .poll(let fd, let events):
             io_uring_prep_poll_add(s, fd, events)
         case .timeout(let ns):

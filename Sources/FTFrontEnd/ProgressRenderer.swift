@@ -85,6 +85,37 @@ public final class ProgressRenderer {
         }
     }
 
+    /// A remark outside the event stream: a line for people, or an object.
+    public func note(_ text: String, json fields: [(String, JSON)]) {
+        switch mode {
+        case .json: json.line(JSON.object(fields).text)
+        case .quiet: break
+        case .bar, .lines: say(text)
+        }
+    }
+
+    /// The end of a chain push: one line per host (messages from other
+    /// hosts are escaped like any peer text).
+    public func hosts(_ outcomes: [ChainPush.HostOutcome], verified: Bool) {
+        if mode == .json {
+            json.line(JSON.object([("event", "hosts"), ("hosts", .array(outcomes.map { o in
+                .object([("host", .string(o.host)), ("ok", .bool(o.ok)), ("files", .uint(o.files)), ("bytes", .uint(o.bytes)),
+                         ("pass", .int(Int64(o.pass))), ("message", .string(o.message))])
+            }))]).text)
+            return
+        }
+        let failed = outcomes.filter { !$0.ok }.count
+        if mode == .quiet, failed == 0 { return }
+        say("chain of \(plural(outcomes.count, "host")): \(outcomes.count - failed) ok" + (failed > 0 ? ", \(failed) failed" : ""))
+        let width = outcomes.map(\.host.count).max() ?? 0
+        for o in outcomes where mode != .quiet || !o.ok {
+            let what = o.ok ? "ok      \(plural(Int(o.files), "file")), \(Sizes.format(o.bytes))" + (verified ? ", verified there" : ", NOT verified (--no-verify)")
+                            : "FAILED  \(Escape.forDisplay(o.message))"
+            let pass = o.pass > 1 ? " (pass \(o.pass))" : ""
+            human.line("  \(o.host.rightPad(width))  \(what)\(pass)")
+        }
+    }
+
     func lineText(_ p: ProgressEvent.Snapshot) -> String {
         var s = Sizes.format(p.bytes)
         if let t = p.totalBytes, t > 0 {

@@ -59,6 +59,8 @@ public enum ProgressEvent: Sendable {
         public var verified: Bool
         public var digests: [(path: String, digest: Digest128)]
         public var engine: EngineReport
+        /// A chain push: what became of the hosts after the receiver.
+        public var relayed: [HopReport.Outcome] = []
     }
 
     public struct Failure: Sendable {

@@ -66,6 +66,9 @@ public struct ReceiverMachine {
         case fail(ErrorFrame)
         /// The peer reported an error and ends the session.
         case peerFailed(ErrorFrame)
+        /// A chain push: keep a copy and relay the stream to these hosts
+        /// (none: this is the chain's last host).
+        case relay([String])
         case none
     }
 
@@ -84,6 +87,9 @@ public struct ReceiverMachine {
     let allowSensitive: Bool
     /// The sender's hello, for the auth proofs.
     public private(set) var senderHello: Hello?
+    /// Part of a chain push: no resume offers (each host gets the whole
+    /// stream), and a `report` goes before `done`.
+    public private(set) var chain = false
 
     public init(maxEntries: Int = Manifest.maxEntries, requireAuth: Bool = false, allowSensitive: Bool = false) {
         self.maxEntries = maxEntries
@@ -114,6 +120,9 @@ public struct ReceiverMachine {
             return .checkAuth(proof)
         case (.awaitingAuth, _):
             return fail(.auth, "this receiver needs the one-time code; the sender sent a \(frame.type) frame instead of proving it knows the code (set FT_CODE or --code-file on the sender)")
+        case (.awaitingManifest, .relay(let r)) where !chain && announced.isEmpty:
+            chain = true
+            return .relay(r.hops)
         case (.awaitingManifest, .manifest(let list)):
             guard announced.count + list.count <= maxEntries else {
                 return fail(.refused, "manifest has more than \(maxEntries) entries")

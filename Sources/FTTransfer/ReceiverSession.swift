@@ -36,6 +36,13 @@ final class ReceiverSession: LoopHandler {
     private var keepPartials = true
     private var digests: [(path: String, digest: Digest128)] = []
 
+    /// Chain push: the connection to the next host, its lanes' second
+    /// pipes, and our `done` held until that host has answered.
+    private var link: RelayLink?
+    private var relayPipes: [Pipe] = []
+    private var heldDone: Done?
+    private var reviewWaitsForLink = false
+
     /// Counted against the receiver's session limit (past the handshake).
     var admitted = false
 
@@ -88,6 +95,7 @@ final class ReceiverSession: LoopHandler {
     /// through memory to be hashed) and may splice when not.
     var dataPath: String {
         if channel.cipher != nil { return "copy (encrypted)" }
+        if link != nil { return "splice+tee (relay)" }
         return config.toStdout && machine.verify ? ReceivePath.copy.rawValue : config.path.rawValue
     }
     var config: ReceiverConfig { server.config }
@@ -128,6 +136,7 @@ final class ReceiverSession: LoopHandler {
             case .pending:
                 inflight += 1
             case .frame(let f):
+                relayForward(f)
                 act(machine.receive(f))
             case .closed:
                 fail(.disconnected("closed by the sender while \(machine.phase)", peer: peer), tellPeer: false)
@@ -222,14 +231,15 @@ final class ReceiverSession: LoopHandler {
                 fail(error, tellPeer: true)
                 return
             }
-            let offered = held.sorted { $0.key < $1.key }.map {
-                Accept.Have(fileID: machine.entries[$0.key].entry.fileID, bytes: $0.value.bytes, digest: $0.value.digest)
+            if let link, !link.final, link.state != .ready {
+                // The next host gets its chance to accept first: a refusal
+                // then passes it by before any data is committed to it.
+                reviewWaitsForLink = true
+                return
             }
-            machine.accepted(offering: offered)
-            channel.enqueue(.accept(Accept(have: offered)))
-            flush()
-            if offered.isEmpty { announceStart() }
-            read()
+            sendAccept()
+        case .relay(let hops):
+            startRelay(hops)
         case .resume(let keep, let drop):
             for i in drop {
                 // The held fd closes with the HeldPrefix; its bytes go.
@@ -265,21 +275,97 @@ final class ReceiverSession: LoopHandler {
             if case .complete = next { act(next) } else { read() }
         case .complete(let done):
             applyDirectoryMetadata()
-            channel.enqueue(.done(done))
-            flush()
-            succeeded = true
+            if let link, !link.final {
+                // Our copy is whole; `done` waits for the next host's news.
+                heldDone = done
+                return
+            }
+            complete(done)
+        case .fail(let e):
+            fail(.refused(e, peer: peer), frame: e)
+        case .peerFailed(let e):
+            fail(.peer(e, peer: peer), tellPeer: false)
+        }
+    }
+
+    private func complete(_ done: Done) {
+        if machine.chain { channel.enqueue(.report(HopReport(outcomes: link?.outcomes ?? []))) }
+        channel.enqueue(.done(done))
+        flush()
+        succeeded = true
             let seconds = Double(monotonicNanoseconds() - started) / 1e9
             let dirs = machine.entries.filter { !$0.isData }.count
             server.emit(.finished(.init(
                 session: id, peer: peer, files: Int(done.files), directories: dirs, bytes: done.bytes,
                 skippedBytes: skippedBytes, seconds: seconds, verified: machine.verify, digests: digests,
                 engine: EngineReport(backend: loop.backend.kind, dataPath: dataPath, stats: loop.stats))))
-            beginClose()
-        case .fail(let e):
-            fail(.refused(e, peer: peer), frame: e)
-        case .peerFailed(let e):
-            fail(.peer(e, peer: peer), tellPeer: false)
+        beginClose()
+    }
+
+    // MARK: Relay
+
+    private func startRelay(_ hops: [String]) {
+        if !hops.isEmpty {
+            let why: String? = server.code == nil
+                ? "this receiver accepts anyone (--no-auth), so it does not relay: anyone could aim it at other hosts"
+                : config.toStdout ? "this receiver writes to stdout and does not relay"
+                : channel.cipher != nil ? "encrypted pushes are not relayed" : nil
+            if let why {
+                fail(.refused(ErrorFrame(.refused, why), peer: peer), frame: ErrorFrame(.refused, why))
+                return
+            }
+            server.logger.info("session \(id): relaying to \(hops.joined(separator: ", "))")
+            link = RelayLink(session: self, loop: loop, hops: hops, code: server.code!, verify: true,
+                             timeoutSeconds: config.idleTimeoutSeconds)
+            link!.start()
         }
+        read()
+    }
+
+    /// Frames the next host needs, as they arrive (payload follows in the lanes).
+    private func relayForward(_ f: Frame) {
+        guard let link, !link.final else { return }
+        switch f {
+        case .manifest, .manifestEnd, .data, .fileEnd, .smallFiles, .end:
+            link.forward(f)
+        default:
+            break
+        }
+    }
+
+    /// The link's state moved: it is ready, writable, or final.
+    func relayChanged() {
+        guard let link, closing == nil else {
+            finishIfClosed()
+            return
+        }
+        if link.final, lanes?.relaying == true { lanes!.dropRelay() }
+        if reviewWaitsForLink, link.final || link.state == .ready {
+            reviewWaitsForLink = false
+            sendAccept()
+        }
+        if payload != nil, lanes != nil, !lanes!.finished { pumpSplice() }
+        if link.final, let done = heldDone {
+            heldDone = nil
+            complete(done)
+        }
+    }
+
+    func relayActivity() { lastActivity = monotonicNanoseconds() }
+
+    func relayNote(_ message: String) {
+        server.logger.warning("session \(id): \(message)")
+    }
+
+    private func sendAccept() {
+        let offered = held.sorted { $0.key < $1.key }.map {
+            Accept.Have(fileID: machine.entries[$0.key].entry.fileID, bytes: $0.value.bytes, digest: $0.value.digest)
+        }
+        machine.accepted(offering: offered)
+        channel.enqueue(.accept(Accept(have: offered)))
+        flush()
+        if offered.isEmpty { announceStart() }
+        read()
     }
 
     // MARK: Review
@@ -344,6 +430,8 @@ final class ReceiverSession: LoopHandler {
     /// offer in `accept`. A partial another session holds means a
     /// concurrent push of the same entry: refused.
     private func findPartials() throws(TransferError) {
+        // Each host of a chain gets the whole stream.
+        guard !machine.chain else { return }
         for (i, e) in machine.entries.enumerated() where e.entry.kind == .file && e.entry.size > 0 {
             guard let dir = try? existingParent(of: e.path) else { continue }
             let p = Partial(e.entry)
@@ -458,7 +546,7 @@ final class ReceiverSession: LoopHandler {
         }
         if channel.cipher != nil {
             storeSealed(length)
-        } else if dataPath == ReceivePath.copy.rawValue {
+        } else if link == nil, dataPath == ReceivePath.copy.rawValue {
             pumpCopy()
         } else {
             startSplice(payload!)
@@ -469,6 +557,8 @@ final class ReceiverSession: LoopHandler {
     /// their operations (the lane number is added to the tag).
     static let laneCount = 3
     static let fillTag: UInt8 = 64
+    static let teeTag: UInt8 = 72
+    static let sendTag: UInt8 = 80
     static let drainTag: UInt8 = 96
 
     /// Sends a new chunk into the splice lanes (pipes made on first use).
@@ -476,11 +566,15 @@ final class ReceiverSession: LoopHandler {
         if lanes == nil {
             do throws(IOError) {
                 for _ in 0..<Self.laneCount { pipes.append(try Pipe(size: ReceiverConfig.pipeSize)) }
+                if let link, !link.final {
+                    for _ in 0..<Self.laneCount { relayPipes.append(try Pipe(size: ReceiverConfig.pipeSize)) }
+                }
             } catch {
                 fail(.io(error), tellPeer: true)
                 return
             }
-            lanes = SpliceLanes(lanes: pipes.count, capacity: pipes.map(\.capacity).min()!)
+            lanes = SpliceLanes(lanes: pipes.count, capacity: (pipes + relayPipes).map(\.capacity).min()!,
+                                relaying: !relayPipes.isEmpty)
         }
         lanes!.start(offset: p.offset, length: p.remaining)
         pumpSplice()
@@ -490,8 +584,17 @@ final class ReceiverSession: LoopHandler {
     private func pumpSplice() {
         guard let p = payload else { return }
         let file = sinks[p.index]!
-        for action in lanes!.next() {
+        for action in lanes!.next(canSend: link?.idle ?? false) {
             switch action {
+            case .tee(let lane, let length):
+                loop.backend.queue(.tee(input: pipes[lane].readEnd, output: relayPipes[lane].writeEnd, length: length, flags: 0),
+                                   reg.userData(Self.teeTag + UInt8(lane)))
+                inflight += 1
+            case .send(let lane, let length):
+                loop.backend.queue(.splice(input: relayPipes[lane].readEnd, inputOffset: Op.noOffset, output: link!.socket,
+                                           outputOffset: Op.noOffset, length: length, flags: 0),
+                                   reg.userData(Self.sendTag + UInt8(lane)))
+                inflight += 1
             case .fill(let lane, let length):
                 loop.backend.queue(.splice(input: socket, inputOffset: Op.noOffset, output: pipes[lane].writeEnd,
                                            outputOffset: Op.noOffset, length: length, flags: 0),
@@ -510,6 +613,10 @@ final class ReceiverSession: LoopHandler {
     private func laneCompleted(_ tag: UInt8, _ result: Int32) {
         guard var p = payload, lanes != nil else { return }
         let display = sinks[p.index]!.display
+        if tag >= Self.teeTag, tag < Self.drainTag {
+            relayCompleted(tag, result)
+            return
+        }
         if tag < Self.drainTag {
             let lane = Int(tag - Self.fillTag)
             guard result > 0 else {
@@ -542,6 +649,36 @@ final class ReceiverSession: LoopHandler {
         }
         p.offset = lanes!.nextOffset
         payload = p
+        pumpSplice()
+    }
+
+    /// A tee into, or a send out of, a lane's second pipe completed.
+    private func relayCompleted(_ tag: UInt8, _ result: Int32) {
+        let isTee = tag < Self.sendTag
+        let lane = Int(tag - (isTee ? Self.teeTag : Self.sendTag))
+        guard lanes!.relaying, let link, !link.final else {
+            lanes!.abandoned(lane: lane)
+            pumpSplice()
+            return
+        }
+        var lost: String?
+        if isTee {
+            if result < 0 {
+                lost = IOError(result: result, "tee into the relay pipe for", link.host).description
+            } else if !lanes!.teed(lane: lane, bytes: Int(result)) {
+                lost = "tee copied \(result) bytes, short of the lane's"
+            }
+        } else if result <= 0 {
+            lost = result < 0 ? IOError(result: result, "send to", link.host).description : "send to \(link.host) made no progress"
+        } else {
+            lanes!.sent(lane: lane, bytes: Int(result))
+        }
+        if let lost {
+            lanes!.abandoned(lane: lane)
+            lanes!.dropRelay()
+            relayNote("relay to \(link.host) failed: \(lost)")
+            link.fail(lost)
+        }
         pumpSplice()
     }
 
@@ -766,6 +903,9 @@ final class ReceiverSession: LoopHandler {
         }
         server.emit(.failed(.init(session: id, peer: peer, message: error.description)))
         beginClose()
+        // The next host's stream ends short: it fails too, and the sender
+        // reaches it in a later pass.
+        link?.fail("this host's own session failed: \(error.description)")
     }
 
     /// Flushes what is queued, half-closes, and waits (briefly) for the peer
@@ -807,11 +947,20 @@ final class ReceiverSession: LoopHandler {
         finishIfClosed()
     }
 
+    private var ended = false
+
     private func finishIfClosed() {
-        guard let cl = closing, cl.readDone || cl.deadline <= monotonicNanoseconds(), inflight == 0 else { return }
+        guard !ended, let cl = closing, cl.readDone || cl.deadline <= monotonicNanoseconds(), inflight == 0 else { return }
+        if let link {
+            // Its operations still use its buffers and sockets.
+            guard link.final, link.inflight == 0 else { return }
+            link.release()
+            self.link = nil
+        }
         for s in sinks.values { s.discard(keep: keepPartials) }
         sinks.removeAll()
         held.removeAll()
+        ended = true
         loop.unregister(reg)
         server.sessionEnded(self)
     }

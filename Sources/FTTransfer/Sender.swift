@@ -48,6 +48,7 @@ public final class Sender: LoopHandler {
     private var sentDigests: [Int: Digest128] = [:]
     private var agreed: [(path: String, digest: Digest128)] = []
     private var skipped: UInt64 = 0
+    private var relayed: [HopReport.Outcome] = []
 
     private var hashAhead: HashAhead?
     private var receiverNonce: [UInt8] = []
@@ -327,6 +328,7 @@ public final class Sender: LoopHandler {
                 return
             }
             if unauthenticated { logger.warning("\(peer) accepts anyone (--no-auth); the code was not needed") }
+            if let hops = config.relay { channel.enqueue(.relay(Relay(hops: hops))) }
             for part in Manifest.frames(items.map(\.entry)) { channel.enqueue(.manifest(part)) }
             let total = items.reduce(UInt64(0)) { $0 + ($1.entry.kind == .file ? $1.entry.size : 0) }
             channel.enqueue(.manifestEnd(ManifestEnd(entryCount: UInt32(items.count), totalBytes: total,
@@ -375,10 +377,13 @@ public final class Sender: LoopHandler {
             summary = .init(session: "send", peer: peer, files: files, directories: items.count - files,
                             bytes: d.bytes - min(d.bytes, skipped), skippedBytes: skipped, seconds: seconds, verified: config.verify,
                             digests: agreed,
-                            engine: EngineReport(backend: loop.backend.kind, dataPath: config.path.rawValue, stats: loop.stats))
+                            engine: EngineReport(backend: loop.backend.kind, dataPath: config.path.rawValue, stats: loop.stats),
+                            relayed: relayed)
             if let ev = meter.advance(by: 0, path: "", fileBytes: 0, fileSize: nil, force: true) { events(ev) }
             events(.finished(summary!))
             finish(nil)
+        case .hopReport(let r):
+            relayed = r.outcomes
         case .peerFailed(let e):
             finish(.peer(e, peer: peer))
         case .violation(let s):

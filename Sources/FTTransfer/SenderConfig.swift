@@ -37,6 +37,9 @@ public struct SendConfig: Sendable {
     public var rateLimit: UInt64?
     /// Seal every frame after the proofs (needs the receiver's code).
     public var encrypt = false
+    /// A chain push: the hosts the receiver relays to, in order (empty:
+    /// the receiver is the chain's last host). Nil: a plain push.
+    public var relay: [String]?
 
     public init(
         endpoint: Endpoint, paths: [String], stdinName: String = "stdin", path: SendPath = .default,

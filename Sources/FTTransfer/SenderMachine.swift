@@ -29,6 +29,8 @@ public struct SenderMachine {
         case acknowledged(index: Int, FileAck)
         /// The receiver confirmed the whole push.
         case complete(Done)
+        /// A chain receiver's news of the hosts after it.
+        case hopReport(HopReport)
         /// The receiver refused or failed.
         case peerFailed(ErrorFrame)
         /// The receiver broke the protocol.
@@ -40,6 +42,7 @@ public struct SenderMachine {
     private let fileIndex: [UInt32: Int]
     private var acked: Set<Int> = []
     private let dataEntries: Int
+    private var reported = false
 
     let hasCode: Bool
     private var version: UInt16 = 0
@@ -88,6 +91,10 @@ public struct SenderMachine {
             guard let i = fileIndex[a.fileID] else { return violation("acknowledgement for unknown file id \(a.fileID)") }
             guard acked.insert(i).inserted else { return violation("file id \(a.fileID) acknowledged twice") }
             return .acknowledged(index: i, a)
+        case (.sending, .report(let r)), (.awaitingDone, .report(let r)):
+            guard !reported else { return violation("a second report") }
+            reported = true
+            return .hopReport(r)
         case (.awaitingDone, .done(let d)):
             guard allAcknowledged else { return violation("done before every file was acknowledged") }
             phase = .finished

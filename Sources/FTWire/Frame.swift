@@ -14,6 +14,8 @@ public enum Frame: Equatable, Sendable {
     case auth(AuthProof)
     case resume(Resume)
     case smallFiles(SmallFiles)
+    case relay(Relay)
+    case report(HopReport)
 
     public var type: FrameType {
         switch self {
@@ -30,6 +32,8 @@ public enum Frame: Equatable, Sendable {
         case .auth: return .auth
         case .resume: return .resume
         case .smallFiles: return .smallFiles
+        case .relay: return .relay
+        case .report: return .report
         }
     }
 }
@@ -115,6 +119,10 @@ public enum FrameCodec {
                 (f.digest ?? .zero).write(to: &w)
                 w.raw(f.bytes)
             }
+        case .relay(let r):
+            r.encode(into: &w)
+        case .report(let r):
+            r.encode(into: &w)
         }
     }
 
@@ -216,6 +224,10 @@ public enum FrameCodec {
                 files.append(SmallFiles.File(fileID: id, digest: flags & 1 == 1 ? digest : nil, bytes: bytes))
             }
             frame = .smallFiles(SmallFiles(files: files))
+        case .relay:
+            frame = .relay(try Relay.decode(&r))
+        case .report:
+            frame = .report(try HopReport.decode(&r))
         }
         guard r.remaining == 0 else {
             throw .invalidField(prefix.type, field: "length", reason: "\(r.remaining) bytes left after the last field")

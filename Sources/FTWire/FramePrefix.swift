@@ -22,6 +22,10 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case resume = 12
     /// Several small files, whole, each with its digest.
     case smallFiles = 13
+    /// A chain push: where this receiver relays the stream next.
+    case relay = 14
+    /// A chain receiver's news of the hosts after it.
+    case report = 15
 
     /// Largest body a peer may announce for this type. Every allocation a
     /// peer controls is held under one of these caps.
@@ -40,6 +44,8 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .auth: return AuthProof.bodySize
         case .resume: return Resume.frameCap
         case .smallFiles: return SmallFiles.frameCap
+        case .relay: return Relay.frameCap
+        case .report: return HopReport.frameCap
         }
     }
 
@@ -58,6 +64,8 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .auth: return "auth"
         case .resume: return "resume"
         case .smallFiles: return "small-files"
+        case .relay: return "relay"
+        case .report: return "report"
         }
     }
 }

@@ -17,18 +17,34 @@ struct Send: ParsableCommand {
             --code-file FILE (never on the command line, where other users
             could read it).
 
+            With --to h1,h2,...,hN the push goes to h1 only; each host
+            keeps its copy and relays the stream to the next (splice and tee,
+            zero-copy), so N hosts cost the sender's link one push. Every
+            host verifies its own copy. Chain hosts share one code (start
+            each `ft recv` with the same FT_CODE or --code-file). A host that
+            fails is reported and the chain closes around it; the report
+            lists every host's outcome.
+
             EXAMPLES
               FT_CODE=k7mq-2fxp-93rd ft send 192.168.1.5 photos/ notes.txt
               ft send 192.168.1.5:9000 big.iso --io splice
               tar c src | ft send nas - --name src.tar
+              FT_CODE=k7mq-2fxp-93rd ft send --to rack1,rack2,rack3 image.raw
 
-            Exit status is 0 once the receiver confirmed every file, 1 if the
-            push failed (the reason is printed, naming the path or address),
+            Exit status is 0 once the receiver (with --to: every host)
+            confirmed every file, 1 if the push failed (the reason is printed, naming the path or address),
             2 for bad arguments.
             """)
 
-    @Argument(help: ArgumentHelp("Receiver as HOST[:PORT]; port 7878 by default.", discussion: "IPv6: [ADDR]:PORT.", valueName: "host[:port]"))
+    @Argument(help: ArgumentHelp("Receiver as HOST[:PORT]; port 7878 by default. With --to, the first PATH.",
+                                 discussion: "IPv6: [ADDR]:PORT.", valueName: "host[:port]"))
     var destination: String
+
+    @Option(name: .customLong("to"), help: ArgumentHelp(
+        "Relay chain: push to the first host, which relays to the next, and so on.",
+        discussion: "Comma-separated HOST[:PORT] list, up to 64 hosts. No HOST argument then: every argument is a PATH.",
+        valueName: "h1,h2,..."))
+    var chain: String?
 
     @Argument(help: ArgumentHelp("Files and directories to push; - reads stdin.", valueName: "path"))
     var paths: [String] = []
@@ -63,7 +79,16 @@ struct Send: ParsableCommand {
 
     var chunkBytes: UInt64 { Sizes.parse(chunk) ?? 0 }
 
+    /// The paths to push: with --to the first argument is one of them.
+    var sources: [String] { chain == nil ? paths : [destination] + paths }
+
+    var chainHosts: [String] {
+        (chain ?? "").split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmed }
+    }
+
     func validate() throws {
+        if chain != nil { try validateChain() }
+        let paths = sources
         guard !paths.isEmpty else { throw ValidationError("give at least one PATH to send (or - for stdin)") }
         if paths.filter({ $0 == "-" }).count > 1 { throw ValidationError("stdin (-) can be sent once per push") }
         if name != nil, !paths.contains("-") { throw ValidationError("--name names stdin; add - to the paths") }
@@ -73,14 +98,37 @@ struct Send: ParsableCommand {
         if let limit, (Sizes.parse(limit) ?? 0) < 1024 {
             throw ValidationError("--limit '\(limit)' is not a rate of at least 1K per second")
         }
-        do {
-            _ = try Endpoint.parse(destination, defaultPort: 7878)
-        } catch {
-            throw ValidationError("destination '\(destination)': \(error)")
+        if chain == nil {
+            do {
+                _ = try Endpoint.parse(destination, defaultPort: 7878)
+            } catch {
+                throw ValidationError("destination '\(destination)': \(error)")
+            }
         }
     }
 
+    private func validateChain() throws {
+        let hosts = chainHosts
+        guard hosts.count <= Relay.maxHops else { throw ValidationError("--to names \(hosts.count) hosts; a chain holds at most \(Relay.maxHops)") }
+        for h in hosts {
+            guard !h.isEmpty else { throw ValidationError("--to has an empty host; write h1,h2,h3") }
+            guard Relay.isValidHost(h) else { throw ValidationError("--to host '\(h)' is not HOST[:PORT]") }
+            do {
+                let e = try Endpoint.parse(h, defaultPort: 7878)
+                guard e.host != nil else { throw ValidationError("--to host '\(h)' has no host") }
+            } catch let e as Endpoint.ParseError {
+                throw ValidationError("--to host '\(h)': \(e)")
+            }
+        }
+        guard Set(hosts).count == hosts.count else { throw ValidationError("--to names a host twice") }
+        if encrypt { throw ValidationError("--encrypt is not relayed: a chain sends in the clear (each host checks the code and the hashes)") }
+    }
+
     func run() throws {
+        if chain != nil {
+            try runChain()
+            return
+        }
         let endpoint = try! Endpoint.parse(destination, defaultPort: 7878)
         guard endpoint.host != nil else {
             throw fail("destination '\(destination)' has no host", program: "ft", json: output.json)
@@ -110,5 +158,42 @@ struct Send: ParsableCommand {
             // Already reported through the .failed event.
             throw Failure()
         }
+    }
+}
+
+extension Send {
+    func runChain() throws {
+        let logger = output.logger("ft")
+        let code: String?
+        do {
+            code = try AuthCode.load(file: codeFile) { logger.warning("\($0)") }
+        } catch {
+            throw fail(error.description, program: "ft", json: output.json)
+        }
+        let hosts = chainHosts
+        var base = SendConfig(
+            endpoint: try! Endpoint.parse(hosts[0], defaultPort: 7878), paths: sources, stdinName: name ?? "stdin",
+            path: io, chunkSize: UInt32(chunkBytes), verify: !noVerify, engine: output.engine,
+            idleTimeoutSeconds: timeout, code: code)
+        base.rateLimit = limit.flatMap { Sizes.parse($0) }
+        let renderer = ProgressRenderer(program: "ft", verb: "sent", json: output.json, quiet: output.quiet)
+        let outcomes = ChainPush(hosts: hosts, base: base, logger: logger).run(
+            events: { renderer.handle($0) },
+            passStarted: { pass, chain in
+                guard pass > 1 else { return }
+                renderer.note("pass \(pass): a new chain over \(chain.joined(separator: ", ")), the hosts the last pass did not reach",
+                              json: [("event", "pass"), ("pass", .int(Int64(pass))), ("chain", .array(chain.map { .string($0) }))])
+            })
+        renderer.hosts(outcomes, verified: !noVerify)
+        if outcomes.contains(where: { !$0.ok }) { throw Failure() }
+    }
+}
+
+extension String {
+    var trimmed: String {
+        var s = Substring(self)
+        while s.first == " " { s.removeFirst() }
+        while s.last == " " { s.removeLast() }
+        return String(s)
     }
 }

@@ -48,6 +48,62 @@ import FTWire
         #expect(l.finished)
         do { let got = l.next(); #expect(got == []) }
     }
+
+    @Test func relayTeesBeforeTheFileAndSendsInStreamOrder() {
+        var l = SpliceLanes(lanes: 2, capacity: 100, relaying: true)
+        l.start(offset: 0, length: 150)
+        do { let got = l.next(canSend: true); #expect(got == [.fill(lane: 0, length: 100)]) }
+        l.filled(lane: 0, bytes: 100)
+        // Tee first; the file drain of lane 0 waits for it.
+        do { let got = l.next(canSend: true); #expect(got == [.tee(lane: 0, length: 100), .fill(lane: 1, length: 50)]) }
+        l.filled(lane: 1, bytes: 50)
+        do { let got = l.next(canSend: true); #expect(got == [.tee(lane: 1, length: 50)]) }
+        // Lane 1 is tee'd first, but lane 0 holds earlier bytes: no send yet.
+        do { let got = l.teed(lane: 1, bytes: 50); #expect(got) }
+        do { let got = l.next(canSend: true); #expect(got == [.drain(lane: 1, length: 50, offset: 100)]) }
+        do { let got = l.teed(lane: 0, bytes: 100); #expect(got) }
+        // The control channel is busy: no send, but the file side goes on.
+        do { let got = l.next(canSend: false); #expect(got == []) }
+        do { let got = l.next(canSend: true); #expect(got == [.send(lane: 0, length: 100)]) }
+        l.sent(lane: 0, bytes: 30)  // short: the rest of lane 0 goes before lane 1
+        do { let got = l.drained(lane: 1, bytes: 50); #expect(got == 100..<150) }
+        do { let got = l.next(canSend: true); #expect(got == [.send(lane: 0, length: 70), .drain(lane: 0, length: 100, offset: 0)]) }
+        l.sent(lane: 0, bytes: 70)
+        do { let got = l.next(canSend: true); #expect(got == [.send(lane: 1, length: 50)]) }
+        l.sent(lane: 1, bytes: 50)
+        #expect(!l.finished)
+        _ = l.drained(lane: 0, bytes: 100)
+        #expect(l.finished)
+    }
+
+    @Test func aLostRelayLetsTheFileSideFinish() {
+        var l = SpliceLanes(lanes: 2, capacity: 100, relaying: true)
+        l.start(offset: 0, length: 200)
+        _ = l.next(canSend: true)
+        l.filled(lane: 0, bytes: 100)
+        do { let got = l.next(canSend: true); #expect(got == [.tee(lane: 0, length: 100), .fill(lane: 1, length: 100)]) }
+        do { let got = l.teed(lane: 0, bytes: 100); #expect(got) }
+        do { let got = l.next(canSend: true); #expect(got == [.send(lane: 0, length: 100), .drain(lane: 0, length: 100, offset: 0)]) }
+        l.dropRelay()
+        l.filled(lane: 1, bytes: 100)
+        // No tee for lane 1 now; its drain waits for lane 0's.
+        do { let got = l.next(canSend: true); #expect(got == []) }
+        _ = l.drained(lane: 0, bytes: 100)
+        do { let got = l.next(canSend: true); #expect(got == [.drain(lane: 1, length: 100, offset: 100)]) }
+        _ = l.drained(lane: 1, bytes: 100)
+        #expect(!l.finished)  // lane 0's send is still in flight
+        l.abandoned(lane: 0)
+        #expect(l.finished)
+    }
+
+    @Test func aShortTeeEndsTheRelay() {
+        var l = SpliceLanes(lanes: 1, capacity: 100, relaying: true)
+        l.start(offset: 0, length: 100)
+        _ = l.next(canSend: true)
+        l.filled(lane: 0, bytes: 100)
+        _ = l.next(canSend: true)
+        do { let got = l.teed(lane: 0, bytes: 60); #expect(!got) }
+    }
 }
 
 @Suite struct ReceivedRangesTests {

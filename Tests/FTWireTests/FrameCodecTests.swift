@@ -28,6 +28,12 @@ let sampleFrames: [Frame] = [
         SmallFiles.File(fileID: 4, digest: Digest128(high: 5, low: 6), bytes: Array("small".utf8)),
         SmallFiles.File(fileID: 5, digest: nil, bytes: []),
     ])),
+    .relay(Relay(hops: ["198.18.0.3:7878", "[fe80::1%eth0]:9000", "nas.local:7878"])),
+    .relay(Relay(hops: [])),
+    .report(HopReport(outcomes: [
+        HopReport.Outcome(host: "198.18.0.3:7878", ok: true, files: 3, bytes: 1 << 33),
+        HopReport.Outcome(host: "198.18.0.4:7878", ok: false, message: "connect: Connection refused"),
+    ])),
 ]
 
 @Suite struct FrameCodecTests {
@@ -127,6 +133,34 @@ let sampleFrames: [Frame] = [
         bytes[7] += 1
         bytes.append(0)
         #expect(throws: WireError.invalidField(.done, field: "length", reason: "1 bytes left after the last field")) {
+            try FrameCodec.decode(bytes)
+        }
+    }
+
+    @Test func relayHostsAreHeldToHostAndPortCharacters() {
+        for bad in ["a b:1", "x\u{1b}[2J:1", "", "h/../x:1", String(repeating: "a", count: 256)] {
+            #expect(!Relay.isValidHost(bad), "\(bad.debugDescription)")
+        }
+        // Hand-built: the encoder does not check, the decoder must.
+        var w = WireWriter()
+        w.raw(repeatElement(0, count: FramePrefix.size))
+        w.u16(1)
+        w.u8(5)
+        w.raw(Array("a\nb:1".utf8))
+        var bytes = w.bytes
+        bytes.withUnsafeMutableBytes { FramePrefix(type: .relay, length: UInt32(w.bytes.count - FramePrefix.size)).encode(into: $0) }
+        #expect(throws: WireError.invalidField(.relay, field: "host", reason: "'a\\nb:1' is not HOST:PORT")) {
+            try FrameCodec.decode(bytes)
+        }
+    }
+
+    @Test func relayHopCountIsCapped() {
+        var w = WireWriter()
+        w.raw(repeatElement(0, count: FramePrefix.size))
+        w.u16(UInt16(Relay.maxHops + 1))
+        var bytes = w.bytes
+        bytes.withUnsafeMutableBytes { FramePrefix(type: .relay, length: 2).encode(into: $0) }
+        #expect(throws: WireError.invalidField(.relay, field: "hop count", reason: "65 is over the limit of 64")) {
             try FrameCodec.decode(bytes)
         }
     }

@@ -63,6 +63,7 @@ static const long FT_UTIME_OMIT = ((1l << 30) - 2l);
 int ft_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
 int ft_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned flags);
 ssize_t ft_splice(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, size_t len, unsigned flags);
+ssize_t ft_tee(int fd_in, int fd_out, size_t len, unsigned flags);
 ssize_t ft_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count);
 int ft_pipe2(int fds[2], int flags);
 int ft_accept4(int fd, int flags);
