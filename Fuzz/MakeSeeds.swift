@@ -28,6 +28,11 @@ struct MakeSeeds {
                 SmallFiles.File(fileID: 4, digest: Digest128(high: 5, low: 6), bytes: Array("tiny file\n".utf8)),
                 SmallFiles.File(fileID: 5, digest: nil, bytes: []),
             ]))),
+            ("relay", .relay(Relay(hops: ["198.18.0.3:7878", "[fe80::1%eth0]:7878", "host-b.lan:7878"]))),
+            ("report", .report(HopReport(outcomes: [
+                HopReport.Outcome(host: "198.18.0.3:7878", ok: true, files: 3, bytes: 4_000_000),
+                HopReport.Outcome(host: "198.18.0.4:7878", ok: false, message: "connection refused"),
+            ]))),
         ]
         for (name, f) in frames { seeds.append(("frame-" + name, FrameCodec.encode(f))) }
         seeds.append(("stream-session", frames.flatMap { FrameCodec.encode($0.1) }))

@@ -30,7 +30,7 @@ public struct EngineStats: Sendable {
         guard let kind = c.userData.kind else { return }
         completed[kind.rawValue] &+= 1
         switch kind {
-        case .recv, .send, .recvmsg, .sendmsg, .read, .write, .splice, .sendfile, .readFixed, .sendZC:
+        case .recv, .send, .recvmsg, .sendmsg, .read, .write, .splice, .tee, .sendfile, .readFixed, .sendZC:
             // A zero-copy send's notification repeats nothing; count once.
             if c.result > 0, c.flags & Completion.notification == 0 { bytes[kind.rawValue] &+= UInt64(c.result) }
         default:

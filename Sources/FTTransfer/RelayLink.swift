@@ -222,7 +222,9 @@ final class RelayLink: LoopHandler {
             case .frame(let f):
                 receive(f)
             case .closed:
-                lost("closed the connection")
+                lost(state == .ready
+                     ? "it closed the connection mid-push (killed, or out of space?); see its own log"
+                     : "it closed the connection during the handshake; is it an ft recv of this version?")
             case .failed(let e):
                 lost(e.description)
             }

@@ -1,0 +1,150 @@
+import Foundation
+import Testing
+
+/// `ft send --to`: real receivers on loopback, each keeping a copy and
+/// relaying to the next; every copy compared byte for byte.
+@Suite(.serialized) struct RelayChainTests {
+    func hostsEvent(_ output: String) -> [[String: Any]]? {
+        jsonEvents(output).first { $0["event"] as? String == "hosts" }?["hosts"] as? [[String: Any]]
+    }
+
+    func makeSourceTree(_ tmp: TempDir) -> (root: String, big: [UInt8]) {
+        let root = tmp.sub("src/tree")
+        tmp.sub("src/tree/nested/deeper")
+        tmp.sub("src/tree/empty dir")
+        writeFile(root + "/nested/deeper/中文 文件.txt", Array("你好\n".utf8))
+        writeFile(root + "/nested/empty", [])
+        for i in 0..<40 { writeFile(root + "/nested/small-\(i)", patternBytes(1000 + i * 97, seed: UInt64(i + 1))) }
+        let big = patternBytes((9 << 20) + 3, seed: 91)
+        writeFile(root + "/big.bin", big)
+        return (root, big)
+    }
+
+    func expectSameTree(_ a: String, _ b: String, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        let left = listTree(a), right = listTree(b)
+        #expect(left == right, "\(what): tree differs", sourceLocation: sourceLocation)
+        for p in left {
+            var isDir: ObjCBool = false
+            FileManager.default.fileExists(atPath: a + "/" + p, isDirectory: &isDir)
+            if !isDir.boolValue { expectSame(readFile(a + "/" + p), readFile(b + "/" + p), "\(what): \(p)", sourceLocation: sourceLocation) }
+        }
+    }
+
+    @Test func aTreeReachesThreeHostsByteIdenticalThroughTee() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let (root, _) = makeSourceTree(tmp)
+        let receivers = try (1...3).map { try FTReceiver(dir: tmp.sub("h\($0)")) }
+        let send = try run(ftPath, ["send", "--to", receivers.map(\.address).joined(separator: ","), root, "--json"])
+        #expect(send.status == 0, "\(send.stderr)")
+        let hosts = try #require(hostsEvent(send.stdout))
+        #expect(hosts.map { $0["host"] as? String } == receivers.map(\.address))
+        #expect(hosts.allSatisfy { $0["ok"] as? Bool == true && $0["pass"] as? Int == 1 }, "\(hosts)")
+        for (i, r) in receivers.enumerated() {
+            expectSameTree(root, tmp.path + "/h\(i + 1)/tree", "host \(i + 1)")
+            let done = try #require(r.events.first { $0["event"] as? String == "done" }, "host \(i + 1)")
+            #expect(done["verified"] as? Bool == true)
+            let engine = done["engine"] as? [String: Any]
+            let ops = engine?["operations"] as? [String: Any]
+            if i < 2 {
+                // Relaying hosts fork the stream with tee(2) on the ring.
+                #expect(engine?["data_path"] as? String == "splice+tee (relay)")
+                let tee = ops?["tee"] as? [String: Any]
+                #expect((tee?["bytes"] as? Int ?? 0) >= 9 << 20, "host \(i + 1) teed \(tee ?? [:])")
+            } else {
+                #expect(ops?["tee"] == nil, "the last host relays nothing")
+            }
+        }
+        for r in receivers { _ = r.stop() }
+    }
+
+    @Test func aHopKilledMidPushIsReportedAndTheOthersStillFinish() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let bytes = patternBytes(48 << 20, seed: 92)
+        let src = tmp.sub("src") + "/data.bin"
+        writeFile(src, bytes)
+        let receivers = try (1...4).map { try FTReceiver(dir: tmp.sub("h\($0)")) }
+        // Paced at 32 MiB/s the push takes 1.5 s: host 2 dies inside it.
+        let sender = try Child(ftPath, ["send", "--to", receivers.map(\.address).joined(separator: ","), src, "--json", "--limit", "32M"])
+        #expect(receivers[1].child.waitForOutput("\"event\":\"progress\"", seconds: 20))
+        receivers[1].child.kill(SIGKILL)
+        let send = sender.wait(seconds: 120)
+        #expect(send.status == 1, "a failed host makes the push fail")
+        let hosts = try #require(hostsEvent(send.stdout), "\(send.stderr)")
+        #expect(hosts.map { $0["ok"] as? Bool } == [true, false, true, true], "\(hosts)")
+        #expect((hosts[1]["message"] as? String ?? "").count > 10, "the failure has a reason: \(hosts[1])")
+        #expect(jsonEvents(send.stdout).contains { $0["event"] as? String == "pass" && $0["pass"] as? Int == 2 })
+        for i in [0, 2, 3] { expectSame(readFile(tmp.path + "/h\(i + 1)/data.bin"), bytes, "host \(i + 1)") }
+        #expect(!FileManager.default.fileExists(atPath: tmp.path + "/h2/data.bin"), "no torn file on the killed host")
+        for i in [0, 2, 3] { _ = receivers[i].stop() }
+    }
+
+    @Test func aHostDownBeforeThePushIsPassedByInTheSameChain() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let bytes = patternBytes(3 << 20, seed: 93)
+        let src = tmp.sub("src") + "/data.bin"
+        writeFile(src, bytes)
+        let first = try FTReceiver(dir: tmp.sub("h1"))
+        let gone = try FTReceiver(dir: tmp.sub("h2"))
+        let last = try FTReceiver(dir: tmp.sub("h3"))
+        _ = gone.stop()
+        let send = try run(ftPath, ["send", "--to", [first, gone, last].map(\.address).joined(separator: ","), src, "--json"])
+        #expect(send.status == 1)
+        let hosts = try #require(hostsEvent(send.stdout), "\(send.stderr)")
+        #expect(hosts.map { $0["ok"] as? Bool } == [true, false, true])
+        #expect(hosts.map { $0["pass"] as? Int } == [1, 1, 1], "host 1 closed the chain around host 2 itself")
+        #expect((hosts[1]["message"] as? String)?.contains("connect") == true, "\(hosts[1])")
+        expectSame(readFile(tmp.path + "/h1/data.bin"), bytes, "host 1")
+        expectSame(readFile(tmp.path + "/h3/data.bin"), bytes, "host 3")
+        _ = first.stop()
+        _ = last.stop()
+    }
+
+    @Test func aHopWithAnotherCodeIsRefusedAndPassedBy() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let src = tmp.sub("src") + "/data.bin"
+        writeFile(src, patternBytes(100_000, seed: 94))
+        let first = try FTReceiver(dir: tmp.sub("h1"))
+        let other = try FTReceiver(dir: tmp.sub("h2"), environment: ["FT_CODE": "zzzz-zzzz-zzzz"])
+        let last = try FTReceiver(dir: tmp.sub("h3"))
+        let send = try run(ftPath, ["send", "--to", [first, other, last].map(\.address).joined(separator: ","), src, "--json"])
+        let hosts = try #require(hostsEvent(send.stdout), "\(send.stderr)")
+        #expect(hosts.map { $0["ok"] as? Bool } == [true, false, true])
+        #expect((hosts[1]["message"] as? String)?.contains("code") == true, "\(hosts[1])")
+        #expect(listTree(tmp.path + "/h2").isEmpty, "nothing reached the host with another code")
+        for r in [first, other, last] { _ = r.stop() }
+    }
+
+    @Test func aReceiverThatAcceptsAnyoneDoesNotRelay() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let src = tmp.sub("src") + "/data.bin"
+        writeFile(src, patternBytes(100_000, seed: 95))
+        let open = try FTReceiver(dir: tmp.sub("h1"), extra: ["--no-auth"])
+        let next = try FTReceiver(dir: tmp.sub("h2"))
+        let send = try run(ftPath, ["send", "--to", "\(open.address),\(next.address)", src, "--json"])
+        let hosts = try #require(hostsEvent(send.stdout), "\(send.stderr)")
+        #expect(hosts.map { $0["ok"] as? Bool } == [false, true])
+        #expect((hosts[0]["message"] as? String)?.contains("--no-auth") == true, "\(hosts[0])")
+        #expect(hosts[1]["pass"] as? Int == 2, "the sender reached host 2 itself")
+        #expect(listTree(tmp.path + "/h1").isEmpty)
+        _ = open.stop()
+        _ = next.stop()
+    }
+
+    @Test func badChainArgumentsAreRefusedBeforeAnythingConnects() throws {
+        for (args, needle) in [
+            (["--to", "a,,b", "x"], "empty host"),
+            (["--to", "a:1,a:1", "x"], "twice"),
+            (["--to", "a b", "x"], "not HOST[:PORT]"),
+            (["--to", "a,b", "x", "--encrypt"], "not relayed"),
+        ] {
+            let r = try run(ftPath, ["send"] + args)
+            #expect(r.status == 64 || r.status == 2, "\(args): \(r.status)")
+            #expect(r.stderr.contains(needle), "\(args): \(r.stderr)")
+        }
+    }
+}
