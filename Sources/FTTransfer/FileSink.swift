@@ -137,7 +137,9 @@ final class FileSink {
     /// Records bytes as stored and hashes any newly contiguous range from
     /// the page cache.
     func didStore(_ range: Range<UInt64>) throws(IOError) {
-        _ = stored.insert(range)
+        // A chunk sent again after its stream broke may cover bytes that
+        // stream had already stored (the same bytes).
+        stored.formUnion(range)
         if let partial, let directory, stored.contiguous >= mapped + Self.mapEvery {
             mapped = stored.contiguous
             partial.writeMap(in: directory, stored: mapped)

@@ -21,6 +21,7 @@ enum Tag: UInt8 {
     case streamRead
     case shutdown
     case pace
+    case discardRecv
 }
 
 /// Frames over one socket: reads each frame exactly (8-byte prefix, then

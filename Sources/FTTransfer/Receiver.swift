@@ -95,7 +95,7 @@ public final class Receiver {
         let peer = address?.description ?? "unknown peer"
         let host = address?.host ?? "unknown"
         let lockout = lockedOutSeconds(host)
-        let pending = sessions.count - active
+        let pending = sessions.count - active - joinedLanes
         if stopping || pending >= config.maxPending || lockout > 0 {
             let why = stopping ? "the receiver is shutting down"
                 : lockout > 0 ? "too many wrong codes from \(host); try again in \(lockout) s"
@@ -106,12 +106,25 @@ public final class Receiver {
             logger.warning("turned away \(peer): \(why)")
             return
         }
-        let s = ReceiverSession(server: self, socket: result, peer: peer, peerHost: host)
+        // --once: the first connection is the push; later ones may only be
+        // its extra data streams.
+        let single = config.once || config.toStdout
+        let s = ReceiverSession(server: self, socket: result, peer: peer, peerHost: host, lanesOnly: single && claimed)
+        if single { claimed = true }
         sessions[ObjectIdentifier(s)] = s
-        outcome.sessions += 1
         s.start()
-        if config.once || config.toStdout { beginStopping() }
     }
+
+    private var claimed = false
+    private var joinedLanes = 0
+
+    /// The push a lane hello names, if it came from the same host and is
+    /// taking lanes.
+    func laneOwner(sessionID: [UInt8], host: String) -> ReceiverSession? {
+        sessions.values.first { $0.takesLane(sessionID: sessionID, host: host) }
+    }
+
+    func laneJoined() { joinedLanes += 1 }
 
     private func beginStopping() {
         guard !stopping else { return }
@@ -160,6 +173,14 @@ public final class Receiver {
     func sessionEnded(_ s: ReceiverSession) {
         sessions[ObjectIdentifier(s)] = nil
         if s.admitted { active -= 1 }
+        if s.joined { joinedLanes -= 1 }
+        if s.lanesOnly || s.isLane { return }
+        outcome.sessions += 1
+        if config.once || config.toStdout {
+            beginStopping()
+            // Connections that came after the one push are not served.
+            for other in sessions.values { other.abort("the receiver served its one push (--once)") }
+        }
         if s.succeeded {
             outcome.succeeded += 1
         } else {

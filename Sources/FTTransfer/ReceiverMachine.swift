@@ -19,6 +19,10 @@ public struct IncomingEntry: Equatable, Sendable {
     public var received = ReceivedRanges()
     public var trailer: FileEnd?
     public var finished = false
+    /// Parallel streams: chunks whose payload is still on its way to the
+    /// file, and whether `finish` was handed out.
+    public var pending = 0
+    public var finishing = false
 
     public var isData: Bool { entry.kind != .directory }
 }
@@ -35,6 +39,9 @@ public struct ReceiverMachine {
         case reviewing
         case awaitingResume
         case receiving
+        /// An extra data stream of another session (`lane` hello): only
+        /// `data` frames, checked by that session's machine.
+        case lane
         case finished
         case failed
     }
@@ -49,8 +56,18 @@ public struct ReceiverMachine {
         /// then call `accepted()` and send `accept` (or fail).
         case review
         /// `length` payload bytes follow on the stream: store them at
-        /// `offset` of entry `index`, then call `stored(index:)`.
+        /// `offset` of entry `index`; with parallel streams, then call
+        /// `chunkStored(index:)` (or `chunkLost` if its stream broke).
         case store(index: Int, offset: UInt64, length: UInt32)
+        /// Parallel streams: a chunk sent again whose bytes are all here
+        /// already; read its `length` payload bytes and drop them.
+        case discard(length: UInt32)
+        /// This lane's hello and proof are good: attach it to the session
+        /// `sessionID`, then pass its chunks to that session's
+        /// `laneData(_:)`.
+        case joinLane(sessionID: [UInt8])
+        /// A data frame on a lane, for the owning session's machine.
+        case laneData(DataHeader)
         /// Keep the held prefixes the sender skips (`keep`: entry index and
         /// bytes), discard the other offered ones (`drop`: entry indexes).
         case resume(keep: [ResumedPrefix], drop: [Int])
@@ -90,6 +107,12 @@ public struct ReceiverMachine {
     /// Part of a chain push: no resume offers (each host gets the whole
     /// stream), and a `report` goes before `done`.
     public private(set) var chain = false
+    /// The sender may add data streams (the driver agreed in its hello):
+    /// chunks may arrive out of order, after their file's trailer, or
+    /// again after a stream broke.
+    public private(set) var parallel = false
+    /// This connection is a lane of another session.
+    public private(set) var isLane = false
 
     public init(maxEntries: Int = Manifest.maxEntries, requireAuth: Bool = false, allowSensitive: Bool = false) {
         self.maxEntries = maxEntries
@@ -113,7 +136,8 @@ public struct ReceiverMachine {
             case .success(let v):
                 version = v
                 senderHello = h
-                phase = requireAuth ? .awaitingAuth : .awaitingManifest
+                isLane = h.features.contains(.lane)
+                phase = requireAuth ? .awaitingAuth : isLane ? .lane : .awaitingManifest
                 return .replyHello(version: v)
             }
         case (.awaitingAuth, .auth(let proof)):
@@ -135,6 +159,8 @@ public struct ReceiverMachine {
             return resume(r)
         case (.receiving, .data(let h)):
             return data(h)
+        case (.lane, .data(let h)):
+            return .laneData(h)
         case (.receiving, .fileEnd(let t)):
             return trailer(t)
         case (.receiving, .smallFiles(let batch)):
@@ -208,7 +234,58 @@ public struct ReceiverMachine {
     /// The sender's proof matched.
     public mutating func authenticated() {
         precondition(phase == .awaitingAuth)
-        phase = .awaitingManifest
+        phase = isLane ? .lane : .awaitingManifest
+    }
+
+    /// A lane's hello (and proof) is accepted: what to do with it.
+    public var laneToJoin: Action? {
+        guard isLane, phase == .lane, let h = senderHello else { return nil }
+        return .joinLane(sessionID: h.sessionID)
+    }
+
+    /// The driver takes extra data streams for this push (it said so in
+    /// its hello).
+    public mutating func allowStreams() {
+        precondition(!isLane)
+        parallel = true
+    }
+
+    /// Whether a lane may join now.
+    public var takesLanes: Bool { parallel && phase == .receiving }
+
+    /// A data frame that arrived on one of this session's lanes.
+    public mutating func laneData(_ h: DataHeader) -> Action {
+        guard parallel, phase == .receiving else {
+            return fail(.protocolViolation, "a data stream sent a chunk while the push is \(phase)")
+        }
+        if let i = byID[h.fileID], entries[i].entry.kind == .stream {
+            return fail(.protocolViolation, "a stream's bytes came on an extra data stream")
+        }
+        return data(h)
+    }
+
+    /// A chunk's payload is in the file. Returns `finish` when that was the
+    /// last piece a trailer was waiting for.
+    public mutating func chunkStored(index: Int) -> Action {
+        guard parallel else { return .none }
+        entries[index].pending -= 1
+        return finishIfWhole(index)
+    }
+
+    /// A chunk's stream broke before its payload was all in: its bytes
+    /// are to come again, on another stream.
+    public mutating func chunkLost(index: Int, range: Range<UInt64>) {
+        guard parallel else { return }
+        entries[index].pending -= 1
+        entries[index].received.remove(range)
+    }
+
+    private mutating func finishIfWhole(_ i: Int) -> Action {
+        let e = entries[i]
+        guard let t = e.trailer, !e.finishing, !e.finished, e.pending == 0,
+              e.received.contiguous == t.size, e.received.total == t.size else { return .none }
+        entries[i].finishing = true
+        return .finish(index: i)
     }
 
     /// The driver accepted the manifest and prepared the destination; it
@@ -244,14 +321,21 @@ public struct ReceiverMachine {
         let e = entries[i]
         let name = Escape.forMessage(bytes: Array(e.path.description.utf8))
         guard e.isData else { return fail(.protocolViolation, "chunk for directory '\(name)'") }
-        guard e.trailer == nil else { return fail(.protocolViolation, "chunk for '\(name)' after its trailer") }
-        let end = h.offset + UInt64(h.length)
+        let (end, overflow) = h.offset.addingReportingOverflow(UInt64(h.length))
+        guard !overflow else { return fail(.protocolViolation, "chunk at \(h.offset)+\(h.length) of '\(name)' is past any size") }
         if e.entry.kind == .file, end > e.entry.size {
             return fail(.protocolViolation, "chunk at \(h.offset)+\(h.length) is past the \(e.entry.size) bytes announced for '\(name)'")
+        }
+        // With parallel streams a chunk whose stream broke is sent again on
+        // another, and may have arrived whole after all.
+        if parallel, h.length > 0, e.received.contains(h.offset..<end) { return .discard(length: h.length) }
+        guard e.trailer == nil || (parallel && !e.finishing) else {
+            return fail(.protocolViolation, "chunk for '\(name)' after its trailer")
         }
         guard entries[i].received.insert(h.offset..<end) else {
             return fail(.protocolViolation, "chunk at \(h.offset)+\(h.length) of '\(name)' overlaps bytes already received")
         }
+        if parallel { entries[i].pending += 1 }
         return .store(index: i, offset: h.offset, length: h.length)
     }
 
@@ -264,11 +348,19 @@ public struct ReceiverMachine {
         if e.entry.kind == .file, t.size != e.entry.size {
             return fail(.protocolViolation, "trailer says \(t.size) bytes for '\(name)' but the manifest said \(e.entry.size)")
         }
-        guard e.received.contiguous == t.size, e.received.total == t.size else {
-            return fail(.protocolViolation, "'\(name)' ended after \(e.received.total) of \(t.size) bytes")
-        }
         if verify, t.digest == nil {
             return fail(.protocolViolation, "trailer for '\(name)' has no digest but verification is on")
+        }
+        if parallel {
+            // Chunks on other streams may still be on their way.
+            guard e.received.total <= t.size else {
+                return fail(.protocolViolation, "'\(name)' has \(e.received.total) bytes but its trailer says \(t.size)")
+            }
+            entries[i].trailer = t
+            return finishIfWhole(i)
+        }
+        guard e.received.contiguous == t.size, e.received.total == t.size else {
+            return fail(.protocolViolation, "'\(name)' ended after \(e.received.total) of \(t.size) bytes")
         }
         entries[i].trailer = t
         return .finish(index: i)
@@ -327,6 +419,7 @@ extension ReceiverMachine.Phase: CustomStringConvertible {
         case .reviewing: return "reviewing the manifest"
         case .awaitingResume: return "awaiting the resume decision"
         case .receiving: return "receiving"
+        case .lane: return "carrying a data stream"
         case .finished: return "finished"
         case .failed: return "failed"
         }

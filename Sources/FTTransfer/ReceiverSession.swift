@@ -46,6 +46,18 @@ final class ReceiverSession: LoopHandler {
     /// Counted against the receiver's session limit (past the handshake).
     var admitted = false
 
+    /// Parallel streams. On a push: its extra data streams. On a lane: the
+    /// push it carries chunks for (whose machine checks them, whose sinks
+    /// take them, and whose meter counts them).
+    private var laneSessions: [ReceiverSession] = []
+    private var owner: ReceiverSession?
+    /// A lane attached to its push (counted apart from pending hellos).
+    private(set) var joined = false
+    /// Only a lane may speak here (`ft recv --once` serves one push).
+    let lanesOnly: Bool
+    var isLane: Bool { machine.isLane }
+    static let maxLanes = 16
+
     /// Why the session ends; nil while it runs or when it succeeded.
     private(set) var failure: String?
     private(set) var succeeded = false
@@ -60,6 +72,10 @@ final class ReceiverSession: LoopHandler {
     /// A payload being moved from the socket to entry `index`.
     private struct Payload {
         var index: Int
+        /// Held here too: a lane's writes keep the fd open whatever its
+        /// push does meanwhile.
+        var sink: FileSink?
+        var length: UInt64
         var start: UInt64
         var offset: UInt64
         var remaining: UInt64
@@ -74,7 +90,8 @@ final class ReceiverSession: LoopHandler {
     /// The peer's address without the port, for per-host auth throttling.
     let peerHost: String
 
-    init(server: Receiver, socket: CInt, peer: String, peerHost: String) {
+    init(server: Receiver, socket: CInt, peer: String, peerHost: String, lanesOnly: Bool = false) {
+        self.lanesOnly = lanesOnly
         self.peerHost = peerHost
         self.server = server
         self.socket = socket
@@ -120,6 +137,7 @@ final class ReceiverSession: LoopHandler {
     func complete(_ c: Completion, on loop: EventLoop) {
         inflight -= 1
         lastActivity = monotonicNanoseconds()
+        owner?.lastActivity = lastActivity
         if c.userData.tag >= Self.fillTag {
             if closing == nil { laneCompleted(c.userData.tag, c.result) }
             finishIfClosed()
@@ -138,6 +156,11 @@ final class ReceiverSession: LoopHandler {
             case .frame(let f):
                 relayForward(f)
                 act(machine.receive(f))
+            case .closed where owner != nil:
+                // The sender is done with this stream.
+                laneEnded(nil)
+            case .failed(let e) where owner != nil:
+                laneEnded(e.description)
             case .closed:
                 fail(.disconnected("closed by the sender while \(machine.phase)", peer: peer), tellPeer: false)
             case .failed(let e):
@@ -147,6 +170,8 @@ final class ReceiverSession: LoopHandler {
             if let e = channel.onSent(c) { fail(e, tellPeer: false) } else { flush() }
         case .payloadRecv, .payloadWrite:
             copyCompleted(tag, c.result)
+        case .discardRecv:
+            discardCompleted(c.result)
         default:
             break
         }
@@ -165,6 +190,16 @@ final class ReceiverSession: LoopHandler {
             return
         }
         let limit = machine.phase == .awaitingHello ? config.handshakeTimeoutSeconds : config.idleTimeoutSeconds
+        if owner != nil, payload != nil, Double(now - lastActivity) / 1e9 > limit {
+            laneEnded("no progress for \(Int(limit)) s")
+            finishIfClosed()
+            return
+        }
+        if owner != nil, payload == nil {
+            // An idle lane is fine while its push moves; the push's own
+            // check covers a stall (its lanes' work keeps it alive).
+            return
+        }
         if Double(now - lastActivity) / 1e9 > limit {
             let what = machine.phase == .awaitingHello ? "no hello" : "no progress while \(machine.phase)"
             fail(.timeout("\(what) for \(Int(limit)) s", peer: peer), tellPeer: true)
@@ -190,14 +225,27 @@ final class ReceiverSession: LoopHandler {
                 fail(.refused(ErrorFrame(.refused, why), peer: peer), frame: ErrorFrame(.refused, why))
                 return
             }
+            if lanesOnly, !machine.isLane {
+                let why = "this receiver serves one push (--once) and it is under way; try again when it is done"
+                fail(.refused(ErrorFrame(.busy, why), peer: peer), frame: ErrorFrame(.busy, why))
+                return
+            }
             var features: Features = server.code != nil ? [.xxh3, .auth] : [.xxh3]
             if asked { features.insert(.encrypt) }
+            if machine.senderHello!.features.contains(.streams), !machine.isLane, !asked, !config.toStdout {
+                features.insert(.streams)
+                machine.allowStreams()
+            }
             var hello = Hello(role: .receiver, features: features,
                               sessionID: machine.senderHello!.sessionID, nonce: receiverNonce)
             hello.minVersion = version
             hello.maxVersion = version
             channel.enqueue(.hello(hello))
             flush()
+            if let join = machine.laneToJoin {
+                act(join)
+                return
+            }
             read()
         case .checkAuth(let proof):
             let h = machine.senderHello!
@@ -210,6 +258,11 @@ final class ReceiverSession: LoopHandler {
                 return
             }
             machine.authenticated()
+            if let join = machine.laneToJoin {
+                // A lane's push already proved both sides; no proof back.
+                act(join)
+                return
+            }
             channel.enqueue(.auth(AuthCode.proof(code: code, role: .receiver, session: h.sessionID,
                                                  senderNonce: h.nonce, receiverNonce: receiverNonce)))
             flush()
@@ -252,6 +305,21 @@ final class ReceiverSession: LoopHandler {
             read()
         case .store(let index, let offset, let length):
             startPayload(index: index, offset: offset, length: length)
+        case .discard(let length):
+            startDiscard(length)
+        case .joinLane(let sessionID):
+            joinLane(sessionID)
+        case .laneData(let h):
+            guard let owner else { return }
+            let a = owner.machine.laneData(h)
+            switch a {
+            case .store, .discard:
+                act(a)
+            case .fail(let e):
+                owner.fail(.refused(e, peer: owner.peer), frame: e)
+            default:
+                break
+            }
         case .storeSmall(let arrivals):
             do throws(TransferError) {
                 for a in arrivals { try storeWhole(a) }
@@ -302,6 +370,96 @@ final class ReceiverSession: LoopHandler {
         beginClose()
     }
 
+    // MARK: Parallel streams
+
+    /// Whether a lane hello naming `sessionID` from `host` joins this push.
+    func takesLane(sessionID: [UInt8], host: String) -> Bool {
+        owner == nil && !machine.isLane && closing == nil && machine.takesLanes && link == nil
+            && machine.senderHello?.sessionID == sessionID && host == peerHost && laneSessions.count < Self.maxLanes
+    }
+
+    private func joinLane(_ sessionID: [UInt8]) {
+        guard let push = server.laneOwner(sessionID: sessionID, host: peerHost) else {
+            let why = "no push from \(peerHost) with that session is taking extra data streams here"
+            fail(.refused(ErrorFrame(.refused, why), peer: peer), frame: ErrorFrame(.refused, why))
+            return
+        }
+        owner = push
+        push.laneSessions.append(self)
+        joined = true
+        server.laneJoined()
+        server.logger.debug("session \(push.id): data stream \(push.laneSessions.count + 1) from \(peer)")
+        read()
+    }
+
+    /// This lane stops carrying data: the sender closed it (`why` nil) or
+    /// it broke. A chunk it was carrying comes again on another stream.
+    private func laneEnded(_ why: String?) {
+        guard closing == nil, let owner else { return }
+        if let p = payload {
+            owner.machine.chunkLost(index: p.index, range: p.start..<p.start + p.length)
+            payload = nil
+        }
+        if let why { server.logger.warning("session \(owner.id): a data stream from \(peer) broke (\(why)); its chunks go on the others") }
+        // Whatever of ours still waits on the socket ends now.
+        _ = shutdown(socket, CInt(SHUT_RDWR))
+        closing = Closing(readDone: true, deadline: monotonicNanoseconds())
+        owner.lastActivity = monotonicNanoseconds()
+    }
+
+    /// A lane ended; the push may be waiting for it to wind down.
+    private func laneGone(_ lane: ReceiverSession) {
+        laneSessions.removeAll { $0 === lane }
+        finishIfClosed()
+    }
+
+    /// The trailer of entry `index` was waiting for a chunk that just
+    /// landed: verify and commit now.
+    private func finishDeferred(_ index: Int) {
+        do throws(TransferError) {
+            try finish(index)
+        } catch {
+            fail(error, tellPeer: true)
+            return
+        }
+        let next = machine.finished(index: index, bytes: machine.entries[index].trailer!.size)
+        if case .complete = next { act(next) }
+    }
+
+    /// A chunk sent again that had arrived whole: read it into the copy
+    /// buffer and drop it.
+    private func startDiscard(_ length: UInt32) {
+        discarding = UInt64(length)
+        pumpDiscard()
+    }
+
+    private var discarding: UInt64 = 0
+
+    private func pumpDiscard() {
+        guard discarding > 0 else {
+            read()
+            return
+        }
+        if copyBuffer == nil { copyBuffer = .allocate(byteCount: ReceiverConfig.copyBuffer, alignment: 4096) }
+        let n = Int(min(discarding, UInt64(copyBuffer!.count)))
+        loop.backend.queue(.recv(fd: socket, buffer: copyBuffer!.baseAddress!, length: n, flags: CInt(MSG_WAITALL)),
+                           reg.userData(Tag.discardRecv.rawValue))
+        inflight += 1
+    }
+
+    private func discardCompleted(_ result: Int32) {
+        guard result > 0 else {
+            if owner != nil {
+                laneEnded(result < 0 ? IOError(result: result, "receive from", peer).description : "closed mid-chunk")
+            } else {
+                fail(.disconnected("closed in the middle of a chunk", peer: peer), tellPeer: false)
+            }
+            return
+        }
+        discarding -= min(discarding, UInt64(result))
+        pumpDiscard()
+    }
+
     // MARK: Relay
 
     private func startRelay(_ hops: [String]) {
@@ -309,7 +467,8 @@ final class ReceiverSession: LoopHandler {
             let why: String? = server.code == nil
                 ? "this receiver accepts anyone (--no-auth), so it does not relay: anyone could aim it at other hosts"
                 : config.toStdout ? "this receiver writes to stdout and does not relay"
-                : channel.cipher != nil ? "encrypted pushes are not relayed" : nil
+                : channel.cipher != nil ? "encrypted pushes are not relayed"
+                : machine.parallel ? "a chain push travels on one stream; drop -P" : nil
             if let why {
                 fail(.refused(ErrorFrame(.refused, why), peer: peer), frame: ErrorFrame(.refused, why))
                 return
@@ -495,6 +654,7 @@ final class ReceiverSession: LoopHandler {
     // MARK: Payload
 
     private func sink(for index: Int) throws(TransferError) -> FileSink {
+        if let owner { return try owner.sink(for: index) }
         if let s = sinks[index] { return s }
         let e = machine.entries[index]
         let display = Escape.forDisplay(e.path.description)
@@ -533,13 +693,14 @@ final class ReceiverSession: LoopHandler {
     }
 
     private func startPayload(index: Int, offset: UInt64, length: UInt32) {
+        let sink: FileSink
         do throws(TransferError) {
-            _ = try sink(for: index)
+            sink = try self.sink(for: index)
         } catch {
             fail(error, tellPeer: true)
             return
         }
-        payload = Payload(index: index, start: offset, offset: offset, remaining: UInt64(length))
+        payload = Payload(index: index, sink: sink, length: UInt64(length), start: offset, offset: offset, remaining: UInt64(length))
         if length == 0 {
             payloadDone()
             return
@@ -580,10 +741,11 @@ final class ReceiverSession: LoopHandler {
         pumpSplice()
     }
 
-    /// Queues what the lanes can do now.
-    private func pumpSplice() {
+    /// Queues what the lanes can do now. `settle`: end the payload if the
+    /// lanes are done (false while the caller still has bytes to record).
+    private func pumpSplice(settle: Bool = true) {
         guard let p = payload else { return }
-        let file = sinks[p.index]!
+        let file = p.sink!
         for action in lanes!.next(canSend: link?.idle ?? false) {
             switch action {
             case .tee(let lane, let length):
@@ -607,12 +769,12 @@ final class ReceiverSession: LoopHandler {
                 inflight += 1
             }
         }
-        if lanes!.finished { payloadDone() }
+        if settle, lanes!.finished { payloadDone() }
     }
 
     private func laneCompleted(_ tag: UInt8, _ result: Int32) {
         guard var p = payload, lanes != nil else { return }
-        let display = sinks[p.index]!.display
+        let display = p.sink!.display
         if tag >= Self.teeTag, tag < Self.drainTag {
             relayCompleted(tag, result)
             return
@@ -620,6 +782,11 @@ final class ReceiverSession: LoopHandler {
         if tag < Self.drainTag {
             let lane = Int(tag - Self.fillTag)
             guard result > 0 else {
+                if owner != nil {
+                    laneEnded(result == 0 ? "closed in the middle of a chunk of '\(display)'"
+                                          : IOError(result: result, "splice from", peer).description)
+                    return
+                }
                 let e: TransferError = result == 0
                     ? .disconnected("closed in the middle of a chunk of '\(display)'", peer: peer)
                     : .io(IOError(result: result, "splice from", peer))
@@ -638,12 +805,14 @@ final class ReceiverSession: LoopHandler {
                 // Queue the next splices before hashing, so the kernel
                 // keeps moving bytes while this thread hashes.
                 let stored = lanes!.drained(lane: lane, bytes: Int(result))
-                let index = p.index
                 p.offset = lanes!.nextOffset
                 payload = p
-                pumpSplice()
-                if !noteStored(index, stored) { return }
-                advanceMeter(index, UInt64(result))
+                pumpSplice(settle: false)
+                if !noteStored(p.sink!, stored) { return }
+                advanceMeter(p.index, p.sink!, UInt64(result))
+                // Only now: ending the payload may finish the file, which
+                // needs these bytes hashed.
+                if lanes!.finished { payloadDone() }
                 return
             }
         }
@@ -693,7 +862,7 @@ final class ReceiverSession: LoopHandler {
             copyBuffer = .allocate(byteCount: ReceiverConfig.copyBuffer, alignment: 4096)
         }
         let buf = copyBuffer!
-        let file = sinks[p.index]!
+        let file = p.sink!
         let n = Int(min(p.remaining, UInt64(buf.count)))
         p.piece = n
         p.written = 0
@@ -712,8 +881,13 @@ final class ReceiverSession: LoopHandler {
         guard var p = payload else { return }
         p.inFlight -= 1
         payload = p
-        let file = sinks[p.index]!
+        let file = p.sink!
         if tag == .payloadRecv {
+            if Int(result) < p.piece, owner != nil {
+                laneEnded(result < 0 ? IOError(result: result, "receive from", peer).description
+                                     : "closed in the middle of a chunk of '\(file.display)'")
+                return
+            }
             if Int(result) < p.piece {
                 let e: TransferError = result < 0
                     ? .io(IOError(result: result, "receive from", peer))
@@ -745,8 +919,8 @@ final class ReceiverSession: LoopHandler {
             p.offset += UInt64(p.piece)
             p.remaining -= UInt64(p.piece)
             payload = p
-            if !noteStored(p.index, stored) { return }
-            advanceMeter(p.index, UInt64(p.piece))
+            if !noteStored(file, stored) { return }
+            advanceMeter(p.index, file, UInt64(p.piece))
         }
         if p.inFlight == 0 { pumpCopy() }
     }
@@ -758,7 +932,7 @@ final class ReceiverSession: LoopHandler {
             fail(.protocolViolation("a data frame's payload is not in its sealed record", peer: peer), tellPeer: true)
             return
         }
-        let file = sinks[p.index]!
+        let file = p.sink!
         file.hash(bytes, at: p.offset)
         p.piece = bytes.count
         p.written = 0
@@ -773,9 +947,9 @@ final class ReceiverSession: LoopHandler {
 
     /// Records stored bytes and hashes what became contiguous; false if
     /// hashing failed (the session is then failing).
-    private func noteStored(_ index: Int, _ range: Range<UInt64>) -> Bool {
+    private func noteStored(_ sink: FileSink, _ range: Range<UInt64>) -> Bool {
         do throws(IOError) {
-            try sinks[index]!.didStore(range)
+            try sink.didStore(range)
             return true
         } catch {
             fail(.io(error), tellPeer: true)
@@ -784,13 +958,22 @@ final class ReceiverSession: LoopHandler {
     }
 
     private func payloadDone() {
+        guard let p = payload else { return }
         payload = nil
+        let push = owner ?? self
+        if push.machine.parallel, case .finish(let i) = push.machine.chunkStored(index: p.index) {
+            push.finishDeferred(i)
+        }
+        guard closing == nil else { return }
         read()
     }
 
-    private func advanceMeter(_ index: Int, _ n: UInt64) {
+    private func advanceMeter(_ index: Int, _ s: FileSink, _ n: UInt64) {
+        if let owner {
+            owner.advanceMeter(index, s, n)
+            return
+        }
         let e = machine.entries[index]
-        let s = sinks[index]!
         if let ev = meter.advance(by: n, path: s.display, fileBytes: s.stored.total,
                                   fileSize: e.entry.kind == .file ? e.entry.size : nil) {
             server.emit(ev)
@@ -888,6 +1071,13 @@ final class ReceiverSession: LoopHandler {
 
     private func fail(_ error: TransferError, frame: ErrorFrame?) {
         guard closing == nil else { return }
+        if let owner {
+            // A lane's trouble (a bad chunk, a write that failed) is its
+            // push's: that session fails and says why on its own connection.
+            laneEnded(nil)
+            owner.fail(error, frame: frame)
+            return
+        }
         failure = error.description
         // A dropped connection or a stall keeps what arrived for a resume;
         // a bad hash or a broken protocol does not (those bytes are suspect).
@@ -901,7 +1091,7 @@ final class ReceiverSession: LoopHandler {
             channel.enqueue(.error(frame))
             flush()
         }
-        server.emit(.failed(.init(session: id, peer: peer, message: error.description)))
+        if !machine.isLane { server.emit(.failed(.init(session: id, peer: peer, message: error.description))) }
         beginClose()
         // The next host's stream ends short: it fails too, and the sender
         // reaches it in a later pass.
@@ -913,6 +1103,12 @@ final class ReceiverSession: LoopHandler {
     private func beginClose() {
         // Reads in flight finish with the peer's close, or at the deadline.
         closing = Closing(deadline: monotonicNanoseconds() + 2_000_000_000)
+        for lane in laneSessions where lane.closing == nil {
+            // After `done` the sender closes its streams itself; closing
+            // them first would look like breaks and send chunks again.
+            lane.closing = Closing(shutWrite: succeeded, deadline: monotonicNanoseconds() + 2_000_000_000)
+            lane.advanceClose()
+        }
         advanceClose()
     }
 
@@ -933,7 +1129,9 @@ final class ReceiverSession: LoopHandler {
     private func completeWhileClosing(_ tag: Tag, _ c: Completion) {
         switch tag {
         case .sendControl:
-            _ = channel.onSent(c)
+            // Frames queued behind the last write (a `done` after a file's
+            // acknowledgement) still go before the half-close.
+            if channel.onSent(c) == nil { flush() }
         case .readPrefix, .readBody:
             switch channel.onRead(c, loop, reg) {
             case .pending: inflight += 1
@@ -951,6 +1149,8 @@ final class ReceiverSession: LoopHandler {
 
     private func finishIfClosed() {
         guard !ended, let cl = closing, cl.readDone || cl.deadline <= monotonicNanoseconds(), inflight == 0 else { return }
+        // Lanes write into our sinks until they wind down.
+        guard laneSessions.isEmpty else { return }
         if let link {
             // Its operations still use its buffers and sockets.
             guard link.final, link.inflight == 0 else { return }
@@ -962,6 +1162,10 @@ final class ReceiverSession: LoopHandler {
         held.removeAll()
         ended = true
         loop.unregister(reg)
+        if let owner {
+            self.owner = nil
+            owner.laneGone(self)
+        }
         server.sessionEnded(self)
     }
 }

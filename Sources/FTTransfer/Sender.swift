@@ -60,6 +60,15 @@ public final class Sender: LoopHandler {
     private var summary: ProgressEvent.Summary?
     private var done = false
 
+    /// `-P N`: the data streams, chunks to send again after one broke,
+    /// files they read (open until acknowledged), and the plan's next step
+    /// while it waits for a carrier.
+    private var lanes: [SendLane] = []
+    private var retry: [LaneChunk] = []
+    private var laneSources: [Int: OpenSource] = [:]
+    private var nextStep: SendPlan.Step?
+    private var lanesBroken = 0
+
     /// The file whose chunks are going out.
     private final class OpenSource {
         let index: Int
@@ -130,6 +139,8 @@ public final class Sender: LoopHandler {
     public var backend: BackendKind { loop.backend.kind }
 
     private var chunkSize: Int {
+        // A stream's chunk fits its pipe: file → pipe → socket, linked.
+        if config.streams > 1 { return min(Int(config.chunkSize), SendConfig.pipeSize) }
         // Sealed chunks are read behind their header in a stream buffer.
         if config.encrypt { return min(Int(config.chunkSize), SendConfig.streamBuffer - DataHeader.wireSize) }
         switch config.path {
@@ -151,6 +162,15 @@ public final class Sender: LoopHandler {
         guard !addresses.isEmpty else {
             throw .io(IOError(.noSuchAddressOrDevice, "resolve", config.endpoint.description))
         }
+        if config.streams > 1 {
+            guard config.path == .sendfile || config.path == .splice else {
+                throw .source("-P sends chunks with splice on its extra streams and hashes them apart; it works with --io sendfile or splice, not \(config.path.rawValue)")
+            }
+            guard !config.encrypt, config.relay == nil else {
+                throw .source(config.encrypt ? "-P and --encrypt do not go together: sealed records travel on one stream"
+                                             : "-P and --to do not go together: a chain push travels on one stream")
+            }
+        }
         if config.path == .splice {
             do { pipe = try Pipe(size: SendConfig.pipeSize) } catch { throw .io(error) }
         }
@@ -162,7 +182,7 @@ public final class Sender: LoopHandler {
         }
         connectNext()
         do {
-            try loop.run { done && inflight == 0 }
+            try loop.run { done && inflight == 0 && lanes.allSatisfy { $0.inflight == 0 } }
         } catch {
             throw .io(error)
         }
@@ -215,6 +235,7 @@ public final class Sender: LoopHandler {
         channel = FrameChannel(fd: socket, peer: peer, buffered: true)
         var features: Features = config.verify ? [.xxh3] : []
         if config.encrypt { features.insert(.encrypt) }
+        if config.streams > 1 { features.insert(.streams) }
         channel.enqueue(.hello(Hello(role: .sender, features: features, sessionID: sessionID, nonce: nonce)))
         pump()
         read()
@@ -276,6 +297,10 @@ public final class Sender: LoopHandler {
             deadline = .max
         } else if let (e, d) = writeError, now > d {
             finish(e)
+        } else if let stalled = lanes.first(where: { $0.current != nil && Double(now - $0.lastProgress) / 1e9 > laneStallSeconds }) {
+            // One stream stopped moving while the push goes on: its chunks
+            // go on the others.
+            stalled.kill("no progress for \(Int(laneStallSeconds)) s")
         } else if connected, Double(now - lastActivity) / 1e9 > config.idleTimeoutSeconds {
             finish(.timeout("no progress for \(Int(config.idleTimeoutSeconds)) s while \(machine.phase)", peer: peer))
         }
@@ -355,9 +380,13 @@ public final class Sender: LoopHandler {
             let files = items.filter { $0.entry.kind != .directory }.count
             events(.started(.init(session: "send", peer: peer, files: files, directories: items.count - files,
                                   totalBytes: meter.totalBytes, skippedBytes: skipped)))
+            openLanes()
             pump()
         case .acknowledged(let index, let ack):
             let path = items[index].displayPath
+            for lane in lanes { lane.forget(index) }
+            retry.removeAll { $0.index == index }
+            laneSources[index] = nil
             guard ack.status == .committed else {
                 finish(.verification("the receiver could not commit '\(path)' (\(ack.status))"))
                 return
@@ -416,17 +445,39 @@ public final class Sender: LoopHandler {
         return true
     }
 
-    /// Starts the next write, if none is in flight.
+    /// Starts the next writes: control frames and the plan's steps on this
+    /// connection, chunks on a ready data stream (or here, when none is).
     private func pump() {
-        while failure == nil, writeError == nil, !writeBusy {
-            if channel.hasQueued {
+        while failure == nil, writeError == nil {
+            if !writeBusy, channel.hasQueued {
                 if channel.flush(loop, reg) { inflight += 1 }
-                return
+                continue
             }
-            guard machine.phase == .sending, plan != nil, !mustPace(), let step = plan!.next() else { return }
+            guard machine.phase == .sending || machine.phase == .awaitingDone, plan != nil else { return }
+            if nextStep == nil, machine.phase == .sending { nextStep = plan!.next() }
+            var planChunk: LaneChunk?
+            if case .chunk(let index, let offset, let length) = nextStep {
+                planChunk = LaneChunk(index: index, offset: offset, length: Int(length))
+            }
+            if !retry.isEmpty || planChunk != nil {
+                let lane = lanes.first { $0.idle }
+                guard lane != nil || (!writeBusy && !lanes.contains { $0.state == .ready }) else { return }
+                guard !pacing, !mustPace() else { return }
+                let c: LaneChunk
+                if retry.isEmpty {
+                    c = planChunk!
+                    nextStep = nil
+                } else {
+                    c = retry.removeFirst()
+                }
+                if let lane { lane.send(c) } else { startChunk(c.index, c.offset, c.length) }
+                continue
+            }
+            guard let step = nextStep, !writeBusy else { return }
+            nextStep = nil
             switch step {
-            case .chunk(let index, let offset, let length):
-                startChunk(index, offset, Int(length))
+            case .chunk:
+                preconditionFailure("chunks are handed out above")
             case .stream(let index):
                 stream = StreamPump(index: index)
                 streamStep()
@@ -435,8 +486,29 @@ public final class Sender: LoopHandler {
             case .small(let indexes):
                 sendSmall(indexes)
             case .end:
+                // Chunks still on other streams are waited for by the
+                // receiver, which holds a file's trailer until its bytes are in.
                 channel.enqueue(.end)
                 machine.endSent()
+            }
+        }
+    }
+
+    // MARK: Data streams (-P)
+
+    private var laneStallSeconds: Double { max(5, config.idleTimeoutSeconds / 4) }
+
+    private func openLanes() {
+        guard config.streams > 1 else { return }
+        guard machine.receiverFeatures.contains(.streams) else {
+            logger.warning("\(peer) takes one stream per push (an older ft, or it writes to stdout); -P \(config.streams) falls back to one")
+            return
+        }
+        for n in 1...config.streams {
+            do {
+                lanes.append(try SendLane(owner: self, number: n, address: addresses[addressIndex], sessionID: sessionID, code: code))
+            } catch {
+                logger.warning("could not open data stream \(n) to \(peer): \(error)")
             }
         }
     }
@@ -616,13 +688,18 @@ public final class Sender: LoopHandler {
             }
             return
         }
+        chunkOut(LaneChunk(index: c.index, offset: c.offset, length: c.length))
+        pump()
+    }
+
+    /// A chunk is out on some stream: count it.
+    private func chunkOut(_ c: LaneChunk) {
         hashAhead?.sent(UInt64(c.length))
         pacedBytes += UInt64(c.length)
-        if let ev = meter.advance(by: UInt64(c.length), path: name, fileBytes: c.offset + UInt64(c.length),
+        if let ev = meter.advance(by: UInt64(c.length), path: items[c.index].displayPath, fileBytes: c.offset + UInt64(c.length),
                                   fileSize: items[c.index].entry.size) {
             events(ev)
         }
-        pump()
     }
 
     /// A zero-copy send reports twice: its result (counted like any chunk
@@ -830,11 +907,54 @@ public final class Sender: LoopHandler {
         guard !done else { return }
         done = true
         hashAhead?.cancel()
+        for lane in lanes { lane.kill(nil) }
         failure = error
         if socket >= 0 { _ = shutdown(socket, CInt(SHUT_RDWR)) }
         if !connected, socket >= 0 {
             loop.backend.queue(.cancelFD(fd: socket), reg.userData(Tag.shutdown.rawValue))
             inflight += 1
         }
+    }
+}
+
+extension Sender: SendLaneOwner {
+    func laneSource(_ index: Int) -> (fd: CInt, fileID: UInt32, keep: AnyObject)? {
+        if let s = laneSources[index] { return (s.fd, items[index].entry.fileID, s) }
+        guard case .file(let path) = items[index].origin else { return nil }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            finish(.io(IOError(Errno(rawValue: errno), "open", path)))
+            return nil
+        }
+        let s = OpenSource(index: index, fd: fd, verify: false)
+        laneSources[index] = s
+        return (fd, items[index].entry.fileID, s)
+    }
+
+    func laneReady(_ lane: SendLane) {
+        logger.debug("data stream \(lane.number) to \(peer) is ready")
+        pump()
+    }
+
+    func laneChunkSent(_ lane: SendLane, _ chunk: LaneChunk) {
+        chunkOut(chunk)
+        pump()
+    }
+
+    func laneDied(_ lane: SendLane, _ why: String, lost: [LaneChunk]) {
+        guard !done else { return }
+        lanesBroken += 1
+        let unacked = lost.filter { !machine.isAcknowledged($0.index) }
+        logger.warning("data stream \(lane.number) to \(peer) broke (\(why)); \(unacked.count) of its chunks go again on the others")
+        retry.append(contentsOf: unacked)
+        pump()
+    }
+
+    func laneSourceFailed(_ message: String) {
+        finish(.source(message))
+    }
+
+    func laneActivity() {
+        lastActivity = monotonicNanoseconds()
     }
 }

@@ -40,6 +40,10 @@ public struct SendConfig: Sendable {
     /// A chain push: the hosts the receiver relays to, in order (empty:
     /// the receiver is the chain's last host). Nil: a plain push.
     public var relay: [String]?
+    /// Data streams (`-P N`): beside the push's own connection, N more
+    /// carry the chunks. 1: everything on one connection.
+    public var streams = 1
+    public static let maxStreams = 16
 
     public init(
         endpoint: Endpoint, paths: [String], stdinName: String = "stdin", path: SendPath = .default,

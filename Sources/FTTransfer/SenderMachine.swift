@@ -46,6 +46,8 @@ public struct SenderMachine {
 
     let hasCode: Bool
     private var version: UInt16 = 0
+    /// What the receiver's hello offered.
+    public private(set) var receiverFeatures: Features = []
 
     public init(entries: [ManifestEntry], hasCode: Bool = false) {
         self.hasCode = hasCode
@@ -56,6 +58,8 @@ public struct SenderMachine {
     }
 
     public var allAcknowledged: Bool { acked.count == dataEntries }
+
+    public func isAcknowledged(_ index: Int) -> Bool { acked.contains(index) }
 
     public mutating func receive(_ frame: Frame) -> Action {
         if case .error(let e) = frame {
@@ -71,6 +75,7 @@ public struct SenderMachine {
                 return .peerFailed(ErrorFrame(.version, m.description))
             case .success(let v):
                 version = v
+                receiverFeatures = h.features
                 if h.features.contains(.auth) {
                     guard hasCode else {
                         phase = .failed

@@ -100,4 +100,43 @@ public struct ReceivedRanges: Equatable, Sendable {
         ranges.replaceSubrange(removeFrom..<removeTo, with: [merged])
         return true
     }
+
+    /// Whether every byte of `r` is received.
+    public func contains(_ r: Range<UInt64>) -> Bool {
+        r.isEmpty || ranges.contains { $0.lowerBound <= r.lowerBound && r.upperBound <= $0.upperBound }
+    }
+
+    /// Adds a range, merging with whatever it overlaps or touches.
+    public mutating func formUnion(_ r: Range<UInt64>) {
+        guard !r.isEmpty else { return }
+        var merged = r
+        var kept: [Range<UInt64>] = []
+        kept.reserveCapacity(ranges.count + 1)
+        for x in ranges {
+            if x.upperBound < merged.lowerBound || x.lowerBound > merged.upperBound {
+                kept.append(x)
+            } else {
+                merged = min(x.lowerBound, merged.lowerBound)..<max(x.upperBound, merged.upperBound)
+            }
+        }
+        kept.append(merged)
+        kept.sort { $0.lowerBound < $1.lowerBound }
+        ranges = kept
+    }
+
+    /// Takes a range out again (its bytes are to be received anew).
+    public mutating func remove(_ r: Range<UInt64>) {
+        guard !r.isEmpty else { return }
+        var kept: [Range<UInt64>] = []
+        kept.reserveCapacity(ranges.count + 1)
+        for x in ranges {
+            if x.upperBound <= r.lowerBound || x.lowerBound >= r.upperBound {
+                kept.append(x)
+                continue
+            }
+            if x.lowerBound < r.lowerBound { kept.append(x.lowerBound..<r.lowerBound) }
+            if x.upperBound > r.upperBound { kept.append(r.upperBound..<x.upperBound) }
+        }
+        ranges = kept
+    }
 }

@@ -25,11 +25,19 @@ struct Send: ParsableCommand {
             fails is reported and the chain closes around it; the report
             lists every host's outcome.
 
+            With -P N the chunks of big files travel on N more connections
+            beside the push's own (which keeps the manifest, small files,
+            trailers and acknowledgements). Each chunk lands at its offset;
+            a stream that breaks or stalls hands its chunks to the others.
+            It helps where one TCP stream cannot fill the link (long paths,
+            per-flow limits, several NIC queues); on loopback it does not.
+
             EXAMPLES
               FT_CODE=k7mq-2fxp-93rd ft send 192.168.1.5 photos/ notes.txt
               ft send 192.168.1.5:9000 big.iso --io splice
               tar c src | ft send nas - --name src.tar
               FT_CODE=k7mq-2fxp-93rd ft send --to rack1,rack2,rack3 image.raw
+              ft send -P 4 far-site:7878 dataset/
 
             Exit status is 0 once the receiver (with --to: every host)
             confirmed every file, 1 if the push failed (the reason is printed, naming the path or address),
@@ -56,6 +64,11 @@ struct Send: ParsableCommand {
         "Data path: sendfile, splice, copy or zc.",
         discussion: "sendfile (default, least CPU here): sendfile(2) from the ring's thread. splice: file→pipe→socket as linked io_uring ops. copy: io_uring read into a buffer, then send. zc: io_uring read into registered buffers, then zero-copy send (IORING_OP_SEND_ZC)."))
     var io: SendPath = .default
+
+    @Option(name: [.customShort("P"), .customLong("streams")], help: ArgumentHelp(
+        "Data streams: chunks go on this many extra connections (1 to 16).",
+        discussion: "1 (default): everything on one connection. Works with --io sendfile or splice; chunks are then at most 1M."))
+    var streams: Int = 1
 
     @Option(help: "Payload bytes per chunk, e.g. 1M or 4M (16K to 64M).")
     var chunk: String = "4M"
@@ -95,6 +108,12 @@ struct Send: ParsableCommand {
         guard let c = Sizes.parse(chunk) else { throw ValidationError("--chunk '\(chunk)' is not a size (try 1M or 4M)") }
         guard (16 << 10)...(64 << 20) ~= c else { throw ValidationError("--chunk must be between 16K and 64M, not \(chunk)") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        guard (1...SendConfig.maxStreams) ~= streams else { throw ValidationError("-P must be between 1 and \(SendConfig.maxStreams), not \(streams)") }
+        if streams > 1 {
+            if chain != nil { throw ValidationError("-P and --to do not go together: a chain push travels on one stream") }
+            if encrypt { throw ValidationError("-P and --encrypt do not go together: sealed records travel on one stream") }
+            if io != .sendfile, io != .splice { throw ValidationError("-P works with --io sendfile or splice (its streams splice and hash apart), not \(io.rawValue)") }
+        }
         if let limit, (Sizes.parse(limit) ?? 0) < 1024 {
             throw ValidationError("--limit '\(limit)' is not a rate of at least 1K per second")
         }
@@ -145,6 +164,7 @@ struct Send: ParsableCommand {
             verify: !noVerify, engine: output.engine, idleTimeoutSeconds: timeout, code: code)
         config.rateLimit = limit.flatMap { Sizes.parse($0) }
         config.encrypt = encrypt
+        config.streams = streams
         let renderer = ProgressRenderer(program: "ft", verb: "sent", json: output.json, quiet: output.quiet)
         let sender: Sender
         do {
