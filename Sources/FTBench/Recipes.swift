@@ -33,7 +33,7 @@ public struct Recipes: Sendable {
 
     /// One file with ft.
     public func ftFile(_ source: String, bytes: UInt64, sink: Sink, io: String = "sendfile", chunk: String? = nil,
-                       verify: Bool = true, encrypt: Bool = false, target: String? = nil) -> TransferCommand {
+                       verify: Bool = true, encrypt: Bool = false, streams: Int = 1, target: String? = nil) -> TransferCommand {
         let port = Ports.free()
         var recv = [ft, "recv", "--listen", "127.0.0.1:\(port)", "--once", "-q", "--engine", engine.rawValue]
         var expect: (String, UInt64)?
@@ -51,6 +51,7 @@ public struct Recipes: Sendable {
         if let chunk { send += ["--chunk", chunk] }
         if !verify { send.append("--no-verify") }
         if encrypt { send.append("--encrypt") }
+        if streams > 1 { send += ["-P", "\(streams)"] }
         var t = TransferCommand(label: "ft", receiver: recv, receiverPort: port, sender: send)
         t.expectFile = expect
         t.cleanup = cleanup

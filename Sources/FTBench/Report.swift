@@ -138,13 +138,13 @@ public struct BenchReport: Sendable {
     public var text: String {
         var out = "ftbench \(mode) on \(machine.cores) cores, \(machine.cpuModel), kernel \(machine.kernel)\n"
         if !throughput.isEmpty {
-            var rows = [["tool", "io", "chunk", "sink", "runs", "wall s (med/min/max)", "GB/s", "Gbit/s", "cpu s/GiB snd", "rcv", "rss MiB snd", "rcv"]]
+            var rows = [["tool", "io", "chunk", "streams", "sink", "runs", "wall s (med/min/max)", "GB/s", "Gbit/s", "cpu s/GiB snd", "rcv", "rss MiB snd", "rcv"]]
             for c in throughput {
                 let t = c.trial
                 func f(_ v: Double?, _ d: Int = 2) -> String { v.map { Sizes.fixed($0, d) } ?? "-" }
                 let wall = t.medianWall == nil ? (t.timedOut > 0 ? "timeout" : "failed")
                     : "\(f(t.medianWall, 3))/\(f(t.minWall, 3))/\(f(t.maxWall, 3))"
-                rows.append([c.tool, c.io, c.chunk.map { Sizes.format($0) } ?? "-", c.sink, "\(t.good.count)/\(t.runs.count)",
+                rows.append([c.tool, c.io, c.chunk.map { Sizes.format($0) } ?? "-", "\(c.streams)", c.sink, "\(t.good.count)/\(t.runs.count)",
                              wall, f(t.gigabytesPerSecond), f(t.gigabytesPerSecond.map { $0 * 8 }, 1),
                              f(t.cpuPerGiB(sender: true)), f(t.cpuPerGiB(sender: false)),
                              f(Double(t.peakSenderRSSKiB) / 1024, 1), f(Double(t.peakReceiverRSSKiB) / 1024, 1)])

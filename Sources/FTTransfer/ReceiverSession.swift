@@ -388,7 +388,7 @@ final class ReceiverSession: LoopHandler {
         push.laneSessions.append(self)
         joined = true
         server.laneJoined()
-        server.logger.debug("session \(push.id): data stream \(push.laneSessions.count + 1) from \(peer)")
+        server.logger.debug("session \(push.id): data stream \(push.laneSessions.count) from \(peer)")
         read()
     }
 
@@ -1091,7 +1091,7 @@ final class ReceiverSession: LoopHandler {
             channel.enqueue(.error(frame))
             flush()
         }
-        if !machine.isLane { server.emit(.failed(.init(session: id, peer: peer, message: error.description))) }
+        server.emit(.failed(.init(session: id, peer: peer, message: error.description)))
         beginClose()
         // The next host's stream ends short: it fails too, and the sender
         // reaches it in a later pass.

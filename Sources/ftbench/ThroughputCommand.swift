@@ -23,6 +23,12 @@ struct Throughput: ParsableCommand {
               ftbench throughput --size 1G --io sendfile,splice,copy,zc --chunk 256K,1M,4M
               ftbench throughput --sink file:/mnt/scratch --repeat 5 --json t.json --svg t.svg
               ftbench throughput --connect 10.0.0.2:7878 --size 4G
+              ftbench throughput --io sendfile --chunk 1M --streams 1,2,4
+
+            With --streams above 1 (ft send -P N) chunks are at most 1M, and
+            the bytes land in files (a receiver writing to stdout takes one
+            stream): --sink null then becomes a scratch directory beside the
+            source, emptied after every run.
             """)
 
     @Option(help: "Bytes per push, e.g. 256M, 2G.")
@@ -34,7 +40,7 @@ struct Throughput: ParsableCommand {
     @Option(help: "Chunk sizes (comma list, 16K to 64M).")
     var chunk: String = "64K,256K,1M,4M"
 
-    @Option(help: "Parallel streams (comma list); only 1 until ft send -P exists.")
+    @Option(help: "Data streams per push, ft send -P N (comma list, 1 to 16).")
     var streams: String = "1"
 
     @Option(help: "Where bytes land: null (discarded after arriving) or file:DIR.")
@@ -75,8 +81,11 @@ struct Throughput: ParsableCommand {
             guard (16 << 10)...(64 << 20) ~= v else { throw ValidationError("--chunk '\(c)' must be between 16K and 64M") }
         }
         for s in list(streams) {
-            guard let n = Int(s), n >= 1 else { throw ValidationError("--streams '\(s)' is not a stream count") }
-            if n > 1 { throw ValidationError("--streams \(n): parallel streams are not in ft yet (ft send -P); use 1") }
+            guard let n = Int(s), (1...SendConfig.maxStreams) ~= n else { throw ValidationError("--streams '\(s)' is not a stream count from 1 to \(SendConfig.maxStreams)") }
+            if n > 1, list(io).contains(where: { $0 != "sendfile" && $0 != "splice" }) {
+                throw ValidationError("--streams \(n) works with --io sendfile or splice (ft send -P); drop the others")
+            }
+            if n > 1, encrypt { throw ValidationError("--streams \(n) and --encrypt do not go together (ft send -P)") }
         }
         guard sink == "null" || sink.hasPrefix("file:") else { throw ValidationError("--sink is null or file:DIR, not '\(sink)'") }
         if sink.hasPrefix("file:"), sink.dropFirst(5).isEmpty { throw ValidationError("--sink file:DIR needs a directory") }
@@ -107,10 +116,21 @@ struct Throughput: ParsableCommand {
         let bench = Workbench(timeoutSeconds: report.timeout, syncBeforeRuns: sinkValue != .null, log: work + "/participants.log")
         let chunks = list(chunk).map { ($0, Sizes.parse($0)!) }
         var cells: [ThroughputCell] = []
+        let streamCounts = list(streams).map { Int($0)! }
+        // Extra streams need files to land in (stdout takes one stream).
+        let streamSink: Sink = sinkValue == .null ? .file(work + "/streams-sink") : sinkValue
+        if case .file(let dir) = streamSink { mkdir(dir, 0o755) }
+        if sinkValue == .null, streamCounts.contains(where: { $0 > 1 }) {
+            Console.stderr.line("ftbench: cells with more than one stream write into \(work)/streams-sink (a receiver on stdout takes one stream)")
+        }
         for p in list(io) {
             for (text, bytes) in chunks {
-                cells.append(ThroughputCell(tool: encrypt ? "ft --encrypt" : "ft", io: p, chunk: bytes, streams: 1, sink: sinkValue.description,
-                                            trial: Trial(label: "ft \(p) \(text)", parameters: [("chunk", text)], bytes: sizeBytes)))
+                for n in streamCounts {
+                    let cellSink = n > 1 ? streamSink : sinkValue
+                    cells.append(ThroughputCell(tool: encrypt ? "ft --encrypt" : "ft", io: p, chunk: bytes, streams: n, sink: cellSink.description,
+                                                trial: Trial(label: "ft \(p) \(text)" + (n > 1 ? " -P \(n)" : ""),
+                                                             parameters: [("chunk", text), ("streams", "\(n)")], bytes: sizeBytes)))
+                }
             }
         }
         func once(_ cell: ThroughputCell) -> Run {
@@ -119,10 +139,11 @@ struct Throughput: ParsableCommand {
                 var argv = [ft, "send", connect, source, "-q", "--io", cell.io, "--chunk", chunkText, "--engine", report.engine.rawValue]
                 if noVerify { argv.append("--no-verify") }
                 if encrypt { argv.append("--encrypt") }
+                if cell.streams > 1 { argv += ["-P", "\(cell.streams)"] }
                 return bench.measureSender(argv)
             }
-            return bench.measure(recipes.ftFile(source, bytes: sizeBytes, sink: sinkValue, io: cell.io, chunk: chunkText,
-                                                verify: !noVerify, encrypt: encrypt))
+            return bench.measure(recipes.ftFile(source, bytes: sizeBytes, sink: cell.streams > 1 ? streamSink : sinkValue, io: cell.io,
+                                                chunk: chunkText, verify: !noVerify, encrypt: encrypt, streams: cell.streams))
         }
         let throttle = Throttle()
         for w in 0..<warmup {

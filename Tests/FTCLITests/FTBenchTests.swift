@@ -75,6 +75,19 @@ func checkSVG(_ path: String, sourceLocation: SourceLocation = #_sourceLocation)
         #expect(r.stdout.contains("GB/s"))
     }
 
+    @Test func throughputMeasuresParallelStreams() throws {
+        let tmp = TempDir("ftbench")
+        defer { tmp.cleanup() }
+        let r = try run(ftbenchPath, ["throughput", "--size", "6M", "--io", "sendfile", "--chunk", "1M", "--streams", "1,4",
+                                      "--repeat", "1", "--warmup", "0", "--json", tmp.path + "/t.json", "--work", tmp.path + "/work"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let cells = try checkSchema(tmp.path + "/t.json", mode: "throughput")["throughput"] as? [[String: Any]] ?? []
+        #expect(cells.compactMap { $0["streams"] as? Int } == [1, 4])
+        #expect(cells.allSatisfy { $0["ok_runs"] as? Int == 1 }, "\(cells.map { $0["runs"] ?? "" })")
+        #expect(cells.last?["sink"] as? String != "null", "four streams land in files")
+        #expect(r.stdout.contains("streams"))
+    }
+
     @Test func latencyThroughTheEngineAndAChatRoom() throws {
         let tmp = TempDir("ftbench")
         defer { tmp.cleanup() }
@@ -158,7 +171,8 @@ func checkSVG(_ path: String, sourceLocation: SourceLocation = #_sourceLocation)
         let unused = freePort()
         for args in [["throughput", "--io", "warp"], ["throughput", "--chunk", "0"], ["throughput", "--size", "lots"],
                      ["throughput", "--connect", "127.0.0.1:\(unused)", "--size", "1M"], ["latency", "--proto", "sctp"],
-                     ["compare", "--only", "everything"], ["throughput", "--streams", "4"]] {
+                     ["compare", "--only", "everything"], ["throughput", "--streams", "17"],
+                     ["throughput", "--streams", "4", "--io", "copy"]] {
             let r = try run(ftbenchPath, args)
             #expect(r.status == 2, "\(args): \(r.status) \(r.stderr)")
             #expect(r.stderr.split(separator: "\n").first?.contains("Error") == true || r.stderr.contains("ftbench:"), "\(args): \(r.stderr)")

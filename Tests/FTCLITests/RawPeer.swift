@@ -6,8 +6,10 @@ import FTWire
 /// wire module's own encoder, for hostile-sender tests.
 final class RawPeer {
     let fd: CInt
+    let port: UInt16
 
     init(port: UInt16) throws {
+        self.port = port
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
@@ -74,8 +76,8 @@ final class RawPeer {
     /// (with `code`, or the test code); returns the receiver's reply to the
     /// proof, or its hello when no proof was asked.
     @discardableResult
-    func handshake(code: String = testCode) -> Frame? {
-        send(.hello(Hello(role: .sender, features: [.xxh3], sessionID: session, nonce: nonce)))
+    func handshake(code: String = testCode, features: Features = [.xxh3]) -> Frame? {
+        send(.hello(Hello(role: .sender, features: features, sessionID: session, nonce: nonce)))
         let reply = readFrame()
         guard case .hello(let h)? = reply, h.features.contains(.auth) else { return reply }
         send(.auth(AuthCode.proof(code: AuthCode.normalize(code)!, role: .sender, session: session,
