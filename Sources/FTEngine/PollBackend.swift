@@ -81,7 +81,16 @@ public final class PollBackend: IOBackend {
         let start = monotonicNanoseconds()
         while true {
             attemptReady()
-            if !completions.isEmpty { break }
+            if !completions.isEmpty {
+                // Look at the waiting ones too, without waiting: a stream of
+                // completions that are always ready (inline sendfile) must
+                // not starve operations waiting for readiness.
+                if pending.contains(where: { $0.waitEvents != 0 }) {
+                    try waitForReadiness(timeoutNanoseconds: 0)
+                    attemptReady()
+                }
+                break
+            }
             let now = monotonicNanoseconds()
             var waitNs: UInt64? = timeoutNanoseconds.map { start &+ $0 > now ? start &+ $0 - now : 0 }
             for p in pending where p.deadline != 0 {

@@ -149,6 +149,12 @@ public final class URingBackend: IOBackend {
             var ts = __kernel_timespec(tv_sec: Int64(ns / 1_000_000_000), tv_nsec: Int64(ns % 1_000_000_000))
             var cqe: UnsafeMutablePointer<io_uring_cqe>? = nil
             r = io_uring_submit_and_wait_timeout(ring, &cqe, waitFor, &ts, nil)
+        } else if waitFor == 0 {
+            // Inline completions are ready, so do not block; but a ring set
+            // up with DEFER_TASKRUN posts its own completions only when we
+            // ask for events, and a run of inline sendfiles would otherwise
+            // starve every other operation.
+            r = io_uring_submit_and_get_events(ring)
         } else {
             r = io_uring_submit_and_wait(ring, waitFor)
         }

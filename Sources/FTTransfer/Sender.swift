@@ -297,6 +297,9 @@ public final class Sender: LoopHandler {
             deadline = .max
         } else if let (e, d) = writeError, now > d {
             finish(e)
+        } else if let late = lanes.first(where: { ($0.state == .connecting || $0.state == .handshaking)
+                                                       && Double(now - $0.lastProgress) / 1e9 > config.connectTimeoutSeconds }) {
+            late.kill("no answer for \(Int(config.connectTimeoutSeconds)) s")
         } else if let stalled = lanes.first(where: { $0.current != nil && Double(now - $0.lastProgress) / 1e9 > laneStallSeconds }) {
             // One stream stopped moving while the push goes on: its chunks
             // go on the others.
@@ -460,8 +463,11 @@ public final class Sender: LoopHandler {
                 planChunk = LaneChunk(index: index, offset: offset, length: Int(length))
             }
             if !retry.isEmpty || planChunk != nil {
+                // Chunks wait for the streams while they connect (a chunk here
+                // would hold this connection's control frames back); they
+                // come here only when every stream is gone.
                 let lane = lanes.first { $0.idle }
-                guard lane != nil || (!writeBusy && !lanes.contains { $0.state == .ready }) else { return }
+                guard lane != nil || (!writeBusy && lanes.allSatisfy { $0.state == .dead }) else { return }
                 guard !pacing, !mustPace() else { return }
                 let c: LaneChunk
                 if retry.isEmpty {

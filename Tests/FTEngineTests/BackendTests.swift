@@ -112,6 +112,33 @@ let backends: [BackendKind] = [.ioUring, .poll]
         #expect(b.stats[bytes: .splice] == UInt64(2 * payload.count))
     }
 
+    /// A sender streaming chunks with sendfile always has an inline
+    /// completion ready, so the loop never blocks; ring completions (a
+    /// socket's data, another connection's handshake) must still arrive.
+    @Test(arguments: backends)
+    func ringCompletionsArriveWhileInlineSendfilesKeepComing(kind: BackendKind) throws {
+        let b = try makeBackend(kind)
+        let (a, c) = socketPair(b)
+        let (out, sink) = socketPair(b)
+        let file = tempFile([UInt8](repeating: 7, count: 4096))
+        defer { close(a); close(c); close(out); close(sink); close(file) }
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 8)
+        defer { buf.deallocate() }
+        b.queue(.recv(fd: c, buffer: buf, length: 1, flags: 0), UserData(slot: 1, generation: 0, tag: 7))
+        try b.run(timeoutNanoseconds: 1_000_000) { _ in }
+        _ = "x".withCString { send(a, $0, 1, 0) }
+        var received = false
+        var rounds = 0
+        while !received, rounds < 100 {
+            rounds += 1
+            b.queue(.sendfile(socket: out, file: file, offset: 0, length: 4096, header: UnsafeRawPointer(buf), headerLength: 0),
+                    UserData(slot: 2, generation: 0, tag: 8))
+            try b.run(timeoutNanoseconds: 50_000_000) { if $0.userData.tag == 7 { received = true } }
+            _ = recv(sink, buf, 4096, CInt(MSG_DONTWAIT))
+        }
+        #expect(received, "the receive never completed while inline sendfiles kept coming (\(rounds) rounds)")
+    }
+
     @Test(arguments: backends)
     func timeoutFires(kind: BackendKind) throws {
         let b = try makeBackend(kind)
