@@ -1085,6 +1085,10 @@ final class ReceiverSession: LoopHandler {
         case .refused, .protocolViolation, .verification: keepPartials = false
         default: keepPartials = true
         }
+        // A chain host gets the whole stream again in a later pass, never a
+        // resume; a kept (and still locked) partial would only make that
+        // pass find the file busy.
+        if machine.chain { keepPartials = false }
         // Settle partial files now; their fds stay valid for ops in flight.
         for s in sinks.values { s.discard(keep: keepPartials) }
         if let frame {

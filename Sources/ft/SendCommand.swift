@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 import FTEngine
 import FTFrontEnd
 import FTTransfer
@@ -153,16 +154,7 @@ struct Send: ParsableCommand {
             throw fail("destination '\(destination)' has no host", program: "ft", json: output.json)
         }
         let logger = output.logger("ft")
-        let code: String?
-        do {
-            code = try AuthCode.load(file: codeFile) { logger.warning("\($0)") }
-        } catch {
-            throw fail(error.description, program: "ft", json: output.json)
-        }
-        var config = SendConfig(
-            endpoint: endpoint, paths: paths, stdinName: name ?? "stdin", path: io, chunkSize: UInt32(chunkBytes),
-            verify: !noVerify, engine: output.engine, idleTimeoutSeconds: timeout, code: code)
-        config.rateLimit = limit.flatMap { Sizes.parse($0) }
+        var config = try config(to: endpoint, logger: logger)
         config.encrypt = encrypt
         config.streams = streams
         let renderer = ProgressRenderer(program: "ft", verb: "sent", json: output.json, quiet: output.quiet)
@@ -182,20 +174,26 @@ struct Send: ParsableCommand {
 }
 
 extension Send {
-    func runChain() throws {
-        let logger = output.logger("ft")
+    /// What every push shares: paths, data path, chunk, verification,
+    /// pace, timeouts, and the code (from FT_CODE or --code-file).
+    func config(to endpoint: Endpoint, logger: Logger) throws -> SendConfig {
         let code: String?
         do {
             code = try AuthCode.load(file: codeFile) { logger.warning("\($0)") }
         } catch {
             throw fail(error.description, program: "ft", json: output.json)
         }
+        var config = SendConfig(
+            endpoint: endpoint, paths: sources, stdinName: name ?? "stdin", path: io, chunkSize: UInt32(chunkBytes),
+            verify: !noVerify, engine: output.engine, idleTimeoutSeconds: timeout, code: code)
+        config.rateLimit = limit.flatMap { Sizes.parse($0) }
+        return config
+    }
+
+    func runChain() throws {
+        let logger = output.logger("ft")
         let hosts = chainHosts
-        var base = SendConfig(
-            endpoint: try! Endpoint.parse(hosts[0], defaultPort: 7878), paths: sources, stdinName: name ?? "stdin",
-            path: io, chunkSize: UInt32(chunkBytes), verify: !noVerify, engine: output.engine,
-            idleTimeoutSeconds: timeout, code: code)
-        base.rateLimit = limit.flatMap { Sizes.parse($0) }
+        let base = try config(to: try! Endpoint.parse(hosts[0], defaultPort: 7878), logger: logger)
         let renderer = ProgressRenderer(program: "ft", verb: "sent", json: output.json, quiet: output.quiet)
         let outcomes = ChainPush(hosts: hosts, base: base, logger: logger).run(
             events: { renderer.handle($0) },
