@@ -171,7 +171,12 @@ final class FileSink {
     /// Ends an uncommitted sink: with `keep`, a file's stored prefix stays
     /// for the next push (the map records it); otherwise the bytes go.
     func discard(keep: Bool) {
-        guard !committed, let directory else { return }
+        guard !committed, !settled, let directory else { return }
+        settled = true
+        // The name may already be another session's file (a later push of
+        // the same entry created it after ours was cut off): touch it only
+        // while it is still ours.
+        guard isStillNamed(in: directory) else { return }
         if keep, let partial, stored.contiguous > 0 {
             partial.writeMap(in: directory, stored: stored.contiguous)
             mapped = stored.contiguous
@@ -180,6 +185,14 @@ final class FileSink {
         } else {
             directory.remove(tempName)
         }
+    }
+
+    private var settled = false
+
+    private func isStillNamed(in directory: Directory) -> Bool {
+        var mine = stat(), named = stat()
+        guard fstat(fd, &mine) == 0, fstatat(directory.fd, tempName, &named, AT_SYMLINK_NOFOLLOW) == 0 else { return false }
+        return mine.st_dev == named.st_dev && mine.st_ino == named.st_ino
     }
 }
 
