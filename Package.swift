@@ -55,6 +55,7 @@ let package = Package(
             dependencies: [
                 "FTTransfer", "FTEngine", "FTWire",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
             name: "ft",

@@ -521,10 +521,7 @@ public final class Sender: LoopHandler {
 
     private func openSource(_ index: Int) throws(TransferError) -> OpenSource {
         if let s = source, s.index == index { return s }
-        guard case .file(let path) = items[index].origin else { preconditionFailure("not a file") }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io(IOError(Errno(rawValue: errno), "open", path)) }
-        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        let fd = try openFile(index)
         let s = OpenSource(index: index, fd: fd, verify: config.verify && hashAhead == nil)
         // The copy and zc paths hash what they read; a resumed prefix is not
         // read again for sending, so it is hashed here first.
@@ -533,6 +530,15 @@ public final class Sender: LoopHandler {
         }
         source = s
         return s
+    }
+
+    /// Entry `index`'s file, opened for sequential reading.
+    private func openFile(_ index: Int) throws(TransferError) -> CInt {
+        guard case .file(let path) = items[index].origin else { preconditionFailure("not a file") }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .io(IOError(Errno(rawValue: errno), "open", path)) }
+        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        return fd
     }
 
     /// Prefixes the receiver holds that hash the same here: those are not
@@ -926,10 +932,9 @@ public final class Sender: LoopHandler {
 extension Sender: SendLaneOwner {
     func laneSource(_ index: Int) -> (fd: CInt, fileID: UInt32, keep: AnyObject)? {
         if let s = laneSources[index] { return (s.fd, items[index].entry.fileID, s) }
-        guard case .file(let path) = items[index].origin else { return nil }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            finish(.io(IOError(Errno(rawValue: errno), "open", path)))
+        let fd: CInt
+        do { fd = try openFile(index) } catch {
+            finish(error)
             return nil
         }
         let s = OpenSource(index: index, fd: fd, verify: false)

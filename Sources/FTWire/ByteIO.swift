@@ -38,6 +38,21 @@ public struct WireReader {
 
     public var remaining: Int { base.count - offset }
 
+    /// A u32 count of records, each at least `minSize` bytes, then the
+    /// records: a count that cannot fit in what is left is refused before
+    /// anything is reserved for it.
+    mutating func records<T>(_ field: String, minSize: Int,
+                             _ each: (inout WireReader) throws(WireError) -> T) throws(WireError) -> [T] {
+        let count = Int(try u32(field))
+        guard count <= remaining / minSize else {
+            throw .invalidField(type, field: field, reason: "\(count) records cannot fit in \(remaining) bytes")
+        }
+        var out: [T] = []
+        out.reserveCapacity(count)
+        for _ in 0..<count { out.append(try each(&self)) }
+        return out
+    }
+
     mutating func take(_ n: Int, _ field: String) throws(WireError) -> UnsafeRawBufferPointer {
         guard n >= 0, remaining >= n else { throw .truncated(type, field: field) }
         let slice = UnsafeRawBufferPointer(rebasing: base[offset..<offset + n])

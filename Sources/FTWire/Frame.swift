@@ -136,16 +136,10 @@ public enum FrameCodec {
         case .hello:
             return .hello(try Hello.decode(&r))
         case .manifest:
-            let count = Int(try r.u32("entry count"))
-            // Each entry needs at least its fixed part: refuse a count that
-            // cannot fit before reserving anything for it.
-            guard count <= r.remaining / ManifestEntry.fixedSize else {
-                throw .invalidField(.manifest, field: "entry count", reason: "\(count) entries cannot fit in \(body.count) bytes")
-            }
-            var entries: [ManifestEntry] = []
-            entries.reserveCapacity(count)
-            for _ in 0..<count { entries.append(try ManifestEntry.decode(&r)) }
-            frame = .manifest(entries)
+            // Each entry needs at least its fixed part.
+            frame = .manifest(try r.records("entry count", minSize: ManifestEntry.fixedSize) { r throws(WireError) in
+                try ManifestEntry.decode(&r)
+            })
         case .manifestEnd:
             let count = try r.u32("entry count")
             let total = try r.u64("total bytes")
@@ -153,17 +147,10 @@ public enum FrameCodec {
             frame = .manifestEnd(ManifestEnd(entryCount: count, totalBytes: total, flags: flags))
         case .accept:
             _ = try r.u32("flags")
-            let count = Int(try r.u32("have count"))
-            guard count <= r.remaining / Accept.Have.encodedSize else {
-                throw .invalidField(.accept, field: "have count", reason: "\(count) records cannot fit in \(body.count) bytes")
-            }
-            var have: [Accept.Have] = []
-            have.reserveCapacity(count)
-            for _ in 0..<count {
+            let have = try r.records("have count", minSize: Accept.Have.encodedSize) { r throws(WireError) in
                 let id = try r.u32("file id")
                 let bytes = try r.u64("bytes")
-                let digest = try Digest128.read(from: &r, "digest")
-                have.append(Accept.Have(fileID: id, bytes: bytes, digest: digest))
+                return Accept.Have(fileID: id, bytes: bytes, digest: try Digest128.read(from: &r, "digest"))
             }
             frame = .accept(Accept(have: have))
         case .data:
@@ -193,26 +180,13 @@ public enum FrameCodec {
         case .auth:
             frame = .auth(AuthProof(mac: try r.bytes(Int(AuthProof.bodySize), "mac")))
         case .resume:
-            let count = Int(try r.u32("skip count"))
-            guard count <= r.remaining / 12 else {
-                throw .invalidField(.resume, field: "skip count", reason: "\(count) records cannot fit in \(body.count) bytes")
-            }
-            var skips: [Resume.Skip] = []
-            skips.reserveCapacity(count)
-            for _ in 0..<count {
+            let skips = try r.records("skip count", minSize: 12) { r throws(WireError) in
                 let id = try r.u32("file id")
-                let bytes = try r.u64("bytes")
-                skips.append(Resume.Skip(fileID: id, bytes: bytes))
+                return Resume.Skip(fileID: id, bytes: try r.u64("bytes"))
             }
             frame = .resume(Resume(skips: skips))
         case .smallFiles:
-            let count = Int(try r.u32("file count"))
-            guard count <= r.remaining / SmallFiles.File.headerSize else {
-                throw .invalidField(.smallFiles, field: "file count", reason: "\(count) files cannot fit in \(body.count) bytes")
-            }
-            var files: [SmallFiles.File] = []
-            files.reserveCapacity(count)
-            for _ in 0..<count {
+            let files = try r.records("file count", minSize: SmallFiles.File.headerSize) { r throws(WireError) in
                 let id = try r.u32("file id")
                 let length = Int(try r.u32("length"))
                 let flags = try r.u32("flags")
@@ -221,7 +195,7 @@ public enum FrameCodec {
                 }
                 let digest = try Digest128.read(from: &r, "digest")
                 let bytes = try r.bytes(length, "file bytes")
-                files.append(SmallFiles.File(fileID: id, digest: flags & 1 == 1 ? digest : nil, bytes: bytes))
+                return SmallFiles.File(fileID: id, digest: flags & 1 == 1 ? digest : nil, bytes: bytes)
             }
             frame = .smallFiles(SmallFiles(files: files))
         case .relay:

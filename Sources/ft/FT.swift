@@ -24,21 +24,7 @@ struct FT: ParsableCommand {
 
     /// Usage errors exit 2, failures 1, success 0.
     static func main() {
-        do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch let failure as Failure {
-            Glibc.exit(failure.code)
-        } catch {
-            let code = exitCode(for: error)
-            let message = fullMessage(for: error)
-            if code == .success {
-                if !message.isEmpty { Console.stdout.line(message) }
-                Glibc.exit(0)
-            }
-            Console.stderr.line(message)
-            Glibc.exit(code == .validationFailure ? 2 : code.rawValue)
-        }
+        runExiting { ($0 as? Failure)?.code }
     }
 }
 

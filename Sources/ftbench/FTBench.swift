@@ -30,21 +30,10 @@ struct FTBenchCommand: ParsableCommand {
         // The ft pairs ftbench starts share a code of its own making (a
         // `--connect` target needs the user's FT_CODE, which is kept).
         if getenv("FT_CODE") == nil { setenv("FT_CODE", AuthCode.generate(), 1) }
-        do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch let e as BenchFailure {
+        runExiting { error in
+            guard let e = error as? BenchFailure else { return nil }
             Console.stderr.line("ftbench: \(e.message)")
-            Glibc.exit(e.code)
-        } catch {
-            let code = exitCode(for: error)
-            let message = fullMessage(for: error)
-            if code == .success {
-                if !message.isEmpty { Console.stdout.line(message) }
-                Glibc.exit(0)
-            }
-            Console.stderr.line(message)
-            Glibc.exit(code == .validationFailure ? 2 : code.rawValue)
+            return e.code
         }
     }
 }
