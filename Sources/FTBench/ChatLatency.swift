@@ -14,13 +14,20 @@ import Glibc
 public enum ChatRoomLatency {
     public static func run(ft: String, seconds: Double, engine: EnginePreference) throws(IOError) -> LatencyResult {
         let port = Ports.free()
+        // The room's stderr is kept until it listens, so a room that fails
+        // to start says why instead of leaving only a timeout.
+        let log = "/tmp/ftbench-room-\(getpid())-\(port).log"
+        defer { unlink(log) }
         let room = try Spawned([ft, "chat", "tcp", "--listen", "127.0.0.1:\(port)", "--engine", engine.rawValue],
-                               stdin: "/dev/null")
+                               stdin: "/dev/null", stderr: log)
         defer {
             room.signal(SIGINT)
             _ = room.wait(timeoutSeconds: 5)
         }
-        guard Ports.waitListening(port) else { throw IOError(.timedOut, "start the chat room on port", "\(port)") }
+        guard Ports.waitListening(port) else {
+            let said = (readText(log) ?? "").split(separator: "\n").last.map { " (the room said: \($0))" } ?? ""
+            throw IOError(.timedOut, "start the chat room on port", "\(port)\(said)")
+        }
         let a = try BlockingLines(port: port)
         _ = try a.readLine { $0.hasPrefix("* you joined") }
         let b = try BlockingLines(port: port)

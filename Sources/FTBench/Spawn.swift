@@ -1,6 +1,7 @@
 import FTEngine
 import FTWire
 import SystemPackage
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -148,12 +149,47 @@ public enum Ports {
         return false
     }
 
-    /// A port nothing listens on right now, from a rotating range.
+    /// A port that TCP and UDP can both bind right now, taken below the
+    /// kernel's ephemeral range: a port from inside it can be handed to some
+    /// unrelated outgoing connection between our check and the peer's bind
+    /// (seen as "socat did not listen within 10 s" on a busy machine).
+    /// Successive calls in one process walk the range, so concurrent callers
+    /// do not pick the same port.
     public static func free() -> UInt16 {
-        var rng = SystemRandomNumberGenerator()
-        while true {
-            let p = UInt16.random(in: 20_000...40_000, using: &rng)
-            if !isListening(p), !isListening(p, udp: true) { return p }
+        let range = unclaimedRange()
+        let span = UInt32(range.count)
+        for _ in 0..<span {
+            let p = UInt16(UInt32(range.lowerBound) + cursor.add(1, ordering: .relaxed).newValue % span)
+            if !isListening(p), !isListening(p, udp: true), bindable(p, type: SOCK_STREAM), bindable(p, type: SOCK_DGRAM) {
+                return p
+            }
+        }
+        fatalError("no free port in \(range)")
+    }
+
+    private static let cursor = Atomic<UInt32>(UInt32.random(in: 0..<1_000_000))
+
+    /// Ports outside net.ipv4.ip_local_port_range (default 32768–60999).
+    static func unclaimedRange() -> ClosedRange<UInt16> {
+        let text = readText("/proc/sys/net/ipv4/ip_local_port_range") ?? ""
+        let bounds = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { Int($0) }
+        let (low, high) = bounds.count == 2 ? (bounds[0], bounds[1]) : (32_768, 60_999)
+        if low - 1 >= 12_000 { return 10_000...UInt16(low - 1) }
+        if high + 2_000 <= 65_535 { return UInt16(high + 1)...65_535 }
+        return 20_000...40_000  // the whole space is ephemeral: no safe choice, keep the old range
+    }
+
+    /// Binds 0.0.0.0:port without SO_REUSEADDR, so a socket in TIME_WAIT or
+    /// any bound socket makes it fail; nothing lingers after close.
+    static func bindable(_ port: UInt16, type: __socket_type) -> Bool {
+        let fd = socket(AF_INET, Int32(type.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
         }
     }
 }

@@ -1,23 +1,11 @@
 import Foundation
 import Testing
 import FTWire
+import FTBench
 
-/// A free TCP or UDP port on loopback (bound, read, released).
-func freePort(udp: Bool = false) -> UInt16 {
-    let fd = socket(AF_INET, Int32(udp ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-            _ = bind(fd, sa, len)
-            return getsockname(fd, sa, &len)
-        }
-    }
-    return UInt16(bigEndian: addr.sin_port)
-}
+/// A port for a peer tool to listen on (see `Ports.free`: outside the
+/// ephemeral range, so no outgoing connection of another test takes it).
+func freePort() -> UInt16 { Ports.free() }
 
 /// Lines a raw TCP chat peer sees, read with a timeout.
 final class LinePeer {
@@ -116,8 +104,8 @@ let greeting = "你好, ft 👋"
     }
 
     @Test func udpWithNcBothWaysAndStrangersShown() throws {
-        let ours = freePort(udp: true)
-        let theirs = freePort(udp: true)
+        let ours = freePort()
+        let theirs = freePort()
         let chat = try Child(ftPath, ["chat", "udp", "--bind", "127.0.0.1:\(ours)", "--peer", "127.0.0.1:\(theirs)", "--json"])
         #expect(chat.waitForOutput("\"ready\""))
         #expect(chat.stdoutSoFar.contains("bound to 127.0.0.1:\(ours)"), "the bind address is the one given")
