@@ -97,10 +97,16 @@ public struct CompareSuite {
             try Fixtures.tree(tree, count: options.smallFiles, bytes: options.smallFileBytes)
             let r = recipes
             let name = "\(options.smallFiles) × \(Sizes.format(UInt64(options.smallFileBytes))) files"
+            // Every run writes a tree of its own, and none is removed until
+            // the end: deleting 10,000 inodes between runs makes ext4 skip
+            // "recently deleted" inodes on the next creates (minutes long),
+            // which once made every tool 10× slower and the ratios noise.
+            let fresh = RunDirectories(under: dst)
             let trials = race(name, bytes: UInt64(options.smallFiles * options.smallFileBytes), [
-                Contender(label: "ft", make: { r.ftTree(tree, into: dst) }),
-                Contender(label: "tar | nc", make: { r.tarNC(tree, into: dst) }, missing: Self.need(["tar", "nc"])),
-                Contender(label: "rsync daemon", make: { r.rsyncDaemon(tree, into: dst, work: w) }, missing: Self.need(["rsync"])),
+                Contender(label: "ft", make: { r.ftTree(tree, into: fresh.next()) }),
+                Contender(label: "tar | nc", make: { r.tarNC(tree, into: fresh.next()) }, missing: Self.need(["tar", "nc"])),
+                Contender(label: "rsync daemon", make: { r.rsyncDaemon(tree, into: fresh.next(), work: w) },
+                          missing: Self.need(["rsync"])),
             ])
             report.comparisons += rows(name, trials, goals: ["tar | nc": 0.7, "rsync daemon": 0.3])
         }
@@ -218,5 +224,20 @@ public struct CompareSuite {
             Comparison(workload: workload, metric: "p99 µs", peer: peer, ftValue: us(mine?.p99), peerValue: us(theirs?.p99),
                        goal: goals.1, status: status),
         ]
+    }
+}
+
+/// A new empty directory per run, numbered.
+final class RunDirectories {
+    private let parent: String
+    private var n = 0
+
+    init(under parent: String) { self.parent = parent }
+
+    func next() -> String {
+        n += 1
+        let dir = parent + "/run\(n)"
+        mkdir(dir, 0o755)
+        return dir
     }
 }

@@ -37,9 +37,12 @@ final class FrameChannel {
     private var pendingPrefix: FramePrefix?
     private(set) var reading = false
 
-    private var queued: [UInt8] = []
-    private var out = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
+    private var queued = OutBuffer()
+    /// What the send in flight is reading; swapped with `queued` per send.
+    private var out = OutBuffer()
     private var outLength = 0
+    /// Where a frame is built before sealing (`--encrypt` only).
+    private lazy var sealing = OutBuffer()
     private(set) var writing = false
 
     /// Read ahead into a buffer and decode many frames per recv. Only where
@@ -62,13 +65,11 @@ final class FrameChannel {
         self.fd = fd
         self.peer = peer
         self.buffered = buffered
-        queued.reserveCapacity(4096)
     }
 
     deinit {
         prefix.deallocate()
         body.deallocate()
-        out.deallocate()
         plain.deallocate()
         inbox.deallocate()
     }
@@ -268,26 +269,43 @@ final class FrameChannel {
     func enqueue(_ frame: Frame) {
         let bytes = FrameCodec.encode(frame)
         if let cipher {
-            bytes.withUnsafeBytes { cipher.seal($0, appendingTo: &queued) }
+            bytes.withUnsafeBytes { cipher.seal($0, appendingTo: queued) }
         } else {
-            queued.append(contentsOf: bytes)
+            queued.append(bytes)
+        }
+    }
+
+    /// Queues a frame whose body `build` writes in place (at most
+    /// `bodyCapacity` bytes; it returns how many). Nothing is queued if it
+    /// throws.
+    func enqueue<E: Error>(_ type: FrameType, bodyCapacity: Int,
+                           build: (UnsafeMutableRawBufferPointer) throws(E) -> Int) throws(E) {
+        let target = cipher == nil ? queued : sealing
+        let room = target.reserve(FramePrefix.size + bodyCapacity)
+        let length = try build(UnsafeMutableRawBufferPointer(rebasing: room[FramePrefix.size...]))
+        precondition(length <= bodyCapacity && UInt32(length) <= type.bodyCap)
+        FramePrefix(type: type, length: UInt32(length)).encode(into: room)
+        target.commit(FramePrefix.size + length)
+        if let cipher {
+            cipher.seal(sealing.bytes, appendingTo: queued)
+            sealing.reset()
         }
     }
 
     /// Queues a data frame with its payload in one sealed record: `frame`
     /// holds the 24-byte data header followed by the payload.
     func enqueueSealed(frame: UnsafeRawBufferPointer) {
-        cipher!.seal(frame, appendingTo: &queued)
+        cipher!.seal(frame, appendingTo: queued)
     }
 
     /// The same, for a payload without room for its header in front.
     func enqueueSealed(_ header: DataHeader, _ payload: UnsafeRawBufferPointer) {
-        var frame = [UInt8](repeating: 0, count: DataHeader.wireSize + payload.count)
-        frame.withUnsafeMutableBytes { b in
-            header.encode(into: b)
-            UnsafeMutableRawBufferPointer(rebasing: b[DataHeader.wireSize...]).copyMemory(from: payload)
-        }
-        frame.withUnsafeBytes { enqueueSealed(frame: $0) }
+        let frame = sealing.reserve(DataHeader.wireSize + payload.count)
+        header.encode(into: frame)
+        UnsafeMutableRawBufferPointer(rebasing: frame[DataHeader.wireSize...]).copyMemory(from: payload)
+        sealing.commit(frame.count)
+        enqueueSealed(frame: sealing.bytes)
+        sealing.reset()
     }
 
     var hasQueued: Bool { !queued.isEmpty }
@@ -297,16 +315,12 @@ final class FrameChannel {
     @discardableResult
     func flush(_ loop: EventLoop, _ reg: Registration, more: Bool = false) -> Bool {
         guard !writing, !queued.isEmpty else { return false }
-        if queued.count > out.count {
-            out.deallocate()
-            out = .allocate(byteCount: queued.count, alignment: 8)
-        }
-        out.copyBytes(from: queued)
-        outLength = queued.count
-        queued.removeAll(keepingCapacity: queued.count <= 1 << 16)
+        swap(&queued, &out)
+        queued.reset()
+        outLength = out.count
         writing = true
         let flags = CInt(MSG_WAITALL) | CInt(MSG_NOSIGNAL) | (more ? CInt(MSG_MORE) : 0)
-        loop.backend.queue(.send(fd: fd, buffer: out.baseAddress!, length: outLength, flags: flags),
+        loop.backend.queue(.send(fd: fd, buffer: out.base, length: outLength, flags: flags),
                            reg.userData(Tag.sendControl.rawValue))
         return true
     }

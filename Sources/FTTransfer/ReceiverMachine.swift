@@ -27,6 +27,13 @@ public struct IncomingEntry: Equatable, Sendable {
     public var isData: Bool { entry.kind != .directory }
 }
 
+/// An entry's name as a message shows it, escaped only when a message is
+/// made: the checks on every chunk and small file must not pay for it.
+struct MessageName: CustomStringConvertible {
+    let path: PeerPath
+    var description: String { Escape.forMessage(bytes: Array(path.description.utf8)) }
+}
+
 /// The receiver's protocol logic for one session, with no I/O: it is fed
 /// frames and reports of finished work, and answers with what to do next.
 /// Everything a peer can get wrong is caught here, before the driver
@@ -319,7 +326,7 @@ public struct ReceiverMachine {
     private mutating func data(_ h: DataHeader) -> Action {
         guard let i = byID[h.fileID] else { return fail(.protocolViolation, "chunk for unknown file id \(h.fileID)") }
         let e = entries[i]
-        let name = Escape.forMessage(bytes: Array(e.path.description.utf8))
+        let name = MessageName(path: e.path)
         guard e.isData else { return fail(.protocolViolation, "chunk for directory '\(name)'") }
         let (end, overflow) = h.offset.addingReportingOverflow(UInt64(h.length))
         guard !overflow else { return fail(.protocolViolation, "chunk at \(h.offset)+\(h.length) of '\(name)' is past any size") }
@@ -342,7 +349,7 @@ public struct ReceiverMachine {
     private mutating func trailer(_ t: FileEnd) -> Action {
         guard let i = byID[t.fileID] else { return fail(.protocolViolation, "trailer for unknown file id \(t.fileID)") }
         let e = entries[i]
-        let name = Escape.forMessage(bytes: Array(e.path.description.utf8))
+        let name = MessageName(path: e.path)
         guard e.isData else { return fail(.protocolViolation, "trailer for directory '\(name)'") }
         guard e.trailer == nil else { return fail(.protocolViolation, "second trailer for '\(name)'") }
         if e.entry.kind == .file, t.size != e.entry.size {
@@ -371,7 +378,7 @@ public struct ReceiverMachine {
         for f in batch.files {
             guard let i = byID[f.fileID] else { return fail(.protocolViolation, "small file for unknown file id \(f.fileID)") }
             let e = entries[i]
-            let name = Escape.forMessage(bytes: Array(e.path.description.utf8))
+            let name = MessageName(path: e.path)
             guard e.entry.kind == .file else { return fail(.protocolViolation, "small-files frame for '\(name)', which is not a file") }
             guard e.trailer == nil, e.received.total == 0 else {
                 return fail(.protocolViolation, "'\(name)' arrived whole after it had started")

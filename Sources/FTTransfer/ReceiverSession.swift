@@ -542,14 +542,22 @@ final class ReceiverSession: LoopHandler {
             return
         }
         var needed: UInt64 = 0
+        // Directories found absent: nothing beneath them exists either, so
+        // a fresh tree costs one lookup per top directory, not per entry.
+        var absent = Set<PeerPath>()
         for e in machine.entries {
             let name = Escape.forDisplay(e.path.description)
             let existing: stat?
-            do {
-                existing = try dest.lookup(e.path.components)
-            } catch {
-                throw refusal(.refused, "'\(name)': \(error.operation) \(error.target ?? "")")
+            if let parent = e.path.parent, absent.contains(parent) {
+                existing = nil
+            } else {
+                do {
+                    existing = try dest.lookup(e.path.components)
+                } catch {
+                    throw refusal(.refused, "'\(name)': \(error.operation) \(error.target ?? "")")
+                }
             }
+            if existing == nil, e.entry.kind == .directory { absent.insert(e.path) }
             if let st = existing {
                 let isDir = st.st_mode & S_IFMT == S_IFDIR
                 switch e.entry.kind {
@@ -591,8 +599,15 @@ final class ReceiverSession: LoopHandler {
     private func findPartials() throws(TransferError) {
         // Each host of a chain gets the whole stream.
         guard !machine.chain else { return }
+        // A parent that is not there holds no partials: asked once, not once
+        // per file (a fresh tree of 10,000 files would walk 10,000 times).
+        var missing = Set<PeerPath>()
         for (i, e) in machine.entries.enumerated() where e.entry.kind == .file && e.entry.size > 0 {
-            guard let dir = try? existingParent(of: e.path) else { continue }
+            if let parent = e.path.parent, missing.contains(parent) { continue }
+            guard let dir = try? existingParent(of: e.path) else {
+                if let parent = e.path.parent { missing.insert(parent) }
+                continue
+            }
             let p = Partial(e.entry)
             guard let prefix = p.storedPrefix(in: dir), prefix > 0, prefix <= e.entry.size,
                   let part = try? dir.open(p.partName, flags: O_RDWR) else { continue }

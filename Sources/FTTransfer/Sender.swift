@@ -369,13 +369,18 @@ public final class Sender: LoopHandler {
             }
             skipped = resumeSkips.values.reduce(0, +)
             meter.totalBytes = meter.totalBytes.map { $0 - min($0, skipped) }
-            plan = SendPlan(entries: items.map(\.entry), chunkSize: UInt32(chunkSize), skip: resumeSkips)
+            let plan = SendPlan(entries: items.map(\.entry), chunkSize: UInt32(chunkSize), skip: resumeSkips)
+            self.plan = plan
             if config.verify, !config.encrypt, config.path == .sendfile || config.path == .splice {
                 // sendfile and splice never bring the bytes into our memory:
                 // hash them on a helper thread while the loop moves them.
-                hashAhead = HashAhead(files: items.enumerated().compactMap { i, item in
-                    guard case .file(let path) = item.origin else { return nil }
-                    return (i, path, item.entry.size)
+                // Small files are hashed from the bytes already read for
+                // their batch; only chunked files go to the helper, in the
+                // plan's order (largest first), so its read-ahead window
+                // follows what the loop sends.
+                hashAhead = HashAhead(files: plan.chunkedFiles.compactMap { i in
+                    guard case .file(let path) = items[i].origin else { return nil }
+                    return (i, path, items[i].entry.size)
                 })
                 // Skipped bytes count as sent for the helper's read-ahead window.
                 hashAhead?.sent(skipped)
@@ -730,33 +735,40 @@ public final class Sender: LoopHandler {
         chunkCompleted(.sendChunk, c.result)
     }
 
-    /// Whole small files, read and hashed here, in one `small-files` frame.
+    /// Whole small files in one `small-files` frame, each read straight
+    /// into the frame being queued and hashed there.
     private func sendSmall(_ indexes: [Int]) {
-        var files: [SmallFiles.File] = []
-        files.reserveCapacity(indexes.count)
+        let capacity = indexes.reduce(4) { $0 + SmallFiles.File.headerSize + Int(items[$1].entry.size) }
         var total: UInt64 = 0
-        for i in indexes {
-            let item = items[i]
-            guard case .file(let path) = item.origin else { continue }
-            let bytes: [UInt8]
-            do { bytes = try Self.readWhole(path, item) } catch {
-                finish(error)
-                return
+        do {
+            try channel.enqueue(.smallFiles, bodyCapacity: capacity) { body throws(TransferError) in
+                var batch = SmallFilesBuilder(body: body)
+                for i in indexes {
+                    let item = items[i]
+                    guard case .file(let path) = item.origin else { continue }
+                    try batch.add(fileID: item.entry.fileID, size: Int(item.entry.size)) { content throws(TransferError) in
+                        try Self.readWhole(path, item, into: content)
+                        guard config.verify else { return nil }
+                        let digest = StreamHasher.hash(UnsafeRawBufferPointer(content))
+                        sentDigests[i] = digest
+                        return digest
+                    }
+                    total += item.entry.size
+                }
+                return batch.length
             }
-            let digest = config.verify ? bytes.withUnsafeBytes { StreamHasher.hash($0) } : nil
-            if let digest { sentDigests[i] = digest }
-            files.append(SmallFiles.File(fileID: item.entry.fileID, digest: digest, bytes: bytes))
-            total += UInt64(bytes.count)
+        } catch {
+            finish(error)
+            return
         }
-        channel.enqueue(.smallFiles(SmallFiles(files: files)))
         if let last = indexes.last, let ev = meter.advance(by: total, path: items[last].displayPath, fileBytes: items[last].entry.size,
                                                             fileSize: items[last].entry.size) {
             events(ev)
         }
     }
 
-    /// A small file's bytes, checked against what the manifest promised.
-    static func readWhole(_ path: String, _ item: SourceItem) throws(TransferError) -> [UInt8] {
+    /// A small file's bytes, exactly as many as the manifest promised.
+    static func readWhole(_ path: String, _ item: SourceItem, into buffer: UnsafeMutableRawBufferPointer) throws(TransferError) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .io(IOError(Errno(rawValue: errno), "open", path)) }
         defer { close(fd) }
@@ -765,15 +777,13 @@ public final class Sender: LoopHandler {
               UInt32(st.st_mtim.tv_nsec) == item.entry.mtimeNanoseconds else {
             throw .source("'\(item.displayPath)' changed while being sent; send it again")
         }
-        var bytes = [UInt8](repeating: 0, count: Int(item.entry.size))
         var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + done, $0.count - done) }
+        while done < buffer.count {
+            let n = Glibc.read(fd, buffer.baseAddress! + done, buffer.count - done)
             if n < 0, errno == EINTR { continue }
             guard n > 0 else { throw .source("'\(item.displayPath)' shrank while being sent") }
             done += n
         }
-        return bytes
     }
 
     private func fileEnd(_ index: Int) {

@@ -159,6 +159,16 @@ public struct SendPlan: Sendable {
     private var startedEntry = false
     private var ended = false
 
+    /// Files sent in chunks (not streams, not small-file batches), in the
+    /// order they go out: what a helper hashing ahead of the sender must
+    /// read, and in which order.
+    public var chunkedFiles: [Int] {
+        order.compactMap { item in
+            guard case .one(let i) = item, entries[i].kind == .file else { return nil }
+            return i
+        }
+    }
+
     /// `smallFiles`: batch files up to `SmallFiles.maxFileSize`.
     public init(entries: [ManifestEntry], chunkSize: UInt32, skip: [UInt32: UInt64] = [:], smallFiles: Bool = true) {
         precondition(chunkSize > 0)

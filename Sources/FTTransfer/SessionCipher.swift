@@ -44,16 +44,14 @@ final class SessionCipher {
     }
 
     /// Appends the record for `plaintext`, length prefix included, to `out`.
-    func seal(_ plaintext: UnsafeRawBufferPointer, appendingTo out: inout [UInt8]) {
+    func seal(_ plaintext: UnsafeRawBufferPointer, appendingTo out: OutBuffer) {
         precondition(plaintext.count <= Self.maxPlaintext)
         let box = try! ChaChaPoly.seal(plaintext, using: sendKey, nonce: Self.nonce(sent))
         sent += 1
         let body = box.ciphertext.count + Self.tagSize
-        out.reserveCapacity(out.count + Self.headerSize + body)
-        withUnsafeBytes(of: UInt32(body).bigEndian) { out.append(contentsOf: $0) }
-        // Data appended through raw buffers: a memcpy, not a byte loop.
-        box.ciphertext.withUnsafeBytes { out.append(contentsOf: $0) }
-        box.tag.withUnsafeBytes { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt32(body).bigEndian) { out.append($0) }
+        box.ciphertext.withUnsafeBytes { out.append($0) }
+        box.tag.withUnsafeBytes { out.append($0) }
     }
 
     /// The record body length announced by a 4-byte header, checked.

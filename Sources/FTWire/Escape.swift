@@ -4,6 +4,9 @@
 public enum Escape {
     /// Escapes a string for a terminal or a log line.
     public static func forDisplay(_ text: String) -> String {
+        // Most names are printable ASCII without a backslash: nothing to do
+        // (one pass over the bytes instead of a scalar-by-scalar rebuild).
+        if text.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != 0x5C }) { return text }
         var out = ""
         out.reserveCapacity(text.utf8.count)
         for scalar in text.unicodeScalars { append(scalar, to: &out) }

@@ -74,6 +74,30 @@ let sampleFrames: [Frame] = [
         #expect(Array(stream[used..<used + 5]) == Array("hello".utf8))
     }
 
+    @Test func smallFilesBuiltInPlaceMatchTheCodec() throws {
+        let files = [
+            SmallFiles.File(fileID: 4, digest: Digest128(high: 5, low: 6), bytes: Array("small".utf8)),
+            SmallFiles.File(fileID: 5, digest: nil, bytes: []),
+            SmallFiles.File(fileID: 0xFFFF_FFFF, digest: Digest128(high: .max, low: 1), bytes: Array(repeating: 0xAB, count: 4096)),
+        ]
+        let expected = FrameCodec.encode(.smallFiles(SmallFiles(files: files)))
+        let capacity = 4 + files.reduce(0) { $0 + SmallFiles.File.headerSize + $1.bytes.count }
+        var body = [UInt8](repeating: 0xEE, count: capacity)
+        let length = body.withUnsafeMutableBytes { raw in
+            var b = SmallFilesBuilder(body: raw)
+            for f in files {
+                b.add(fileID: f.fileID, size: f.bytes.count) { (content: UnsafeMutableRawBufferPointer) -> Digest128? in
+                    content.copyMemory(from: UnsafeRawBufferPointer(start: f.bytes, count: f.bytes.count))
+                    return f.digest
+                }
+            }
+            #expect(b.remaining == 0)
+            return b.length
+        }
+        #expect(length == capacity)
+        #expect(Array(expected[FramePrefix.size...]) == body)
+    }
+
     @Test func largeSizesStay64Bit() throws {
         let big = UInt64(1) << 40 + 3
         let frame = Frame.fileEnd(FileEnd(fileID: 1, size: big, digest: nil))
