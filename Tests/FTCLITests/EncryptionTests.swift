@@ -141,11 +141,18 @@ func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
         tmp.sub("src/tree/sub")
         writeFile(tree + "/sub/a.bin", patternBytes(3 << 20, seed: 31))
         writeFile(tree + "/empty", [])
+        // Small files travel whole, built in place in a small-files frame
+        // that is then sealed.
+        let smallSizes = [1, 4096, 65_536]
+        for (k, n) in smallSizes.enumerated() { writeFile(tree + "/small\(k)", patternBytes(n, seed: UInt64(40 + k))) }
         var recv = try FTReceiver(dir: tmp.sub("dst"), extra: ["--once", "--encrypt"])
         #expect(try run(ftPath, ["send", recv.address, tree, "--encrypt", "-q"]).status == 0)
         _ = recv.child.wait()
         expectSame(readFile(tmp.path + "/dst/tree/sub/a.bin"), patternBytes(3 << 20, seed: 31), "tree file")
         #expect(readFile(tmp.path + "/dst/tree/empty") == [])
+        for (k, n) in smallSizes.enumerated() {
+            expectSame(readFile(tmp.path + "/dst/tree/small\(k)"), patternBytes(n, seed: UInt64(40 + k)), "sealed small file \(k)")
+        }
 
         let input = tmp.path + "/stdin.bin"
         writeFile(input, patternBytes((5 << 20) + 7, seed: 32))
