@@ -28,6 +28,11 @@ import FTWire
             .small([0, 5]),
             .end,
         ])
+        // The sender's hash-ahead helper reads what goes out in chunks, in
+        // the same order: not the stream, not the small files.
+        #expect(SendPlan(entries: entries, chunkSize: 4 << 20).chunkedFiles == [3, 1])
+        // A small file with a held prefix to resume goes in chunks too.
+        #expect(SendPlan(entries: entries, chunkSize: 4 << 20, skip: [0: 4]).chunkedFiles == [3, 1, 0])
     }
 
     @Test func smallBatchesStayUnderTheBatchSize() {
