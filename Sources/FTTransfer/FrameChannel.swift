@@ -40,7 +40,6 @@ final class FrameChannel {
     private var queued = OutBuffer()
     /// What the send in flight is reading; swapped with `queued` per send.
     private var out = OutBuffer()
-    private var outLength = 0
     /// Where a frame is built before sealing (`--encrypt` only).
     private lazy var sealing = OutBuffer()
     private(set) var writing = false
@@ -317,10 +316,9 @@ final class FrameChannel {
         guard !writing, !queued.isEmpty else { return false }
         swap(&queued, &out)
         queued.reset()
-        outLength = out.count
         writing = true
         let flags = CInt(MSG_WAITALL) | CInt(MSG_NOSIGNAL) | (more ? CInt(MSG_MORE) : 0)
-        loop.backend.queue(.send(fd: fd, buffer: out.base, length: outLength, flags: flags),
+        loop.backend.queue(.send(fd: fd, buffer: out.base, length: out.count, flags: flags),
                            reg.userData(Tag.sendControl.rawValue))
         return true
     }
@@ -328,7 +326,7 @@ final class FrameChannel {
     func onSent(_ c: Completion) -> TransferError? {
         writing = false
         if c.result < 0 { return .io(IOError(result: c.result, "send to", peer)) }
-        if Int(c.result) < outLength { return .disconnected("sent \(c.result) of \(outLength) bytes", peer: peer) }
+        if Int(c.result) < out.count { return .disconnected("sent \(c.result) of \(out.count) bytes", peer: peer) }
         return nil
     }
 }

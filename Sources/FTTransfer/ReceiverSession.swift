@@ -575,7 +575,7 @@ final class ReceiverSession: LoopHandler {
             }
             if e.entry.kind == .file { needed += e.entry.size }
         }
-        try findPartials()
+        try findPartials(absent: absent)
         needed -= held.values.reduce(0) { $0 + $1.bytes }
         let free: UInt64
         do { free = try dest.availableBytes() } catch { throw .io(error) }
@@ -596,12 +596,13 @@ final class ReceiverSession: LoopHandler {
     /// Partials of earlier pushes of these entries, locked and hashed, to
     /// offer in `accept`. A partial another session holds means a
     /// concurrent push of the same entry: refused.
-    private func findPartials() throws(TransferError) {
+    /// `absent`: directories the review found missing.
+    private func findPartials(absent: Set<PeerPath>) throws(TransferError) {
         // Each host of a chain gets the whole stream.
         guard !machine.chain else { return }
         // A parent that is not there holds no partials: asked once, not once
         // per file (a fresh tree of 10,000 files would walk 10,000 times).
-        var missing = Set<PeerPath>()
+        var missing = absent
         for (i, e) in machine.entries.enumerated() where e.entry.kind == .file && e.entry.size > 0 {
             if let parent = e.path.parent, missing.contains(parent) { continue }
             guard let dir = try? existingParent(of: e.path) else {

@@ -738,7 +738,7 @@ public final class Sender: LoopHandler {
     /// Whole small files in one `small-files` frame, each read straight
     /// into the frame being queued and hashed there.
     private func sendSmall(_ indexes: [Int]) {
-        let capacity = indexes.reduce(4) { $0 + SmallFiles.File.headerSize + Int(items[$1].entry.size) }
+        let capacity = SmallFiles.bodySize(fileSizes: indexes.lazy.map { Int(self.items[$0].entry.size) })
         var total: UInt64 = 0
         do {
             try channel.enqueue(.smallFiles, bodyCapacity: capacity) { body throws(TransferError) in

@@ -189,13 +189,13 @@ public struct SendPlan: Sendable {
         big.sort { entries[$0].size > entries[$1].size || (entries[$0].size == entries[$1].size && $0 < $1) }
         var items = (streams + big).map(Item.one)
         var batch: [Int] = []
-        var bytes = 4
+        var bytes = SmallFiles.emptyBodySize
         for i in small {
             let cost = SmallFiles.File.headerSize + Int(entries[i].size)
             if !batch.isEmpty, bytes + cost > SmallFiles.batchBytes {
                 items.append(.batch(batch))
                 batch = []
-                bytes = 4
+                bytes = SmallFiles.emptyBodySize
             }
             batch.append(i)
             bytes += cost

@@ -124,7 +124,15 @@ public struct SmallFiles: Equatable, Sendable {
     public var files: [File]
     public init(files: [File]) { self.files = files }
 
-    public var encodedSize: Int { 4 + files.reduce(0) { $0 + File.headerSize + $1.bytes.count } }
+    /// A body before its first file: the file count.
+    public static let emptyBodySize = 4
+
+    /// Body size of a batch of files of these sizes.
+    public static func bodySize<S: Sequence>(fileSizes: S) -> Int where S.Element == Int {
+        fileSizes.reduce(emptyBodySize) { $0 + File.headerSize + $1 }
+    }
+
+    public var encodedSize: Int { Self.bodySize(fileSizes: files.lazy.map(\.bytes.count)) }
 }
 
 /// Writes a `small-files` body in place, each file's bytes read straight
@@ -135,12 +143,12 @@ public struct SmallFilesBuilder {
     private let body: UnsafeMutableRawBufferPointer
     public private(set) var count: UInt32 = 0
     /// Body bytes written so far.
-    public private(set) var length = 4
+    public private(set) var length = SmallFiles.emptyBodySize
 
-    /// `body` must hold 4 bytes plus `File.headerSize` and the bytes of
-    /// every file that will be added.
+    /// `body` must hold `SmallFiles.bodySize` of every file that will be
+    /// added.
     public init(body: UnsafeMutableRawBufferPointer) {
-        precondition(body.count >= 4)
+        precondition(body.count >= SmallFiles.emptyBodySize)
         self.body = body
         body.storeBytes(of: UInt32(0), toByteOffset: 0, as: UInt32.self)
     }

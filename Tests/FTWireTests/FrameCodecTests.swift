@@ -87,7 +87,7 @@ let sampleFrames: [Frame] = [
             var b = SmallFilesBuilder(body: raw)
             for f in files {
                 b.add(fileID: f.fileID, size: f.bytes.count) { (content: UnsafeMutableRawBufferPointer) -> Digest128? in
-                    content.copyMemory(from: UnsafeRawBufferPointer(start: f.bytes, count: f.bytes.count))
+                    f.bytes.withUnsafeBytes { content.copyMemory(from: $0) }
                     return f.digest
                 }
             }
