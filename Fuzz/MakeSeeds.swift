@@ -9,7 +9,7 @@ struct MakeSeeds {
         let entries = [
             ManifestEntry(fileID: 1, kind: .directory, path: Array("photos".utf8), mode: 0o755, size: 0, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 0),
             ManifestEntry(fileID: 2, kind: .file, path: Array("photos/中文 文件.jpg".utf8), mode: 0o644, size: 4_000_000, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 5),
-            ManifestEntry(fileID: 3, kind: .stream, path: Array("stdin.tar".utf8), mode: 0o600, size: ManifestEntry.unknownSize, mtimeSeconds: 0, mtimeNanoseconds: 0),
+            ManifestEntry(fileID: 3, kind: .stdin, path: Array("stdin.tar".utf8), mode: 0o600, size: ManifestEntry.unknownSize, mtimeSeconds: 0, mtimeNanoseconds: 0),
         ]
         let frames: [(String, Frame)] = [
             ("hello", .hello(Hello(role: .sender, features: [.xxh3, .auth]))),

@@ -147,3 +147,21 @@ public enum ResourceLimits {
         return UInt64(lim.rlim_cur)
     }
 }
+
+/// A socket this object owns: closed exactly once, when the object goes
+/// away, so completions still in flight never meet a reused number.
+public final class OwnedSocket {
+    public let fd: CInt
+
+    public init(_ fd: CInt) {
+        precondition(fd >= 0)
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// Ends both directions now; operations in flight on it complete.
+    public func shutdown(_ how: CInt = CInt(SHUT_RDWR)) {
+        _ = Glibc.shutdown(fd, how)
+    }
+}

@@ -63,6 +63,9 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
 
 /// What a user typed as an address: host (name or numeric) and port.
 public struct Endpoint: Equatable, Sendable, CustomStringConvertible {
+    /// The port `ft recv` listens on and `ft send` dials unless told otherwise.
+    public static let ftPort: UInt16 = 7878
+
     public var host: String?
     public var port: UInt16
 

@@ -13,6 +13,7 @@ public final class URingBackend: IOBackend {
     private let ring: UnsafeMutablePointer<io_uring>
     private let cqeBatch: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>
     private var ready: [Completion] = []
+    private var resumeLater: [Completion] = []
     /// Completions of operations run inline (sendfile), delivered next `run`.
     private var inline: [Completion] = []
     /// Timer specs must live until the SQE that points at them is submitted.
@@ -87,9 +88,13 @@ public final class URingBackend: IOBackend {
         let ud = userData.with(kind: op.kind)
         if case .sendfile(let sock, let file, let offset, let length, let header, let headerLength) = op {
             precondition(!chainOpen && !link, "sendfile runs inline and cannot be linked")
-            var r = Self.sendAll(sock, header, headerLength)
-            if r == 0 { r = Self.sendfileAll(sock, file, offset, length) }
-            inline.append(Completion(userData: ud, result: r))
+            var p = ParkedSendfile(userData: ud, socket: sock, file: file, offset: offset, length: length,
+                                   header: header, headerLength: headerLength)
+            if let r = Self.attempt(&p) {
+                inline.append(Completion(userData: ud, result: r))
+            } else {
+                park(p)
+            }
             return
         }
         let s = sqe()
@@ -166,9 +171,12 @@ public final class URingBackend: IOBackend {
         ready.removeAll(keepingCapacity: true)
         for i in 0..<n {
             let cqe = cqeBatch[i]!.pointee
-            ready.append(Completion(userData: UserData(raw: cqe.user_data), result: cqe.res, flags: cqe.flags))
+            let c = Completion(userData: UserData(raw: cqe.user_data), result: cqe.res, flags: cqe.flags)
+            if c.userData.slot == Self.parkSlot { resumeLater.append(c) } else { ready.append(c) }
         }
         io_uring_cq_advance(ring, UInt32(n))
+        for c in resumeLater { resume(c) }
+        resumeLater.removeAll(keepingCapacity: true)
         ready.append(contentsOf: inline)
         inline.removeAll(keepingCapacity: true)
         for c in ready {
@@ -177,36 +185,93 @@ public final class URingBackend: IOBackend {
         }
     }
 
-    /// Blocking send of a small header with MSG_MORE; 0 or -errno.
-    static func sendAll(_ sock: CInt, _ header: UnsafeRawPointer?, _ length: Int) -> Int32 {
-        var sent = 0
-        while sent < length {
-            let r = send(sock, header! + sent, length - sent, CInt(MSG_MORE) | CInt(MSG_NOSIGNAL))
-            if r > 0 {
-                sent += r
-            } else if r < 0, errno != EINTR {
-                return -errno
-            }
-        }
-        return 0
+    // MARK: Inline sendfile
+
+    /// An inline sendfile that found the socket full. It waits for room on
+    /// a POLLOUT poll on the ring, so the loop never blocks in sendfile
+    /// behind a slow reader: other connections on the loop keep moving.
+    struct ParkedSendfile {
+        var userData: UserData
+        var socket: CInt
+        var file: CInt
+        var offset: Int64
+        var length: Int
+        var header: UnsafeRawPointer?
+        var headerLength: Int
+        var headerSent = 0
+        var payloadSent = 0
     }
 
-    /// Blocking sendfile of the whole range. Stops early on an error
-    /// (SO_SNDTIMEO expiring shows as -EAGAIN) and reports the error, not
-    /// the partial count: the chunk has failed either way.
-    static func sendfileAll(_ sock: CInt, _ file: CInt, _ offset: Int64, _ length: Int) -> Int32 {
-        var off = offset
-        var sent = 0
-        while sent < length {
-            let r = ft_sendfile(sock, file, &off, length - sent)
+    private var parked: [UInt32: ParkedSendfile] = [:]
+    private var nextPark: UInt32 = 0
+    /// The user-data slot of the backend's own polls for parked sendfiles.
+    static let parkSlot = UInt32.max - 1
+
+    private func park(_ p: ParkedSendfile) {
+        nextPark = (nextPark &+ 1) & 0xFF_FFFF
+        let id = nextPark
+        parked[id] = p
+        let s = sqe()
+        io_uring_prep_poll_add(s, p.socket, UInt32(POLLOUT))
+        let ud = UserData(slot: Self.parkSlot, generation: UInt16(truncatingIfNeeded: id >> 8), tag: UInt8(truncatingIfNeeded: id))
+        io_uring_sqe_set_data64(s, ud.raw)
+    }
+
+    /// The socket of a parked sendfile has room (or an error): go on.
+    private func resume(_ c: Completion) {
+        let id = UInt32(c.userData.generation) << 8 | UInt32(c.userData.tag)
+        guard var p = parked.removeValue(forKey: id) else { return }
+        if c.result < 0 {
+            // Cancelled with its socket (cancelFD), or the poll failed.
+            inline.append(Completion(userData: p.userData, result: c.result))
+            return
+        }
+        if let r = Self.attempt(&p) {
+            inline.append(Completion(userData: p.userData, result: r))
+        } else {
+            park(p)
+        }
+    }
+
+    /// Moves what the socket takes now without waiting: the header, then
+    /// the payload. The payload byte count when done (short if the file
+    /// ended early), -errno on an error, nil when the socket is full.
+    static func attempt(_ p: inout ParkedSendfile) -> Int32? {
+        while p.headerSent < p.headerLength {
+            let r = send(p.socket, p.header! + p.headerSent, p.headerLength - p.headerSent,
+                         CInt(MSG_MORE) | CInt(MSG_NOSIGNAL) | CInt(MSG_DONTWAIT))
             if r > 0 {
-                sent += r
-            } else if r == 0 {
-                break  // file shorter than announced
-            } else if errno != EINTR {
+                p.headerSent += r
+            } else if r < 0, errno == EINTR {
+                continue
+            } else if r < 0, errno == EAGAIN {
+                return nil
+            } else {
                 return -errno
             }
         }
-        return Int32(sent)
+        guard p.payloadSent < p.length else { return Int32(p.payloadSent) }
+        // sendfile(2) has no MSG_DONTWAIT: the socket is non-blocking for
+        // the length of this call only. Nothing else touches it meanwhile:
+        // the ring runs its task work only when this thread enters it.
+        let flags = ft_fcntl(p.socket, F_GETFL)
+        if flags >= 0 { _ = ft_fcntl_int(p.socket, F_SETFL, flags | O_NONBLOCK) }
+        defer { if flags >= 0 { _ = ft_fcntl_int(p.socket, F_SETFL, flags) } }
+        while p.payloadSent < p.length {
+            var off = p.offset + Int64(p.payloadSent)
+            let r = ft_sendfile(p.socket, p.file, &off, p.length - p.payloadSent)
+            if r > 0 {
+                p.payloadSent += r
+            } else if r == 0 {
+                break  // the file is shorter than announced
+            } else if errno == EINTR {
+                continue
+            } else if errno == EAGAIN {
+                return nil
+            } else {
+                return -errno
+            }
+        }
+        return Int32(p.payloadSent)
     }
 }

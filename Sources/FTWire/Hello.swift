@@ -101,12 +101,12 @@ public struct Features: OptionSet, Hashable, Sendable {
     public static let auth = Features(rawValue: 1 << 2)
     /// Sender asks (receiver agrees) to seal everything after the proofs.
     public static let encrypt = Features(rawValue: 1 << 3)
-    /// Sender: this push may add data streams (`lane` hellos); receiver:
-    /// it takes them.
-    public static let streams = Features(rawValue: 1 << 4)
-    /// Sender: this connection is an extra data stream of the session
-    /// named by the hello's session id, not a push of its own.
-    public static let lane = Features(rawValue: 1 << 5)
+    /// Sender: this push may add data streams (`-P`); receiver: it takes
+    /// them.
+    public static let dataStreams = Features(rawValue: 1 << 4)
+    /// Sender: this connection is an extra data stream of the push named
+    /// by the hello's session id, not a push of its own.
+    public static let dataStream = Features(rawValue: 1 << 5)
 }
 
 public enum ProtocolVersion {

@@ -5,8 +5,9 @@ public struct ManifestEntry: Equatable, Sendable {
     public enum Kind: UInt8, Sendable {
         case file = 0
         case directory = 1
-        /// A stream of unknown length (stdin); its size comes in the trailer.
-        case stream = 2
+        /// Content of unknown length, read from the sender's stdin; its size
+        /// comes in the trailer.
+        case stdin = 2
     }
 
     /// Size of a stream whose length is not known up front.
@@ -68,8 +69,8 @@ public struct ManifestEntry: Equatable, Sendable {
             throw .invalidField(.manifest, field: "mtime nanoseconds", reason: "\(nsec) is not below 10^9")
         }
         let path = try r.bytes(pathLen, "path")
-        if kind != .stream, size == Self.unknownSize {
-            throw .invalidField(.manifest, field: "size", reason: "only a stream may have an unknown size")
+        if kind != .stdin, size == Self.unknownSize {
+            throw .invalidField(.manifest, field: "size", reason: "only stdin content may have an unknown size")
         }
         return ManifestEntry(
             fileID: id, kind: kind, path: path, mode: mode, size: size,

@@ -25,8 +25,8 @@ struct Recv: ParsableCommand {
               ft recv --stdout | tar x
             """)
 
-    @Option(help: ArgumentHelp("Address to listen on, [ADDR:]PORT.", discussion: "Default: every interface, port 7878. IPv6: [ADDR]:PORT. Port 0 picks a free port.", valueName: "addr:port"))
-    var listen: String = ":7878"
+    @Option(help: ArgumentHelp("Address to listen on, [ADDR:]PORT.", discussion: "Default: every interface, port \(Endpoint.ftPort). IPv6: [ADDR]:PORT. Port 0 picks a free port.", valueName: "addr:port"))
+    var listen: String = ":\(Endpoint.ftPort)"
 
     @Option(help: "Directory to write into.")
     var dir: String = "."
@@ -70,7 +70,7 @@ struct Recv: ParsableCommand {
 
     func validate() throws {
         do {
-            _ = try Endpoint.parse(listen, defaultPort: 7878, allowPortZero: true)
+            _ = try Endpoint.parse(listen, defaultPort: Endpoint.ftPort, allowPortZero: true)
         } catch {
             throw ValidationError("--listen '\(listen)': \(error)")
         }
@@ -85,7 +85,7 @@ struct Recv: ParsableCommand {
     }
 
     func run() throws {
-        let endpoint = try! Endpoint.parse(listen, defaultPort: 7878, allowPortZero: true)
+        let endpoint = try! Endpoint.parse(listen, defaultPort: Endpoint.ftPort, allowPortZero: true)
         // With --stdout the data owns stdout, so events go to stderr.
         let jsonConsole: Console = stdout ? .stderr : .stdout
         let logger = output.logger("ft recv")

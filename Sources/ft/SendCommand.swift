@@ -45,7 +45,7 @@ struct Send: ParsableCommand {
             2 for bad arguments.
             """)
 
-    @Argument(help: ArgumentHelp("Receiver as HOST[:PORT]; port 7878 by default. With --to, the first PATH.",
+    @Argument(help: ArgumentHelp("Receiver as HOST[:PORT]; port \(Endpoint.ftPort) by default. With --to, the first PATH.",
                                  discussion: "IPv6: [ADDR]:PORT.", valueName: "host[:port]"))
     var destination: String
 
@@ -120,7 +120,7 @@ struct Send: ParsableCommand {
         }
         if chain == nil {
             do {
-                _ = try Endpoint.parse(destination, defaultPort: 7878)
+                _ = try Endpoint.parse(destination, defaultPort: Endpoint.ftPort)
             } catch {
                 throw ValidationError("destination '\(destination)': \(error)")
             }
@@ -134,7 +134,7 @@ struct Send: ParsableCommand {
             guard !h.isEmpty else { throw ValidationError("--to has an empty host; write h1,h2,h3") }
             guard Relay.isValidHost(h) else { throw ValidationError("--to host '\(h)' is not HOST[:PORT]") }
             do {
-                let e = try Endpoint.parse(h, defaultPort: 7878)
+                let e = try Endpoint.parse(h, defaultPort: Endpoint.ftPort)
                 guard e.host != nil else { throw ValidationError("--to host '\(h)' has no host") }
             } catch let e as Endpoint.ParseError {
                 throw ValidationError("--to host '\(h)': \(e)")
@@ -149,7 +149,7 @@ struct Send: ParsableCommand {
             try runChain()
             return
         }
-        let endpoint = try! Endpoint.parse(destination, defaultPort: 7878)
+        let endpoint = try! Endpoint.parse(destination, defaultPort: Endpoint.ftPort)
         guard endpoint.host != nil else {
             throw fail("destination '\(destination)' has no host", program: "ft", json: output.json)
         }
@@ -193,7 +193,7 @@ extension Send {
     func runChain() throws {
         let logger = output.logger("ft")
         let hosts = chainHosts
-        let base = try config(to: try! Endpoint.parse(hosts[0], defaultPort: 7878), logger: logger)
+        let base = try config(to: try! Endpoint.parse(hosts[0], defaultPort: Endpoint.ftPort), logger: logger)
         let renderer = ProgressRenderer(program: "ft", verb: "sent", json: output.json, quiet: output.quiet)
         let outcomes = ChainPush(hosts: hosts, base: base, logger: logger).run(
             events: { renderer.handle($0) },

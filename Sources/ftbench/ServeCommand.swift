@@ -1,5 +1,6 @@
 import ArgumentParser
 import FTBench
+import FTEngine
 import FTFrontEnd
 
 #if canImport(Glibc)
@@ -12,7 +13,7 @@ struct Serve: ParsableCommand {
         discussion: "Runs `ft recv --overwrite` into DIR until interrupted; each push replaces the last.")
 
     @Option(help: ArgumentHelp("Address to listen on.", valueName: "addr:port"))
-    var listen: String = ":7878"
+    var listen: String = ":\(Endpoint.ftPort)"
 
     @Option(help: ArgumentHelp("Directory the pushes land in (default: a new one in /tmp).", valueName: "dir"))
     var dir: String?

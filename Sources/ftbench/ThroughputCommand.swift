@@ -93,7 +93,7 @@ struct Throughput: ParsableCommand {
         guard warmup >= 0 else { throw ValidationError("--warmup cannot be negative") }
         if let connect {
             do {
-                let e = try Endpoint.parse(connect, defaultPort: 7878)
+                let e = try Endpoint.parse(connect, defaultPort: Endpoint.ftPort)
                 if e.host == nil { throw ValidationError("--connect '\(connect)' needs a host") }
             } catch let e as Endpoint.ParseError {
                 throw ValidationError("--connect '\(connect)': \(e)")
@@ -168,7 +168,7 @@ struct Throughput: ParsableCommand {
 
     /// An unreachable target is a usage error: say so before measuring.
     private func probe(_ target: String) throws {
-        let e = try! Endpoint.parse(target, defaultPort: 7878)
+        let e = try! Endpoint.parse(target, defaultPort: Endpoint.ftPort)
         do {
             guard let address = try e.resolve().first else { throw IOError(.noSuchAddressOrDevice, "resolve", target) }
             let fd = try Socket.makeTCP(family: address.family)

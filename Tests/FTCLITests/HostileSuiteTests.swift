@@ -32,7 +32,7 @@ func accepted(_ p: RawPeer, _ entries: [ManifestEntry]) {
 /// A `lane` hello naming `session`, and the proof of `code`.
 func joinLane(_ p: RawPeer, session: [UInt8], code: String = testCode) {
     let nonce = (0..<32).map { _ in UInt8.random(in: 0...255) }
-    p.send(.hello(Hello(role: .sender, features: [.lane], sessionID: session, nonce: nonce)))
+    p.send(.hello(Hello(role: .sender, features: [.dataStream], sessionID: session, nonce: nonce)))
     guard case .hello(let h)? = p.readFrame() else { return }
     p.send(.auth(AuthCode.proof(code: AuthCode.normalize(code)!, role: .sender, session: session,
                                 senderNonce: nonce, receiverNonce: h.nonce)))
@@ -133,7 +133,7 @@ let hostileCases: [HostileCase] = {
         },
         HostileCase(label: "a data stream's chunk past the size", expect: "past the") { p in
             // A push that asked for streams, then a stream of it that lies.
-            p.handshake(features: [.xxh3, .streams])
+            p.handshake(features: [.xxh3, .dataStreams])
             p.send(.manifest([entry("lane-victim")]))
             p.send(.manifestEnd(ManifestEnd(entryCount: 1, totalBytes: 5)))
             _ = p.readFrame()

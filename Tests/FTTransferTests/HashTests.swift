@@ -25,84 +25,84 @@ import FTWire
     }
 }
 
-@Suite struct SpliceLanesTests {
+@Suite struct SplicePipesTests {
     @Test func socketReadsStayInOrderAndOneDrainRunsAtATime() {
-        var l = SpliceLanes(lanes: 3, capacity: 100)
+        var l = SplicePipes(pipes: 3, capacity: 100)
         l.start(offset: 1000, length: 250)
-        do { let got = l.next(); #expect(got == [.fill(lane: 0, length: 100)]) }
+        do { let got = l.next(); #expect(got == [.fill(pipe: 0, length: 100)]) }
         do { let got = l.next(); #expect(got == []) }  // one fill at a time
-        l.filled(lane: 0, bytes: 60)  // short: the rest stays on the socket
-        do { let got = l.next(); #expect(got == [.drain(lane: 0, length: 60, offset: 1000), .fill(lane: 1, length: 100)]) }
-        l.filled(lane: 1, bytes: 100)
-        // lane 0 still drains: lane 1 waits, lane 2 fills.
-        do { let got = l.next(); #expect(got == [.fill(lane: 2, length: 90)]) }
-        do { let got = l.drained(lane: 0, bytes: 60); #expect(got == 1000..<1060) }
-        l.filled(lane: 2, bytes: 90)
-        do { let got = l.next(); #expect(got == [.drain(lane: 1, length: 100, offset: 1060)]) }
-        do { let got = l.drained(lane: 1, bytes: 40); #expect(got == 1060..<1100) }  // a short write
-        do { let got = l.next(); #expect(got == [.drain(lane: 1, length: 60, offset: 1100)]) }
-        do { let got = l.drained(lane: 1, bytes: 60); #expect(got == 1100..<1160) }
-        do { let got = l.next(); #expect(got == [.drain(lane: 2, length: 90, offset: 1160)]) }
+        l.filled(pipe: 0, bytes: 60)  // short: the rest stays on the socket
+        do { let got = l.next(); #expect(got == [.drain(pipe: 0, length: 60, offset: 1000), .fill(pipe: 1, length: 100)]) }
+        l.filled(pipe: 1, bytes: 100)
+        // pipe 0 still drains: pipe 1 waits, pipe 2 fills.
+        do { let got = l.next(); #expect(got == [.fill(pipe: 2, length: 90)]) }
+        do { let got = l.drained(pipe: 0, bytes: 60); #expect(got == 1000..<1060) }
+        l.filled(pipe: 2, bytes: 90)
+        do { let got = l.next(); #expect(got == [.drain(pipe: 1, length: 100, offset: 1060)]) }
+        do { let got = l.drained(pipe: 1, bytes: 40); #expect(got == 1060..<1100) }  // a short write
+        do { let got = l.next(); #expect(got == [.drain(pipe: 1, length: 60, offset: 1100)]) }
+        do { let got = l.drained(pipe: 1, bytes: 60); #expect(got == 1100..<1160) }
+        do { let got = l.next(); #expect(got == [.drain(pipe: 2, length: 90, offset: 1160)]) }
         #expect(!l.finished)
-        do { let got = l.drained(lane: 2, bytes: 90); #expect(got == 1160..<1250) }
+        do { let got = l.drained(pipe: 2, bytes: 90); #expect(got == 1160..<1250) }
         #expect(l.finished)
         do { let got = l.next(); #expect(got == []) }
     }
 
     @Test func relayTeesBeforeTheFileAndSendsInStreamOrder() {
-        var l = SpliceLanes(lanes: 2, capacity: 100, relaying: true)
+        var l = SplicePipes(pipes: 2, capacity: 100, relaying: true)
         l.start(offset: 0, length: 150)
-        do { let got = l.next(canSend: true); #expect(got == [.fill(lane: 0, length: 100)]) }
-        l.filled(lane: 0, bytes: 100)
-        // Tee first; the file drain of lane 0 waits for it.
-        do { let got = l.next(canSend: true); #expect(got == [.tee(lane: 0, length: 100), .fill(lane: 1, length: 50)]) }
-        l.filled(lane: 1, bytes: 50)
-        do { let got = l.next(canSend: true); #expect(got == [.tee(lane: 1, length: 50)]) }
-        // Lane 1 is tee'd first, but lane 0 holds earlier bytes: no send yet.
-        do { let got = l.teed(lane: 1, bytes: 50); #expect(got) }
-        do { let got = l.next(canSend: true); #expect(got == [.drain(lane: 1, length: 50, offset: 100)]) }
-        do { let got = l.teed(lane: 0, bytes: 100); #expect(got) }
+        do { let got = l.next(canSend: true); #expect(got == [.fill(pipe: 0, length: 100)]) }
+        l.filled(pipe: 0, bytes: 100)
+        // Tee first; the file drain of pipe 0 waits for it.
+        do { let got = l.next(canSend: true); #expect(got == [.tee(pipe: 0, length: 100), .fill(pipe: 1, length: 50)]) }
+        l.filled(pipe: 1, bytes: 50)
+        do { let got = l.next(canSend: true); #expect(got == [.tee(pipe: 1, length: 50)]) }
+        // Pipe 1 is tee'd first, but pipe 0 holds earlier bytes: no send yet.
+        do { let got = l.teed(pipe: 1, bytes: 50); #expect(got) }
+        do { let got = l.next(canSend: true); #expect(got == [.drain(pipe: 1, length: 50, offset: 100)]) }
+        do { let got = l.teed(pipe: 0, bytes: 100); #expect(got) }
         // The control channel is busy: no send, but the file side goes on.
         do { let got = l.next(canSend: false); #expect(got == []) }
-        do { let got = l.next(canSend: true); #expect(got == [.send(lane: 0, length: 100)]) }
-        l.sent(lane: 0, bytes: 30)  // short: the rest of lane 0 goes before lane 1
-        do { let got = l.drained(lane: 1, bytes: 50); #expect(got == 100..<150) }
-        do { let got = l.next(canSend: true); #expect(got == [.send(lane: 0, length: 70), .drain(lane: 0, length: 100, offset: 0)]) }
-        l.sent(lane: 0, bytes: 70)
-        do { let got = l.next(canSend: true); #expect(got == [.send(lane: 1, length: 50)]) }
-        l.sent(lane: 1, bytes: 50)
+        do { let got = l.next(canSend: true); #expect(got == [.send(pipe: 0, length: 100)]) }
+        l.sent(pipe: 0, bytes: 30)  // short: the rest of pipe 0 goes before pipe 1
+        do { let got = l.drained(pipe: 1, bytes: 50); #expect(got == 100..<150) }
+        do { let got = l.next(canSend: true); #expect(got == [.send(pipe: 0, length: 70), .drain(pipe: 0, length: 100, offset: 0)]) }
+        l.sent(pipe: 0, bytes: 70)
+        do { let got = l.next(canSend: true); #expect(got == [.send(pipe: 1, length: 50)]) }
+        l.sent(pipe: 1, bytes: 50)
         #expect(!l.finished)
-        _ = l.drained(lane: 0, bytes: 100)
+        _ = l.drained(pipe: 0, bytes: 100)
         #expect(l.finished)
     }
 
     @Test func aLostRelayLetsTheFileSideFinish() {
-        var l = SpliceLanes(lanes: 2, capacity: 100, relaying: true)
+        var l = SplicePipes(pipes: 2, capacity: 100, relaying: true)
         l.start(offset: 0, length: 200)
         _ = l.next(canSend: true)
-        l.filled(lane: 0, bytes: 100)
-        do { let got = l.next(canSend: true); #expect(got == [.tee(lane: 0, length: 100), .fill(lane: 1, length: 100)]) }
-        do { let got = l.teed(lane: 0, bytes: 100); #expect(got) }
-        do { let got = l.next(canSend: true); #expect(got == [.send(lane: 0, length: 100), .drain(lane: 0, length: 100, offset: 0)]) }
+        l.filled(pipe: 0, bytes: 100)
+        do { let got = l.next(canSend: true); #expect(got == [.tee(pipe: 0, length: 100), .fill(pipe: 1, length: 100)]) }
+        do { let got = l.teed(pipe: 0, bytes: 100); #expect(got) }
+        do { let got = l.next(canSend: true); #expect(got == [.send(pipe: 0, length: 100), .drain(pipe: 0, length: 100, offset: 0)]) }
         l.dropRelay()
-        l.filled(lane: 1, bytes: 100)
-        // No tee for lane 1 now; its drain waits for lane 0's.
+        l.filled(pipe: 1, bytes: 100)
+        // No tee for pipe 1 now; its drain waits for pipe 0's.
         do { let got = l.next(canSend: true); #expect(got == []) }
-        _ = l.drained(lane: 0, bytes: 100)
-        do { let got = l.next(canSend: true); #expect(got == [.drain(lane: 1, length: 100, offset: 100)]) }
-        _ = l.drained(lane: 1, bytes: 100)
-        #expect(!l.finished)  // lane 0's send is still in flight
-        l.abandoned(lane: 0)
+        _ = l.drained(pipe: 0, bytes: 100)
+        do { let got = l.next(canSend: true); #expect(got == [.drain(pipe: 1, length: 100, offset: 100)]) }
+        _ = l.drained(pipe: 1, bytes: 100)
+        #expect(!l.finished)  // pipe 0's send is still in flight
+        l.abandoned(pipe: 0)
         #expect(l.finished)
     }
 
     @Test func aShortTeeEndsTheRelay() {
-        var l = SpliceLanes(lanes: 1, capacity: 100, relaying: true)
+        var l = SplicePipes(pipes: 1, capacity: 100, relaying: true)
         l.start(offset: 0, length: 100)
         _ = l.next(canSend: true)
-        l.filled(lane: 0, bytes: 100)
+        l.filled(pipe: 0, bytes: 100)
         _ = l.next(canSend: true)
-        do { let got = l.teed(lane: 0, bytes: 60); #expect(!got) }
+        do { let got = l.teed(pipe: 0, bytes: 60); #expect(!got) }
     }
 }
 

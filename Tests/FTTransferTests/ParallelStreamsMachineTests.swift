@@ -10,12 +10,10 @@ import FTWire
 
     /// A machine receiving one 3 MiB file (id 7) and one stream (id 8).
     func receiving(parallel: Bool = true) -> ReceiverMachine {
-        var m = ReceiverMachine()
-        _ = m.receive(.hello(Hello(role: .sender, features: parallel ? [.xxh3, .streams] : [.xxh3])))
-        if parallel { m.allowStreams() }
+        var m = ReceiverMachine(parallel: parallel)
         _ = m.receive(.manifest([
             ManifestEntry(fileID: 7, kind: .file, path: Array("big".utf8), mode: 0o644, size: 3 * Self.mib, mtimeSeconds: 0, mtimeNanoseconds: 0),
-            ManifestEntry(fileID: 8, kind: .stream, path: Array("in".utf8), mode: 0o644, size: ManifestEntry.unknownSize, mtimeSeconds: 0, mtimeNanoseconds: 0),
+            ManifestEntry(fileID: 8, kind: .stdin, path: Array("in".utf8), mode: 0o644, size: ManifestEntry.unknownSize, mtimeSeconds: 0, mtimeNanoseconds: 0),
         ]))
         #expect(m.receive(.manifestEnd(ManifestEnd(entryCount: 2, totalBytes: 3 * Self.mib))) == .review)
         m.accepted()
@@ -26,30 +24,30 @@ import FTWire
 
     @Test func aTrailerWaitsForChunksStillOnOtherStreams() {
         var m = receiving()
-        #expect(m.takesLanes)
-        #expect(m.laneData(chunk(2)) == .store(index: 0, offset: 2 * Self.mib, length: UInt32(Self.mib)))
+        #expect(m.takesDataStreams)
+        #expect(m.dataStreamChunk(chunk(2)) == .store(index: 0, offset: 2 * Self.mib, length: UInt32(Self.mib)))
         #expect(m.receive(.data(chunk(0))) == .store(index: 0, offset: 0, length: UInt32(Self.mib)))
         #expect(m.chunkStored(index: 0) == .none)
         // The trailer comes before chunk 1 (on a lane) and chunk 2 is still being written.
         #expect(m.receive(.fileEnd(FileEnd(fileID: 7, size: 3 * Self.mib, digest: digest))) == .none)
-        #expect(m.laneData(chunk(1)) == .store(index: 0, offset: Self.mib, length: UInt32(Self.mib)))
+        #expect(m.dataStreamChunk(chunk(1)) == .store(index: 0, offset: Self.mib, length: UInt32(Self.mib)))
         #expect(m.chunkStored(index: 0) == .none, "chunk 2 is still on its way to the file")
         #expect(m.chunkStored(index: 0) == .finish(index: 0))
     }
 
     @Test func aChunkLostWithItsStreamIsTakenAgainAndAWholeOneIsDropped() {
         var m = receiving()
-        #expect(m.laneData(chunk(0)) == .store(index: 0, offset: 0, length: UInt32(Self.mib)))
-        #expect(m.laneData(chunk(1)) == .store(index: 0, offset: Self.mib, length: UInt32(Self.mib)))
+        #expect(m.dataStreamChunk(chunk(0)) == .store(index: 0, offset: 0, length: UInt32(Self.mib)))
+        #expect(m.dataStreamChunk(chunk(1)) == .store(index: 0, offset: Self.mib, length: UInt32(Self.mib)))
         #expect(m.chunkStored(index: 0) == .none)
         // Chunk 1's stream broke mid-payload: it comes again on another.
         m.chunkLost(index: 0, range: Self.mib..<2 * Self.mib)
-        #expect(m.laneData(chunk(1)) == .store(index: 0, offset: Self.mib, length: UInt32(Self.mib)))
+        #expect(m.dataStreamChunk(chunk(1)) == .store(index: 0, offset: Self.mib, length: UInt32(Self.mib)))
         // Chunk 0 was whole before its stream broke; the sender sends it again anyway.
-        #expect(m.laneData(chunk(0)) == .discard(length: UInt32(Self.mib)))
+        #expect(m.dataStreamChunk(chunk(0)) == .discard(length: UInt32(Self.mib)))
         // Half a chunk over received bytes is no resend: refused.
         let skew = DataHeader(fileID: 7, length: UInt32(Self.mib), offset: Self.mib + Self.mib / 2)
-        if case .fail(let e) = m.laneData(skew) {
+        if case .fail(let e) = m.dataStreamChunk(skew) {
             #expect(e.message.contains("overlaps"))
         } else {
             Issue.record("a skewed chunk was accepted")
@@ -58,8 +56,8 @@ import FTWire
 
     @Test func aStreamsBytesStayOnThePushConnection() {
         var m = receiving()
-        if case .fail(let e) = m.laneData(DataHeader(fileID: 8, length: 10, offset: 0)) {
-            #expect(e.message.contains("stream"))
+        if case .fail(let e) = m.dataStreamChunk(DataHeader(fileID: 8, length: 10, offset: 0)) {
+            #expect(e.message.contains("stdin"))
         } else {
             Issue.record("stdin bytes on a lane were accepted")
         }
@@ -67,8 +65,8 @@ import FTWire
 
     @Test func withoutStreamsTheOldRulesHold() {
         var m = receiving(parallel: false)
-        #expect(!m.takesLanes)
-        if case .fail = m.laneData(chunk(0)) {} else { Issue.record("lane data accepted without -P") }
+        #expect(!m.takesDataStreams)
+        if case .fail = m.dataStreamChunk(chunk(0)) {} else { Issue.record("lane data accepted without -P") }
         var n = receiving(parallel: false)
         #expect(n.receive(.data(chunk(0))) == .store(index: 0, offset: 0, length: UInt32(Self.mib)))
         // An early trailer is a violation when everything is on one stream.
@@ -76,20 +74,6 @@ import FTWire
             #expect(e.message.contains("ended after"))
         } else {
             Issue.record("early trailer accepted")
-        }
-    }
-
-    @Test func aLaneHelloJoinsBySessionAndCarriesOnlyData() {
-        var m = ReceiverMachine(requireAuth: true)
-        let id = Array(repeating: UInt8(9), count: 16)
-        #expect(m.receive(.hello(Hello(role: .sender, features: [.lane], sessionID: id))) == .replyHello(version: 1))
-        #expect(m.laneToJoin == nil, "not before the code's proof")
-        #expect(m.receive(.auth(AuthProof(mac: Array(repeating: 0, count: 32)))) == .checkAuth(AuthProof(mac: Array(repeating: 0, count: 32))))
-        m.authenticated()
-        #expect(m.laneToJoin == .joinLane(sessionID: id))
-        #expect(m.receive(.data(chunk(0))) == .laneData(chunk(0)))
-        if case .fail = m.receive(.manifestEnd(ManifestEnd(entryCount: 0, totalBytes: 0))) {} else {
-            Issue.record("a lane took a control frame")
         }
     }
 }

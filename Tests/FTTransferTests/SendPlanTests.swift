@@ -14,15 +14,15 @@ import FTWire
         return out
     }
 
-    @Test func streamsFirstThenBigFilesLargestFirstThenSmallBatches() {
+    @Test func stdinFirstThenBigFilesLargestFirstThenSmallBatches() {
         let entries = [
             file(0, 10), file(1, 3 << 20), ManifestEntry(fileID: 2, kind: .directory, path: Array("d".utf8), mode: 0o755, size: 0, mtimeSeconds: 0, mtimeNanoseconds: 0),
-            file(3, 5 << 20), ManifestEntry(fileID: 4, kind: .stream, path: Array("s".utf8), mode: 0o644, size: ManifestEntry.unknownSize, mtimeSeconds: 0, mtimeNanoseconds: 0),
+            file(3, 5 << 20), ManifestEntry(fileID: 4, kind: .stdin, path: Array("s".utf8), mode: 0o644, size: ManifestEntry.unknownSize, mtimeSeconds: 0, mtimeNanoseconds: 0),
             file(5, 0),
         ]
         let s = steps(SendPlan(entries: entries, chunkSize: 4 << 20))
         #expect(s == [
-            .stream(index: 4), .fileEnd(index: 4),
+            .stdin(index: 4), .fileEnd(index: 4),
             .chunk(index: 3, offset: 0, length: 4 << 20), .chunk(index: 3, offset: 4 << 20, length: 1 << 20), .fileEnd(index: 3),
             .chunk(index: 1, offset: 0, length: 3 << 20), .fileEnd(index: 1),
             .small([0, 5]),

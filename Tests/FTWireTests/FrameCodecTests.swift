@@ -10,7 +10,7 @@ let sampleFrames: [Frame] = [
                       mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 5),
         ManifestEntry(fileID: 2, kind: .file, path: Array("a/中文 文件.txt".utf8), mode: 0o644,
                       size: 5 << 30, mtimeSeconds: -1, mtimeNanoseconds: 999_999_999),
-        ManifestEntry(fileID: 3, kind: .stream, path: Array("stdin.tar".utf8), mode: 0o600,
+        ManifestEntry(fileID: 3, kind: .stdin, path: Array("stdin.tar".utf8), mode: 0o600,
                       size: ManifestEntry.unknownSize, mtimeSeconds: 0, mtimeNanoseconds: 0),
     ]),
     .manifestEnd(ManifestEnd(entryCount: 3, totalBytes: 5 << 30, flags: .noVerify)),

@@ -34,31 +34,21 @@ struct MessageName: CustomStringConvertible {
     var description: String { Escape.forMessage(bytes: Array(path.description.utf8)) }
 }
 
-/// The receiver's protocol logic for one session, with no I/O: it is fed
-/// frames and reports of finished work, and answers with what to do next.
-/// Everything a peer can get wrong is caught here, before the driver
-/// touches a file.
-public struct ReceiverMachine {
+/// The receiver's protocol logic for one push, after the handshake, with no
+/// I/O: it is fed frames and reports of finished work, and answers with
+/// what to do next. Everything a peer can get wrong is caught here, before
+/// the driver touches a file.
+public struct ReceiverMachine: Sendable {
     public enum Phase: Equatable, Sendable {
-        case awaitingHello
-        case awaitingAuth
         case awaitingManifest
         case reviewing
         case awaitingResume
         case receiving
-        /// An extra data stream of another session (`lane` hello): only
-        /// `data` frames, checked by that session's machine.
-        case lane
         case finished
         case failed
     }
 
     public enum Action: Equatable, Sendable {
-        /// Answer the hello, speaking `version` (and asking for a proof of
-        /// the code when auth is required).
-        case replyHello(version: UInt16)
-        /// Check the sender's proof; then `authenticated()` and send ours.
-        case checkAuth(AuthProof)
         /// Check the entries against the destination, create directories,
         /// then call `accepted()` and send `accept` (or fail).
         case review
@@ -69,12 +59,6 @@ public struct ReceiverMachine {
         /// Parallel streams: a chunk sent again whose bytes are all here
         /// already; read its `length` payload bytes and drop them.
         case discard(length: UInt32)
-        /// This lane's hello and proof are good: attach it to the session
-        /// `sessionID`, then pass its chunks to that session's
-        /// `laneData(_:)`.
-        case joinLane(sessionID: [UInt8])
-        /// A data frame on a lane, for the owning session's machine.
-        case laneData(DataHeader)
         /// Keep the held prefixes the sender skips (`keep`: entry index and
         /// bytes), discard the other offered ones (`drop`: entry indexes).
         case resume(keep: [ResumedPrefix], drop: [Int])
@@ -96,84 +80,87 @@ public struct ReceiverMachine {
         case none
     }
 
-    public private(set) var phase = Phase.awaitingHello
+    /// Where the push stands, and what only that stage needs.
+    private enum State: Sendable {
+        case collecting(announced: [ManifestEntry])
+        case reviewing
+        case awaitingResume(offered: [Accept.Have])
+        case receiving(sawEnd: Bool)
+        case finished
+        case failed
+    }
+
+    private var state = State.collecting(announced: [])
+    /// The reviewed entries; empty until the manifest is complete.
     public private(set) var entries: [IncomingEntry] = []
-    public private(set) var version: UInt16 = 0
-    public private(set) var manifestEnd: ManifestEnd?
-    private var announced: [ManifestEntry] = []
     private var byID: [UInt32: Int] = [:]
-    private var sawEnd = false
     private var unfinished = 0
     private var committedBytes: UInt64 = 0
     private var committedFiles: UInt64 = 0
+    public let version: UInt16
     let maxEntries: Int
-    let requireAuth: Bool
     let allowSensitive: Bool
-    /// The sender's hello, for the auth proofs.
-    public private(set) var senderHello: Hello?
+    /// The manifest did not ask to skip verification.
+    public private(set) var verify = true
     /// Part of a chain push: no resume offers (each host gets the whole
     /// stream), and a `report` goes before `done`.
     public private(set) var chain = false
-    /// The sender may add data streams (the driver agreed in its hello):
-    /// chunks may arrive out of order, after their file's trailer, or
-    /// again after a stream broke.
-    public private(set) var parallel = false
-    /// This connection is a lane of another session.
-    public private(set) var isLane = false
+    /// The push may add data streams (agreed in the hello): chunks may
+    /// arrive out of order, after their file's trailer, or again after a
+    /// stream broke.
+    public let parallel: Bool
 
-    public init(maxEntries: Int = Manifest.maxEntries, requireAuth: Bool = false, allowSensitive: Bool = false) {
+    public init(version: UInt16 = ProtocolVersion.max, maxEntries: Int = Manifest.maxEntries, allowSensitive: Bool = false,
+                parallel: Bool = false) {
+        self.version = version
         self.maxEntries = maxEntries
-        self.requireAuth = requireAuth
         self.allowSensitive = allowSensitive
+        self.parallel = parallel
     }
 
-    public var verify: Bool { !(manifestEnd?.flags.contains(.noVerify) ?? false) }
+    public var phase: Phase {
+        switch state {
+        case .collecting: return .awaitingManifest
+        case .reviewing: return .reviewing
+        case .awaitingResume: return .awaitingResume
+        case .receiving: return .receiving
+        case .finished: return .finished
+        case .failed: return .failed
+        }
+    }
+
+    /// Whether a data stream may join now.
+    public var takesDataStreams: Bool { parallel && phase == .receiving }
 
     public mutating func receive(_ frame: Frame) -> Action {
         if case .error(let e) = frame {
-            phase = .failed
+            state = .failed
             return .peerFailed(e)
         }
-        switch (phase, frame) {
-        case (.awaitingHello, .hello(let h)):
-            guard h.role == .sender else { return fail(.protocolViolation, "peer is not a sender") }
-            switch ProtocolVersion.negotiate(peerMin: h.minVersion, peerMax: h.maxVersion) {
-            case .failure(let m):
-                return fail(.version, m.description)
-            case .success(let v):
-                version = v
-                senderHello = h
-                isLane = h.features.contains(.lane)
-                phase = requireAuth ? .awaitingAuth : isLane ? .lane : .awaitingManifest
-                return .replyHello(version: v)
-            }
-        case (.awaitingAuth, .auth(let proof)):
-            return .checkAuth(proof)
-        case (.awaitingAuth, _):
-            return fail(.auth, "this receiver needs the one-time code; the sender sent a \(frame.type) frame instead of proving it knows the code (set FT_CODE or --code-file on the sender)")
-        case (.awaitingManifest, .relay(let r)) where !chain && announced.isEmpty:
+        switch (state, frame) {
+        case (.collecting(let announced), .relay(let r)) where !chain && announced.isEmpty:
             chain = true
             return .relay(r.hops)
-        case (.awaitingManifest, .manifest(let list)):
+        case (.collecting(var announced), .manifest(let list)):
             guard announced.count + list.count <= maxEntries else {
                 return fail(.refused, "manifest has more than \(maxEntries) entries")
             }
+            state = .reviewing  // drops the array's other reference before it grows
             announced.append(contentsOf: list)
+            state = .collecting(announced: announced)
             return .none
-        case (.awaitingManifest, .manifestEnd(let end)):
-            return review(end)
-        case (.awaitingResume, .resume(let r)):
-            return resume(r)
+        case (.collecting(let announced), .manifestEnd(let end)):
+            return review(announced, end)
+        case (.awaitingResume(let offered), .resume(let r)):
+            return resume(r, offered: offered)
         case (.receiving, .data(let h)):
             return data(h)
-        case (.lane, .data(let h)):
-            return .laneData(h)
         case (.receiving, .fileEnd(let t)):
             return trailer(t)
         case (.receiving, .smallFiles(let batch)):
             return small(batch)
         case (.receiving, .end):
-            sawEnd = true
+            state = .receiving(sawEnd: true)
             let missing = entries.filter { $0.isData && $0.trailer == nil }.count
             guard missing == 0 else {
                 return fail(.protocolViolation, "push ended with \(missing) files never finished")
@@ -184,7 +171,7 @@ public struct ReceiverMachine {
         }
     }
 
-    private mutating func review(_ end: ManifestEnd) -> Action {
+    private mutating func review(_ announced: [ManifestEntry], _ end: ManifestEnd) -> Action {
         guard Int(end.entryCount) == announced.count else {
             return fail(.protocolViolation, "manifest-end counts \(end.entryCount) entries but \(announced.count) arrived")
         }
@@ -198,20 +185,21 @@ public struct ReceiverMachine {
             } catch {
                 return fail(.refused, "refusing path '\(Escape.forMessage(bytes: e.path))': \(error)")
             }
-            if !allowSensitive, let name = path.sensitiveComponent {
-                return fail(.refused, "refusing '\(Escape.forMessage(bytes: Array(path.description.utf8)))': '\(name)' holds logins or start-up scripts (run ft recv with --allow-sensitive to accept it)")
+            let name = MessageName(path: path)
+            if !allowSensitive, let sensitive = path.sensitiveComponent {
+                return fail(.refused, "refusing '\(name)': '\(sensitive)' holds logins or start-up scripts (run ft recv with --allow-sensitive to accept it)")
             }
             guard byID[e.fileID] == nil else {
                 return fail(.protocolViolation, "file id \(e.fileID) announced twice")
             }
             guard seen[path] == nil else {
-                return fail(.refused, "'\(Escape.forMessage(bytes: Array(path.description.utf8)))' announced twice")
+                return fail(.refused, "'\(name)' announced twice")
             }
             seen[path] = e.kind
             if e.kind == .file {
                 let (sum, overflow) = total.addingReportingOverflow(e.size)
                 guard !overflow, e.size <= UInt64(Int64.max) else {
-                    return fail(.refused, "'\(Escape.forMessage(bytes: Array(path.description.utf8)))' has an impossible size \(e.size)")
+                    return fail(.refused, "'\(name)' has an impossible size \(e.size)")
                 }
                 total = sum
             }
@@ -224,7 +212,7 @@ public struct ReceiverMachine {
             var parent = e.path.parent
             while let p = parent {
                 if let kind = seen[p], kind != .directory {
-                    return fail(.refused, "'\(Escape.forMessage(bytes: Array(e.path.description.utf8)))' needs '\(Escape.forMessage(bytes: Array(p.description.utf8)))' to be a directory, but it is announced as a file")
+                    return fail(.refused, "'\(MessageName(path: e.path))' needs '\(MessageName(path: p))' to be a directory, but it is announced as a file")
                 }
                 parent = p.parent
             }
@@ -232,41 +220,18 @@ public struct ReceiverMachine {
         guard total == end.totalBytes else {
             return fail(.protocolViolation, "manifest-end says \(end.totalBytes) bytes but the entries add up to \(total)")
         }
-        announced = []
-        manifestEnd = end
-        phase = .reviewing
+        verify = !end.flags.contains(.noVerify)
+        state = .reviewing
         return .review
     }
 
-    /// The sender's proof matched.
-    public mutating func authenticated() {
-        precondition(phase == .awaitingAuth)
-        phase = isLane ? .lane : .awaitingManifest
-    }
-
-    /// A lane's hello (and proof) is accepted: what to do with it.
-    public var laneToJoin: Action? {
-        guard isLane, phase == .lane, let h = senderHello else { return nil }
-        return .joinLane(sessionID: h.sessionID)
-    }
-
-    /// The driver takes extra data streams for this push (it said so in
-    /// its hello).
-    public mutating func allowStreams() {
-        precondition(!isLane)
-        parallel = true
-    }
-
-    /// Whether a lane may join now.
-    public var takesLanes: Bool { parallel && phase == .receiving }
-
-    /// A data frame that arrived on one of this session's lanes.
-    public mutating func laneData(_ h: DataHeader) -> Action {
+    /// A data frame that arrived on one of this push's extra streams.
+    public mutating func dataStreamChunk(_ h: DataHeader) -> Action {
         guard parallel, phase == .receiving else {
             return fail(.protocolViolation, "a data stream sent a chunk while the push is \(phase)")
         }
-        if let i = byID[h.fileID], entries[i].entry.kind == .stream {
-            return fail(.protocolViolation, "a stream's bytes came on an extra data stream")
+        if let i = byID[h.fileID], entries[i].entry.kind == .stdin {
+            return fail(.protocolViolation, "stdin content came on an extra data stream")
         }
         return data(h)
     }
@@ -299,27 +264,23 @@ public struct ReceiverMachine {
     /// offers the prefixes it already holds (empty: none).
     public mutating func accepted(offering have: [Accept.Have] = []) {
         precondition(phase == .reviewing)
-        offered = have
-        phase = have.isEmpty ? .receiving : .awaitingResume
+        state = have.isEmpty ? .receiving(sawEnd: false) : .awaitingResume(offered: have)
         for i in entries.indices where !entries[i].isData { entries[i].finished = true }
     }
 
-    private var offered: [Accept.Have] = []
-
-    private mutating func resume(_ r: Resume) -> Action {
+    private mutating func resume(_ r: Resume, offered: [Accept.Have]) -> Action {
         var keep: [ResumedPrefix] = []
         var kept = Set<UInt32>()
         for skip in r.skips {
-            guard let have = offered.first(where: { $0.fileID == skip.fileID }), have.bytes == skip.bytes, kept.insert(skip.fileID).inserted else {
+            guard let have = offered.first(where: { $0.fileID == skip.fileID }), have.bytes == skip.bytes,
+                  kept.insert(skip.fileID).inserted, let i = byID[skip.fileID] else {
                 return fail(.protocolViolation, "resume of file id \(skip.fileID) at \(skip.bytes) bytes was not offered")
             }
-            let i = byID[skip.fileID]!
             _ = entries[i].received.insert(0..<skip.bytes)
             keep.append(ResumedPrefix(index: i, bytes: skip.bytes))
         }
-        let drop = offered.filter { !kept.contains($0.fileID) }.map { byID[$0.fileID]! }
-        offered = []
-        phase = .receiving
+        let drop = offered.filter { !kept.contains($0.fileID) }.compactMap { byID[$0.fileID] }
+        state = .receiving(sawEnd: false)
         return .resume(keep: keep, drop: drop)
     }
 
@@ -396,23 +357,24 @@ public struct ReceiverMachine {
         return .storeSmall(out)
     }
 
-    /// Entry `index` is committed (or failed, which ends the session anyway).
+    /// Entry `index` is committed (a failure ends the session anyway).
     public mutating func finished(index: Int, bytes: UInt64) -> Action {
         guard !entries[index].finished else { return .none }
         entries[index].finished = true
         unfinished -= 1
         committedFiles += 1
         committedBytes += bytes
-        return sawEnd && unfinished == 0 ? complete() : .none
+        guard case .receiving(let sawEnd) = state, sawEnd, unfinished == 0 else { return .none }
+        return complete()
     }
 
     private mutating func complete() -> Action {
-        phase = .finished
+        state = .finished
         return .complete(Done(files: committedFiles, bytes: committedBytes))
     }
 
     private mutating func fail(_ code: ErrorFrame.Code, _ message: String) -> Action {
-        phase = .failed
+        state = .failed
         return .fail(ErrorFrame(code, message))
     }
 }
@@ -420,13 +382,10 @@ public struct ReceiverMachine {
 extension ReceiverMachine.Phase: CustomStringConvertible {
     public var description: String {
         switch self {
-        case .awaitingHello: return "awaiting hello"
-        case .awaitingAuth: return "awaiting the code's proof"
-        case .awaitingManifest: return "awaiting the manifest"
+        case .awaitingManifest: return "waiting for the manifest"
         case .reviewing: return "reviewing the manifest"
-        case .awaitingResume: return "awaiting the resume decision"
+        case .awaitingResume: return "waiting for the resume decision"
         case .receiving: return "receiving"
-        case .lane: return "carrying a data stream"
         case .finished: return "finished"
         case .failed: return "failed"
         }

@@ -99,3 +99,28 @@ struct Partial {
         return removed
     }
 }
+
+/// A partial found at review time: its fd, open and locked, the stored
+/// prefix, and the hasher that just read that prefix.
+final class HeldPrefix {
+    private var fd: CInt
+    let bytes: UInt64
+    let digest: Digest128
+    let hasher: StreamHasher
+
+    init(fd: CInt, bytes: UInt64, digest: Digest128, hasher: StreamHasher) {
+        self.fd = fd
+        self.bytes = bytes
+        self.digest = digest
+        self.hasher = hasher
+    }
+
+    /// Hands the fd (and its lock) to a sink.
+    func take() -> CInt {
+        defer { fd = -1 }
+        return fd
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+}
+

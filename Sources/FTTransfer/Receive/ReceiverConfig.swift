@@ -43,7 +43,7 @@ public struct ReceiverConfig: Sendable {
     public var requireEncryption = false
 
     public init(
-        listen: Endpoint = Endpoint(host: nil, port: 7878), directory: String = ".", once: Bool = false,
+        listen: Endpoint = Endpoint(host: nil, port: Endpoint.ftPort), directory: String = ".", once: Bool = false,
         overwrite: Bool = false, toStdout: Bool = false, path: ReceivePath = .splice,
         engine: EnginePreference = .auto, maxSessions: Int = 128, idleTimeoutSeconds: Double = 60,
         handshakeTimeoutSeconds: Double = 10, code: String? = nil

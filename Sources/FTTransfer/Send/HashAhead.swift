@@ -9,38 +9,31 @@ import Glibc
 #endif
 
 /// Hashes the sender's files on a helper thread, in push order, while the
-/// loop thread moves the same bytes with sendfile or splice. The sender
-/// asks for a file's digest when it writes that file's trailer; by then the
-/// helper has usually finished it.
+/// loop thread moves the same bytes with sendfile or splice. Each digest is
+/// handed to `done` on the helper thread as it is ready (the sender posts it
+/// to its loop); a trailer whose digest is not ready yet waits for it
+/// without blocking the loop.
 ///
 /// The helper stays at most `window` bytes ahead of what was sent, so a
 /// file bigger than memory is not read twice from disk.
 final class HashAhead: Sendable {
     private struct State {
-        var results: [Int: Result<Digest128, IOError>] = [:]
         var sent: UInt64 = 0
         var cancelled = false
     }
 
+    typealias Done = @Sendable (_ index: Int, _ digest: Result<Digest128, IOError>) -> Void
+
     private let state = Mutex(State())
-    private let ready = DispatchSemaphore(value: 0)
     private let progress = DispatchSemaphore(value: 0)
+    private let done: Done
     static let window: UInt64 = 512 << 20
 
     /// `files`: (index, path, size) in the order they will be sent.
-    init(files: [(index: Int, path: String, size: UInt64)]) {
+    init(files: [(index: Int, path: String, size: UInt64)], done: @escaping Done) {
+        self.done = done
         let thread = DispatchQueue(label: "ft.hash-ahead")
         thread.async { [self] in run(files) }
-    }
-
-    /// The digest of file `index`, waiting for the helper if needed.
-    func digest(_ index: Int) throws(IOError) -> Digest128 {
-        while true {
-            if let r = state.withLock({ $0.results.removeValue(forKey: index) }) {
-                return try r.get()
-            }
-            ready.wait()
-        }
     }
 
     /// Tells the helper how far the sender got, releasing its window.
@@ -67,12 +60,8 @@ final class HashAhead: Sendable {
                 result = hashFile(fd, f.size, hasher, &hashed)
                 close(fd)
             }
-            let stop = state.withLock { s in
-                s.results[f.index] = result
-                return s.cancelled
-            }
-            ready.signal()
-            if stop { return }
+            if state.withLock({ $0.cancelled }) { return }
+            done(f.index, result)
         }
     }
 

@@ -39,7 +39,7 @@ public enum SourceTree {
                     throw .source("two arguments would both arrive as '\(Escape.forDisplay(name))'")
                 }
                 items.append(SourceItem(
-                    entry: ManifestEntry(fileID: UInt32(items.count), kind: .stream, path: Array(name.utf8),
+                    entry: ManifestEntry(fileID: UInt32(items.count), kind: .stdin, path: Array(name.utf8),
                                          mode: 0o644, size: ManifestEntry.unknownSize,
                                          mtimeSeconds: Int64(time(nil)), mtimeNanoseconds: 0),
                     origin: .stdin))

@@ -5,32 +5,21 @@ import FTWire
 import Glibc
 #endif
 
-/// Tags a session puts in its operations' user data.
-enum Tag: UInt8 {
-    case connect = 1
-    case readPrefix
-    case readBody
-    case sendControl
-    case spliceIn
-    case spliceOut
-    case payloadRecv
-    case payloadWrite
-    case sendChunk
-    case chunkHeader
-    case chunkRead
-    case streamRead
-    case shutdown
-    case pace
-    case discardRecv
-}
-
 /// Frames over one socket: reads each frame exactly (8-byte prefix, then
 /// exactly its body) so the bytes after a `data` header stay in the socket
 /// for the payload path; and sends control frames, batching whatever queued
 /// up while a send was in flight into one write.
+///
+/// The channel queues its own reads and sends under its owner's
+/// registration and counts them (`inflight`); the owner hands it the
+/// completions tagged `readPrefix`, `readBody` and `sendControl`.
 final class FrameChannel {
     let fd: CInt
     let peer: String
+    private unowned let loop: EventLoop
+    private let reg: Registration
+    /// Reads and sends of ours still in flight.
+    private(set) var inflight = 0
 
     private let prefix = UnsafeMutableRawBufferPointer.allocate(byteCount: FramePrefix.size, alignment: 8)
     private var body = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
@@ -60,9 +49,11 @@ final class FrameChannel {
     private var plainCount = 0
     private var plainAt = 0
 
-    init(fd: CInt, peer: String, buffered: Bool = false) {
+    init(fd: CInt, peer: String, loop: EventLoop, reg: Registration, buffered: Bool = false) {
         self.fd = fd
         self.peer = peer
+        self.loop = loop
+        self.reg = reg
         self.buffered = buffered
     }
 
@@ -75,49 +66,71 @@ final class FrameChannel {
 
     enum ReadEvent {
         case frame(Frame)
-        /// The prefix arrived; the body read is queued.
-        case pending
         /// The peer closed cleanly between frames.
         case closed
         case failed(TransferError)
     }
 
+    /// Queues the read of the next frame, unless one is under way.
+    func read() {
+        guard !reading else { return }
+        reading = true
+        readNext()
+    }
+
     /// Queues the read of the next frame's prefix (sealed: the next record's
     /// length, or nothing if the opened record holds more frames).
-    func readNext(_ loop: EventLoop, _ reg: Registration) {
-        precondition(!reading)
-        reading = true
+    private func readNext() {
         if cipher != nil, plainAt < plainCount {
             // Already in memory; a nop keeps the completion-driven shape.
-            loop.backend.queue(.nop, reg.userData(Tag.readBody.rawValue))
+            queue(.nop, .readBody)
             return
         }
         if buffered, cipher == nil {
-            readAhead(loop, reg)
+            readAhead()
             return
         }
         let want = cipher != nil ? SessionCipher.headerSize : FramePrefix.size
-        loop.backend.queue(.recv(fd: fd, buffer: prefix.baseAddress!, length: want, flags: CInt(MSG_WAITALL)),
-                           reg.userData(Tag.readPrefix.rawValue))
+        queue(.recv(fd: fd, buffer: prefix.baseAddress!, length: want, flags: CInt(MSG_WAITALL)), .readPrefix)
     }
 
-    func onRead(_ c: Completion, _ loop: EventLoop, _ reg: Registration) -> ReadEvent {
-        reading = false
-        if let cipher { return onSealedRead(c, cipher, loop, reg) }
-        if buffered { return onBufferedRead(c, loop, reg) }
-        let isPrefix = c.userData.tag == Tag.readPrefix.rawValue
-        let want = isPrefix ? FramePrefix.size : Int(pendingPrefix!.length)
+    private func queue(_ op: Op, _ tag: OpTag.Op) {
+        inflight += 1
+        loop.backend.queue(op, reg.userData(OpTag(tag)))
+    }
+
+    /// A completion tagged `readPrefix` or `readBody`: the next frame, or
+    /// nil while the frame is still being read.
+    func onRead(_ c: Completion) -> ReadEvent? {
+        inflight -= 1
+        let event: ReadEvent?
+        if let cipher {
+            event = onSealedRead(c, cipher)
+        } else if buffered {
+            event = onBufferedRead(c)
+        } else {
+            event = onPlainRead(c)
+        }
+        if event != nil { reading = false }
+        return event
+    }
+
+    private func onPlainRead(_ c: Completion) -> ReadEvent? {
+        // The body read names the prefix it belongs to; a prefix read, none.
+        let awaited = c.tag?.op == .readBody ? pendingPrefix : nil
+        pendingPrefix = nil
+        let want = awaited.map { Int($0.length) } ?? FramePrefix.size
         if c.result < 0 {
             if c.result == -ECANCELED { return .failed(.disconnected("cancelled", peer: peer)) }
             return .failed(.io(IOError(result: c.result, "receive from", peer)))
         }
-        if c.result == 0 && isPrefix { return .closed }
+        if c.result == 0 && awaited == nil { return .closed }
         if Int(c.result) < want {
-            let what = isPrefix ? "a frame prefix" : "a \(pendingPrefix!.type) frame"
+            let what = awaited.map { "a \($0.type) frame" } ?? "a frame prefix"
             return .failed(.disconnected("closed in the middle of \(what) (\(c.result) of \(want) bytes)", peer: peer))
         }
         do {
-            if isPrefix {
+            guard let p = awaited else {
                 let p = try FramePrefix.decode(UnsafeRawBufferPointer(prefix))
                 if p.length == 0 {
                     return .frame(try FrameCodec.decodeBody(p, UnsafeRawBufferPointer(start: body.baseAddress, count: 0)))
@@ -128,13 +141,9 @@ final class FrameChannel {
                     body = .allocate(byteCount: Int(p.length), alignment: 8)
                 }
                 pendingPrefix = p
-                reading = true
-                loop.backend.queue(.recv(fd: fd, buffer: body.baseAddress!, length: Int(p.length), flags: CInt(MSG_WAITALL)),
-                                   reg.userData(Tag.readBody.rawValue))
-                return .pending
+                queue(.recv(fd: fd, buffer: body.baseAddress!, length: Int(p.length), flags: CInt(MSG_WAITALL)), .readBody)
+                return nil
             }
-            let p = pendingPrefix!
-            pendingPrefix = nil
             let frame = try FrameCodec.decodeBody(p, UnsafeRawBufferPointer(start: body.baseAddress, count: Int(p.length)))
             if body.count > 1 << 16 {
                 // Give back a manifest-sized buffer once the frame is decoded.
@@ -149,13 +158,13 @@ final class FrameChannel {
 
     /// A record's length, then its body; then frames one by one from the
     /// opened plaintext. A frame may not straddle two records.
-    private func onSealedRead(_ c: Completion, _ cipher: SessionCipher, _ loop: EventLoop, _ reg: Registration) -> ReadEvent {
-        let tag = c.userData.tag
-        if tag == Tag.readPrefix.rawValue || (tag == Tag.readBody.rawValue && c.userData.kind == .recv) {
+    private func onSealedRead(_ c: Completion, _ cipher: SessionCipher) -> ReadEvent? {
+        let isPrefix = c.tag?.op == .readPrefix
+        if isPrefix || c.userData.kind == .recv {
             if c.result < 0 { return .failed(.io(IOError(result: c.result, "receive from", peer))) }
-            if c.result == 0, tag == Tag.readPrefix.rawValue { return .closed }
+            if c.result == 0, isPrefix { return .closed }
         }
-        if tag == Tag.readPrefix.rawValue {
+        if isPrefix {
             guard Int(c.result) == SessionCipher.headerSize else {
                 return .failed(.disconnected("closed in the middle of a record header", peer: peer))
             }
@@ -167,10 +176,8 @@ final class FrameChannel {
                 body = .allocate(byteCount: n, alignment: 16)
             }
             pendingRecord = n
-            reading = true
-            loop.backend.queue(.recv(fd: fd, buffer: body.baseAddress!, length: n, flags: CInt(MSG_WAITALL)),
-                               reg.userData(Tag.readBody.rawValue))
-            return .pending
+            queue(.recv(fd: fd, buffer: body.baseAddress!, length: n, flags: CInt(MSG_WAITALL)), .readBody)
+            return nil
         }
         if c.userData.kind == .recv {
             guard Int(c.result) == pendingRecord else {
@@ -207,10 +214,10 @@ final class FrameChannel {
 
     /// A frame already in the inbox completes through a nop; otherwise the
     /// inbox is compacted and refilled with whatever the socket holds.
-    private func readAhead(_ loop: EventLoop, _ reg: Registration) {
+    private func readAhead() {
         if inbox.count == 0 { inbox = .allocate(byteCount: 64 << 10, alignment: 16) }
         if case .frame? = try? FrameCodec.decode(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(inbox)[inStart..<inEnd])) {
-            loop.backend.queue(.nop, reg.userData(Tag.readBody.rawValue))
+            queue(.nop, .readBody)
             return
         }
         if inStart > 0 {
@@ -219,11 +226,10 @@ final class FrameChannel {
             inStart = 0
             inEnd = n
         }
-        loop.backend.queue(.recv(fd: fd, buffer: inbox.baseAddress! + inEnd, length: inbox.count - inEnd, flags: 0),
-                           reg.userData(Tag.readPrefix.rawValue))
+        queue(.recv(fd: fd, buffer: inbox.baseAddress! + inEnd, length: inbox.count - inEnd, flags: 0), .readPrefix)
     }
 
-    private func onBufferedRead(_ c: Completion, _ loop: EventLoop, _ reg: Registration) -> ReadEvent {
+    private func onBufferedRead(_ c: Completion) -> ReadEvent? {
         if c.userData.kind == .recv {
             if c.result < 0 { return .failed(.io(IOError(result: c.result, "receive from", peer))) }
             if c.result == 0 {
@@ -247,9 +253,8 @@ final class FrameChannel {
                     inEnd -= inStart
                     inStart = 0
                 }
-                reading = true
-                readAhead(loop, reg)
-                return .pending
+                readAhead()
+                return nil
             }
         } catch {
             return .failed(.protocolViolation(error.description, peer: peer))
@@ -311,19 +316,17 @@ final class FrameChannel {
     var queuedCount: Int { queued.count }
 
     /// Sends everything queued as one write, if no write is in flight.
-    @discardableResult
-    func flush(_ loop: EventLoop, _ reg: Registration, more: Bool = false) -> Bool {
-        guard !writing, !queued.isEmpty else { return false }
+    func flush() {
+        guard !writing, !queued.isEmpty else { return }
         swap(&queued, &out)
         queued.reset()
         writing = true
-        let flags = CInt(MSG_WAITALL) | CInt(MSG_NOSIGNAL) | (more ? CInt(MSG_MORE) : 0)
-        loop.backend.queue(.send(fd: fd, buffer: out.base, length: out.count, flags: flags),
-                           reg.userData(Tag.sendControl.rawValue))
-        return true
+        queue(.send(fd: fd, buffer: out.base, length: out.count, flags: CInt(MSG_WAITALL) | CInt(MSG_NOSIGNAL)), .sendControl)
     }
 
+    /// A completion tagged `sendControl`: nil when all of it went out.
     func onSent(_ c: Completion) -> TransferError? {
+        inflight -= 1
         writing = false
         if c.result < 0 { return .io(IOError(result: c.result, "send to", peer)) }
         if Int(c.result) < out.count { return .disconnected("sent \(c.result) of \(out.count) bytes", peer: peer) }

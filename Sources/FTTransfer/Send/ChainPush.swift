@@ -47,7 +47,7 @@ public final class ChainPush {
             passStarted(pass, remaining)
             var config = base
             do {
-                config.endpoint = try Endpoint.parse(head, defaultPort: 7878)
+                config.endpoint = try Endpoint.parse(head, defaultPort: Endpoint.ftPort)
             } catch {
                 results[head] = HostOutcome(host: head, ok: false, files: 0, bytes: 0, message: "\(error)", pass: pass)
                 continue

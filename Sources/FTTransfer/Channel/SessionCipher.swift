@@ -2,6 +2,27 @@ import Crypto
 import FTEngine
 import FTWire
 
+/// What both sides of a handshake know once the proofs are exchanged: the
+/// code and the three random values that make this session's keys.
+public struct SessionKeys: Equatable, Sendable {
+    public var code: [UInt8]
+    public var sessionID: [UInt8]
+    public var senderNonce: [UInt8]
+    public var receiverNonce: [UInt8]
+
+    public init(code: [UInt8], sessionID: [UInt8], senderNonce: [UInt8], receiverNonce: [UInt8]) {
+        self.code = code
+        self.sessionID = sessionID
+        self.senderNonce = senderNonce
+        self.receiverNonce = receiverNonce
+    }
+
+    /// The proof that `role` knows the code, bound to this session.
+    public func proof(_ role: Hello.Role) -> AuthProof {
+        AuthCode.proof(code: code, role: role, session: sessionID, senderNonce: senderNonce, receiverNonce: receiverNonce)
+    }
+}
+
 /// `--encrypt`: after the code's proofs, every byte in each direction is a
 /// sealed record
 ///
@@ -24,10 +45,10 @@ final class SessionCipher {
     private var sent: UInt64 = 0
     private var received: UInt64 = 0
 
-    init(code: [UInt8], role: Hello.Role, session: [UInt8], senderNonce: [UInt8], receiverNonce: [UInt8]) {
-        let salt = session + senderNonce + receiverNonce
+    init(_ keys: SessionKeys, role: Hello.Role) {
+        let salt = keys.sessionID + keys.senderNonce + keys.receiverNonce
         func key(_ label: String) -> SymmetricKey {
-            HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: code), salt: salt,
+            HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: keys.code), salt: salt,
                                    info: Array("ft-v1 \(label)".utf8), outputByteCount: 32)
         }
         ResourceLimits.reuseLargeAllocations()

@@ -30,18 +30,25 @@ final class RelayLink: LoopHandler {
     /// completions of a host given up on never reach the next one's channel.
     private final class Attempt {
         let reg: Registration
-        let socket: CInt
-        var channel: FrameChannel!
-        var inflight = 0
-        init(reg: Registration, socket: CInt) {
+        let socket: OwnedSocket
+        let channel: FrameChannel
+        var handshake: SenderHandshake
+        var established = false
+        var ownInflight = 0
+        init(reg: Registration, socket: OwnedSocket, channel: FrameChannel, handshake: SenderHandshake) {
             self.reg = reg
             self.socket = socket
+            self.channel = channel
+            self.handshake = handshake
         }
-        deinit { close(socket) }
+        var inflight: Int { ownInflight + channel.inflight }
     }
 
-    private unowned let session: ReceiverSession
+    private unowned let session: PushSession
     private let loop: EventLoop
+    private let offload: Offload
+    /// A host name being resolved on the offload thread.
+    private var resolving = false
     private var attempt: Attempt?
     /// Hosts given up on, kept until their operations completed.
     private var retired: [Attempt] = []
@@ -50,18 +57,13 @@ final class RelayLink: LoopHandler {
     private var hops: [String]
     private let code: [UInt8]
     private let verify: Bool
-    var socket: CInt { attempt?.socket ?? -1 }
-    private var channel: FrameChannel { attempt!.channel }
-    private var reg: Registration { attempt!.reg }
+    var socket: CInt { attempt?.socket.fd ?? -1 }
     private let addressStorage = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
-    private let sessionID = AuthCode.randomBytes(16)
-    private let nonce = AuthCode.randomBytes(32)
-    private var receiverNonce: [UInt8] = []
     private var deadline: UInt64 = 0
     private var lastActivity = monotonicNanoseconds()
     private let timeoutSeconds: Double
     /// Operations in flight, ours on every attempt.
-    var inflight: Int { (attempt?.inflight ?? 0) + retired.reduce(0) { $0 + $1.inflight } }
+    var inflight: Int { (attempt?.inflight ?? 0) + retired.reduce(0) { $0 + $1.inflight } + (resolving ? 1 : 0) }
     /// Frames for the downstream before it is ready; kept (as `replay`)
     /// until data starts, so a next host can be given them too.
     private var pending: [Frame] = []
@@ -69,12 +71,12 @@ final class RelayLink: LoopHandler {
     private var dataStarted = false
     /// What became of each host this link tried, and of those after them.
     private(set) var outcomes: [HopReport.Outcome] = []
-    private var done: Done?
 
-    init(session: ReceiverSession, loop: EventLoop, hops: [String], code: [UInt8], verify: Bool, timeoutSeconds: Double) {
+    init(session: PushSession, loop: EventLoop, offload: Offload, hops: [String], code: [UInt8], verify: Bool, timeoutSeconds: Double) {
         precondition(!hops.isEmpty)
         self.session = session
         self.loop = loop
+        self.offload = offload
         self.hops = hops
         self.code = code
         self.verify = verify
@@ -88,7 +90,10 @@ final class RelayLink: LoopHandler {
     var host: String { hops.first ?? "" }
     var final: Bool { state == .finished || state == .failed }
     /// Payload may be spliced into `socket` now.
-    var idle: Bool { state == .ready && !channel.writing && !channel.hasQueued }
+    var idle: Bool {
+        guard state == .ready, let a = attempt else { return false }
+        return !a.channel.writing && !a.channel.hasQueued
+    }
 
     func start() {
         connect()
@@ -101,9 +106,9 @@ final class RelayLink: LoopHandler {
         guard !final else { return }
         if case .data = frame { dataStarted = true }
         if !dataStarted { replay.append(frame) } else { replay = [] }
-        if state == .ready {
-            channel.enqueue(frame)
-            flush()
+        if state == .ready, let a = attempt {
+            a.channel.enqueue(frame)
+            a.channel.flush()
         } else {
             pending.append(frame)
         }
@@ -116,34 +121,65 @@ final class RelayLink: LoopHandler {
         end(.failed)
     }
 
+    /// Relaying payload to the next host failed: say so, and stop.
+    func broke(_ reason: String) {
+        session.relayNote("relay to \(host) failed: \(reason)")
+        fail(reason)
+    }
+
     // MARK: Connecting
 
     private func connect() {
         state = .connecting
-        let endpoint: Endpoint
-        let address: SocketAddress
-        let fd: CInt
-        do throws(IOError) {
-            guard let e = try? Endpoint.parse(host, defaultPort: 7878) else {
-                throw IOError(.invalidArgument, "parse the relay address", host)
-            }
-            endpoint = e
-            guard let a = try endpoint.resolve().first else { throw IOError(.noSuchAddressOrDevice, "resolve", host) }
-            address = a
-            fd = try Socket.makeTCP(family: address.family).release()
-        } catch {
-            nextHop("\(error)")
+        guard let endpoint = try? Endpoint.parse(host, defaultPort: Endpoint.ftPort) else {
+            nextHop(IOError(.invalidArgument, "parse the relay address", host).description)
             return
         }
-        let a = Attempt(reg: loop.register(self), socket: fd)
+        // getaddrinfo may wait on a silent resolver for many seconds: off
+        // the loop, so other sessions keep moving meanwhile.
+        resolving = true
+        deadline = monotonicNanoseconds() + 10_000_000_000
+        let target = host
+        offload.run({ () -> Result<SocketAddress, IOError> in
+            do throws(IOError) {
+                guard let a = try endpoint.resolve().first else { return .failure(IOError(.noSuchAddressOrDevice, "resolve", target)) }
+                return .success(a)
+            } catch {
+                return .failure(error)
+            }
+        }) { [self] result in
+            resolving = false
+            guard !final, host == target else {
+                session.relayChanged()
+                return
+            }
+            switch result {
+            case .failure(let e): nextHop(e.description)
+            case .success(let address): dial(address)
+            }
+        }
+    }
+
+    private func dial(_ address: SocketAddress) {
+        let fd: CInt
+        do {
+            fd = try Socket.makeTCP(family: address.family).release()
+        } catch {
+            nextHop(error.description)
+            return
+        }
+        let reg = loop.register(self)
+        let handshake = SenderHandshake(purpose: .relayHop, features: verify ? [.xxh3] : [], code: code,
+                                        sessionID: AuthCode.randomBytes(16), nonce: AuthCode.randomBytes(32))
+        let a = Attempt(reg: reg, socket: OwnedSocket(fd), channel: FrameChannel(fd: fd, peer: host, loop: loop, reg: reg, buffered: true),
+                        handshake: handshake)
         attempt = a
         addressStorage.pointee = address.storage
         loop.backend.adopt(socket: fd)
-        deadline = monotonicNanoseconds() + 10_000_000_000
         addressStorage.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-            loop.backend.queue(.connect(fd: fd, address: sa, length: address.length), a.reg.userData(Tag.connect.rawValue))
+            loop.backend.queue(.connect(fd: fd, address: sa, length: address.length), a.reg.userData(OpTag(.connect)))
         }
-        a.inflight += 1
+        a.ownInflight += 1
     }
 
     /// The current host failed before data reached it: report it and try
@@ -163,23 +199,21 @@ final class RelayLink: LoopHandler {
 
     private func retire() {
         guard let a = attempt else { return }
-        _ = shutdown(a.socket, CInt(SHUT_RDWR))
+        a.socket.shutdown()
         attempt = nil
         if a.inflight > 0 { retired.append(a) } else { loop.unregister(a.reg) }
     }
 
-    private func connected() {
+    private func connected(_ a: Attempt) {
         state = .handshaking
-        Socket.setInt(socket, CInt(IPPROTO_TCP), TCP_NODELAY, 1)
-        Socket.setSendTimeout(socket, seconds: Int(timeoutSeconds))
-        attempt!.channel = FrameChannel(fd: socket, peer: host, buffered: true)
-        machine = SenderMachine(entries: [], hasCode: true)
-        channel.enqueue(.hello(Hello(role: .sender, features: verify ? [.xxh3] : [], sessionID: sessionID, nonce: nonce)))
-        flush()
-        read()
+        Socket.setInt(a.socket.fd, CInt(IPPROTO_TCP), TCP_NODELAY, 1)
+        // The relay's splices into this socket run on io-wq threads, which
+        // block: bound them.
+        Socket.setSendTimeout(a.socket.fd, seconds: Int(timeoutSeconds))
+        a.channel.enqueue(a.handshake.hello)
+        a.channel.flush()
+        a.channel.read()
     }
-
-    private var machine = SenderMachine(entries: [], hasCode: true)
 
     // MARK: Completions
 
@@ -187,40 +221,25 @@ final class RelayLink: LoopHandler {
         guard let a = attempt, c.userData.slot == a.reg.slot else {
             // A host given up on: its operations only wind down.
             if let i = retired.firstIndex(where: { $0.reg.slot == c.userData.slot }) {
-                retired[i].inflight -= 1
-                if retired[i].inflight == 0 { loop.unregister(retired.remove(at: i).reg) }
+                let r = retired[i]
+                switch c.tag?.op {
+                case .readPrefix, .readBody: _ = r.channel.onRead(c)
+                case .sendControl: _ = r.channel.onSent(c)
+                default: r.ownInflight -= 1
+                }
+                if r.inflight == 0 { loop.unregister(retired.remove(at: i).reg) }
             }
             session.relayChanged()
             return
         }
-        a.inflight -= 1
         lastActivity = monotonicNanoseconds()
         session.relayActivity()
-        guard let tag = Tag(rawValue: c.userData.tag), !final else {
-            session.relayChanged()
-            return
-        }
-        switch tag {
-        case .connect:
-            if c.result < 0 {
-                let e = c.result == -ECANCELED ? IOError(.timedOut, "connect to", host) : IOError(result: c.result, "connect to", host)
-                nextHop(e.description)
-            } else {
-                connected()
-            }
-        case .sendControl:
-            if let e = channel.onSent(c) {
-                lost(e.description)
-            } else {
-                flush()
-                if idle { session.relayChanged() }
-            }
+        switch c.tag?.op {
         case .readPrefix, .readBody:
-            switch channel.onRead(c, loop, reg) {
-            case .pending:
-                a.inflight += 1
+            guard let event = a.channel.onRead(c), !final else { break }
+            switch event {
             case .frame(let f):
-                receive(f)
+                receive(f, a)
             case .closed:
                 lost(state == .ready
                      ? "it closed the connection mid-push (killed, or out of space?); see its own log"
@@ -228,73 +247,89 @@ final class RelayLink: LoopHandler {
             case .failed(let e):
                 lost(e.description)
             }
+        case .sendControl:
+            let error = a.channel.onSent(c)
+            guard !final else { break }
+            if let error {
+                lost(error.description)
+            } else {
+                a.channel.flush()
+                if idle { session.relayChanged() }
+            }
+        case .connect:
+            a.ownInflight -= 1
+            guard !final else { break }
+            if c.result < 0 {
+                let e = c.result == -ECANCELED ? IOError(.timedOut, "connect to", host) : IOError(result: c.result, "connect to", host)
+                nextHop(e.description)
+            } else {
+                connected(a)
+            }
         default:
-            break
+            a.ownInflight -= 1
         }
+        if final { session.relayChanged() }
     }
 
     func tick(now: UInt64, on loop: EventLoop) {
         guard !final else { return }
-        if state == .connecting, now > deadline {
-            loop.backend.queue(.cancelFD(fd: socket), reg.userData(Tag.shutdown.rawValue))
-            attempt!.inflight += 1
+        if state == .connecting, now > deadline, let a = attempt {
+            loop.backend.queue(.cancelFD(fd: a.socket.fd), a.reg.userData(OpTag(.shutdown)))
+            a.ownInflight += 1
             deadline = .max
         } else if state != .connecting, Double(now - lastActivity) / 1e9 > timeoutSeconds {
             lost("no answer for \(Int(timeoutSeconds)) s")
         }
     }
 
-    private func receive(_ f: Frame) {
+    private func receive(_ f: Frame, _ a: Attempt) {
         if case .report(let r) = f {
             // Hosts further down: theirs, after ours.
             downstream = r.outcomes
-            read()
+            a.channel.read()
             return
         }
-        if state == .ready, case .fileAck = f {
-            read()
+        if case .error(let e) = f {
+            refused(e.message)
             return
         }
-        if state == .ready, case .done(let d) = f {
-            done = d
+        guard a.established else {
+            let step = a.handshake.receive(f)
+            for frame in step.send { a.channel.enqueue(frame) }
+            a.channel.flush()
+            switch step.outcome {
+            case .waiting:
+                a.channel.read()
+            case .established:
+                a.established = true
+                sendChainHead(a)
+            case .failed(let why):
+                switch why {
+                case .receiverTakesAnyone:
+                    // A host that takes anyone would relay for anyone: not in a chain.
+                    refused("it accepts anyone (--no-auth); chain hosts share one code")
+                case .receiverUnproven: refused("it could not prove it knows this chain's code")
+                case .needCode: refused("it wants a code and this chain has none")
+                case .refused(let e): refused(e.message)
+                case .violation(let s): refused(s)
+                }
+            }
+            return
+        }
+        switch (state, f) {
+        case (.handshaking, .accept(let accept)):
+            if !accept.have.isEmpty { a.channel.enqueue(.resume(Resume(skips: []))) }
+            state = .ready
+            a.channel.flush()
+            a.channel.read()
+            session.relayChanged()
+        case (.ready, .fileAck):
+            a.channel.read()
+        case (.ready, .done(let d)):
             outcomes.append(.init(host: host, ok: true, files: d.files, bytes: d.bytes))
             outcomes += downstream
             end(.finished)
-            return
-        }
-        switch machine.receive(f) {
-        case .authenticate(let receiver):
-            receiverNonce = receiver.nonce
-            channel.enqueue(.auth(AuthCode.proof(code: code, role: .sender, session: sessionID,
-                                                 senderNonce: nonce, receiverNonce: receiverNonce)))
-            flush()
-            read()
-        case .checkReceiver(let proof):
-            let expected = AuthCode.proof(code: code, role: .receiver, session: sessionID, senderNonce: nonce, receiverNonce: receiverNonce)
-            guard AuthCode.matches(proof, expected) else {
-                refused("it could not prove it knows this chain's code")
-                return
-            }
-            _ = machine.authenticated()
-            sendChainHead()
-        case .sendManifest(_, let unauthenticated):
-            guard !unauthenticated else {
-                // A host that takes anyone would relay for anyone: not in a chain.
-                refused("it accepts anyone (--no-auth); chain hosts share one code")
-                return
-            }
-            sendChainHead()
-        case .startData(let accept):
-            if !accept.have.isEmpty { channel.enqueue(.resume(Resume(skips: []))) }
-            state = .ready
-            flush()
-            read()
-            session.relayChanged()
-        case .peerFailed(let e):
-            refused(e.message)
-        case .violation(let s):
-            refused(s)
-        case .needCode, .acknowledged, .complete, .hopReport, .none:
+        default:
             refused("unexpected \(f.type) frame")
         }
     }
@@ -303,12 +338,12 @@ final class RelayLink: LoopHandler {
 
     /// After the proofs: where the stream goes after this host, then
     /// whatever the session forwarded meanwhile (the manifest).
-    private func sendChainHead() {
-        channel.enqueue(.relay(Relay(hops: Array(hops.dropFirst()))))
-        for f in pending { channel.enqueue(f) }
+    private func sendChainHead(_ a: Attempt) {
+        a.channel.enqueue(.relay(Relay(hops: Array(hops.dropFirst()))))
+        for f in pending { a.channel.enqueue(f) }
         pending = []
-        flush()
-        read()
+        a.channel.flush()
+        a.channel.read()
     }
 
     /// The host said no, or broke the protocol, before data reached it.
@@ -327,18 +362,8 @@ final class RelayLink: LoopHandler {
 
     private func end(_ s: State) {
         state = s
-        if socket >= 0 { _ = shutdown(socket, CInt(SHUT_RDWR)) }
+        attempt?.socket.shutdown()
         session.relayChanged()
-    }
-
-    private func read() {
-        guard !channel.reading else { return }
-        attempt!.inflight += 1
-        channel.readNext(loop, reg)
-    }
-
-    private func flush() {
-        if channel.flush(loop, reg) { attempt!.inflight += 1 }
     }
 
     /// The session is done with us and nothing of ours is in flight.

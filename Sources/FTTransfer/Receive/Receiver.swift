@@ -25,7 +25,11 @@ public final class Receiver {
     public let logger: Logger
     public let address: SocketAddress
     let loop: EventLoop
+    let offload: Offload
     let destination: Directory
+    /// The rules that depend on this receiver's settings.
+    let policy: ReceiverPolicy
+    let handshakeSettings: ReceiverHandshake.Settings
     private let acceptor: Acceptor
     private let stopSignal: StopSignal
     private var sessions: [ObjectIdentifier: ReceiverSession] = [:]
@@ -35,7 +39,7 @@ public final class Receiver {
     /// Normalised one-time code, or nil when anyone is accepted.
     let code: [UInt8]?
     /// Wrong codes per host, to slow down guessing.
-    private var authFailures: [String: (count: Int, until: UInt64)] = [:]
+    private var throttle = AuthThrottle()
 
     public struct Outcome: Sendable {
         public var sessions = 0
@@ -57,12 +61,24 @@ public final class Receiver {
             destination = try Directory.open(config.directory)
             let backend = try Engine.makeBackend(config.engine, logger: logger)
             loop = try EventLoop(backend: backend, logger: logger)
+            offload = try Offload(loop: loop)
             acceptor = try Acceptor(config.listen, loop: loop)
             stopSignal = try StopSignal(loop: loop)
         } catch {
             throw .io(error)
         }
         address = acceptor.address
+        var policy = ReceiverPolicy()
+        policy.overwrite = config.overwrite
+        policy.toStdout = config.toStdout
+        policy.hasCode = code != nil
+        policy.handshakeTimeoutSeconds = config.handshakeTimeoutSeconds
+        policy.idleTimeoutSeconds = config.idleTimeoutSeconds
+        policy.maxSessions = config.maxSessions
+        policy.destination = destination.displayPath
+        self.policy = policy
+        handshakeSettings = ReceiverHandshake.Settings(code: code, requireEncryption: config.requireEncryption,
+                                                       toStdout: config.toStdout)
     }
 
     /// A handle that makes `run` wind down and return, from any thread.
@@ -74,6 +90,7 @@ public final class Receiver {
     public func run(events: @escaping ProgressHandler) throws(TransferError) -> Outcome {
         self.events = events
         ResourceLimits.raiseOpenFiles()
+        offload.arm()
         acceptor.start(onAccept: { [unowned self] in accepted($0) },
                        onError: { [unowned self] in logger.error("\($0)") })
         stopSignal.start { [unowned self] in
@@ -94,8 +111,8 @@ public final class Receiver {
         let address = Socket.peerAddress(result)
         let peer = address?.description ?? "unknown peer"
         let host = address?.host ?? "unknown"
-        let lockout = lockedOutSeconds(host)
-        let pending = sessions.count - active - joinedLanes
+        let lockout = throttle.waitSeconds(host, now: monotonicNanoseconds())
+        let pending = sessions.count - activePushes - joinedStreams
         if stopping || pending >= config.maxPending || lockout > 0 {
             let why = stopping ? "the receiver is shutting down"
                 : lockout > 0 ? "too many wrong codes from \(host); try again in \(lockout) s"
@@ -109,22 +126,25 @@ public final class Receiver {
         // --once: the first connection is the push; later ones may only be
         // its extra data streams.
         let single = config.once || config.toStdout
-        let s = ReceiverSession(server: self, socket: result, peer: peer, peerHost: host, lanesOnly: single && claimed)
+        let s = ReceiverSession(server: self, socket: result, peer: peer, peerHost: host, dataStreamsOnly: single && claimed)
         if single { claimed = true }
         sessions[ObjectIdentifier(s)] = s
         s.start()
     }
 
     private var claimed = false
-    private var joinedLanes = 0
+    private var joinedStreams = 0
 
-    /// The push a lane hello names, if it came from the same host and is
-    /// taking lanes.
-    func laneOwner(sessionID: [UInt8], host: String) -> ReceiverSession? {
-        sessions.values.first { $0.takesLane(sessionID: sessionID, host: host) }
+    /// The push a data-stream hello names, if it came from the same host
+    /// and is taking streams.
+    func pushTakingStreams(sessionID: [UInt8], host: String) -> PushSession? {
+        for s in sessions.values {
+            if case .push(let p) = s.stage, p.takesDataStream(sessionID: sessionID, host: host) { return p }
+        }
+        return nil
     }
 
-    func laneJoined() { joinedLanes += 1 }
+    func dataStreamJoined() { joinedStreams += 1 }
 
     private func beginStopping() {
         guard !stopping else { return }
@@ -134,47 +154,26 @@ public final class Receiver {
 
     func emit(_ e: ProgressEvent) { events(e) }
 
-    /// Sessions past the handshake (counted against `maxSessions`).
-    private var active = 0
+    /// Pushes past the handshake (counted against `maxSessions`).
+    private(set) var activePushes = 0
 
-    /// A session finished its handshake and wants to transfer: false when
-    /// the receiver is already serving its limit.
-    func admit(_ s: ReceiverSession) -> Bool {
-        guard active < config.maxSessions else { return false }
-        active += 1
+    /// A push passed its handshake and wants to transfer (the policy
+    /// checked the limit).
+    func admit(_ s: ReceiverSession) {
+        activePushes += 1
         s.admitted = true
-        return true
     }
 
-    /// After three wrong codes from one host, each further attempt waits
-    /// twice as long as the last (1 s, 2 s, … up to 60 s); a right code
-    /// does not reset it, time does (10 minutes without a failure).
     func authFailed(peer host: String) {
-        let now = monotonicNanoseconds()
-        var entry = authFailures[host] ?? (0, 0)
-        if entry.until != 0, now > entry.until + 600_000_000_000 { entry = (0, 0) }
-        entry.count += 1
-        if entry.count > 3 {
-            let seconds = min(60, 1 << min(entry.count - 4, 6))
-            entry.until = now + UInt64(seconds) * 1_000_000_000
-        } else {
-            entry.until = now
-        }
-        authFailures[host] = entry
-        logger.warning("wrong code from \(host) (\(entry.count) so far)")
-    }
-
-    private func lockedOutSeconds(_ host: String) -> Int {
-        guard let e = authFailures[host], e.count > 3 else { return 0 }
-        let now = monotonicNanoseconds()
-        return e.until > now ? Int((e.until - now + 999_999_999) / 1_000_000_000) : 0
+        let n = throttle.failed(host, now: monotonicNanoseconds())
+        logger.warning("wrong code from \(host) (\(n) so far)")
     }
 
     func sessionEnded(_ s: ReceiverSession) {
         sessions[ObjectIdentifier(s)] = nil
-        if s.admitted { active -= 1 }
-        if s.joined { joinedLanes -= 1 }
-        if s.lanesOnly || s.isLane { return }
+        if s.admitted { activePushes -= 1 }
+        if s.joined { joinedStreams -= 1 }
+        if s.dataStreamsOnly || s.claimedDataStream { return }
         outcome.sessions += 1
         if config.once || config.toStdout {
             beginStopping()

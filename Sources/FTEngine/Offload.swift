@@ -1,0 +1,89 @@
+import Dispatch
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Work that may block (hashing a resumed prefix, resolving a host name)
+/// runs on one helper thread; its result comes back to the loop's thread
+/// through an eventfd the loop reads on the ring. The loop itself never
+/// waits for it, so one session's slow work never stalls another.
+///
+/// Jobs run one at a time, in order. `then` runs on the loop thread, after
+/// the loop's next wake-up. A job's owner counts it as in flight until
+/// `then` has run.
+public final class Offload: LoopHandler, @unchecked Sendable {
+    private unowned let loop: EventLoop
+    private let worker = DispatchQueue(label: "ft.offload")
+    private let eventFD: CInt
+    private let buffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    private var reg: Registration?
+    private var armed = false
+    /// Continuations whose job finished, to run on the loop thread.
+    private let finished = Mutex<[UncheckedBox<() -> Void>]>([])
+    /// Jobs handed out and not yet finished (loop thread only).
+    public private(set) var pending = 0
+
+    public init(loop: EventLoop) throws(IOError) {
+        self.loop = loop
+        eventFD = try makeEventFD()
+    }
+
+    deinit {
+        close(eventFD)
+        buffer.deallocate()
+    }
+
+    /// Runs `work` on the helper thread, then `then` with its result on the
+    /// loop's thread.
+    public func run<T>(_ work: @escaping @Sendable () -> T, then: @escaping (T) -> Void) {
+        arm()
+        pending += 1
+        let thenBox = UncheckedBox(then)
+        worker.async { [self] in
+            let result = UncheckedBox(work())
+            deliver { [self] in
+                pending -= 1
+                thenBox.value(result.value)
+            }
+        }
+    }
+
+    /// From any thread: runs `body` on the loop's thread. The loop must
+    /// have called `arm()` (or `run`) before.
+    public func post(_ body: @escaping () -> Void) {
+        deliver(body)
+    }
+
+    private func deliver(_ body: @escaping () -> Void) {
+        finished.withLock { $0.append(UncheckedBox(body)) }
+        var one: UInt64 = 1
+        _ = write(eventFD, &one, 8)
+    }
+
+    /// Starts watching the eventfd (loop thread); the watch then stays on.
+    public func arm() {
+        if reg == nil { reg = loop.register(self) }
+        guard !armed, let reg else { return }
+        armed = true
+        loop.backend.queue(.read(fd: eventFD, buffer: buffer, length: 8, offset: Op.noOffset), reg.userData(1))
+    }
+
+    public func complete(_ c: Completion, on loop: EventLoop) {
+        armed = false
+        let ready = finished.withLock { list in
+            defer { list.removeAll() }
+            return list
+        }
+        arm()
+        for r in ready { r.value() }
+    }
+}
+
+/// Carries a value across threads where the code guarantees only one
+/// thread touches it at a time (handed over, never shared).
+public struct UncheckedBox<T>: @unchecked Sendable {
+    public let value: T
+    public init(_ value: T) { self.value = value }
+}

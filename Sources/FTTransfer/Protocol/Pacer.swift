@@ -1,0 +1,22 @@
+/// `--limit`: when the next chunk may start so that the bytes sent so far
+/// stay at or under the rate. Pure: the caller passes the clock.
+public struct Pacer: Sendable {
+    public let bytesPerSecond: UInt64
+    private var start: UInt64?
+    public private(set) var sent: UInt64 = 0
+
+    public init(bytesPerSecond: UInt64) {
+        precondition(bytesPerSecond > 0)
+        self.bytesPerSecond = bytesPerSecond
+    }
+
+    /// Nanoseconds to wait before the next chunk (0: go now).
+    public mutating func wait(now: UInt64) -> UInt64 {
+        if start == nil { start = now }
+        let due = start! + UInt64(Double(sent) / Double(bytesPerSecond) * 1e9)
+        return now < due ? due - now : 0
+    }
+
+    /// `bytes` went out.
+    public mutating func sent(_ bytes: UInt64) { sent += bytes }
+}

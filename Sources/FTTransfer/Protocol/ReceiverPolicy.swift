@@ -1,0 +1,83 @@
+import FTWire
+
+/// The receiver's rules that depend on its settings and on what is already
+/// in the destination, with no I/O: the driver looks, the policy decides.
+public struct ReceiverPolicy: Sendable {
+    public var overwrite = false
+    public var toStdout = false
+    /// Senders prove a code (a receiver that takes anyone never relays).
+    public var hasCode = true
+    public var handshakeTimeoutSeconds = 10.0
+    public var idleTimeoutSeconds = 60.0
+    public var maxSessions = 128
+    /// For messages: the destination as the user named it.
+    public var destination = "."
+
+    public init() {}
+
+    /// What stands at an entry's path in the destination.
+    public enum Existing: Sendable, Equatable {
+        case directory
+        case notDirectory
+    }
+
+    /// Why a push cannot have `entry` at `path`, given what is there.
+    public func conflict(_ kind: ManifestEntry.Kind, _ name: String, existing: Existing) -> ErrorFrame? {
+        switch (kind, existing) {
+        case (.directory, .directory):
+            return nil
+        case (.directory, .notDirectory):
+            return ErrorFrame(.exists, "'\(name)' exists and is not a directory")
+        case (.file, .directory), (.stdin, .directory):
+            return ErrorFrame(.exists, "'\(name)' exists as a directory")
+        case (.file, .notDirectory), (.stdin, .notDirectory):
+            guard !overwrite else { return nil }
+            return ErrorFrame(.exists, "'\(name)' exists in \(destination); the receiver keeps it (run ft recv with --overwrite to replace)")
+        }
+    }
+
+    /// A stdout receiver takes exactly one file or stdin entry.
+    public func stdoutRefusal(entries: Int, dataEntries: Int) -> ErrorFrame? {
+        guard toStdout, entries != 1 || dataEntries != 1 else { return nil }
+        return ErrorFrame(.refused, "this receiver writes one file to stdout, but the push has \(entries) entries")
+    }
+
+    public func spaceRefusal(needed: UInt64, free: UInt64) -> ErrorFrame? {
+        guard needed > free else { return nil }
+        return ErrorFrame(.noSpace, "push needs \(ByteCount.format(needed)) but \(destination) has \(ByteCount.format(free)) free")
+    }
+
+    /// Why this receiver does not relay a chain push onward, or nil.
+    public func relayRefusal(encrypted: Bool, dataStreams: Bool) -> ErrorFrame? {
+        let why: String? = !hasCode
+            ? "this receiver accepts anyone (--no-auth), so it does not relay: anyone could aim it at other hosts"
+            : toStdout ? "this receiver writes to stdout and does not relay"
+            : encrypted ? "encrypted pushes are not relayed"
+            : dataStreams ? "a chain push travels on one stream; drop -P" : nil
+        return why.map { ErrorFrame(.refused, $0) }
+    }
+
+    public func sessionLimitRefusal(active: Int) -> ErrorFrame? {
+        guard active >= maxSessions else { return nil }
+        return ErrorFrame(.busy, "the receiver is serving \(maxSessions) pushes, its limit; try again later")
+    }
+
+    /// Whether a session that failed this way keeps what arrived for a
+    /// resume. A dropped connection or a stall does; a refusal, a broken
+    /// protocol or a bad hash does not (those bytes are suspect). A chain
+    /// host never keeps: a later pass sends it the whole stream again, and
+    /// a kept, locked partial would only make that pass find the file busy.
+    public func keepsPartials(after error: TransferError, chain: Bool) -> Bool {
+        if chain { return false }
+        switch error {
+        case .refused, .protocolViolation, .verification: return false
+        default: return true
+        }
+    }
+
+    /// Seconds a connection may go without progress: short while it has
+    /// not finished its handshake (a stranger's connection), long after.
+    public func timeoutSeconds(handshaking: Bool) -> Double {
+        handshaking ? handshakeTimeoutSeconds : idleTimeoutSeconds
+    }
+}

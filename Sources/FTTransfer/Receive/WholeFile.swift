@@ -1,0 +1,66 @@
+import FTEngine
+import FTWire
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Writes a small file that arrived whole and verified: it appears under
+/// its final name complete or not at all. An anonymous file (O_TMPFILE)
+/// is written, given its mode and mtime, then linked into place; where
+/// the filesystem has no O_TMPFILE, a named temp file and a rename.
+enum WholeFile {
+    static func write(_ bytes: [UInt8], entry: ManifestEntry, name: String, in dir: Directory, overwrite: Bool,
+                      display: String) throws(IOError) {
+        let anonymous: OwnedFD
+        do {
+            anonymous = try dir.createAnonymous()
+        } catch where [.notSupported, .isDirectory, .invalidArgument].contains(error.errno) {
+            try viaTempName(bytes, entry: entry, name: name, in: dir, overwrite: overwrite, display: display)
+            return
+        }
+        try fill(anonymous.raw, bytes, entry, display)
+        do {
+            try dir.link(anonymous: anonymous.raw, as: name)
+        } catch where error.errno == .fileExists && overwrite {
+            // Link under a temp name, then rename over the old file.
+            let temp = ".ft-" + randomHex(8) + ".tmp"
+            try dir.link(anonymous: anonymous.raw, as: temp)
+            do { try dir.rename(temp, to: name, replace: true) } catch {
+                dir.remove(temp)
+                throw error
+            }
+        } catch where error.errno == .fileExists {
+            var e = error
+            e.operation = "refusing to overwrite"
+            e.target = display + " (it appeared during the push; pass --overwrite to replace)"
+            throw e
+        }
+    }
+
+    private static func fill(_ fd: CInt, _ bytes: [UInt8], _ entry: ManifestEntry, _ display: String) throws(IOError) {
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + done, $0.count - done, off_t(done)) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { throw IOError(n < 0 ? Errno(rawValue: errno) : .noSpace, "write", display) }
+            done += n
+        }
+        try Directory.applyMetadata(fd, mode: entry.mode, mtimeSeconds: entry.mtimeSeconds,
+                                    mtimeNanoseconds: entry.mtimeNanoseconds, path: display)
+    }
+
+    private static func viaTempName(_ bytes: [UInt8], entry: ManifestEntry, name: String, in dir: Directory,
+                                    overwrite: Bool, display: String) throws(IOError) {
+        let temp = ".ft-" + randomHex(8) + ".tmp"
+        let fd = try dir.createExclusive(temp)
+        do {
+            try fill(fd.raw, bytes, entry, display)
+            try dir.rename(temp, to: name, replace: overwrite)
+        } catch {
+            dir.remove(temp)
+            throw error
+        }
+    }
+}

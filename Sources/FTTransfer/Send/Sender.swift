@@ -1,0 +1,456 @@
+import FTEngine
+import FTWire
+import Logging
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `ft send`: one push to one receiver, on its own ring. The handshake
+/// (`SenderHandshake`), the receiver's answers (`SenderMachine`) and the
+/// order of writes (`WriteScheduler`) are pure; this driver carries out
+/// what they decide. Writes on the push's connection are serialised, so
+/// frames never interleave.
+public final class Sender: LoopHandler {
+    public let config: SendConfig
+    public let logger: Logger
+    public let items: [SourceItem]
+    let loop: EventLoop
+    let offload: Offload
+    var reg: Registration!
+    var events: ProgressHandler = { _ in }
+
+    let code: [UInt8]?
+    let sessionID = AuthCode.randomBytes(16)
+    var addresses: [SocketAddress] = []
+    var addressIndex = 0
+    private let addressStorage = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
+    var peer: String
+    let clock: SenderClock
+    var connectDeadline: UInt64 = .max
+    var lastActivity = monotonicNanoseconds()
+    let started = monotonicNanoseconds()
+    var ownInflight = 0
+
+    /// The connection, once connect succeeded.
+    var connection: Connection?
+    var handshake: SenderHandshake
+    /// Set once the handshake is established.
+    var machine: SenderMachine
+    var receiverFeatures: Features = []
+    /// Set once the receiver accepted (and resume was decided).
+    var scheduler: WriteScheduler?
+    var meter: ProgressMeter
+
+    /// What this side knows of each file's content: digests sent, digests
+    /// both sides agreed on, bytes the receiver already held.
+    var sentDigests: [Int: Digest128] = [:]
+    var agreed: [(path: String, digest: Digest128)] = []
+    var skipped: UInt64 = 0
+    var resumeSkips: [UInt32: UInt64] = [:]
+    /// Hashers that already read a resumed prefix, by file id.
+    var resumeHashers: [UInt32: StreamHasher] = [:]
+    var relayed: [HopReport.Outcome] = []
+
+    var hashAhead: HashAhead?
+    /// Digests the helper finished, until their trailer is written.
+    var readyDigests: [Int: Result<Digest128, IOError>] = [:]
+    /// The trailer waiting for its digest.
+    var awaitingDigest: Int?
+
+    /// The file the push's own connection is reading.
+    var source: SourceFile?
+    var stdin: StdinPump?
+    var stdinIndex = 0
+    /// stdin bytes the meter has counted.
+    var stdinCounted: UInt64 = 0
+    /// stdin's final size and digest, for its trailer.
+    var stdinResult: (size: UInt64, digest: Digest128?)?
+
+    /// `-P N`: the data streams and the files they read (open until
+    /// acknowledged).
+    var streams: [DataStream] = []
+    var streamSources: [Int: SourceFile] = [:]
+
+    var failure: TransferError?
+    /// A send failed; the receiver's reason may still arrive before this.
+    var writeError: (TransferError, deadline: UInt64)?
+    var summary: ProgressEvent.Summary?
+    var done = false
+
+    /// The socket, its frames, and its data path.
+    final class Connection {
+        let socket: OwnedSocket
+        let channel: FrameChannel
+        let writer: ChunkWriter
+        init(socket: OwnedSocket, channel: FrameChannel, writer: ChunkWriter) {
+            self.socket = socket
+            self.channel = channel
+            self.writer = writer
+        }
+        var inflight: Int { channel.inflight + writer.inflight }
+    }
+
+    public init(config: SendConfig, logger: Logger) throws(TransferError) {
+        self.config = config
+        self.logger = logger
+        items = try SourceTree.scan(config.paths, stdinName: config.stdinName) { logger.warning("\($0)") }
+        if let text = config.code {
+            guard let c = AuthCode.normalize(text) else { throw .source("'\(text)' is not a code like k7mq-2fxp-93rd") }
+            code = c
+        } else {
+            code = nil
+        }
+        var features: Features = config.verify ? [.xxh3] : []
+        if config.encrypt { features.insert(.encrypt) }
+        if config.streams > 1 { features.insert(.dataStreams) }
+        handshake = SenderHandshake(purpose: .push, features: features, code: code, sessionID: sessionID,
+                                    nonce: AuthCode.randomBytes(32))
+        machine = SenderMachine(entries: items.map(\.entry))
+        clock = SenderClock(connectTimeoutSeconds: config.connectTimeoutSeconds, idleTimeoutSeconds: config.idleTimeoutSeconds)
+        peer = config.endpoint.description
+        let files = items.filter { $0.entry.kind != .directory }
+        let total: UInt64? = files.contains { $0.entry.kind == .stdin } ? nil : files.reduce(0) { $0 + $1.entry.size }
+        meter = ProgressMeter(session: "send", totalBytes: total)
+        do {
+            let backend = try Engine.makeBackend(config.engine, logger: logger)
+            loop = try EventLoop(backend: backend, logger: logger)
+            offload = try Offload(loop: loop)
+        } catch {
+            throw .io(error)
+        }
+    }
+
+    deinit {
+        addressStorage.deallocate()
+    }
+
+    public var backend: BackendKind { loop.backend.kind }
+
+    /// Operations of this push still in flight, on every connection.
+    var inflight: Int {
+        ownInflight + (connection?.inflight ?? 0) + (stdin?.inflight ?? 0) + offload.pending
+            + streams.reduce(0) { $0 + $1.inflight }
+    }
+
+    /// Runs the push to completion.
+    public func run(events: @escaping ProgressHandler) throws(TransferError) -> ProgressEvent.Summary {
+        self.events = events
+        reg = loop.register(self)
+        offload.arm()
+        do throws(TransferError) {
+            if let why = DataStreamRules.refusal(streams: config.streams, path: config.path, encrypt: config.encrypt,
+                                                 chain: config.relay != nil) {
+                throw .source(why)
+            }
+            do {
+                addresses = try config.endpoint.resolve()
+            } catch {
+                throw .io(error)
+            }
+            guard !addresses.isEmpty else { throw .io(IOError(.noSuchAddressOrDevice, "resolve", config.endpoint.description)) }
+        } catch {
+            events(.failed(.init(session: "send", peer: peer, message: error.description)))
+            throw error
+        }
+        connectNext()
+        do {
+            try loop.run { done && inflight == 0 }
+        } catch {
+            failure = failure ?? .io(error)
+        }
+        if let failure {
+            events(.failed(.init(session: "send", peer: peer, message: failure.description)))
+            throw failure
+        }
+        return summary!
+    }
+
+    // MARK: Connecting
+
+    private func connectNext() {
+        let address = addresses[addressIndex]
+        peer = address.description
+        let fd: CInt
+        do {
+            fd = try Socket.makeTCP(family: address.family).release()
+        } catch {
+            finish(.io(error))
+            return
+        }
+        pendingSocket = OwnedSocket(fd)
+        addressStorage.pointee = address.storage
+        loop.backend.adopt(socket: fd)
+        connectDeadline = monotonicNanoseconds() + UInt64(config.connectTimeoutSeconds * 1e9)
+        addressStorage.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+            loop.backend.queue(.connect(fd: fd, address: sa, length: address.length), reg.userData(OpTag(.connect)))
+        }
+        ownInflight += 1
+    }
+
+    /// The socket being connected.
+    private var pendingSocket: OwnedSocket?
+
+    private func connectCompleted(_ result: Int32) {
+        guard let socket = pendingSocket else { return }
+        pendingSocket = nil
+        if result < 0 {
+            var e = IOError(result: result, "connect to", peer)
+            if result == -ECANCELED { e = IOError(.timedOut, "connect to", peer) }
+            if e.errno == .connectionRefused { e.target = peer + " (is `ft recv` running there, on that port?)" }
+            addressIndex += 1
+            if addressIndex < addresses.count, !done {
+                connectNext()
+            } else {
+                finish(.io(e))
+            }
+            return
+        }
+        guard !done else { return }
+        Socket.setInt(socket.fd, CInt(IPPROTO_TCP), TCP_NODELAY, 1)
+        let channel = FrameChannel(fd: socket.fd, peer: peer, loop: loop, reg: reg, buffered: true)
+        let writer: ChunkWriter
+        do {
+            writer = try ChunkWriter(path: config.path, encrypt: config.encrypt, socket: socket.fd, channel: channel, peer: peer,
+                                     idleTimeoutSeconds: config.idleTimeoutSeconds, loop: loop, reg: reg)
+        } catch {
+            finish(.io(error))
+            return
+        }
+        connection = Connection(socket: socket, channel: channel, writer: writer)
+        channel.enqueue(handshake.hello)
+        channel.flush()
+        channel.read()
+    }
+
+    /// Payload bytes per chunk for this push's data paths.
+    var chunkSize: Int {
+        // A data stream's chunk fits its pipe: file → pipe → socket, linked.
+        if config.streams > 1 { return min(Int(config.chunkSize), DataStreamRules.maxChunk) }
+        return connection?.writer.chunkLimit(Int(config.chunkSize)) ?? Int(config.chunkSize)
+    }
+
+    // MARK: Completions
+
+    public func complete(_ c: Completion, on loop: EventLoop) {
+        lastActivity = monotonicNanoseconds()
+        guard let tag = c.tag else { return }
+        switch tag.op {
+        case .connect:
+            ownInflight -= 1
+            connectCompleted(c.result)
+        case .shutdown:
+            ownInflight -= 1
+        case .pace:
+            ownInflight -= 1
+            scheduler?.paceTimerFired()
+            pump()
+        case .readPrefix, .readBody:
+            guard let conn = connection, let event = conn.channel.onRead(c), failure == nil, !done else { return }
+            switch event {
+            case .frame(let f): received(f)
+            case .closed:
+                if let (e, _) = writeError {
+                    finish(e)
+                } else {
+                    finish(.disconnected("the receiver closed the connection while \(phaseText)", peer: peer))
+                }
+            case .failed(let e):
+                finish(writeError?.0 ?? e)
+            }
+        case .sendControl:
+            guard let conn = connection else { return }
+            if let e = conn.channel.onSent(c) {
+                writeFailed(e)
+            } else if stdin != nil {
+                conn.channel.flush()
+                stdinStep(stdin!.step())
+            } else {
+                pump()
+            }
+        case .stdinRead where stdin != nil, .chunkHeader where stdin != nil, .sendChunk where stdin != nil:
+            stdinStep(stdin!.complete(c))
+        default:
+            guard let conn = connection else { return }
+            writerEvent(conn.writer.complete(c))
+        }
+    }
+
+    public func tick(now: UInt64, on loop: EventLoop) {
+        guard !done else { return }
+        let verdict = clock.check(
+            now: now, connected: connection != nil, connectDeadline: connectDeadline, writeErrorDeadline: writeError?.deadline,
+            lastActivity: lastActivity,
+            streams: streams.map { .init(connecting: $0.state == .connecting || $0.state == .handshaking, busy: $0.busy,
+                                         lastProgress: $0.lastProgress) })
+        switch verdict {
+        case .none:
+            break
+        case .cancelConnect:
+            if let s = pendingSocket {
+                loop.backend.queue(.cancelFD(fd: s.fd), reg.userData(OpTag(.shutdown)))
+                ownInflight += 1
+            }
+            connectDeadline = .max
+        case .reportWriteError:
+            if let (e, _) = writeError { finish(e) }
+        case .killStream(let i, let why):
+            streams[i].kill(why)
+        case .idle(let seconds):
+            finish(.timeout("no progress for \(seconds) s while \(phaseText)", peer: peer))
+        }
+    }
+
+    /// Where the push stands, for messages.
+    var phaseText: String { established ? machine.phase.description : "waiting for the receiver's handshake" }
+
+    var established = false
+
+    // MARK: Protocol
+
+    private func received(_ f: Frame) {
+        guard let conn = connection else { return }
+        guard established else {
+            let step = handshake.receive(f)
+            for frame in step.send { conn.channel.enqueue(frame) }
+            switch step.outcome {
+            case .waiting:
+                pump()
+            case .established(let e):
+                established = true
+                receiverFeatures = e.receiverFeatures
+                if e.unauthenticated { logger.warning("\(peer) accepts anyone (--no-auth); the code was not needed") }
+                if let keys = e.keys {
+                    // Both proofs are in: everything from here on is sealed.
+                    // The receiver sends nothing after its proof until our
+                    // manifest, so nothing plain may wait in the read-ahead.
+                    guard !conn.channel.hasBufferedInput else {
+                        finish(.protocolViolation("the receiver sent more after its proof", peer: peer))
+                        return
+                    }
+                    conn.channel.cipher = SessionCipher(keys, role: .sender)
+                }
+                sendManifest()
+            case .failed(let why):
+                handshakeFailed(why, conn)
+                return
+            }
+            if !done, failure == nil { conn.channel.read() }
+            return
+        }
+        act(machine.receive(f))
+        if !done, failure == nil { conn.channel.read() }
+    }
+
+    private func handshakeFailed(_ why: SenderHandshake.Failure, _ conn: Connection) {
+        switch why {
+        case .needCode:
+            // Tell the receiver why we leave, directly: finish() closes at once.
+            let bytes = FrameCodec.encode(.error(ErrorFrame(.auth, "the sender has no code (FT_CODE or --code-file)")))
+            _ = bytes.withUnsafeBytes { send(conn.socket.fd, $0.baseAddress, $0.count, CInt(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            finish(.source("\(peer) requires its one-time code: run ft send with FT_CODE=CODE or --code-file FILE (ft recv printed the code)"))
+        case .receiverUnproven:
+            finish(.peer(ErrorFrame(.auth, "it could not prove it knows the code: a wrong code, or not the receiver you meant"), peer: peer))
+        case .receiverTakesAnyone:
+            finish(.source("\(peer) accepts anyone (--no-auth), so there is no code to make keys from; --encrypt needs a receiver with a code"))
+        case .refused(let e):
+            finish(.peer(e, peer: peer))
+        case .violation(let s):
+            finish(.protocolViolation(s, peer: peer))
+        }
+    }
+
+    private func sendManifest() {
+        guard let conn = connection else { return }
+        if let hops = config.relay { conn.channel.enqueue(.relay(Relay(hops: hops))) }
+        for part in Manifest.frames(items.map(\.entry)) { conn.channel.enqueue(.manifest(part)) }
+        let total = items.reduce(UInt64(0)) { $0 + ($1.entry.kind == .file ? $1.entry.size : 0) }
+        conn.channel.enqueue(.manifestEnd(ManifestEnd(entryCount: UInt32(items.count), totalBytes: total,
+                                                      flags: config.verify ? [] : .noVerify)))
+        pump()
+    }
+
+    private func act(_ action: SenderMachine.Action) {
+        switch action {
+        case .none:
+            break
+        case .startData(let accept):
+            if accept.have.isEmpty {
+                startData(offered: false, ResumeCheck.Result())
+            } else {
+                // Hashing the offered prefixes may read gigabytes: off the loop.
+                let items = self.items
+                offload.run({ ResumeCheck.decide(accept.have, items: items) }) { [self] result in
+                    guard !done else { return }
+                    for name in result.differing {
+                        logger.info("'\(name)': the receiver's partial copy differs from this file; sending it whole")
+                    }
+                    startData(offered: true, result)
+                }
+            }
+        case .acknowledged(let index, let ack):
+            acknowledged(index, ack)
+        case .complete(let d):
+            let seconds = Double(monotonicNanoseconds() - started) / 1e9
+            let files = items.filter { $0.entry.kind != .directory }.count
+            summary = .init(session: "send", peer: peer, files: files, directories: items.count - files,
+                            bytes: d.bytes - min(d.bytes, skipped), skippedBytes: skipped, seconds: seconds, verified: config.verify,
+                            digests: agreed,
+                            engine: EngineReport(backend: loop.backend.kind, dataPath: config.path.rawValue, stats: loop.stats),
+                            relayed: relayed)
+            if let ev = meter.advance(by: 0, path: "", fileBytes: 0, fileSize: nil, force: true) { events(ev) }
+            events(.finished(summary!))
+            finish(nil)
+        case .hopReport(let r):
+            relayed = r.outcomes
+        case .peerFailed(let e):
+            finish(.peer(e, peer: peer))
+        case .violation(let s):
+            finish(.protocolViolation(s, peer: peer))
+        }
+    }
+
+    private func acknowledged(_ index: Int, _ ack: FileAck) {
+        let path = items[index].displayPath
+        for s in streams { s.forget(index) }
+        scheduler?.forget(index)
+        streamSources[index] = nil
+        guard ack.status == .committed else {
+            finish(.verification("the receiver could not commit '\(path)' (\(ack.status))"))
+            return
+        }
+        if let mine = sentDigests[index] {
+            guard mine == ack.digest else {
+                finish(.verification("'\(path)': the receiver's hash \(ack.digest.hex) differs from ours \(mine.hex)"))
+                return
+            }
+            agreed.append((path, mine))
+        }
+        let size = items[index].entry.kind == .stdin ? (stdinResult?.size ?? 0) : items[index].entry.size
+        events(.fileDone(.init(session: "send", path: path, bytes: size, digest: sentDigests[index])))
+    }
+
+    // MARK: Ending
+
+    /// A write failed. The receiver may have said why just before closing,
+    /// so give the reader a moment to bring that reason in.
+    func writeFailed(_ e: TransferError) {
+        guard writeError == nil, failure == nil else { return }
+        writeError = (e, monotonicNanoseconds() + 2_000_000_000)
+        connection?.channel.read()
+    }
+
+    func finish(_ error: TransferError?) {
+        guard !done else { return }
+        done = true
+        hashAhead?.cancel()
+        for s in streams { s.kill(nil) }
+        failure = error
+        connection?.socket.shutdown()
+        if let s = pendingSocket {
+            loop.backend.queue(.cancelFD(fd: s.fd), reg.userData(OpTag(.shutdown)))
+            ownInflight += 1
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import FTEngine
+import FTWire
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A file whose chunks are going out, open for reading until its last
+/// chunk left (and, with data streams, until it is acknowledged).
+final class SourceFile {
+    let index: Int
+    let fd: CInt
+    /// Hashes what passes through memory (copy, zc and sealed paths); nil
+    /// when verification is off or a helper hashes ahead.
+    let hasher: StreamHasher?
+
+    init(index: Int, fd: CInt, hasher: StreamHasher?) {
+        self.index = index
+        self.fd = fd
+        self.hasher = hasher
+    }
+
+    deinit { close(fd) }
+
+    /// Opens `item`'s file; `sequential`: it is read in chunks, start to end.
+    static func open(_ item: SourceItem, sequential: Bool = true) throws(TransferError) -> CInt {
+        guard case .file(let path) = item.origin else { preconditionFailure("not a file") }
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .io(IOError(Errno(rawValue: errno), "open", path)) }
+        if sequential { _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL) }
+        return fd
+    }
+
+    /// Fails if the open file no longer has the size and mtime the manifest
+    /// announced: its bytes would not match what the receiver was promised.
+    static func checkUnchanged(_ fd: CInt, _ item: SourceItem) throws(TransferError) {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return }
+        guard UInt64(st.st_size) == item.entry.size, Int64(st.st_mtim.tv_sec) == item.entry.mtimeSeconds,
+              UInt32(st.st_mtim.tv_nsec) == item.entry.mtimeNanoseconds else {
+            throw .source("'\(item.displayPath)' changed while being sent; send it again")
+        }
+    }
+
+    /// A small file's bytes, exactly as many as the manifest promised.
+    static func readWhole(_ item: SourceItem, into buffer: UnsafeMutableRawBufferPointer) throws(TransferError) {
+        let fd = try open(item, sequential: false)
+        defer { close(fd) }
+        try checkUnchanged(fd, item)
+        var done = 0
+        while done < buffer.count {
+            let n = read(fd, buffer.baseAddress! + done, buffer.count - done)
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { throw .source("'\(item.displayPath)' shrank while being sent") }
+            done += n
+        }
+    }
+}
