@@ -80,11 +80,20 @@ let package = Package(
             ]),
         // Test helper: runs a command with io_uring_setup refused by seccomp.
         .executableTarget(name: "no-io-uring"),
+        // What every test target shares: spawning processes, ports, fake
+        // peers built from the wire encoder, files and byte comparisons.
+        .target(
+            name: "FTTestSupport",
+            dependencies: [
+                "FTWire", "FTEngine", "FTTransfer", "FTBench", "CXXHash",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/FTTestSupport"),
         .testTarget(name: "FTWireTests", dependencies: ["FTWire"]),
-        .testTarget(name: "FTEngineTests", dependencies: ["FTEngine", "FTWire", "CURing"]),
-        .testTarget(name: "FTTransferTests", dependencies: ["FTTransfer", "FTEngine", "FTWire", "CXXHash"]),
+        .testTarget(name: "FTEngineTests", dependencies: ["FTEngine", "FTWire", "CURing", "FTTestSupport"]),
+        .testTarget(name: "FTTransferTests", dependencies: ["FTTransfer", "FTEngine", "FTWire", "CXXHash", "FTTestSupport"]),
         .testTarget(
             name: "FTCLITests",
-            dependencies: ["FTWire", "CXXHash", "FTFrontEnd", "FTBench", "FTTransfer"]),
+            dependencies: ["FTWire", "CXXHash", "FTFrontEnd", "FTBench", "FTTransfer", "FTTestSupport"]),
     ]
 )

@@ -104,8 +104,7 @@ final class EchoServer: @unchecked Sendable {
     }
 
     func stop() {
-        var one: UInt64 = 1
-        _ = write(stopFD, &one, 8)
+        signalEventFD(stopFD)
         pthread_join(thread, nil)
         close(stopFD)
     }

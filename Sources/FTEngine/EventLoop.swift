@@ -107,8 +107,7 @@ public final class EventLoop {
     /// Makes `run` return from another thread (or a signal handler): only an
     /// eventfd write, which is async-signal-safe.
     public func wakeAndStop() {
-        var one: UInt64 = 1
-        _ = write(wakeFD, &one, 8)
+        signalEventFD(wakeFD)
     }
 
     private func dispatch(_ c: Completion) {
@@ -154,4 +153,12 @@ public final class EventLoop {
 /// A close-on-exec eventfd, for waking a loop from another thread.
 public func makeEventFD() throws(IOError) -> CInt {
     try retryingEINTR("create an eventfd") { ft_eventfd() }
+}
+
+/// Adds one to an eventfd's counter, waking whoever reads it. Async-signal
+/// safe (a single write), so signal handlers may call it.
+@inline(__always)
+public func signalEventFD(_ fd: CInt) {
+    var one: UInt64 = 1
+    _ = write(fd, &one, 8)
 }

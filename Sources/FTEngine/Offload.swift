@@ -58,8 +58,7 @@ public final class Offload: LoopHandler, @unchecked Sendable {
 
     private func deliver(_ body: @escaping () -> Void) {
         finished.withLock { $0.append(UncheckedBox(body)) }
-        var one: UInt64 = 1
-        _ = write(eventFD, &one, 8)
+        signalEventFD(eventFD)
     }
 
     /// Starts watching the eventfd (loop thread); the watch then stays on.

@@ -180,8 +180,7 @@ enum StopSignals {
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
         for sig in [SIGINT, SIGTERM] {
             signal(sig) { s in
-                var one: UInt64 = 1
-                _ = write(StopSignals.fd, &one, 8)
+                signalEventFD(StopSignals.fd)
                 signal(s, SIG_DFL)
             }
         }

@@ -67,7 +67,7 @@ struct Send: ParsableCommand {
     var io: SendPath = .default
 
     @Option(name: [.customShort("P"), .customLong("streams")], help: ArgumentHelp(
-        "Data streams: chunks go on this many extra connections (1 to 16).",
+        "Data streams: chunks go on this many extra connections (1 to \(DataStreamRules.maxStreams)).",
         discussion: "1 (default): everything on one connection. Works with --io sendfile or splice; chunks are then at most 1M."))
     var streams: Int = 1
 
@@ -109,11 +109,8 @@ struct Send: ParsableCommand {
         guard let c = Sizes.parse(chunk) else { throw ValidationError("--chunk '\(chunk)' is not a size (try 1M or 4M)") }
         guard (16 << 10)...(64 << 20) ~= c else { throw ValidationError("--chunk must be between 16K and 64M, not \(chunk)") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
-        guard (1...SendConfig.maxStreams) ~= streams else { throw ValidationError("-P must be between 1 and \(SendConfig.maxStreams), not \(streams)") }
-        if streams > 1 {
-            if chain != nil { throw ValidationError("-P and --to do not go together: a chain push travels on one stream") }
-            if encrypt { throw ValidationError("-P and --encrypt do not go together: sealed records travel on one stream") }
-            if io != .sendfile, io != .splice { throw ValidationError("-P works with --io sendfile or splice (its streams splice and hash apart), not \(io.rawValue)") }
+        if let why = DataStreamRules.refusal(streams: streams, path: io, encrypt: encrypt, chain: chain != nil) {
+            throw ValidationError(why)
         }
         if let limit, (Sizes.parse(limit) ?? 0) < 1024 {
             throw ValidationError("--limit '\(limit)' is not a rate of at least 1K per second")

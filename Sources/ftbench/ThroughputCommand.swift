@@ -81,11 +81,12 @@ struct Throughput: ParsableCommand {
             guard (16 << 10)...(64 << 20) ~= v else { throw ValidationError("--chunk '\(c)' must be between 16K and 64M") }
         }
         for s in list(streams) {
-            guard let n = Int(s), (1...SendConfig.maxStreams) ~= n else { throw ValidationError("--streams '\(s)' is not a stream count from 1 to \(SendConfig.maxStreams)") }
-            if n > 1, list(io).contains(where: { $0 != "sendfile" && $0 != "splice" }) {
-                throw ValidationError("--streams \(n) works with --io sendfile or splice (ft send -P); drop the others")
+            guard let n = Int(s) else { throw ValidationError("--streams '\(s)' is not a stream count") }
+            for p in list(io).compactMap(SendPath.init(rawValue:)) {
+                if let why = DataStreamRules.refusal(streams: n, path: p, encrypt: encrypt, chain: false) {
+                    throw ValidationError("--streams \(n) (ft send -P \(n)) with --io \(p.rawValue): \(why)")
+                }
             }
-            if n > 1, encrypt { throw ValidationError("--streams \(n) and --encrypt do not go together (ft send -P)") }
         }
         guard sink == "null" || sink.hasPrefix("file:") else { throw ValidationError("--sink is null or file:DIR, not '\(sink)'") }
         if sink.hasPrefix("file:"), sink.dropFirst(5).isEmpty { throw ValidationError("--sink file:DIR needs a directory") }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import FTTestSupport
 import FTWire
 
 @Suite(.serialized) struct CLIBehaviourTests {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import FTTestSupport
 import CXXHash
 import FTWire
 
@@ -105,40 +106,5 @@ import FTWire
         #expect(hashFile(tmp.path + "/dst/huge.img") == expected)
         let done = send.stdoutLines.first { $0.contains("\"event\":\"done\"") } ?? ""
         #expect(done.contains(expected), "the reported hash is the file's xxh3-128")
-    }
-}
-
-/// xxh3-128 of a file, computed independently of ft (plain reads).
-func hashFile(_ path: String) -> String {
-    let fd = open(path, O_RDONLY)
-    defer { close(fd) }
-    let state = XXH3_createState()!
-    defer { XXH3_freeState(state) }
-    XXH3_128bits_reset(state)
-    var buf = [UInt8](repeating: 0, count: 1 << 20)
-    while true {
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n <= 0 { break }
-        _ = buf.withUnsafeBytes { XXH3_128bits_update(state, $0.baseAddress, n) }
-    }
-    let h = XXH3_128bits_digest(state)
-    return Digest128(high: h.high64, low: h.low64).hex
-}
-
-@Suite struct StdoutSpliceTests {
-    @Test func unverifiedStdoutIsSpliced() throws {
-        let tmp = TempDir()
-        defer { tmp.cleanup() }
-        let src = tmp.path + "/f"
-        let bytes = patternBytes(5 * (1 << 20) + 3, seed: 6)
-        writeFile(src, bytes)
-        let recv = try FTReceiver(dir: tmp.path, extra: ["--stdout"])
-        let send = try run(ftPath, ["send", recv.address, src, "-q", "--no-verify"])
-        #expect(send.status == 0, "\(send.stderr)")
-        let got = recv.child.wait()
-        #expect(got.status == 0)
-        expectSame(got.stdoutBytes, bytes, "stdout")
-        #expect(got.stderr.contains("\"data_path\":\"splice\""), "\(got.stderr)")
-        #expect(got.stderr.contains("\"verified\":false"))
     }
 }

@@ -1,66 +1,8 @@
 import Foundation
 import Testing
+import FTTestSupport
 import FTWire
 import FTBench
-
-/// A port for a peer tool to listen on (see `Ports.free`: outside the
-/// ephemeral range, so no outgoing connection of another test takes it).
-func freePort() -> UInt16 { Ports.free() }
-
-/// Lines a raw TCP chat peer sees, read with a timeout.
-final class LinePeer {
-    let peer: RawPeer
-    private var buffer: [UInt8] = []
-
-    init(port: UInt16) throws { peer = try RawPeer(port: port) }
-
-    func say(_ text: String) { peer.send(Array((text + "\n").utf8)) }
-    func sayBytes(_ bytes: [UInt8]) { peer.send(bytes) }
-
-    /// The next line, or nil on close or after the socket's 10 s timeout.
-    func line() -> String? {
-        while true {
-            if let nl = buffer.firstIndex(of: 0x0A) {
-                let l = Array(buffer[..<nl])
-                buffer.removeFirst(nl + 1)
-                return String(decoding: l, as: UTF8.self)
-            }
-            guard let chunk = peer.readSome() else { return nil }
-            buffer += chunk
-        }
-    }
-
-    /// Lines up to and including the first that contains `marker`.
-    func lines(until marker: String) -> [String] {
-        var out: [String] = []
-        while let l = line() {
-            out.append(l)
-            if l.contains(marker) { break }
-        }
-        return out
-    }
-}
-
-extension RawPeer {
-    func readSome() -> [UInt8]? {
-        var buf = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0, errno == EINTR { continue }
-            return n > 0 ? Array(buf[..<n]) : nil
-        }
-    }
-}
-
-func jsonEvents(_ text: String) -> [[String: Any]] {
-    text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-}
-
-func rssKiB(_ pid: Int32) -> Int {
-    let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-    let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-    return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
-}
 
 let greeting = "你好, ft 👋"
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import FTTestSupport
 import FTWire
 
 /// A TCP relay between a sender and a receiver that records what the

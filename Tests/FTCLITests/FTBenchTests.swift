@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import FTTestSupport
 import FTBench
 #if canImport(FoundationXML)
 import FoundationXML

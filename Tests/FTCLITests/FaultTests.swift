@@ -1,11 +1,8 @@
 import Foundation
 import Testing
+import FTTestSupport
 import FTTransfer
 import FTWire
-
-func doneEvent(_ output: String) -> [String: Any]? {
-    jsonEvents(output).first { $0["event"] as? String == "done" }
-}
 
 @Suite(.serialized) struct FaultTests {
     @Test func senderKilledAtTwentyRandomPointsAlwaysResumesIdentical() throws {

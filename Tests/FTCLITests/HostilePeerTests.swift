@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import FTTestSupport
 import FTWire
 
 /// One long-running receiver takes every hostile session in turn; after

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import FTTestSupport
 import FTTransfer
 import FTWire
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import FTTestSupport
 
 /// `ft send -P N` against a real `ft recv` on loopback: chunks on extra
 /// connections, every byte compared.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import FTTestSupport
 
 /// `ft send --to`: real receivers on loopback, each keeping a copy and
 /// relaying to the next; every copy compared byte for byte.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import FTTestSupport
 import FTEngine
 @testable import FTTransfer
 import FTWire

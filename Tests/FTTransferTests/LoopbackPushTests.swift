@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import FTTestSupport
 import FTEngine
 import FTTransfer
 import FTWire
@@ -41,13 +42,19 @@ let allPaths: [PathCase] = [SendPath.sendfile, .splice, .copy, .zc].flatMap { s 
         let src = tmp.sub("src")
         let sizes = [0, 1, 4095, 4096, 65_537, (1 << 20) + 1, 3 * (1 << 20) + 5]
         for s in sizes { writeFile("\(src)/f\(s)", patternBytes(s, seed: UInt64(s) &+ 3)) }
+        // Small files would travel whole in small-files frames, past the
+        // path under test: every size goes in chunks here.
         let (summary, outcome) = try push([src], to: tmp.sub("dst"), path: c.send, receive: c.receive,
-                                          engine: c.engine, chunk: 1 << 20)
+                                          engine: c.engine, chunk: 1 << 20, batchSmallFiles: false)
         for s in sizes {
             #expect(readFile("\(tmp.path)/dst/src/f\(s)") == patternBytes(s, seed: UInt64(s) &+ 3), "size \(s)")
         }
         #expect(summary.digests.count == sizes.count)
         #expect(summary.engine.backend == (c.engine == .poll ? .poll : .ioUring))
+        // The path really carried the bytes: its operations moved them all.
+        let payload = UInt64(sizes.reduce(0, +))
+        let carried = summary.engine.operations.first { $0.kind == c.send.carryingOp }?.bytes ?? 0
+        #expect(carried >= payload, "\(c.send.carryingOp) moved \(carried) of \(payload) payload bytes")
         #expect(outcome?.succeeded == 1)
     }
 
@@ -60,5 +67,17 @@ let allPaths: [PathCase] = [SendPath.sendfile, .splice, .copy, .zc].flatMap { s 
         let (summary, _) = try push([tmp.path + "/src/big"], to: tmp.sub("dst"))
         expectSame(readFile(tmp.path + "/dst/big"), bytes)
         #expect(summary.bytes == UInt64(size))
+    }
+}
+
+extension SendPath {
+    /// The operation that moves payload bytes on this path.
+    var carryingOp: OpKind {
+        switch self {
+        case .sendfile: return .sendfile
+        case .splice: return .splice
+        case .copy: return .read
+        case .zc: return .sendZC
+        }
     }
 }

@@ -1,4 +1,5 @@
 import Testing
+import FTTestSupport
 import FTTransfer
 import FTWire
 

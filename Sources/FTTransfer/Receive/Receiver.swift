@@ -13,8 +13,7 @@ public struct StopHandle: Sendable {
     public var descriptor: CInt { fd }
     /// Async-signal-safe: one eventfd write.
     public func stop() {
-        var one: UInt64 = 1
-        _ = write(fd, &one, 8)
+        signalEventFD(fd)
     }
 }
 

@@ -60,9 +60,4 @@ public struct ReceiverConfig: Sendable {
         self.idleTimeoutSeconds = idleTimeoutSeconds
         self.handshakeTimeoutSeconds = handshakeTimeoutSeconds
     }
-
-    /// Pipe capacity for splicing (F_SETPIPE_SZ); 1 MiB measured best here.
-    static let pipeSize = 1 << 20
-    /// Copy-path buffer per session.
-    static let copyBuffer = 1 << 20
 }

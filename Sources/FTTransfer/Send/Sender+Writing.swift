@@ -14,7 +14,8 @@ extension Sender {
         }
         skipped = resumeSkips.values.reduce(0, +)
         meter.totalBytes = meter.totalBytes.map { $0 - min($0, skipped) }
-        let plan = SendPlan(entries: items.map(\.entry), chunkSize: UInt32(chunkSize), skip: resumeSkips)
+        let plan = SendPlan(entries: items.map(\.entry), chunkSize: UInt32(chunkSize), skip: resumeSkips,
+                            smallFiles: config.batchSmallFiles)
         scheduler = WriteScheduler(plan: plan, rateLimit: config.rateLimit)
         if config.verify, !config.encrypt, config.path == .sendfile || config.path == .splice {
             // sendfile and splice never bring the bytes into our memory:

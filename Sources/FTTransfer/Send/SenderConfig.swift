@@ -43,7 +43,10 @@ public struct SendConfig: Sendable {
     /// Data streams (`-P N`): beside the push's own connection, N more
     /// carry the chunks. 1: everything on one connection.
     public var streams = 1
-    public static let maxStreams = 16
+    /// Files up to `SmallFiles.maxFileSize` travel whole, many to a frame.
+    /// Off, every file goes in chunks by the data path (tests of a path
+    /// use it so that tiny files take that path too).
+    public var batchSmallFiles = true
 
     public init(
         endpoint: Endpoint, paths: [String], stdinName: String = "stdin", path: SendPath = .default,
@@ -61,9 +64,4 @@ public struct SendConfig: Sendable {
         self.connectTimeoutSeconds = connectTimeoutSeconds
         self.idleTimeoutSeconds = idleTimeoutSeconds
     }
-
-    static let pipeSize = 1 << 20
-    static let streamBuffer = 1 << 20
-    /// Registered buffers for the zc path, so reads run ahead of sends.
-    static let zcSlots = 4
 }

@@ -1,14 +1,15 @@
 import Foundation
 import FTTransfer
 import FTWire
+import FTBench
 
 /// A hand-driven TCP peer that speaks (or abuses) the protocol with the
 /// wire module's own encoder, for hostile-sender tests.
-final class RawPeer {
-    let fd: CInt
-    let port: UInt16
+package final class RawPeer {
+    package let fd: CInt
+    package let port: UInt16
 
-    init(port: UInt16) throws {
+    package init(port: UInt16) throws {
         self.port = port
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var addr = sockaddr_in()
@@ -26,9 +27,9 @@ final class RawPeer {
     deinit { close(fd) }
 
     /// Drops the connection now (the fd is closed later by deinit).
-    func hangUp() { shutdown(fd, Int32(SHUT_RDWR)) }
+    package func hangUp() { shutdown(fd, Int32(SHUT_RDWR)) }
 
-    func send(_ bytes: [UInt8]) {
+    package func send(_ bytes: [UInt8]) {
         var off = 0
         while off < bytes.count {
             let n = bytes.withUnsafeBytes { Foundation.send(fd, $0.baseAddress! + off, $0.count - off, Int32(MSG_NOSIGNAL)) }
@@ -38,10 +39,10 @@ final class RawPeer {
         }
     }
 
-    func send(_ frame: Frame) { send(FrameCodec.encode(frame)) }
+    package func send(_ frame: Frame) { send(FrameCodec.encode(frame)) }
 
     /// Reads exactly n bytes; nil on EOF, error or timeout.
-    func read(_ n: Int) -> [UInt8]? {
+    package func read(_ n: Int) -> [UInt8]? {
         var buf = [UInt8](repeating: 0, count: n)
         var got = 0
         while got < n {
@@ -54,7 +55,7 @@ final class RawPeer {
         return buf
     }
 
-    func readFrame() -> Frame? {
+    package func readFrame() -> Frame? {
         guard let prefix = read(FramePrefix.size) else { return nil }
         guard let p = try? prefix.withUnsafeBytes({ try FramePrefix.decode($0) }) else { return nil }
         let body = p.length == 0 ? [] : (read(Int(p.length)) ?? [])
@@ -63,20 +64,20 @@ final class RawPeer {
     }
 
     /// Frames until the receiver closes.
-    func readUntilClosed() -> [Frame] {
+    package func readUntilClosed() -> [Frame] {
         var out: [Frame] = []
         while let f = readFrame() { out.append(f) }
         return out
     }
 
-    let session = (0..<16).map { _ in UInt8.random(in: 0...255) }
-    let nonce = (0..<32).map { _ in UInt8.random(in: 0...255) }
+    package let session = (0..<16).map { _ in UInt8.random(in: 0...255) }
+    package let nonce = (0..<32).map { _ in UInt8.random(in: 0...255) }
 
     /// Sends hello, reads the receiver's, and proves the code if asked
     /// (with `code`, or the test code); returns the receiver's reply to the
     /// proof, or its hello when no proof was asked.
     @discardableResult
-    func handshake(code: String = testCode, features: Features = [.xxh3]) -> Frame? {
+    package func handshake(code: String = testCode, features: Features = [.xxh3]) -> Frame? {
         send(.hello(Hello(role: .sender, features: features, sessionID: session, nonce: nonce)))
         let reply = readFrame()
         guard case .hello(let h)? = reply, h.features.contains(.auth) else { return reply }
@@ -86,7 +87,7 @@ final class RawPeer {
     }
 
     /// Handshake, then one manifest; returns what the receiver answered.
-    func offer(_ entries: [ManifestEntry]) -> Frame? {
+    package func offer(_ entries: [ManifestEntry]) -> Frame? {
         handshake()
         send(.manifest(entries))
         let total = entries.reduce(UInt64(0)) { $0 + ($1.kind == .file ? $1.size : 0) }
@@ -95,19 +96,19 @@ final class RawPeer {
     }
 }
 
-func fileEntry(_ path: [UInt8], id: UInt32 = 1, size: UInt64 = 5, kind: ManifestEntry.Kind = .file) -> ManifestEntry {
+package func fileEntry(_ path: [UInt8], id: UInt32 = 1, size: UInt64 = 5, kind: ManifestEntry.Kind = .file) -> ManifestEntry {
     ManifestEntry(fileID: id, kind: kind, path: path, mode: 0o644, size: size, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 0)
 }
 
 extension Frame {
-    var errorMessage: String? {
+    package var errorMessage: String? {
         if case .error(let e) = self { return e.message }
         return nil
     }
 }
 
 /// A listening TCP socket on 127.0.0.1 and its port, for fake peers.
-func loopbackListener() -> (CInt, UInt16) {
+package func loopbackListener() -> (CInt, UInt16) {
     let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
@@ -118,3 +119,68 @@ func loopbackListener() -> (CInt, UInt16) {
     listen(listener, 1)
     return (listener, UInt16(bigEndian: addr.sin_port))
 }
+
+/// A port for a peer tool to listen on (see `Ports.free`: outside the
+/// ephemeral range, so no outgoing connection of another test takes it).
+package func freePort() -> UInt16 { Ports.free() }
+
+/// Lines a raw TCP chat peer sees, read with a timeout.
+package final class LinePeer {
+    package let peer: RawPeer
+    private var buffer: [UInt8] = []
+
+    package init(port: UInt16) throws { peer = try RawPeer(port: port) }
+
+    package func say(_ text: String) { peer.send(Array((text + "\n").utf8)) }
+    package func sayBytes(_ bytes: [UInt8]) { peer.send(bytes) }
+
+    /// The next line, or nil on close or after the socket's 10 s timeout.
+    package func line() -> String? {
+        while true {
+            if let nl = buffer.firstIndex(of: 0x0A) {
+                let l = Array(buffer[..<nl])
+                buffer.removeFirst(nl + 1)
+                return String(decoding: l, as: UTF8.self)
+            }
+            guard let chunk = peer.readSome() else { return nil }
+            buffer += chunk
+        }
+    }
+
+    /// Lines up to and including the first that contains `marker`.
+    package func lines(until marker: String) -> [String] {
+        var out: [String] = []
+        while let l = line() {
+            out.append(l)
+            if l.contains(marker) { break }
+        }
+        return out
+    }
+}
+
+extension RawPeer {
+    package func readSome() -> [UInt8]? {
+        var buf = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0, errno == EINTR { continue }
+            return n > 0 ? Array(buf[..<n]) : nil
+        }
+    }
+}
+
+package func jsonEvents(_ text: String) -> [[String: Any]] {
+    text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+}
+
+package func rssKiB(_ pid: Int32) -> Int {
+    let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+    let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+    return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+}
+
+
+package func doneEvent(_ output: String) -> [String: Any]? {
+    jsonEvents(output).first { $0["event"] as? String == "done" }
+}
+

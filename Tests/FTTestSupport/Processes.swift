@@ -4,7 +4,7 @@ import FTWire
 
 /// The directory holding the built products (ft, ftbench), next to this
 /// test bundle.
-let productsDirectory: String = {
+package let productsDirectory: String = {
     let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
     var dir = exe.deletingLastPathComponent()
     // swift test may run .../debug/ftPackageTests.xctest as a directory bundle.
@@ -12,17 +12,17 @@ let productsDirectory: String = {
     return dir.path
 }()
 
-let ftPath = productsDirectory + "/ft"
+package let ftPath = productsDirectory + "/ft"
 
 /// The one-time code every test receiver and sender uses by default.
-let testCode = "k7mq-2fxp-93rd"
+package let testCode = "k7mq-2fxp-93rd"
 
-struct Finished {
-    var status: Int32
-    var stdoutBytes: [UInt8]
-    var stdout: String { String(decoding: stdoutBytes, as: UTF8.self) }
-    var stderr: String
-    var stdoutLines: [String] { stdout.split(separator: "\n").map(String.init) }
+package struct Finished {
+    package var status: Int32
+    package var stdoutBytes: [UInt8]
+    package var stdout: String { String(decoding: stdoutBytes, as: UTF8.self) }
+    package var stderr: String
+    package var stdoutLines: [String] { stdout.split(separator: "\n").map(String.init) }
 }
 
 /// A child process with its output captured; killed if a test forgets it.
@@ -30,10 +30,10 @@ struct Finished {
 /// posix_spawn and waitpid directly: Foundation's Process on Linux leaves
 /// its pipes inheritable (a later child then holds an earlier child's
 /// stdout open, so EOF never comes) and was seen to miss a child's exit.
-final class Child: @unchecked Sendable {
-    let pid: pid_t
-    let executable: String
-    let arguments: [String]
+package final class Child: @unchecked Sendable {
+    package let pid: pid_t
+    package let executable: String
+    package let arguments: [String]
     private var inputFD: CInt = -1
     private var outData: [UInt8] = []
     private var errData: [UInt8] = []
@@ -41,9 +41,9 @@ final class Child: @unchecked Sendable {
     private let outDone = DispatchSemaphore(value: 0)
     private let errDone = DispatchSemaphore(value: 0)
     private var status: Int32?
-    static let spawnLock = NSLock()
+    package static let spawnLock = NSLock()
 
-    init(_ executable: String, _ args: [String], environment: [String: String] = [:], stdinFile: String? = nil) throws {
+    package init(_ executable: String, _ args: [String], environment: [String: String] = [:], stdinFile: String? = nil) throws {
         self.executable = executable
         self.arguments = args
         // pipe2 is not in the Glibc module: pipe + FD_CLOEXEC, under one
@@ -134,9 +134,9 @@ final class Child: @unchecked Sendable {
         return status
     }
 
-    var isRunning: Bool { poll() == nil }
+    package var isRunning: Bool { poll() == nil }
 
-    func write(_ bytes: [UInt8]) {
+    package func write(_ bytes: [UInt8]) {
         var off = 0
         while off < bytes.count {
             let n = bytes.withUnsafeBytes { Foundation.write(inputFD, $0.baseAddress! + off, $0.count - off) }
@@ -146,16 +146,16 @@ final class Child: @unchecked Sendable {
         }
     }
 
-    func closeInput() {
+    package func closeInput() {
         if inputFD >= 0 { close(inputFD) }
         inputFD = -1
     }
 
-    var stdoutSoFar: String { lock.withLock { String(decoding: outData, as: UTF8.self) } }
-    var stderrSoFar: String { lock.withLock { String(decoding: errData, as: UTF8.self) } }
+    package var stdoutSoFar: String { lock.withLock { String(decoding: outData, as: UTF8.self) } }
+    package var stderrSoFar: String { lock.withLock { String(decoding: errData, as: UTF8.self) } }
 
     /// Waits until stdout or stderr holds `text`, up to `seconds`.
-    func waitForOutput(_ text: String, seconds: Double = 20) -> Bool {
+    package func waitForOutput(_ text: String, seconds: Double = 20) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if stdoutSoFar.contains(text) || stderrSoFar.contains(text) { return true }
@@ -169,7 +169,7 @@ final class Child: @unchecked Sendable {
     }
 
     /// Waits for exit (killing the child after `seconds`).
-    func wait(seconds: Double = 60) -> Finished {
+    package func wait(seconds: Double = 60) -> Finished {
         let deadline = Date().addingTimeInterval(seconds)
         while isRunning, Date() < deadline { usleep(10_000) }
         if isRunning {
@@ -182,20 +182,20 @@ final class Child: @unchecked Sendable {
         return Finished(status: status ?? -1, stdoutBytes: lock.withLock { outData }, stderr: stderrSoFar)
     }
 
-    func kill(_ signal: Int32 = SIGKILL) { Foundation.kill(pid, signal) }
+    package func kill(_ signal: Int32 = SIGKILL) { Foundation.kill(pid, signal) }
 }
 
 /// Runs a command to completion.
-func run(_ executable: String, _ args: [String], environment: [String: String] = [:], stdinFile: String? = nil, seconds: Double = 120) throws -> Finished {
+package func run(_ executable: String, _ args: [String], environment: [String: String] = [:], stdinFile: String? = nil, seconds: Double = 120) throws -> Finished {
     try Child(executable, args, environment: environment, stdinFile: stdinFile).wait(seconds: seconds)
 }
 
 /// `ft recv --json` on a free loopback port; `port` comes from its ready event.
-final class FTReceiver {
-    let child: Child
-    let port: UInt16
+package final class FTReceiver {
+    package let child: Child
+    package let port: UInt16
 
-    init(dir: String, extra: [String] = [], environment: [String: String] = [:]) throws {
+    package init(dir: String, extra: [String] = [], environment: [String: String] = [:]) throws {
         child = try Child(ftPath, ["recv", "--listen", "127.0.0.1:0", "--dir", dir, "--json"] + extra, environment: environment)
         guard child.waitForOutput("\"event\":\"ready\"") else {
             let f = child.wait(seconds: 5)
@@ -207,88 +207,23 @@ final class FTReceiver {
         port = UInt16(listen.split(separator: ":").last!)!
     }
 
-    var address: String { "127.0.0.1:\(port)" }
+    package var address: String { "127.0.0.1:\(port)" }
 
-    func stop() -> Finished {
+    package func stop() -> Finished {
         child.kill(SIGINT)
         return child.wait(seconds: 20)
     }
 
     /// Parsed NDJSON events so far.
-    var events: [[String: Any]] {
+    package var events: [[String: Any]] {
         child.stdoutSoFar.split(separator: "\n").compactMap {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
         }
     }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ d: String) { description = d }
+package struct TestFailure: Error, CustomStringConvertible {
+    package var description: String
+    package init(_ d: String) { description = d }
 }
 
-// MARK: Files
-
-struct TempDir {
-    let path: String
-
-    init(_ tag: String = "ftcli") {
-        var template = Array("/tmp/\(tag)-XXXXXX".utf8CString)
-        guard let p = mkdtemp(&template) else { fatalError("mkdtemp failed") }
-        path = String(cString: p)
-    }
-
-    @discardableResult
-    func sub(_ name: String) -> String {
-        let p = path + "/" + name
-        try? FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
-        return p
-    }
-
-    func cleanup() { try? FileManager.default.removeItem(atPath: path) }
-}
-
-func patternBytes(_ count: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> [UInt8] {
-    var x = seed | 1
-    var out = [UInt8](repeating: 0, count: count)
-    var i = 0
-    while i < count {
-        x ^= x << 13
-        x ^= x >> 7
-        x ^= x << 17
-        var v = x
-        for _ in 0..<8 where i < count {
-            out[i] = UInt8(truncatingIfNeeded: v)
-            v >>= 8
-            i += 1
-        }
-    }
-    return out
-}
-
-func writeFile(_ path: String, _ bytes: [UInt8]) {
-    _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
-}
-
-func readFile(_ path: String) -> [UInt8]? {
-    FileManager.default.contents(atPath: path).map { [UInt8]($0) }
-}
-
-/// Every path under `dir`, relative, sorted (hidden files included).
-func listTree(_ dir: String) -> [String] {
-    guard let e = FileManager.default.enumerator(atPath: dir) else { return [] }
-    return (e.allObjects as! [String]).sorted()
-}
-
-
-/// Byte equality without handing megabytes to the test library, which
-/// would print and diff them: reports sizes and the first difference.
-func expectSame(_ a: [UInt8]?, _ b: [UInt8]?, _ what: String = "bytes", sourceLocation: SourceLocation = #_sourceLocation) {
-    guard a != b else { return }
-    guard let a, let b else {
-        Issue.record("\(what): one side is missing (\(a?.count ?? -1) vs \(b?.count ?? -1) bytes)", sourceLocation: sourceLocation)
-        return
-    }
-    let first = zip(a, b).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(a.count, b.count)
-    Issue.record("\(what): \(a.count) vs \(b.count) bytes, first difference at byte \(first)", sourceLocation: sourceLocation)
-}
