@@ -50,28 +50,12 @@ let hostileCases: [HostileCase] = {
             offerRaw($0, [fileEntry(Array(repeating: Array("abcdefg/".utf8), count: 520).joined() + Array("x".utf8))])
         },
         HostileCase(label: "300 levels deep", expect: "levels deep") { offerRaw($0, [entry(Array(repeating: "a", count: 300).joined(separator: "/"))]) },
-        HostileCase(label: "duplicate entries", expect: "announced twice") { offerRaw($0, [entry("dup", id: 1), entry("dup", id: 2)]) },
-        HostileCase(label: "file where a directory must be", expect: "to be a directory") { offerRaw($0, [entry("f", id: 1), entry("f/g", id: 2)]) },
         HostileCase(label: "directory over an existing file", expect: "not a directory") { offerRaw($0, [entry("existing.txt", kind: .directory)]) },
         HostileCase(label: "file over an existing file", expect: "exists") { offerRaw($0, [entry("existing.txt")]) },
         HostileCase(label: "write through a planted symlink", expect: "symlink") { offerRaw($0, [entry("planted/x")]) },
-        HostileCase(label: "manifest-end counts wrong", expect: "counts") { offerRaw($0, [entry("a")], count: 5) },
-        HostileCase(label: "manifest-end total wrong", expect: "add up") { offerRaw($0, [entry("a")], total: 999) },
-        HostileCase(label: "data before the manifest", expect: "unexpected data") { p in
-            p.handshake()
-            p.send(.data(DataHeader(fileID: 1, length: 1, offset: 0)))
-        },
-        HostileCase(label: "second hello", expect: "unexpected hello") { p in
-            p.handshake()
-            p.send(.hello(Hello(role: .sender)))
-        },
         HostileCase(label: "unknown frame type", expect: "unknown frame type") { p in
             p.handshake()
             p.send([0x42, 0, 0, 0, 0, 0, 0, 0])
-        },
-        HostileCase(label: "accept from a sender", expect: "unexpected accept") { p in
-            p.handshake()
-            p.send(.accept(Accept()))
         },
         HostileCase(label: "frame over its cap", expect: "over the cap") { p in
             p.handshake()
@@ -82,41 +66,9 @@ let hostileCases: [HostileCase] = {
             p.send(.data(DataHeader(fileID: 1, length: 6, offset: 0)))
             p.send([UInt8](repeating: 1, count: 6))
         },
-        HostileCase(label: "fewer bytes than announced", expect: "ended after") { p in
-            accepted(p, [entry("m")])
-            p.send(.data(DataHeader(fileID: 1, length: 3, offset: 0)))
-            p.send([1, 2, 3])
-            p.send(.fileEnd(FileEnd(fileID: 1, size: 5, digest: .zero)))
-        },
-        HostileCase(label: "offset past the size", expect: "past the") { p in
-            accepted(p, [entry("m")])
-            p.send(.data(DataHeader(fileID: 1, length: 1, offset: 9)))
-        },
         HostileCase(label: "chunk for an unknown file id", expect: "unknown file id") { p in
             accepted(p, [entry("m")])
             p.send(.data(DataHeader(fileID: 77, length: 1, offset: 0)))
-        },
-        HostileCase(label: "chunk for a directory", expect: "directory") { p in
-            accepted(p, [entry("dir", kind: .directory)])
-            p.send(.data(DataHeader(fileID: 1, length: 1, offset: 0)))
-        },
-        HostileCase(label: "overlapping chunks", expect: "overlaps") { p in
-            accepted(p, [entry("m")])
-            p.send(.data(DataHeader(fileID: 1, length: 3, offset: 0)))
-            p.send([1, 2, 3])
-            p.send(.data(DataHeader(fileID: 1, length: 2, offset: 2)))
-        },
-        HostileCase(label: "trailer twice", expect: "second trailer") { p in
-            accepted(p, [entry("empty", size: 0)])
-            let d = Digest128(high: 0x99aa_06d3_0147_98d8, low: 0x6001_c324_468d_497f)  // xxh3-128 of nothing
-            p.send(.fileEnd(FileEnd(fileID: 1, size: 0, digest: d)))
-            p.send(.fileEnd(FileEnd(fileID: 1, size: 0, digest: d)))
-        },
-        HostileCase(label: "trailer without a digest", expect: "no digest") { p in
-            accepted(p, [entry("m")])
-            p.send(.data(DataHeader(fileID: 1, length: 5, offset: 0)))
-            p.send(Array("hello".utf8))
-            p.send(.fileEnd(FileEnd(fileID: 1, size: 5, digest: nil)))
         },
         HostileCase(label: "wrong digest", expect: "failed verification") { p in
             accepted(p, [entry("m")])
@@ -156,8 +108,11 @@ let hostileCases: [HostileCase] = {
 }()
 
 @Suite(.serialized) struct HostileSuiteTests {
-    @Test func fortyCraftedSessionsWriteNothingAndLeaveTheReceiverServing() throws {
-        #expect(hostileCases.count >= 40)
+    /// The rules themselves are checked on the machines (ReceiverMachineTests,
+    /// HandshakeTests); these sessions prove the process holds: refusals
+    /// reach the peer, nothing lands, and the receiver keeps serving.
+    @Test func craftedSessionsWriteNothingAndLeaveTheReceiverServing() throws {
+        #expect(hostileCases.count >= 30)
         let tmp = TempDir()
         defer { tmp.cleanup() }
         let dst = tmp.sub("dst")
@@ -182,9 +137,7 @@ let hostileCases: [HostileCase] = {
             var st = stat()
             return lstat(dst + "/" + rel, &st) == 0 && st.st_mode & S_IFMT != S_IFDIR
         }
-        // "trailer twice" first sends a complete, verified empty file: that
-        // one is committed before the violation, correctly.
-        #expect(left == (before + ["empty"]).sorted(), "the hostile sessions left \(listTree(dst))")
+        #expect(left == before.sorted(), "the hostile sessions left \(listTree(dst))")
 
         // Other sessions are unaffected.
         let f = tmp.sub("src") + "/honest.txt"

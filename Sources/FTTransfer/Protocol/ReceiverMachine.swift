@@ -4,12 +4,20 @@ import FTWire
 public struct SmallArrival: Equatable, Sendable {
     public var index: Int
     public var file: SmallFiles.File
+    public init(index: Int, file: SmallFiles.File) {
+        self.index = index
+        self.file = file
+    }
 }
 
 /// A prefix of a file the receiver held and the sender chose not to resend.
 public struct ResumedPrefix: Equatable, Sendable {
     public var index: Int
     public var bytes: UInt64
+    public init(index: Int, bytes: UInt64) {
+        self.index = index
+        self.bytes = bytes
+    }
 }
 
 /// One announced entry, after its path passed every rule.
