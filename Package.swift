@@ -90,10 +90,14 @@ let package = Package(
             ],
             path: "Tests/FTTestSupport"),
         .testTarget(name: "FTWireTests", dependencies: ["FTWire"]),
-        .testTarget(name: "FTEngineTests", dependencies: ["FTEngine", "FTWire", "CURing", "FTTestSupport"]),
+        .testTarget(
+            name: "FTEngineTests",
+            dependencies: ["FTEngine", "FTWire", "CURing", "FTTestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "FTTransferTests", dependencies: ["FTTransfer", "FTEngine", "FTWire", "CXXHash", "FTTestSupport"]),
         .testTarget(
             name: "FTCLITests",
             dependencies: ["FTWire", "CXXHash", "FTFrontEnd", "FTBench", "FTTransfer", "FTTestSupport"]),
+        .testTarget(name: "FTChatTests", dependencies: ["FTChat", "FTWire"]),
+        .testTarget(name: "FTFrontEndTests", dependencies: ["FTFrontEnd", "FTTransfer", "FTEngine", "FTWire"]),
     ]
 )

@@ -30,17 +30,6 @@ public final class ChatRoom {
         }
     }
 
-    final class Member {
-        let connection: LineConnection
-        let address: String
-        var name: String
-        init(connection: LineConnection) {
-            self.connection = connection
-            self.address = connection.peer
-            self.name = connection.peer
-        }
-    }
-
     public let config: Config
     public let address: SocketAddress
     let loop: EventLoop
@@ -48,10 +37,8 @@ public final class ChatRoom {
     private let stopSignal: StopSignal
     private let console: ChatConsole
     private var stdin: StdinReader!
-    private var members: [ObjectIdentifier: Member] = [:]
-    /// Join order, for /who and for a stable relay order.
-    private var order: [ObjectIdentifier] = []
-    private var everJoined = false
+    private var connections: [ObjectIdentifier: LineConnection] = [:]
+    private var roster: RoomRoster<ObjectIdentifier>
     private var stopping = false
 
     public init(config: Config, console: ChatConsole, logger: Logger) throws(IOError) {
@@ -61,6 +48,7 @@ public final class ChatRoom {
         acceptor = try Acceptor(config.listen, loop: loop)
         stopSignal = try StopSignal(loop: loop)
         address = acceptor.address
+        roster = RoomRoster(maxMembers: config.maxMembers, operatorName: config.name)
     }
 
     /// Writes to this fd (from a signal handler or a thread) end the room.
@@ -75,32 +63,34 @@ public final class ChatRoom {
         acceptor.start(onAccept: { [unowned self] in admit($0) },
                        onError: { [unowned self] in console.show(.error($0.description)) })
         stopSignal.start { [unowned self] in stop("the room was closed") }
-        try loop.run { stopping && members.isEmpty }
+        try loop.run { stopping && connections.isEmpty }
     }
 
     private func admit(_ fd: CInt) {
         let peer = Socket.peerAddress(fd)?.description ?? "unknown"
         let conn = LineConnection(fd: fd, peer: peer, loop: loop)
-        let m = Member(connection: conn)
         conn.delegate = self
         conn.start()
-        if members.count >= config.maxMembers {
-            conn.send(Array("* the room is full (\(config.maxMembers)); try again later\n".utf8))
-            conn.finishWriting()
-            return
-        }
-        members[ObjectIdentifier(conn)] = m
-        order.append(ObjectIdentifier(conn))
-        everJoined = true
-        console.show(.joined(who: m.name, count: members.count))
-        conn.send(Array("* you joined as \(m.name); \(members.count) in the room (/nick NAME to rename, /who to list, /quit to leave)\n".utf8))
-        broadcast("* \(m.name) joined (\(members.count) in the room)\n", except: m)
+        let id = ObjectIdentifier(conn)
+        connections[id] = conn
+        carryOut(roster.join(id, address: peer))
+        if roster.name(of: id) == nil { connections[id] = nil }
     }
 
-    private func broadcast(_ text: String, except: Member? = nil) {
-        let bytes = Array(text.utf8)
-        for id in order where id != except.map({ ObjectIdentifier($0.connection) }) {
-            members[id]?.connection.send(bytes)
+    /// Does what the roster decided.
+    private func carryOut(_ actions: [RoomRoster<ObjectIdentifier>.Action]) {
+        for a in actions {
+            switch a {
+            case .send(let id, let text):
+                connections[id]?.send(Array(text.utf8))
+            case .broadcast(let text, let except):
+                let bytes = Array(text.utf8)
+                for id in roster.order where id != except { connections[id]?.send(bytes) }
+            case .show(let event):
+                console.show(event)
+            case .finish(let id):
+                connections[id]?.finishWriting()
+            }
         }
     }
 
@@ -110,12 +100,7 @@ public final class ChatRoom {
         for e in events {
             switch e {
             case .line(let bytes):
-                guard !bytes.isEmpty else { continue }
-                if bytes == Array("/who".utf8) {
-                    console.show(.notice(who))
-                    continue
-                }
-                broadcast("\(config.name): \(Escape.forChat(bytes: bytes))\n")
+                carryOut(roster.operatorLine(bytes))
             case .eof:
                 // The room stays open without a keyboard; scripts run it so.
                 break
@@ -125,89 +110,28 @@ public final class ChatRoom {
         }
     }
 
-    private var who: String {
-        "in the room (\(members.count)): " + order.compactMap { members[$0]?.name }.joined(separator: ", ")
-    }
-
     private func stop(_ reason: String) {
         guard !stopping else { return }
         stopping = true
         acceptor.stop()
-        for id in order { members[id]?.connection.close(reason) }
-        if members.isEmpty { loop.stop() }
+        for id in roster.order { connections[id]?.close(reason) }
+        if connections.isEmpty { loop.stop() }
     }
 }
 
 extension ChatRoom: LineConnectionDelegate {
     func connection(_ c: LineConnection, received item: LineBuffer.Item) {
-        guard let m = members[ObjectIdentifier(c)] else { return }
-        let (bytes, cut): ([UInt8], Bool) = {
-            switch item {
-            case .line(let b): return (b, false)
-            case .truncated(let b): return (b, true)
-            }
-        }()
-        if !cut, let command = Command(bytes) {
-            run(command, from: m)
-            return
-        }
-        let text = ChatText(bytes, truncated: cut)
-        console.show(.message(from: m.name, text: text))
-        broadcast("\(m.name): \(text.display)\n", except: m)
-        if cut {
-            c.send(Array("* your line was over \(LineBuffer.defaultCap >> 10) KiB and was cut there\n".utf8))
+        switch item {
+        case .line(let b): carryOut(roster.line(b, truncated: false, from: ObjectIdentifier(c)))
+        case .truncated(let b): carryOut(roster.line(b, truncated: true, from: ObjectIdentifier(c)))
         }
     }
 
     func connectionClosed(_ c: LineConnection, reason: String) {
-        guard let m = members.removeValue(forKey: ObjectIdentifier(c)) else { return }
-        order.removeAll { $0 == ObjectIdentifier(c) }
-        console.show(.left(who: m.name, count: members.count, reason: reason))
-        broadcast("* \(m.name) left (\(members.count) in the room)\n")
-        if config.once, everJoined, members.isEmpty { stop("the last client left") }
-        if stopping, members.isEmpty { loop.stop() }
-    }
-
-    enum Command {
-        case nick(String)
-        case who
-        case quit
-
-        init?(_ bytes: [UInt8]) {
-            guard bytes.first == UInt8(ascii: "/"), let text = String(validating: bytes, as: UTF8.self) else { return nil }
-            let parts = text.split(separator: " ", maxSplits: 1).map(String.init)
-            switch parts[0] {
-            case "/nick" where parts.count == 2: self = .nick(parts[1].trimmed)
-            case "/who" where parts.count == 1: self = .who
-            case "/quit" where parts.count == 1: self = .quit
-            default: return nil
-            }
-        }
-    }
-
-    private func run(_ command: Command, from m: Member) {
-        switch command {
-        case .who:
-            m.connection.send(Array("* \(who)\n".utf8))
-        case .quit:
-            m.connection.send(Array("* bye\n".utf8))
-            m.connection.finishWriting()
-        case .nick(let name):
-            guard Self.validNick(name) else {
-                m.connection.send(Array("* a name is 1 to 32 letters, digits or . _ - (no spaces)\n".utf8))
-                return
-            }
-            let old = m.name
-            m.name = name
-            console.show(.renamed(from: old, to: name))
-            broadcast("* \(old) is now \(name)\n")
-        }
-    }
-
-    static func validNick(_ s: String) -> Bool {
-        guard (1...32).contains(s.count) else { return false }
-        return s.unicodeScalars.allSatisfy { c in
-            (c.properties.isAlphabetic || c.properties.numericType != nil || "._-".unicodeScalars.contains(c))
-        }
+        let id = ObjectIdentifier(c)
+        connections[id] = nil
+        carryOut(roster.leave(id, reason: reason))
+        if config.once, roster.everJoined, roster.count == 0 { stop("the last client left") }
+        if stopping, connections.isEmpty { loop.stop() }
     }
 }

@@ -126,11 +126,16 @@ public final class ProgressRenderer {
         return s
     }
 
-    func bar(_ p: ProgressEvent.Snapshot) -> String {
-        let width = max(40, human.width - 1)
+    func bar(_ p: ProgressEvent.Snapshot) -> String { Self.bar(p, columns: human.width) }
+
+    /// One line of `columns - 1` characters (the last column stays free so
+    /// the terminal never wraps).
+    static func bar(_ p: ProgressEvent.Snapshot, columns: Int) -> String {
+        let width = max(24, columns - 1)
         let fraction = p.totalBytes.flatMap { $0 > 0 ? min(1, Double(p.bytes) / Double($0)) : nil }
         let pct = fraction.map { Sizes.fixed($0 * 100, 0).leftPad(3) + "%" } ?? "    "
-        let tail = " \(pct) \(Sizes.rate(p.rate).leftPad(11))  ETA \(p.eta.map { Sizes.duration($0) } ?? "--:--")"
+        let eta = "  ETA \(p.eta.map { Sizes.duration($0) } ?? "--:--")"
+        var tail = " \(pct) \(Sizes.rate(p.rate).leftPad(11))" + eta
         let barWidth = max(10, min(30, width / 4))
         var barText = "["
         if let f = fraction {
@@ -140,9 +145,14 @@ public final class ProgressRenderer {
             let pos = Int(p.elapsed * 8) % barWidth
             barText += String(repeating: "-", count: pos) + "#" + String(repeating: "-", count: barWidth - pos - 1)
         }
-        barText += "]"
-        let nameRoom = max(8, width - barText.count - tail.count - 2)
-        return p.path.truncatedMiddle(nameRoom).rightPad(nameRoom) + " " + barText + tail
+        barText += "] "
+        // A narrow terminal keeps the name readable: the bar goes first,
+        // then the ETA.
+        let minName = 16
+        if width - barText.count - tail.count < minName { barText = "" }
+        if width - barText.count - tail.count < minName { tail = String(tail.dropLast(eta.count)) }
+        let nameRoom = max(1, width - barText.count - tail.count)
+        return p.path.truncatedMiddle(nameRoom).rightPad(nameRoom) + barText + tail
     }
 
     // MARK: NDJSON

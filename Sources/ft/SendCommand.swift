@@ -203,12 +203,3 @@ extension Send {
         if outcomes.contains(where: { !$0.ok }) { throw Failure() }
     }
 }
-
-extension String {
-    var trimmed: String {
-        var s = Substring(self)
-        while s.first == " " { s.removeFirst() }
-        while s.last == " " { s.removeLast() }
-        return String(s)
-    }
-}

@@ -153,6 +153,43 @@ import FTWire
         #expect(r.stderr.contains("127.0.0.1:\(port)") && (r.stderr.contains("timed out") || r.stderr.contains("EAGAIN")), "\(r.stderr)")
     }
 
+    /// One session's peer stops mid-chunk and reads nothing more (its
+    /// acknowledgements pile up unread); another push on the same receiver
+    /// still completes, and the stalled one is still waiting after it.
+    @Test func aStalledSessionDoesNotHoldAnother() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let recv = try FTReceiver(dir: tmp.sub("dst"))
+        let stalled = try RawPeer(port: recv.port)
+        var small = 4096
+        setsockopt(stalled.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int>.size))
+        let files = (0..<2000).map { fileEntry(Array("s\($0)".utf8), id: UInt32($0 + 1), size: 0) }
+            + [fileEntry(Array("big".utf8), id: 5000, size: 4 << 20)]
+        stalled.handshake()
+        stalled.send(.manifest(files))
+        stalled.send(.manifestEnd(ManifestEnd(entryCount: UInt32(files.count), totalBytes: 4 << 20)))
+        guard case .accept? = stalled.readFrame() else {
+            Issue.record("the stalled session's manifest was not accepted")
+            return
+        }
+        let empty = Digest128(high: 0x99aa_06d3_0147_98d8, low: 0x6001_c324_468d_497f)  // xxh3-128 of nothing
+        stalled.send(.smallFiles(SmallFiles(files: (0..<2000).map { SmallFiles.File(fileID: UInt32($0 + 1), digest: empty, bytes: []) })))
+        stalled.send(.data(DataHeader(fileID: 5000, length: 4 << 20, offset: 0)))
+        stalled.send([UInt8](repeating: 7, count: 1 << 20))
+        // From here on the stalled peer neither sends nor reads.
+        let f = tmp.sub("src") + "/other.bin"
+        let bytes = patternBytes(3 << 20, seed: 4242)
+        writeFile(f, bytes)
+        let push = try run(ftPath, ["send", recv.address, f, "-q"], seconds: 60)
+        #expect(push.status == 0, "\(push.stderr)")
+        expectSame(readFile(tmp.path + "/dst/other.bin"), bytes, "the other push")
+        #expect(!recv.events.contains { $0["event"] as? String == "error" }, "the stalled session was ended early: \(recv.events)")
+        #expect(!FileManager.default.fileExists(atPath: tmp.path + "/dst/big"), "no torn file under the final name")
+        stalled.hangUp()
+        let end = recv.stop()
+        #expect(end.status == 0)
+    }
+
     @Test func aStalledSenderIsTimedOut() throws {
         let tmp = TempDir()
         defer { tmp.cleanup() }

@@ -1,3 +1,5 @@
+import Dispatch
+import Logging
 import Testing
 import FTTestSupport
 import Glibc
@@ -249,6 +251,47 @@ let backends: [BackendKind] = [.ioUring, .poll]
         let got = try collect(b, 1)
         #expect(got.first?.result == -EBADF)
         #expect(IOError(result: got.first!.result, "read", "/x").description == "read /x: Bad file descriptor (EBADF)")
+    }
+}
+
+/// Work handed to the offload thread never holds the loop: while a job is
+/// stuck, the loop's other operations complete; when it finishes, its
+/// continuation runs on the loop's thread.
+@Suite struct OffloadTests {
+    final class Gate: @unchecked Sendable {
+        let open = DispatchSemaphore(value: 0)
+    }
+
+    final class Ticker: LoopHandler {
+        var ticks = 0
+        func complete(_ c: Completion, on loop: EventLoop) { ticks += 1 }
+    }
+
+    @Test(arguments: backends)
+    func aStuckJobDoesNotStopTheLoop(kind: BackendKind) throws {
+        let loop = try EventLoop(backend: try makeBackend(kind), logger: Logger(label: "test"))
+        let offload = try Offload(loop: loop)
+        let gate = Gate()
+        let loopThread = pthread_self()
+        var result: Int?
+        var ranOnLoop = false
+        offload.run({ () -> Int in
+            gate.open.wait()
+            return 42
+        }) { value in
+            result = value
+            ranOnLoop = pthread_equal(pthread_self(), loopThread) != 0
+        }
+        let ticker = Ticker()
+        let reg = loop.register(ticker)
+        for _ in 0..<5 { loop.backend.queue(.timeout(nanoseconds: 1_000_000), reg.userData(1)) }
+        try loop.run { ticker.ticks == 5 }
+        #expect(result == nil, "the job is still stuck")
+        #expect(offload.pending == 1)
+        gate.open.signal()
+        try loop.run { result != nil }
+        #expect(result == 42 && ranOnLoop)
+        #expect(offload.pending == 0)
     }
 }
 

@@ -1,0 +1,116 @@
+import FTWire
+
+/// The chat room's rules, with no I/O: who is in, under which name, and who
+/// hears what. The room feeds it joins, lines and leaves; it answers with
+/// what to send to whom and what to show on the room's own console.
+public struct RoomRoster<Member: Hashable & Sendable>: Sendable {
+    public enum Action: Equatable, Sendable {
+        /// Send this text to one member.
+        case send(Member, String)
+        /// Send this text to every member but `except`, in join order.
+        case broadcast(String, except: Member?)
+        /// Show this on the room's console.
+        case show(ChatEvent)
+        /// Stop reading from this member and close it once its queue is sent.
+        case finish(Member)
+    }
+
+    public let maxMembers: Int
+    /// How the room signs lines typed at its own console.
+    public let operatorName: String
+    private var names: [Member: String] = [:]
+    /// Join order, for /who and for a stable relay order.
+    public private(set) var order: [Member] = []
+    public private(set) var everJoined = false
+
+    public init(maxMembers: Int, operatorName: String) {
+        self.maxMembers = maxMembers
+        self.operatorName = operatorName
+    }
+
+    public var count: Int { names.count }
+    public func name(of m: Member) -> String? { names[m] }
+
+    /// A member connected from `address`.
+    public mutating func join(_ m: Member, address: String) -> [Action] {
+        guard names.count < maxMembers else {
+            return [.send(m, "* the room is full (\(maxMembers)); try again later\n"), .finish(m)]
+        }
+        names[m] = address
+        order.append(m)
+        everJoined = true
+        return [
+            .show(.joined(who: address, count: names.count)),
+            .send(m, "* you joined as \(address); \(names.count) in the room (/nick NAME to rename, /who to list, /quit to leave)\n"),
+            .broadcast("* \(address) joined (\(names.count) in the room)\n", except: m),
+        ]
+    }
+
+    /// A member's connection ended.
+    public mutating func leave(_ m: Member, reason: String) -> [Action] {
+        guard let name = names.removeValue(forKey: m) else { return [] }
+        order.removeAll { $0 == m }
+        return [.show(.left(who: name, count: names.count, reason: reason)),
+                .broadcast("* \(name) left (\(names.count) in the room)\n", except: nil)]
+    }
+
+    /// A line from a member (`truncated`: it was cut at the line cap).
+    public mutating func line(_ bytes: [UInt8], truncated: Bool, from m: Member) -> [Action] {
+        guard let name = names[m] else { return [] }
+        if !truncated, let command = Command(bytes) { return run(command, from: m, name: name) }
+        let text = ChatText(bytes, truncated: truncated)
+        var out: [Action] = [.show(.message(from: name, text: text)), .broadcast("\(name): \(text.display)\n", except: m)]
+        if truncated { out.append(.send(m, "* your line was over \(LineBuffer.defaultCap >> 10) KiB and was cut there\n")) }
+        return out
+    }
+
+    /// A line typed at the room's own console.
+    public func operatorLine(_ bytes: [UInt8]) -> [Action] {
+        guard !bytes.isEmpty else { return [] }
+        if bytes == Array("/who".utf8) { return [.show(.notice(who))] }
+        return [.broadcast("\(operatorName): \(Escape.forChat(bytes: bytes))\n", except: nil)]
+    }
+
+    public var who: String {
+        "in the room (\(names.count)): " + order.compactMap { names[$0] }.joined(separator: ", ")
+    }
+
+    enum Command {
+        case nick(String)
+        case who
+        case quit
+
+        init?(_ bytes: [UInt8]) {
+            guard bytes.first == UInt8(ascii: "/"), let text = String(validating: bytes, as: UTF8.self) else { return nil }
+            let parts = text.split(separator: " ", maxSplits: 1).map(String.init)
+            switch parts[0] {
+            case "/nick" where parts.count == 2: self = .nick(parts[1].trimmed)
+            case "/who" where parts.count == 1: self = .who
+            case "/quit" where parts.count == 1: self = .quit
+            default: return nil
+            }
+        }
+    }
+
+    private mutating func run(_ command: Command, from m: Member, name old: String) -> [Action] {
+        switch command {
+        case .who:
+            return [.send(m, "* \(who)\n")]
+        case .quit:
+            return [.send(m, "* bye\n"), .finish(m)]
+        case .nick(let name):
+            guard Self.validNick(name) else {
+                return [.send(m, "* a name is 1 to 32 letters, digits or . _ - (no spaces)\n")]
+            }
+            names[m] = name
+            return [.show(.renamed(from: old, to: name)), .broadcast("* \(old) is now \(name)\n", except: nil)]
+        }
+    }
+
+    public static func validNick(_ s: String) -> Bool {
+        guard (1...32).contains(s.count) else { return false }
+        return s.unicodeScalars.allSatisfy { c in
+            c.properties.isAlphabetic || c.properties.numericType != nil || "._-".unicodeScalars.contains(c)
+        }
+    }
+}

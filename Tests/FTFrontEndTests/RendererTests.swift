@@ -1,0 +1,80 @@
+import Foundation
+import Testing
+@testable import FTFrontEnd
+import FTEngine
+@testable import FTTransfer
+import FTWire
+
+@Suite struct JSONTests {
+    @Test func textIsValidJSONWhateverTheStrings() throws {
+        let tricky = "quote \" backslash \\ newline \n tab \t bell \u{07} esc \u{1B}[2J 你好 👋"
+        let v = JSON.object([("s", .string(tricky)), ("n", .null), ("b", true), ("i", .int(-3)), ("u", .uint(UInt64.max)),
+                             ("d", .double(1.23456)), ("inf", .double(.infinity)), ("a", .array([1, "x"]))])
+        let text = v.text
+        #expect(!text.contains("\n"), "NDJSON: one line")
+        let parsed = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        #expect(parsed["s"] as? String == tricky)
+        #expect(parsed["n"] is NSNull && parsed["inf"] is NSNull)
+        #expect(parsed["i"] as? Int == -3 && parsed["d"] as? Double == 1.235)
+        #expect((parsed["u"] as? NSNumber)?.uint64Value == UInt64.max)
+        #expect(text.hasPrefix("{\"s\":"), "keys keep their order")
+    }
+}
+
+@Suite struct ProgressRendererTests {
+    func snapshot(path: String, bytes: UInt64, total: UInt64?, rate: Double = 123_456_789) -> ProgressEvent.Snapshot {
+        ProgressEvent.Snapshot(session: "ab12", path: path, fileBytes: bytes, fileSize: total, bytes: bytes, totalBytes: total,
+                               rate: rate, elapsed: 2)
+    }
+
+    @Test(arguments: [40, 50, 80, 200])
+    func theBarFillsTheLineButTheLastColumn(columns: Int) {
+        for path in ["f.bin", "a/very/long/directory/name/that/goes/on/and/on/and/on/file-with-a-long-name.bin"] {
+            let line = ProgressRenderer.bar(snapshot(path: path, bytes: 1 << 29, total: 1 << 30), columns: columns)
+            #expect(line.count == columns - 1, "\(columns) columns: '\(line)'")
+            #expect(line.contains(" 50%") && line.contains("123.5 MB/s"))
+            #expect(line.contains("ETA") == (columns >= 50), "the ETA goes on a narrow terminal")
+            #expect(line.contains("[") == (columns >= 80), "the bar goes first on a narrow terminal")
+        }
+        let unknown = ProgressRenderer.bar(snapshot(path: "stdin", bytes: 5, total: nil), columns: 80)
+        #expect(unknown.contains("--:--") && !unknown.contains("%"), "no percentage without a total")
+    }
+
+    @Test func aLongNameIsCutInTheMiddle() {
+        let line = ProgressRenderer.bar(snapshot(path: "head-" + String(repeating: "x", count: 200) + "-tail.bin", bytes: 0, total: 10), columns: 80)
+        #expect(line.hasPrefix("head-") && line.contains("…") && line.contains("-tail.bin"))
+    }
+
+    @Test func everyEventBecomesOneObjectNamedByItsKind() throws {
+        let digest = Digest128(high: 1, low: 2)
+        let engine = EngineReport(backend: .ioUring, dataPath: "splice", stats: EngineStats())
+        let events: [(ProgressEvent, String)] = [
+            (.started(.init(session: "s", peer: "p", files: 2, directories: 1, totalBytes: nil, skippedBytes: 3)), "start"),
+            (.progress(snapshot(path: "f", bytes: 1, total: 2)), "progress"),
+            (.fileDone(.init(session: "s", path: "f", bytes: 2, digest: digest)), "file-done"),
+            (.finished(.init(session: "s", peer: "p", files: 1, directories: 0, bytes: 2, skippedBytes: 0, seconds: 1, verified: true,
+                             digests: [("f", digest)], engine: engine)), "done"),
+            (.failed(.init(session: "s", peer: "p", message: "no")), "error"),
+        ]
+        for (event, name) in events {
+            let text = ProgressRenderer.json(event).text
+            let o = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+            #expect(o["event"] as? String == name)
+            #expect(o["session"] as? String == (name == "progress" ? "ab12" : "s"))
+        }
+        let done = ProgressRenderer.json(events[3].0).text
+        #expect(done.contains("\"hashes\":{\"f\":\"\(digest.hex)\"}") && done.contains("\"data_path\":\"splice\""))
+        #expect(ProgressRenderer.json(events[0].0).text.contains("\"total_bytes\":null"))
+    }
+}
+
+@Suite struct SizesTests {
+    @Test func parseFormatAndRates() {
+        #expect(Sizes.parse("4M") == 4 << 20 && Sizes.parse("256k") == 256 << 10 && Sizes.parse("1.5GiB") == 3 << 29)
+        #expect(Sizes.parse("4096") == 4096 && Sizes.parse("") == nil && Sizes.parse("x") == nil && Sizes.parse("-1") == nil)
+        #expect(Sizes.parse("99999999999T") == nil, "overflow is refused")
+        #expect(Sizes.format(1536) == "1.5 KiB" && Sizes.format(812) == "812 B")
+        #expect(Sizes.rate(2.5e9) == "2.50 GB/s" && Sizes.rate(16.8e6) == "16.8 MB/s")
+        #expect(Sizes.duration(3725) == "1:02:05" && Sizes.duration(65) == "1:05" && Sizes.duration(.nan) == "--:--")
+    }
+}
