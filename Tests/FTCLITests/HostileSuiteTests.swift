@@ -30,8 +30,8 @@ func accepted(_ p: RawPeer, _ entries: [ManifestEntry]) {
     _ = p.readFrame()
 }
 
-/// A `lane` hello naming `session`, and the proof of `code`.
-func joinLane(_ p: RawPeer, session: [UInt8], code: String = testCode) {
+/// A data-stream hello naming `session`, and the proof of `code`.
+func joinDataStream(_ p: RawPeer, session: [UInt8], code: String = testCode) {
     let nonce = (0..<32).map { _ in UInt8.random(in: 0...255) }
     p.send(.hello(Hello(role: .sender, features: [.dataStream], sessionID: session, nonce: nonce)))
     guard case .hello(let h)? = p.readFrame() else { return }
@@ -77,24 +77,24 @@ let hostileCases: [HostileCase] = {
             p.send(.fileEnd(FileEnd(fileID: 1, size: 5, digest: Digest128(high: 1, low: 1))))
         },
         HostileCase(label: "a data stream for no push", expect: "no push") { p in
-            joinLane(p, session: (0..<16).map { _ in UInt8.random(in: 0...255) })
+            joinDataStream(p, session: (0..<16).map { _ in UInt8.random(in: 0...255) })
             p.send(.data(DataHeader(fileID: 1, length: 1, offset: 0)))
             p.send([1])
         },
         HostileCase(label: "a data stream with a wrong code", expect: "wrong code") { p in
-            joinLane(p, session: (0..<16).map { _ in UInt8.random(in: 0...255) }, code: "zzzz-zzzz-zzzz")
+            joinDataStream(p, session: (0..<16).map { _ in UInt8.random(in: 0...255) }, code: "zzzz-zzzz-zzzz")
         },
         HostileCase(label: "a data stream's chunk past the size", expect: "past the") { p in
             // A push that asked for streams, then a stream of it that lies.
             p.handshake(features: [.xxh3, .dataStreams])
-            p.send(.manifest([entry("lane-victim")]))
+            p.send(.manifest([entry("stream-victim")]))
             p.send(.manifestEnd(ManifestEnd(entryCount: 1, totalBytes: 5)))
             _ = p.readFrame()
-            guard let lane = try? RawPeer(port: p.port) else { return }
-            joinLane(lane, session: p.session)
-            lane.send(.data(DataHeader(fileID: 1, length: 4, offset: 3)))
-            lane.send([1, 2, 3, 4])
-            _ = lane.readUntilClosed()
+            guard let stream = try? RawPeer(port: p.port) else { return }
+            joinDataStream(stream, session: p.session)
+            stream.send(.data(DataHeader(fileID: 1, length: 4, offset: 3)))
+            stream.send([1, 2, 3, 4])
+            _ = stream.readUntilClosed()
         },
         HostileCase(label: "not ft at all", expect: "unknown frame type") { $0.send(Array("GET / HTTP/1.1\r\n\r\n".utf8)) },
         HostileCase(label: "a future version", expect: "version mismatch") { $0.send(.hello(Hello(minVersion: 9, maxVersion: 9, role: .sender))) },

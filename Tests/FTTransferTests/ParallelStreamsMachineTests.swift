@@ -29,7 +29,7 @@ import FTWire
         #expect(m.dataStreamChunk(chunk(2)) == .store(index: 0, offset: 2 * Self.mib, length: UInt32(Self.mib)))
         #expect(m.receive(.data(chunk(0))) == .store(index: 0, offset: 0, length: UInt32(Self.mib)))
         #expect(m.chunkStored(index: 0) == .none)
-        // The trailer comes before chunk 1 (on a lane) and chunk 2 is still being written.
+        // The trailer comes before chunk 1 (on a data stream) and chunk 2 is still being written.
         #expect(m.receive(.fileEnd(FileEnd(fileID: 7, size: 3 * Self.mib, digest: digest))) == .none)
         #expect(m.dataStreamChunk(chunk(1)) == .store(index: 0, offset: Self.mib, length: UInt32(Self.mib)))
         #expect(m.chunkStored(index: 0) == .none, "chunk 2 is still on its way to the file")
@@ -60,14 +60,14 @@ import FTWire
         if case .fail(let e) = m.dataStreamChunk(DataHeader(fileID: 8, length: 10, offset: 0)) {
             #expect(e.message.contains("stdin"))
         } else {
-            Issue.record("stdin bytes on a lane were accepted")
+            Issue.record("stdin bytes on a data stream were accepted")
         }
     }
 
     @Test func withoutStreamsTheOldRulesHold() {
         var m = receiving(parallel: false)
         #expect(!m.takesDataStreams)
-        if case .fail = m.dataStreamChunk(chunk(0)) {} else { Issue.record("lane data accepted without -P") }
+        if case .fail = m.dataStreamChunk(chunk(0)) {} else { Issue.record("data-stream chunk accepted without -P") }
         var n = receiving(parallel: false)
         #expect(n.receive(.data(chunk(0))) == .store(index: 0, offset: 0, length: UInt32(Self.mib)))
         // An early trailer is a violation when everything is on one stream.
