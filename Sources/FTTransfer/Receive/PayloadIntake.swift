@@ -129,7 +129,10 @@ final class PayloadIntake {
     // MARK: Splice
 
     private func startSplice() -> Event {
-        if splice == nil {
+        var s: SplicePipes
+        if let existing = splice {
+            s = existing
+        } else {
             do throws(IOError) {
                 for _ in 0..<Self.pipeCount { pipes.append(try Pipe(size: Self.pipeSize)) }
                 if let relay, !relay.final {
@@ -138,33 +141,36 @@ final class PayloadIntake {
             } catch {
                 return .failed(.io(error))
             }
-            splice = SplicePipes(pipes: pipes.count, capacity: (pipes + twins).map(\.capacity).min()!, relaying: !twins.isEmpty)
+            let capacity = (pipes + twins).map(\.capacity).min() ?? Self.pipeSize
+            s = SplicePipes(pipes: pipes.count, capacity: capacity, relaying: !twins.isEmpty)
         }
-        splice!.start(offset: offset, length: remaining)
-        return pumpSplice()
+        s.start(offset: offset, length: remaining)
+        defer { splice = s }
+        return pumpSplice(&s)
     }
 
     /// The next host's socket may take payload again (or is gone).
     func relayChanged() -> Event {
-        guard let relay, var s = splice else { return .none }
-        if relay.final, s.relaying {
-            s.dropRelay()
-            splice = s
-        }
+        // Called back from within our own completion (a relay failure we
+        // reported): that completion pumps the pipes itself.
+        guard !inCompletion, let relay, var s = splice else { return .none }
+        defer { splice = s }
+        if relay.final, s.relaying { s.dropRelay() }
         guard current != nil, !s.finished else { return .none }
-        return pumpSplice()
+        return pumpSplice(&s)
     }
 
     /// Queues what the pipes can do now. `settle`: end the payload if they
     /// are done (false while the caller still has bytes to record).
-    private func pumpSplice(settle: Bool = true) -> Event {
-        guard let p = current, var s = splice else { return .none }
+    private func pumpSplice(_ s: inout SplicePipes, settle: Bool = true) -> Event {
+        guard let p = current else { return .none }
         for action in s.next(canSend: relay?.idle ?? false) {
             switch action {
             case .tee(let i, let length):
                 queue(.tee(input: pipes[i].readEnd, output: twins[i].writeEnd, length: length, flags: 0), OpTag(.pipeTee, i))
             case .send(let i, let length):
-                queue(.splice(input: twins[i].readEnd, inputOffset: Op.noOffset, output: relay!.socket,
+                guard let relay else { continue }
+                queue(.splice(input: twins[i].readEnd, inputOffset: Op.noOffset, output: relay.socket,
                               outputOffset: Op.noOffset, length: length, flags: 0), OpTag(.pipeSend, i))
             case .fill(let i, let length):
                 queue(.splice(input: socket, inputOffset: Op.noOffset, output: pipes[i].writeEnd,
@@ -175,24 +181,24 @@ final class PayloadIntake {
                       OpTag(.pipeDrain, i))
             }
         }
-        splice = s
         if settle, s.finished { return finish() }
         return .none
     }
 
     private func spliceCompleted(_ tag: OpTag, _ result: Int32) -> Event {
-        guard let p = current, splice != nil else { return .none }
+        guard let p = current, var s = splice else { return .none }
+        defer { splice = s }
         switch tag.op {
         case .pipeTee, .pipeSend:
-            return relayCompleted(tag, result)
+            return relayCompleted(tag, result, &s)
         case .pipeFill:
             guard result > 0 else {
                 return result == 0
                     ? .socketLost(.disconnected("closed in the middle of a chunk of '\(p.sink.display)'", peer: peer), tellPeer: false)
                     : .socketLost(.io(IOError(result: result, "splice from", peer)), tellPeer: true)
             }
-            splice!.filled(pipe: tag.index, bytes: Int(result))
-            return pumpSplice()
+            s.filled(pipe: tag.index, bytes: Int(result))
+            return pumpSplice(&s)
         default:
             guard result > 0 else {
                 let e = result < 0 ? IOError(result: result, "write", p.sink.display) : IOError(.noSpace, "write (no progress) to", p.sink.display)
@@ -200,8 +206,8 @@ final class PayloadIntake {
             }
             // Queue the next splices before hashing, so the kernel keeps
             // moving bytes while this thread hashes.
-            let stored = splice!.drained(pipe: tag.index, bytes: Int(result))
-            _ = pumpSplice(settle: false)
+            let stored = s.drained(pipe: tag.index, bytes: Int(result))
+            _ = pumpSplice(&s, settle: false)
             do {
                 try p.sink.didStore(stored)
             } catch {
@@ -209,35 +215,35 @@ final class PayloadIntake {
             }
             // Only now: ending the payload may finish the file, which needs
             // these bytes hashed.
-            if splice!.finished { return finish(stored: Int(result)) }
+            if s.finished { return finish(stored: Int(result)) }
             return .stored(Int(result))
         }
     }
 
     /// A tee into, or a send out of, a pipe's twin completed.
-    private func relayCompleted(_ tag: OpTag, _ result: Int32) -> Event {
-        guard let relay, splice!.relaying, !relay.final else {
-            splice!.abandoned(pipe: tag.index)
-            return pumpSplice()
+    private func relayCompleted(_ tag: OpTag, _ result: Int32, _ s: inout SplicePipes) -> Event {
+        guard let relay, s.relaying, !relay.final else {
+            s.abandoned(pipe: tag.index)
+            return pumpSplice(&s)
         }
         var lost: String?
         if tag.op == .pipeTee {
             if result < 0 {
                 lost = IOError(result: result, "tee into the relay pipe for", relay.host).description
-            } else if !splice!.teed(pipe: tag.index, bytes: Int(result)) {
+            } else if !s.teed(pipe: tag.index, bytes: Int(result)) {
                 lost = "tee copied \(result) bytes, short of the pipe's"
             }
         } else if result <= 0 {
             lost = result < 0 ? IOError(result: result, "send to", relay.host).description : "send to \(relay.host) made no progress"
         } else {
-            splice!.sent(pipe: tag.index, bytes: Int(result))
+            s.sent(pipe: tag.index, bytes: Int(result))
         }
         if let lost {
-            splice!.abandoned(pipe: tag.index)
-            splice!.dropRelay()
+            s.abandoned(pipe: tag.index)
+            s.dropRelay()
             relay.broke(lost)
         }
-        return pumpSplice()
+        return pumpSplice(&s)
     }
 
     // MARK: Copy
@@ -342,6 +348,8 @@ final class PayloadIntake {
     func complete(_ c: Completion) -> Event {
         ownInflight -= 1
         guard let tag = c.tag, !abandoned else { return .none }
+        inCompletion = true
+        defer { inCompletion = false }
         let event: Event
         switch tag.op {
         case .pipeFill, .pipeDrain, .pipeTee, .pipeSend: event = spliceCompleted(tag, c.result)
@@ -364,4 +372,5 @@ final class PayloadIntake {
     }
 
     private var abandoned = false
+    private var inCompletion = false
 }
