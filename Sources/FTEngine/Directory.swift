@@ -142,6 +142,51 @@ public final class Directory {
         _ = unlinkat(fd, name, 0)
     }
 
+    /// What stands at `name` here, the link itself for a symlink; nil if
+    /// nothing does. `name` is one component: no path walk, no link followed.
+    public func status(of name: String) throws(IOError) -> stat? {
+        var st = Glibc.stat()
+        if fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 { return st }
+        if errno == ENOENT { return nil }
+        throw IOError(Errno(rawValue: errno), "look up", child(name))
+    }
+
+    /// Device and inode of this directory, to tell whether a path still
+    /// leads to it.
+    public var identity: (dev: UInt64, ino: UInt64)? {
+        var st = Glibc.stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        return (UInt64(st.st_dev), UInt64(st.st_ino))
+    }
+
+    /// A symlink `name` holding `target` as text (never resolved here).
+    /// Fails with EEXIST if the name is taken.
+    public func makeSymlink(_ name: String, target: [UInt8]) throws(IOError) {
+        let text = String(decoding: target, as: UTF8.self)
+        _ = try retryingEINTR("create the symlink", child(name)) { symlinkat(text, fd, name) }
+    }
+
+    /// mtime and, when given, owner of the symlink `name` itself.
+    public func applyLinkMetadata(_ name: String, mtimeSeconds: Int64, mtimeNanoseconds: UInt32, owner: (uid: UInt32, gid: UInt32)?) {
+        if let owner { _ = fchownat(fd, name, owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW) }
+        var times = [timespec(tv_sec: 0, tv_nsec: Int(FT_UTIME_OMIT)),
+                     timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
+        _ = utimensat(fd, name, &times, AT_SYMLINK_NOFOLLOW)
+    }
+
+    /// The target of the symlink `name`, as it is stored.
+    public func readLink(_ name: String) -> [UInt8]? {
+        var buf = [UInt8](repeating: 0, count: 4097)
+        let n = buf.withUnsafeMutableBytes { readlinkat(fd, name, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
+        return n >= 0 ? Array(buf[..<n]) : nil
+    }
+
+    /// Another name `name` here for `sourceName` in `source`; the source
+    /// is never followed if it is a link. Fails with EEXIST if taken.
+    public func hardLink(_ name: String, to sourceName: String, in source: Directory) throws(IOError) {
+        _ = try retryingEINTR("create the hard link", child(name)) { linkat(source.fd, sourceName, fd, name, 0) }
+    }
+
     /// Bytes an unprivileged writer may still use on this filesystem.
     public func availableBytes() throws(IOError) -> UInt64 {
         var s = statvfs()
@@ -149,8 +194,13 @@ public final class Directory {
         return UInt64(s.f_bavail) * UInt64(s.f_frsize)
     }
 
-    /// Applies mode (without setuid, setgid or sticky) and mtime to an open fd.
-    public static func applyMetadata(_ fd: CInt, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: UInt32, path: String) throws(IOError) {
+    /// Applies mode (without setuid, setgid or sticky), mtime and, when
+    /// given, uid and gid by number (a receiver running as root) to an open
+    /// fd. Ownership goes first: chown clears setuid bits anyway, and the
+    /// mode that follows is the one meant.
+    public static func applyMetadata(_ fd: CInt, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: UInt32, path: String,
+                                     owner: (uid: UInt32, gid: UInt32)? = nil) throws(IOError) {
+        if let owner { _ = try retryingEINTR("set the owner of", path) { fchown(fd, owner.uid, owner.gid) } }
         _ = try retryingEINTR("set mode of", path) { fchmod(fd, mode_t(mode & 0o777)) }
         var times = [timespec(tv_sec: 0, tv_nsec: Int(FT_UTIME_OMIT)),
                      timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]

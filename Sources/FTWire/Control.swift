@@ -1,34 +1,33 @@
-/// The receiver's answer to a manifest: go ahead, and (with resume) what it
-/// already holds of each file, so the sender can skip it.
-public struct Accept: Equatable, Sendable {
-    public struct Have: Equatable, Sendable {
-        public var fileID: UInt32
-        /// Bytes from offset 0 the receiver holds from an earlier push.
-        public var bytes: UInt64
-        /// xxh3-128 of those bytes, for the sender to compare with its own.
-        public var digest: Digest128
-        public init(fileID: UInt32, bytes: UInt64, digest: Digest128) {
-            self.fileID = fileID
-            self.bytes = bytes
-            self.digest = digest
-        }
-
-        static let encodedSize = 4 + 8 + 16
-    }
-
-    public static let frameCap: UInt32 = 4 + 4 + UInt32(Have.encodedSize) * 65_536
-
-    public var have: [Have]
-    public init(have: [Have] = []) { self.have = have }
-}
-
-/// Last frame of a push from the sender; the receiver answers `done`.
+/// The receiver's word that the push is complete, after the sender's
+/// `end`: what it holds now, by outcome.
 public struct Done: Equatable, Sendable {
+    /// Files committed (written, patched or resumed).
     public var files: UInt64
+    /// Payload bytes that arrived for them.
     public var bytes: UInt64
-    public init(files: UInt64, bytes: UInt64) {
+    /// Entries the receiver already had, identical, and their bytes; with
+    /// resumed and reused bytes.
+    public var skippedFiles: UInt64
+    public var skippedBytes: UInt64
+    /// Files assembled from the receiver's old copy and changed chunks.
+    public var patchedFiles: UInt64
+    /// Entries removed because the source no longer has them (`--delete`).
+    public var deleted: UInt64
+    public var symlinks: UInt64
+    public var hardLinks: UInt64
+
+    static let bodySize = 64
+
+    public init(files: UInt64, bytes: UInt64, skippedFiles: UInt64 = 0, skippedBytes: UInt64 = 0, patchedFiles: UInt64 = 0,
+                deleted: UInt64 = 0, symlinks: UInt64 = 0, hardLinks: UInt64 = 0) {
         self.files = files
         self.bytes = bytes
+        self.skippedFiles = skippedFiles
+        self.skippedBytes = skippedBytes
+        self.patchedFiles = patchedFiles
+        self.deleted = deleted
+        self.symlinks = symlinks
+        self.hardLinks = hardLinks
     }
 }
 
@@ -73,23 +72,4 @@ public struct AuthProof: Equatable, Sendable {
         precondition(mac.count == Int(Self.bodySize))
         self.mac = mac
     }
-}
-
-/// The sender's answer to `accept.have`: the prefixes it will not send
-/// again because they hash the same on both sides. A held prefix left out
-/// is discarded by the receiver.
-public struct Resume: Equatable, Sendable {
-    public struct Skip: Equatable, Sendable {
-        public var fileID: UInt32
-        public var bytes: UInt64
-        public init(fileID: UInt32, bytes: UInt64) {
-            self.fileID = fileID
-            self.bytes = bytes
-        }
-    }
-
-    public static let frameCap: UInt32 = 4 + 12 * 65_536
-
-    public var skips: [Skip]
-    public init(skips: [Skip] = []) { self.skips = skips }
 }

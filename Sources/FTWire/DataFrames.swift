@@ -48,16 +48,20 @@ public struct FileEnd: Equatable, Sendable {
     public var fileID: UInt32
     public var size: UInt64
     public var digest: Digest128?
+    /// The sender could not read the file after all (it announced it, then
+    /// found it unreadable or gone): nothing of it lands.
+    public var unreadable: Bool
 
-    public init(fileID: UInt32, size: UInt64, digest: Digest128?) {
+    public init(fileID: UInt32, size: UInt64, digest: Digest128?, unreadable: Bool = false) {
         self.fileID = fileID
         self.size = size
         self.digest = digest
+        self.unreadable = unreadable
     }
 
     func encode(into w: inout WireWriter) {
         w.u32(fileID)
-        w.u32(digest == nil ? 0 : 1)
+        w.u32((digest == nil ? 0 : 1) | (unreadable ? 2 : 0))
         w.u64(size)
         (digest ?? .zero).write(to: &w)
     }
@@ -65,35 +69,12 @@ public struct FileEnd: Equatable, Sendable {
     static func decode(_ r: inout WireReader) throws(WireError) -> FileEnd {
         let id = try r.u32("file id")
         let flags = try r.u32("flags")
-        guard flags & ~1 == 0 else {
+        guard flags & ~3 == 0 else {
             throw .invalidField(.fileEnd, field: "flags", reason: "unknown bits 0x\(String(flags, radix: 16))")
         }
         let size = try r.u64("size")
         let digest = try Digest128.read(from: &r, "digest")
-        return FileEnd(fileID: id, size: size, digest: flags & 1 == 1 ? digest : nil)
-    }
-}
-
-/// The receiver's verdict on one file, after it checked the hash and
-/// renamed the file into place (or failed to).
-public struct FileAck: Equatable, Sendable {
-    public static let bodySize: UInt32 = 4 + 4 + 16
-
-    public enum Status: UInt8, Sendable {
-        case committed = 0
-        case hashMismatch = 1
-        case ioError = 2
-    }
-
-    public var fileID: UInt32
-    public var status: Status
-    /// What the receiver computed over the bytes it holds.
-    public var digest: Digest128
-
-    public init(fileID: UInt32, status: Status, digest: Digest128) {
-        self.fileID = fileID
-        self.status = status
-        self.digest = digest
+        return FileEnd(fileID: id, size: size, digest: flags & 1 == 1 ? digest : nil, unreadable: flags & 2 != 0)
     }
 }
 
@@ -156,15 +137,14 @@ public struct SmallFilesBuilder {
     /// Room left for files (headers included).
     public var remaining: Int { body.count - length }
 
-    /// Adds one file of `size` bytes: `fill` writes exactly that many bytes
-    /// into the buffer it is given and returns their digest (nil: sent
-    /// without one).
-    public mutating func add<E: Error>(fileID: UInt32, size: Int,
-                                       fill: (UnsafeMutableRawBufferPointer) throws(E) -> Digest128?) throws(E) {
+    /// Adds one file unless `fill` gives up: `fill` returns nil to leave the
+    /// file out (its bytes are then overwritten by the next file), or its
+    /// digest (itself nil when sent without one). Whether it was added.
+    public mutating func tryAdd(fileID: UInt32, size: Int, fill: (UnsafeMutableRawBufferPointer) -> Digest128??) -> Bool {
         precondition(SmallFiles.File.headerSize + size <= remaining && UInt64(size) <= SmallFiles.maxFileSize)
         let at = length
         let content = UnsafeMutableRawBufferPointer(rebasing: body[(at + SmallFiles.File.headerSize)...].prefix(size))
-        let digest = try fill(content)
+        guard let digest = fill(content) else { return false }
         body.storeBytes(of: fileID.bigEndian, toByteOffset: at, as: UInt32.self)
         body.storeBytes(of: UInt32(size).bigEndian, toByteOffset: at + 4, as: UInt32.self)
         body.storeBytes(of: UInt32(digest == nil ? 0 : 1).bigEndian, toByteOffset: at + 8, as: UInt32.self)
@@ -174,5 +154,24 @@ public struct SmallFilesBuilder {
         length += SmallFiles.File.headerSize + size
         count += 1
         body.storeBytes(of: count.bigEndian, toByteOffset: 0, as: UInt32.self)
+        return true
     }
+
+    /// Adds one file of `size` bytes: `fill` writes exactly that many bytes
+    /// into the buffer it is given and returns their digest (nil: sent
+    /// without one); if it throws, nothing is added.
+    public mutating func add<E: Error>(fileID: UInt32, size: Int,
+                                       fill: (UnsafeMutableRawBufferPointer) throws(E) -> Digest128?) throws(E) {
+        var failure: E?
+        _ = tryAdd(fileID: fileID, size: size) { content in
+            do throws(E) {
+                return .some(try fill(content))
+            } catch {
+                failure = error
+                return nil
+            }
+        }
+        if let failure { throw failure }
+    }
+
 }

@@ -1,4 +1,4 @@
-/// A 128-bit digest (xxh3-128 in protocol v1). Stored and sent in the
+/// A 128-bit digest (xxh3-128 in the protocol). Stored and sent in the
 /// canonical big-endian order, so `hex` matches `xxh128sum`.
 public struct Digest128: Hashable, Sendable, CustomStringConvertible {
     public var high: UInt64

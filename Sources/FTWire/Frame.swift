@@ -2,17 +2,19 @@
 /// payload bytes that follow it never pass through the codec.
 public enum Frame: Equatable, Sendable {
     case hello(Hello)
-    case manifest([ManifestEntry])
-    case manifestEnd(ManifestEnd)
-    case accept(Accept)
+    case pushInfo(PushInfo)
+    case batch(Batch)
+    case totals(Totals)
+    case answer(BatchAnswer)
+    case plan(BatchPlan)
     case data(DataHeader)
+    case hole(Hole)
     case fileEnd(FileEnd)
-    case fileAck(FileAck)
+    case batchAck(BatchAck)
     case end
     case done(Done)
     case error(ErrorFrame)
     case auth(AuthProof)
-    case resume(Resume)
     case smallFiles(SmallFiles)
     case relay(Relay)
     case report(HopReport)
@@ -20,17 +22,19 @@ public enum Frame: Equatable, Sendable {
     public var type: FrameType {
         switch self {
         case .hello: return .hello
-        case .manifest: return .manifest
-        case .manifestEnd: return .manifestEnd
-        case .accept: return .accept
+        case .pushInfo: return .pushInfo
+        case .batch: return .batch
+        case .totals: return .totals
+        case .answer: return .answer
+        case .plan: return .plan
         case .data: return .data
+        case .hole: return .hole
         case .fileEnd: return .fileEnd
-        case .fileAck: return .fileAck
+        case .batchAck: return .batchAck
         case .end: return .end
         case .done: return .done
         case .error: return .error
         case .auth: return .auth
-        case .resume: return .resume
         case .smallFiles: return .smallFiles
         case .relay: return .relay
         case .report: return .report
@@ -63,53 +67,29 @@ public enum FrameCodec {
 
     static func encodeBody(_ frame: Frame, into w: inout WireWriter) {
         switch frame {
-        case .hello(let h):
-            h.encode(into: &w)
-        case .manifest(let entries):
-            w.u32(UInt32(entries.count))
-            for e in entries { e.encode(into: &w) }
-        case .manifestEnd(let m):
-            w.u32(m.entryCount)
-            w.u64(m.totalBytes)
-            w.u32(m.flags.rawValue)
-        case .accept(let a):
-            w.u32(0)
-            w.u32(UInt32(a.have.count))
-            for h in a.have {
-                w.u32(h.fileID)
-                w.u64(h.bytes)
-                h.digest.write(to: &w)
-            }
+        case .hello(let h): h.encode(into: &w)
+        case .pushInfo(let p): p.encode(into: &w)
+        case .batch(let b): b.encode(into: &w)
+        case .totals(let t):
+            w.u64(t.entries)
+            w.u64(t.bytes)
+        case .answer(let a): a.encode(into: &w)
+        case .plan(let p): p.encode(into: &w)
         case .data(let d):
             w.u32(d.fileID)
             w.u32(d.length)
             w.u64(d.offset)
-        case .fileEnd(let f):
-            f.encode(into: &w)
-        case .fileAck(let a):
-            w.u32(a.fileID)
-            w.u8(a.status.rawValue)
-            w.u8(0)
-            w.u16(0)
-            a.digest.write(to: &w)
-        case .end:
-            break
-        case .done(let d):
-            w.u64(d.files)
-            w.u64(d.bytes)
+        case .hole(let h): h.encode(into: &w)
+        case .fileEnd(let f): f.encode(into: &w)
+        case .batchAck(let a): a.encode(into: &w)
+        case .end: break
+        case .done(let d): d.encode(into: &w)
         case .error(let e):
             let msg = Array(e.message.utf8.prefix(Int(ErrorFrame.messageCap)))
             w.u16(e.code.rawValue)
             w.u16(UInt16(msg.count))
             w.raw(msg)
-        case .auth(let a):
-            w.raw(a.mac)
-        case .resume(let r):
-            w.u32(UInt32(r.skips.count))
-            for k in r.skips {
-                w.u32(k.fileID)
-                w.u64(k.bytes)
-            }
+        case .auth(let a): w.raw(a.mac)
         case .smallFiles(let batch):
             w.u32(UInt32(batch.files.count))
             for f in batch.files {
@@ -119,10 +99,8 @@ public enum FrameCodec {
                 (f.digest ?? .zero).write(to: &w)
                 w.raw(f.bytes)
             }
-        case .relay(let r):
-            r.encode(into: &w)
-        case .report(let r):
-            r.encode(into: &w)
+        case .relay(let r): r.encode(into: &w)
+        case .report(let r): r.encode(into: &w)
         }
     }
 
@@ -135,43 +113,17 @@ public enum FrameCodec {
         switch prefix.type {
         case .hello:
             return .hello(try Hello.decode(&r))
-        case .manifest:
-            // Each entry needs at least its fixed part.
-            frame = .manifest(try r.records("entry count", minSize: ManifestEntry.fixedSize) { r throws(WireError) in
-                try ManifestEntry.decode(&r)
-            })
-        case .manifestEnd:
-            let count = try r.u32("entry count")
-            let total = try r.u64("total bytes")
-            let flags = ManifestEnd.Flags(rawValue: try r.u32("flags"))
-            frame = .manifestEnd(ManifestEnd(entryCount: count, totalBytes: total, flags: flags))
-        case .accept:
-            _ = try r.u32("flags")
-            let have = try r.records("have count", minSize: Accept.Have.encodedSize) { r throws(WireError) in
-                let id = try r.u32("file id")
-                let bytes = try r.u64("bytes")
-                return Accept.Have(fileID: id, bytes: bytes, digest: try Digest128.read(from: &r, "digest"))
-            }
-            frame = .accept(Accept(have: have))
-        case .data:
-            frame = .data(try DataHeader.decode(&r))
-        case .fileEnd:
-            frame = .fileEnd(try FileEnd.decode(&r))
-        case .fileAck:
-            let id = try r.u32("file id")
-            let statusByte = try r.u8("status")
-            guard let status = FileAck.Status(rawValue: statusByte) else {
-                throw .invalidField(.fileAck, field: "status", reason: "unknown status \(statusByte)")
-            }
-            try r.skip(3, "reserved")
-            let digest = try Digest128.read(from: &r, "digest")
-            frame = .fileAck(FileAck(fileID: id, status: status, digest: digest))
-        case .end:
-            frame = .end
-        case .done:
-            let files = try r.u64("files")
-            let bytes = try r.u64("bytes")
-            frame = .done(Done(files: files, bytes: bytes))
+        case .pushInfo: frame = .pushInfo(try PushInfo.decode(&r))
+        case .batch: frame = .batch(try Batch.decode(&r))
+        case .totals: frame = .totals(Totals(entries: try r.u64("entries"), bytes: try r.u64("bytes")))
+        case .answer: frame = .answer(try BatchAnswer.decode(&r))
+        case .plan: frame = .plan(try BatchPlan.decode(&r))
+        case .data: frame = .data(try DataHeader.decode(&r))
+        case .hole: frame = .hole(try Hole.decode(&r))
+        case .fileEnd: frame = .fileEnd(try FileEnd.decode(&r))
+        case .batchAck: frame = .batchAck(try BatchAck.decode(&r))
+        case .end: frame = .end
+        case .done: frame = .done(try Done.decode(&r))
         case .error:
             let raw = try r.u16("code")
             let len = Int(try r.u16("message length"))
@@ -179,12 +131,6 @@ public enum FrameCodec {
             frame = .error(ErrorFrame(ErrorFrame.Code(rawValue: raw) ?? .unknown, String(decoding: msg, as: UTF8.self)))
         case .auth:
             frame = .auth(AuthProof(mac: try r.bytes(Int(AuthProof.bodySize), "mac")))
-        case .resume:
-            let skips = try r.records("skip count", minSize: 12) { r throws(WireError) in
-                let id = try r.u32("file id")
-                return Resume.Skip(fileID: id, bytes: try r.u64("bytes"))
-            }
-            frame = .resume(Resume(skips: skips))
         case .smallFiles:
             let files = try r.records("file count", minSize: SmallFiles.File.headerSize) { r throws(WireError) in
                 let id = try r.u32("file id")
@@ -198,10 +144,8 @@ public enum FrameCodec {
                 return SmallFiles.File(fileID: id, digest: flags & 1 == 1 ? digest : nil, bytes: bytes)
             }
             frame = .smallFiles(SmallFiles(files: files))
-        case .relay:
-            frame = .relay(try Relay.decode(&r))
-        case .report:
-            frame = .report(try HopReport.decode(&r))
+        case .relay: frame = .relay(try Relay.decode(&r))
+        case .report: frame = .report(try HopReport.decode(&r))
         }
         guard r.remaining == 0 else {
             throw .invalidField(prefix.type, field: "length", reason: "\(r.remaining) bytes left after the last field")

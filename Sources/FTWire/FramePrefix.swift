@@ -7,65 +7,77 @@
 /// itself, whose length is in the body, so the receiver can splice it.
 public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case hello = 1
-    case manifest = 2
-    case manifestEnd = 3
-    case accept = 4
+    /// Entries of the push, in tree order.
+    case batch = 2
+    /// Entries and bytes of the whole push, once the sender's scan is done.
+    case totals = 3
+    /// The receiver's offers for one batch (resume, identical, chunks).
+    case answer = 4
     case data = 5
     case fileEnd = 6
-    case fileAck = 7
+    /// The receiver's verdict on every entry of one batch.
+    case batchAck = 7
     case end = 8
     case done = 9
     case error = 10
     /// Proof of the one-time code (challenge-response), both directions.
     case auth = 11
-    /// Prefixes the sender will skip, after `accept` offered them.
-    case resume = 12
+    /// The sender's decisions on a batch's offers.
+    case plan = 12
     /// Several small files, whole, each with its digest.
     case smallFiles = 13
     /// A chain push: where this receiver relays the stream next.
     case relay = 14
     /// A chain receiver's news of the hosts after it.
     case report = 15
+    /// A range of a sparse file that reads as zeros and does not travel.
+    case hole = 16
+    /// What the sender asks of the push (sync, dry run, totals if known).
+    case pushInfo = 17
 
     /// Largest body a peer may announce for this type. Every allocation a
     /// peer controls is held under one of these caps.
     public var bodyCap: UInt32 {
         switch self {
         case .hello: return 1024
-        case .manifest: return Manifest.frameCap
-        case .manifestEnd: return 64
-        case .accept: return Accept.frameCap
+        case .batch: return Batch.frameCap
+        case .totals: return 16
+        case .answer: return BatchAnswer.frameCap
         case .data: return DataHeader.bodySize
         case .fileEnd: return FileEnd.bodySize
-        case .fileAck: return FileAck.bodySize
+        case .batchAck: return BatchAck.frameCap
         case .end: return 0
-        case .done: return 64
+        case .done: return UInt32(Done.bodySize)
         case .error: return 2 + 2 + ErrorFrame.messageCap
         case .auth: return AuthProof.bodySize
-        case .resume: return Resume.frameCap
+        case .plan: return BatchPlan.frameCap
         case .smallFiles: return SmallFiles.frameCap
         case .relay: return Relay.frameCap
         case .report: return HopReport.frameCap
+        case .hole: return Hole.bodySize
+        case .pushInfo: return UInt32(PushInfo.bodySize)
         }
     }
 
     public var description: String {
         switch self {
         case .hello: return "hello"
-        case .manifest: return "manifest"
-        case .manifestEnd: return "manifest-end"
-        case .accept: return "accept"
+        case .batch: return "batch"
+        case .totals: return "totals"
+        case .answer: return "answer"
         case .data: return "data"
         case .fileEnd: return "file-end"
-        case .fileAck: return "file-ack"
+        case .batchAck: return "batch-ack"
         case .end: return "end"
         case .done: return "done"
         case .error: return "error"
         case .auth: return "auth"
-        case .resume: return "resume"
+        case .plan: return "plan"
         case .smallFiles: return "small-files"
         case .relay: return "relay"
         case .report: return "report"
+        case .hole: return "hole"
+        case .pushInfo: return "push-info"
         }
     }
 }

@@ -95,7 +95,7 @@ public struct Features: OptionSet, Hashable, Sendable {
 
     /// xxh3-128 per file in the file-end trailer.
     public static let xxh3 = Features(rawValue: 1 << 0)
-    /// Receiver reports what it already holds in `accept`.
+    /// Receiver offers what it already holds in its batch answers.
     public static let resume = Features(rawValue: 1 << 1)
     /// Receiver: a sender must prove it knows the one-time code.
     public static let auth = Features(rawValue: 1 << 2)
@@ -110,9 +110,12 @@ public struct Features: OptionSet, Hashable, Sendable {
 }
 
 public enum ProtocolVersion {
-    public static let min: UInt16 = 1
-    public static let max: UInt16 = 1
-    public static let agent = "ft/0.1"
+    /// v1 sent the whole manifest before any data; v2 streams it in
+    /// batches, each answered and acknowledged on its own. The two do not
+    /// mix: a v1 peer is told who should upgrade.
+    public static let min: UInt16 = 2
+    public static let max: UInt16 = 2
+    public static let agent = "ft/0.2"
 
     /// Picks the highest version both ranges hold, or explains why none fits.
     public static func negotiate(

@@ -68,6 +68,31 @@ public struct PeerPath: Hashable, Sendable, CustomStringConvertible {
         return PeerPath(unchecked: components)
     }
 
+    /// Checks a symlink target a peer sent: as hostile as a path (length,
+    /// NUL, control characters, UTF-8), though it may be absolute or climb;
+    /// whether such a link is kept is the receiver's link policy.
+    public static func validateTarget(_ bytes: [UInt8]) throws(Violation) {
+        guard !bytes.isEmpty else { throw .empty }
+        guard bytes.count <= Int(maxPathBytes) else { throw .tooLong(bytes.count) }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw .notUTF8 }
+        for scalar in text.unicodeScalars where isControl(scalar.value) {
+            throw .controlCharacter(scalar.value)
+        }
+    }
+
+    /// The order every push announces its entries in: component by
+    /// component, each compared byte by byte, a directory before what is
+    /// inside it. It is the order of a depth-first walk that visits each
+    /// directory's names sorted by their bytes. Comparing raw paths with
+    /// `/` counted below every other byte gives the same order.
+    public static func precedesInTree(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        let slash = UInt8(ascii: "/")
+        for (x, y) in zip(a, b) where x != y {
+            return (x == slash ? 0 : x) < (y == slash ? 0 : y)
+        }
+        return a.count < b.count
+    }
+
     /// Directories and files that hand over a login or run code when
     /// written into a home directory (croc CVE-2023-43617 wrote
     /// `.ssh/authorized_keys`). Refused unless the receiver allows them.

@@ -7,6 +7,7 @@ import Logging
 extension EnginePreference: ExpressibleByArgument {}
 extension SendPath: ExpressibleByArgument {}
 extension ReceivePath: ExpressibleByArgument {}
+extension LinkPolicy: ExpressibleByArgument {}
 
 /// Flags every subcommand shares.
 struct OutputOptions: ParsableArguments {

@@ -54,6 +54,12 @@ struct Recv: ParsableCommand {
     @Flag(help: "Take encrypted pushes only (ft send --encrypt).")
     var encrypt = false
 
+    @Option(help: ArgumentHelp(
+        "Symlinks a push may make: safe, all or none.",
+        discussion: "safe (default): only links whose target stays inside the pushed tree; the others are skipped, each named. all: every link as sent. none: no links. No link is ever followed when writing.",
+        valueName: "policy"))
+    var links: LinkPolicy = .safe
+
     @Flag(help: "Accept credential and start-up names (.ssh/, authorized_keys, .bashrc, ...), refused by default.")
     var allowSensitive = false
 
@@ -103,6 +109,7 @@ struct Recv: ParsableCommand {
         config.allowSensitive = allowSensitive
         config.requireEncryption = encrypt
         config.keepPartialHours = keepPartial
+        config.links = links
         let receiver: Receiver
         do {
             receiver = try Receiver(config: config, logger: logger)

@@ -10,9 +10,11 @@ struct Send: ParsableCommand {
         abstract: "Push files, directory trees or stdin to an ft receiver.",
         discussion: """
             Each PATH arrives under its own name: a directory with its whole
-            tree (empty files and directories kept, modes and mtimes kept),
-            `-` as a stream read from stdin. Symlinks and special files inside
-            a tree are skipped with a warning.
+            tree (empty files and directories, modes and mtimes, symlinks
+            (see --links), hard links and holes of sparse files kept), `-` as
+            a stream read from stdin. Fifos, sockets and devices are skipped,
+            each named in a warning. The tree is walked while its first
+            files are already on their way.
 
             The receiver prints a one-time code; give it with FT_CODE=CODE or
             --code-file FILE (never on the command line, where other users
@@ -60,6 +62,15 @@ struct Send: ParsableCommand {
 
     @Option(help: "Name under which stdin (-) arrives.")
     var name: String?
+
+    @Option(help: ArgumentHelp(
+        "Symlinks: safe, all or none.",
+        discussion: "safe (default): keep a link whose target, read as a path from the link's directory, stays inside the pushed tree; skip the others, each named. all: keep every link's target as it is (as tar does). none: skip every link. The receiver applies its own --links too.",
+        valueName: "policy"))
+    var links: LinkPolicy = .safe
+
+    @Flag(help: "Keep uid and gid by number (applied when the receiver runs as root).")
+    var owner = false
 
     @Option(name: .customLong("io"), help: ArgumentHelp(
         "Data path: sendfile, splice, copy or zc.",
@@ -184,6 +195,8 @@ extension Send {
             endpoint: endpoint, paths: sources, stdinName: name ?? "stdin", path: io, chunkSize: UInt32(chunkBytes),
             verify: !noVerify, engine: output.engine, idleTimeoutSeconds: timeout, code: code)
         config.rateLimit = limit.flatMap { Sizes.parse($0) }
+        config.links = links
+        config.owner = owner
         return config
     }
 

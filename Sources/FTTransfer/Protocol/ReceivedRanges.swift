@@ -42,6 +42,20 @@ public struct ReceivedRanges: Equatable, Sendable {
         return true
     }
 
+    /// The range holding `offset`, if any.
+    public func range(containing offset: UInt64) -> Range<UInt64>? {
+        let i = firstEnding(atOrAfter: offset + 1)
+        guard i < ranges.count, ranges[i].lowerBound <= offset else { return nil }
+        return ranges[i]
+    }
+
+    /// Where the first range starting after `offset` starts, if any.
+    public func firstStart(after offset: UInt64) -> UInt64? {
+        let i = firstEnding(atOrAfter: offset + 1)
+        guard i < ranges.count else { return nil }
+        return ranges[i].lowerBound > offset ? ranges[i].lowerBound : ranges[safe: i + 1]?.lowerBound
+    }
+
     /// Whether every byte of `r` is received.
     public func contains(_ r: Range<UInt64>) -> Bool {
         guard !r.isEmpty else { return true }

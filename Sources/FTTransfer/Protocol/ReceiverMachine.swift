@@ -1,38 +1,35 @@
 import FTWire
 
-/// A small file that arrived whole, for entry `index`.
+/// A small file that arrived whole, for entry `id`.
 public struct SmallArrival: Equatable, Sendable {
-    public var index: Int
+    public var id: UInt32
     public var file: SmallFiles.File
-    public init(index: Int, file: SmallFiles.File) {
-        self.index = index
+    public init(id: UInt32, file: SmallFiles.File) {
+        self.id = id
         self.file = file
     }
 }
 
-/// A prefix of a file the receiver held and the sender chose not to resend.
-public struct ResumedPrefix: Equatable, Sendable {
-    public var index: Int
-    public var bytes: UInt64
-    public init(index: Int, bytes: UInt64) {
-        self.index = index
-        self.bytes = bytes
-    }
-}
-
-/// One announced entry, after its path passed every rule.
+/// One announced entry of a batch still in flight, after it passed every rule.
 public struct IncomingEntry: Equatable, Sendable {
     public var entry: ManifestEntry
     public var path: PeerPath
+    public var batchID: UInt32
     public var received = ReceivedRanges()
     public var trailer: FileEnd?
-    public var finished = false
+    /// Set once the entry is settled; its batch's acknowledgement holds it.
+    public var result: BatchAck.Result?
     /// Parallel streams: chunks whose payload is still on its way to the
     /// file, and whether `finish` was handed out.
     public var pending = 0
     public var finishing = false
+    /// What the receiver offered for it, and what the sender decided.
+    public var offer: BatchAnswer.Offer?
+    public var decision: BatchPlan.Decision = .whole
 
-    public var isData: Bool { entry.kind != .directory }
+    public var id: UInt32 { entry.fileID }
+    public var isData: Bool { entry.kind == .file || entry.kind == .stdin }
+    public var finished: Bool { result != nil }
 }
 
 /// An entry's name as a message shows it, escaped only when a message is
@@ -43,260 +40,329 @@ struct MessageName: CustomStringConvertible {
 }
 
 /// The receiver's protocol logic for one push, after the handshake, with no
-/// I/O: it is fed frames and reports of finished work, and answers with
-/// what to do next. Everything a peer can get wrong is caught here, before
-/// the driver touches a file.
+/// I/O. The manifest streams in batches: each is checked as it arrives
+/// (paths, order, kinds, links), reviewed against the destination by the
+/// driver, answered, fed its data, and acknowledged once every entry of it
+/// is settled; then the batch is forgotten, so memory follows the batches
+/// in flight, not the size of the push.
 public struct ReceiverMachine: Sendable {
-    public enum Phase: Equatable, Sendable {
-        case awaitingManifest
-        case reviewing
-        case awaitingResume
-        case receiving
-        case finished
-        case failed
-    }
-
     public enum Action: Equatable, Sendable {
-        /// Check the entries against the destination, create directories,
-        /// then call `accepted()` and send `accept` (or fail).
-        case review
-        /// `length` payload bytes follow on the stream: store them at
-        /// `offset` of entry `index`; with parallel streams, then call
-        /// `chunkStored(index:)` (or `chunkLost` if its stream broke).
-        case store(index: Int, offset: UInt64, length: UInt32)
-        /// Parallel streams: a chunk sent again whose bytes are all here
-        /// already; read its `length` payload bytes and drop them.
+        /// Look at the destination for batch `batchID` (conflicts, partials
+        /// to offer, free space), create its directories, then call
+        /// `answered(_:offers:)` and send the answer.
+        case review(batchID: UInt32)
+        /// The sender's decisions on the offers of a batch: carry them out
+        /// (keep or drop held prefixes, reuse chunks) before its data.
+        case plan(batchID: UInt32, [BatchPlan.Item])
+        /// `length` payload bytes follow on the stream for entry `id` at
+        /// `offset`; with parallel streams, then `chunkStored(id:)`.
+        case store(id: UInt32, offset: UInt64, length: UInt32)
+        /// Parallel streams: a chunk sent again whose bytes are all here;
+        /// read its `length` payload bytes and drop them.
         case discard(length: UInt32)
-        /// Keep the held prefixes the sender skips (`keep`: entry index and
-        /// bytes), discard the other offered ones (`drop`: entry indexes).
-        case resume(keep: [ResumedPrefix], drop: [Int])
-        /// Whole small files: verify each in memory, write, commit and
-        /// acknowledge it, then call `finished(index:)` for each.
+        /// These bytes of entry `id` read as zeros: record them unwritten.
+        case hole(id: UInt32, range: Range<UInt64>)
+        /// Whole small files: verify each in memory, write and commit it,
+        /// then `settled(_:)` for each.
         case storeSmall([SmallArrival])
-        /// Every byte of entry `index` is in: verify against the trailer,
-        /// commit, acknowledge, then call `finished(index:)`.
-        case finish(index: Int)
+        /// Every byte of entry `id` is in: verify, commit, then `settled`.
+        case finish(id: UInt32)
+        /// Entry `id` is a hard link to entry `source`, now committed as
+        /// `sourcePath`: make the link, then `settled`.
+        case link(id: UInt32, sourcePath: PeerPath)
+        /// Every entry of a batch is settled: send this acknowledgement.
+        case acknowledge(BatchAck)
         /// The push is complete: send `done`.
         case complete(Done)
         /// Send this error to the peer and end the session.
         case fail(ErrorFrame)
         /// The peer reported an error and ends the session.
         case peerFailed(ErrorFrame)
-        /// A chain push: keep a copy and relay the stream to these hosts
-        /// (none: this is the chain's last host).
+        /// A chain push: keep a copy and relay the stream to these hosts.
         case relay([String])
+        /// The sender said what it asks of the push (and maybe its size).
+        case info(PushInfo)
+        /// The sender's scan is done: the push's size.
+        case totals(Totals)
         case none
     }
 
-    /// Where the push stands, and what only that stage needs.
-    private enum State: Sendable {
-        case collecting(announced: [ManifestEntry])
-        case reviewing
-        case awaitingResume(offered: [Accept.Have])
-        case receiving(sawEnd: Bool)
+    public enum Phase: Equatable, Sendable {
+        case awaitingInfo
+        case receiving
         case finished
         case failed
     }
 
-    private var state = State.collecting(announced: [])
-    /// The reviewed entries; empty until the manifest is complete.
-    public private(set) var entries: [IncomingEntry] = []
-    private var byID: [UInt32: Int] = [:]
-    private var unfinished = 0
-    private var committedBytes: UInt64 = 0
-    private var committedFiles: UInt64 = 0
+    private enum BatchStage: Equatable, Sendable {
+        /// Waiting for its turn, or for the driver's review.
+        case reviewing
+        /// Answered with offers; the plan comes next.
+        case awaitingPlan
+        /// Its data flows.
+        case receiving
+    }
+
+    private struct ActiveBatch: Sendable {
+        var entries: [IncomingEntry]
+        var stage = BatchStage.reviewing
+        var unsettled: Int
+    }
+
+    public private(set) var phase = Phase.awaitingInfo
+    public private(set) var info = PushInfo()
+    private var batches: [UInt32: ActiveBatch] = [:]
+    /// Batches announced and not yet reviewed, in order.
+    private var toReview: [UInt32] = []
+    private var reviewing: UInt32?
+    /// Active entries: id → (batch, position).
+    private var byID: [UInt32: (batch: UInt32, index: Int)] = [:]
+    private var order = TreeOrder()
+    private var nextBatch: UInt32 = 1
+    private var lastID: UInt32 = 0
+    private var sawEnd = false
+    /// Files later entries may hard link to, once committed (path, committed).
+    private var linkSources: [UInt32: (path: PeerPath, committed: Bool)] = [:]
+    /// Hard links waiting for their source's commit: source → links.
+    private var waitingLinks: [UInt32: [UInt32]] = [:]
+    private var done = Done(files: 0, bytes: 0)
+
     public let version: UInt16
-    let maxEntries: Int
     let allowSensitive: Bool
-    /// The manifest did not ask to skip verification.
-    public private(set) var verify = true
-    /// Part of a chain push: no resume offers (each host gets the whole
-    /// stream), and a `report` goes before `done`.
+    let links: LinkPolicy
+    /// Batches in flight the receiver holds at once.
+    public static let maxActiveBatches = 16
+    /// Files one push may mark as hard-link sources.
+    public static let maxLinkSources = 1 << 16
+    /// Part of a chain push: no offers (each host gets the whole stream),
+    /// and a `report` goes before `done`.
     public private(set) var chain = false
-    /// The push may add data streams (agreed in the hello): chunks may
-    /// arrive out of order, after their file's trailer, or again after a
-    /// stream broke.
+    /// The push may add data streams: chunks may arrive out of order, after
+    /// their file's trailer, or again after a stream broke.
     public let parallel: Bool
 
-    public init(version: UInt16 = ProtocolVersion.max, maxEntries: Int = Manifest.maxEntries, allowSensitive: Bool = false,
+    public init(version: UInt16 = ProtocolVersion.max, allowSensitive: Bool = false, links: LinkPolicy = .safe,
                 parallel: Bool = false) {
         self.version = version
-        self.maxEntries = maxEntries
         self.allowSensitive = allowSensitive
+        self.links = links
         self.parallel = parallel
     }
 
-    public var phase: Phase {
-        switch state {
-        case .collecting: return .awaitingManifest
-        case .reviewing: return .reviewing
-        case .awaitingResume: return .awaitingResume
-        case .receiving: return .receiving
-        case .finished: return .finished
-        case .failed: return .failed
-        }
-    }
-
+    public var verify: Bool { !info.flags.contains(.noVerify) }
     /// Whether a data stream may join now.
     public var takesDataStreams: Bool { parallel && phase == .receiving }
+    public var activeBatches: Int { batches.count }
+
+    /// The entries of an active batch.
+    public func entries(of batchID: UInt32) -> [IncomingEntry] { batches[batchID]?.entries ?? [] }
+
+    /// Entry `id` of an active batch.
+    public func entry(_ id: UInt32) -> IncomingEntry? {
+        guard let at = byID[id] else { return nil }
+        return batches[at.batch]?.entries[at.index]
+    }
+
+    private mutating func update(_ id: UInt32, _ change: (inout IncomingEntry) -> Void) {
+        guard let at = byID[id] else { return }
+        change(&batches[at.batch]!.entries[at.index])
+    }
 
     public mutating func receive(_ frame: Frame) -> Action {
         if case .error(let e) = frame {
-            state = .failed
+            phase = .failed
             return .peerFailed(e)
         }
-        switch (state, frame) {
-        case (.collecting(let announced), .relay(let r)) where !chain && announced.isEmpty:
+        switch (phase, frame) {
+        case (.awaitingInfo, .relay(let r)) where !chain:
             chain = true
             return .relay(r.hops)
-        case (.collecting(var announced), .manifest(let list)):
-            guard announced.count + list.count <= maxEntries else {
-                return fail(.refused, "manifest has more than \(maxEntries) entries")
-            }
-            state = .reviewing  // drops the array's other reference before it grows
-            announced.append(contentsOf: list)
-            state = .collecting(announced: announced)
-            return .none
-        case (.collecting(let announced), .manifestEnd(let end)):
-            return review(announced, end)
-        case (.awaitingResume(let offered), .resume(let r)):
-            return resume(r, offered: offered)
+        case (.awaitingInfo, .pushInfo(let i)):
+            info = i
+            phase = .receiving
+            return .info(i)
+        case (.receiving, .batch(let b)):
+            return batch(b)
+        case (.receiving, .totals(let t)):
+            return .totals(t)
+        case (.receiving, .plan(let p)):
+            return plan(p)
         case (.receiving, .data(let h)):
             return data(h)
+        case (.receiving, .hole(let h)):
+            return hole(h)
         case (.receiving, .fileEnd(let t)):
             return trailer(t)
-        case (.receiving, .smallFiles(let batch)):
-            return small(batch)
-        case (.receiving, .end):
-            state = .receiving(sawEnd: true)
-            let missing = entries.filter { $0.isData && $0.trailer == nil }.count
-            guard missing == 0 else {
-                return fail(.protocolViolation, "push ended with \(missing) files never finished")
-            }
-            return unfinished == 0 ? complete() : .none
+        case (.receiving, .smallFiles(let s)):
+            return small(s)
+        case (.receiving, .end) where !sawEnd:
+            sawEnd = true
+            return batches.isEmpty ? complete() : .none
         default:
-            return fail(.protocolViolation, "unexpected \(frame.type) frame while \(phase)")
+            return fail(.protocolViolation, "unexpected \(frame.type) frame while \(phaseText)")
         }
     }
 
-    private mutating func review(_ announced: [ManifestEntry], _ end: ManifestEnd) -> Action {
-        guard Int(end.entryCount) == announced.count else {
-            return fail(.protocolViolation, "manifest-end counts \(end.entryCount) entries but \(announced.count) arrived")
+    private var phaseText: String {
+        switch phase {
+        case .awaitingInfo: return "waiting for the push's first frame"
+        case .receiving: return sawEnd ? "finishing the push" : "receiving"
+        case .finished: return "finished"
+        case .failed: return "failed"
         }
-        var seen: [PeerPath: ManifestEntry.Kind] = [:]
-        var total: UInt64 = 0
-        entries.reserveCapacity(announced.count)
-        for e in announced {
-            let path: PeerPath
+    }
+
+    // MARK: Batches
+
+    private mutating func batch(_ b: Batch) -> Action {
+        guard !sawEnd else { return fail(.protocolViolation, "batch \(b.batchID) after the end of the push") }
+        guard b.batchID == nextBatch else {
+            return fail(.protocolViolation, "batch \(b.batchID) where batch \(nextBatch) was due")
+        }
+        guard batches.count < Self.maxActiveBatches else {
+            return fail(.protocolViolation, "more than \(Self.maxActiveBatches) batches in flight")
+        }
+        guard !b.entries.isEmpty else { return fail(.protocolViolation, "batch \(b.batchID) is empty") }
+        nextBatch += 1
+        var entries: [IncomingEntry] = []
+        entries.reserveCapacity(b.entries.count)
+        for e in b.entries {
+            if let refusal = check(e) { return refusal }
+            entries.append(IncomingEntry(entry: e, path: try! PeerPath.validate(e.path), batchID: b.batchID))
+        }
+        for (i, e) in entries.enumerated() { byID[e.id] = (b.batchID, i) }
+        batches[b.batchID] = ActiveBatch(entries: entries, unsettled: entries.count)
+        toReview.append(b.batchID)
+        return nextReview()
+    }
+
+    /// The rules for one entry: path, sensitive names, order, ids, kinds.
+    private mutating func check(_ e: ManifestEntry) -> Action? {
+        let path: PeerPath
+        do {
+            path = try PeerPath.validate(e.path)
+        } catch {
+            return fail(.refused, "refusing path '\(Escape.forMessage(bytes: e.path))': \(error)")
+        }
+        let name = MessageName(path: path)
+        if !allowSensitive, let sensitive = path.sensitiveComponent {
+            return fail(.refused, "refusing '\(name)': '\(sensitive)' holds logins or start-up scripts (run ft recv with --allow-sensitive to accept it)")
+        }
+        guard e.fileID > lastID else {
+            return fail(.protocolViolation, "file id \(e.fileID) is not above the last one (\(lastID)): ids are announced once, in order")
+        }
+        lastID = e.fileID
+        if let why = order.admit(e.path, kind: e.kind) { return fail(.refused, why) }
+        switch e.kind {
+        case .file:
+            guard e.size <= UInt64(Int64.max) else { return fail(.refused, "'\(name)' has an impossible size \(e.size)") }
+            if e.flags.contains(.linkSource) {
+                guard linkSources.count < Self.maxLinkSources else {
+                    return fail(.refused, "more than \(Self.maxLinkSources) hard-linked files in one push")
+                }
+                linkSources[e.fileID] = (path, false)
+            }
+        case .symlink:
             do {
-                path = try PeerPath.validate(e.path)
+                try PeerPath.validateTarget(e.linkTarget)
             } catch {
-                return fail(.refused, "refusing path '\(Escape.forMessage(bytes: e.path))': \(error)")
+                return fail(.refused, "refusing symlink '\(name)': its target: \(error)")
             }
-            let name = MessageName(path: path)
-            if !allowSensitive, let sensitive = path.sensitiveComponent {
-                return fail(.refused, "refusing '\(name)': '\(sensitive)' holds logins or start-up scripts (run ft recv with --allow-sensitive to accept it)")
+        case .hardlink:
+            guard linkSources[e.linkTo] != nil else {
+                return fail(.refused, "'\(name)' is a hard link to entry \(e.linkTo), which is not a file this push announced as a link source")
             }
-            guard byID[e.fileID] == nil else {
-                return fail(.protocolViolation, "file id \(e.fileID) announced twice")
+        case .directory, .stdin:
+            break
+        }
+        return nil
+    }
+
+    private mutating func nextReview() -> Action {
+        guard reviewing == nil, !toReview.isEmpty else { return .none }
+        let id = toReview.removeFirst()
+        reviewing = id
+        return .review(batchID: id)
+    }
+
+    /// The driver reviewed batch `batchID` and offers these (by entry id;
+    /// none: every entry is needed whole). Returns what to do next: links
+    /// whose sources are committed, an acknowledgement if nothing is left,
+    /// the next review.
+    public mutating func answered(_ batchID: UInt32, offers: [UInt32: BatchAnswer.Offer]) -> [Action] {
+        precondition(reviewing == batchID)
+        reviewing = nil
+        guard var b = batches[batchID] else { return [] }
+        batches[batchID] = nil
+        for i in b.entries.indices {
+            b.entries[i].offer = offers[b.entries[i].id]
+        }
+        // Identical entries are settled by the receiver alone; the other
+        // offers wait for the sender's decisions.
+        let needsPlan = offers.values.contains { if case .identical = $0 { return false } else { return true } }
+        b.stage = needsPlan && !chain ? .awaitingPlan : .receiving
+        batches[batchID] = b
+        var out = ackIfSettled(batchID)
+        for e in b.entries where e.entry.kind == .hardlink {
+            if let source = linkSources[e.entry.linkTo], source.committed {
+                out.append(.link(id: e.id, sourcePath: source.path))
+            } else {
+                waitingLinks[e.entry.linkTo, default: []].append(e.id)
             }
-            guard seen[path] == nil else {
-                return fail(.refused, "'\(name)' announced twice")
+        }
+        let next = nextReview()
+        if next != .none { out.append(next) }
+        return out
+    }
+
+    private mutating func plan(_ p: BatchPlan) -> Action {
+        guard let b = batches[p.batchID], b.stage == .awaitingPlan else {
+            return fail(.protocolViolation, "a plan for batch \(p.batchID), which is not waiting for one")
+        }
+        var seen = Set<UInt32>()
+        for item in p.items {
+            guard seen.insert(item.fileID).inserted, let e = entry(item.fileID), e.batchID == p.batchID, let offer = e.offer else {
+                return fail(.protocolViolation, "a plan for file id \(item.fileID), which batch \(p.batchID) did not offer")
             }
-            seen[path] = e.kind
-            if e.kind == .file {
-                let (sum, overflow) = total.addingReportingOverflow(e.size)
-                guard !overflow, e.size <= UInt64(Int64.max) else {
-                    return fail(.refused, "'\(name)' has an impossible size \(e.size)")
+            switch (offer, item.decision) {
+            case (_, .whole):
+                break
+            case (.prefix(let bytes, _), .resumeAfter(let n)) where n == bytes:
+                update(item.fileID) { _ = $0.received.insert(0..<n) }
+            case (.identical, .skip), (.digest, .skip):
+                break
+            case (.chunks(let size, let digests), .patch(let reuse)) where reuse.count == digests.count:
+                let total = e.entry.size
+                update(item.fileID) { x in
+                    for (k, r) in reuse.enumerated() where r {
+                        let lo = UInt64(k) * UInt64(size)
+                        _ = x.received.insert(lo..<min(total, lo + UInt64(size)))
+                    }
                 }
-                total = sum
+            default:
+                return fail(.protocolViolation, "plan for '\(MessageName(path: e.path))' does not fit what was offered")
             }
-            byID[e.fileID] = entries.count
-            entries.append(IncomingEntry(entry: e, path: path))
-            if e.kind != .directory { unfinished += 1 }
+            update(item.fileID) { $0.decision = item.decision }
         }
-        // A file may not stand where another entry needs a directory.
-        for e in entries {
-            var parent = e.path.parent
-            while let p = parent {
-                if let kind = seen[p], kind != .directory {
-                    return fail(.refused, "'\(MessageName(path: e.path))' needs '\(MessageName(path: p))' to be a directory, but it is announced as a file")
-                }
-                parent = p.parent
-            }
-        }
-        guard total == end.totalBytes else {
-            return fail(.protocolViolation, "manifest-end says \(end.totalBytes) bytes but the entries add up to \(total)")
-        }
-        verify = !end.flags.contains(.noVerify)
-        state = .reviewing
-        return .review
+        batches[p.batchID]!.stage = .receiving
+        return .plan(batchID: p.batchID, p.items)
     }
 
-    /// A data frame that arrived on one of this push's extra streams.
-    public mutating func dataStreamChunk(_ h: DataHeader) -> Action {
-        guard parallel, phase == .receiving else {
-            return fail(.protocolViolation, "a data stream sent a chunk while the push is \(phase)")
-        }
-        if let i = byID[h.fileID], entries[i].entry.kind == .stdin {
-            return fail(.protocolViolation, "stdin content came on an extra data stream")
-        }
-        return data(h)
-    }
+    // MARK: Data
 
-    /// A chunk's payload is in the file. Returns `finish` when that was the
-    /// last piece a trailer was waiting for.
-    public mutating func chunkStored(index: Int) -> Action {
-        guard parallel else { return .none }
-        entries[index].pending -= 1
-        return finishIfWhole(index)
-    }
-
-    /// A chunk's stream broke before its payload was all in: its bytes
-    /// are to come again, on another stream.
-    public mutating func chunkLost(index: Int, range: Range<UInt64>) {
-        guard parallel else { return }
-        entries[index].pending -= 1
-        entries[index].received.remove(range)
-    }
-
-    private mutating func finishIfWhole(_ i: Int) -> Action {
-        let e = entries[i]
-        guard let t = e.trailer, !e.finishing, !e.finished, e.pending == 0,
-              e.received.contiguous == t.size, e.received.total == t.size else { return .none }
-        entries[i].finishing = true
-        return .finish(index: i)
-    }
-
-    /// The driver accepted the manifest and prepared the destination; it
-    /// offers the prefixes it already holds (empty: none).
-    public mutating func accepted(offering have: [Accept.Have] = []) {
-        precondition(phase == .reviewing)
-        state = have.isEmpty ? .receiving(sawEnd: false) : .awaitingResume(offered: have)
-        for i in entries.indices where !entries[i].isData { entries[i].finished = true }
-    }
-
-    private mutating func resume(_ r: Resume, offered: [Accept.Have]) -> Action {
-        var keep: [ResumedPrefix] = []
-        var kept = Set<UInt32>()
-        for skip in r.skips {
-            guard let have = offered.first(where: { $0.fileID == skip.fileID }), have.bytes == skip.bytes,
-                  kept.insert(skip.fileID).inserted, let i = byID[skip.fileID] else {
-                return fail(.protocolViolation, "resume of file id \(skip.fileID) at \(skip.bytes) bytes was not offered")
-            }
-            _ = entries[i].received.insert(0..<skip.bytes)
-            keep.append(ResumedPrefix(index: i, bytes: skip.bytes))
-        }
-        let drop = offered.filter { !kept.contains($0.fileID) }.compactMap { byID[$0.fileID] }
-        state = .receiving(sawEnd: false)
-        return .resume(keep: keep, drop: drop)
+    /// The active entry `id`, and its name for messages.
+    private func dataEntry(_ id: UInt32, _ what: String) -> (IncomingEntry, MessageName)? {
+        guard let e = entry(id) else { return nil }
+        return (e, MessageName(path: e.path))
     }
 
     private mutating func data(_ h: DataHeader) -> Action {
-        guard let i = byID[h.fileID] else { return fail(.protocolViolation, "chunk for unknown file id \(h.fileID)") }
-        let e = entries[i]
-        let name = MessageName(path: e.path)
-        guard e.isData else { return fail(.protocolViolation, "chunk for directory '\(name)'") }
+        guard let (e, name) = dataEntry(h.fileID, "chunk") else { return fail(.protocolViolation, "chunk for unknown file id \(h.fileID)") }
+        guard batches[e.batchID]?.stage == .receiving else {
+            return fail(.protocolViolation, "chunk for '\(name)' before its batch was answered and planned")
+        }
+        guard e.isData else { return fail(.protocolViolation, "chunk for '\(name)', which is not a file") }
+        guard e.decision != .skip else { return fail(.protocolViolation, "chunk for '\(name)', which the plan skips") }
         let (end, overflow) = h.offset.addingReportingOverflow(UInt64(h.length))
         guard !overflow else { return fail(.protocolViolation, "chunk at \(h.offset)+\(h.length) of '\(name)' is past any size") }
         if e.entry.kind == .file, end > e.entry.size {
@@ -308,19 +374,80 @@ public struct ReceiverMachine: Sendable {
         guard e.trailer == nil || (parallel && !e.finishing) else {
             return fail(.protocolViolation, "chunk for '\(name)' after its trailer")
         }
-        guard entries[i].received.insert(h.offset..<end) else {
+        var inserted = false
+        update(h.fileID) { inserted = $0.received.insert(h.offset..<end) }
+        guard inserted else {
             return fail(.protocolViolation, "chunk at \(h.offset)+\(h.length) of '\(name)' overlaps bytes already received")
         }
-        if parallel { entries[i].pending += 1 }
-        return .store(index: i, offset: h.offset, length: h.length)
+        if parallel { update(h.fileID) { $0.pending += 1 } }
+        return .store(id: h.fileID, offset: h.offset, length: h.length)
+    }
+
+    private mutating func hole(_ h: Hole) -> Action {
+        guard let (e, name) = dataEntry(h.fileID, "hole") else { return fail(.protocolViolation, "hole for unknown file id \(h.fileID)") }
+        guard batches[e.batchID]?.stage == .receiving, e.entry.kind == .file, e.entry.flags.contains(.sparse), e.trailer == nil else {
+            return fail(.protocolViolation, "hole for '\(name)', which is not a sparse file taking data")
+        }
+        guard h.offset + h.length <= e.entry.size else {
+            return fail(.protocolViolation, "hole at \(h.offset)+\(h.length) is past the \(e.entry.size) bytes announced for '\(name)'")
+        }
+        guard h.length > 0 else { return .none }
+        var inserted = false
+        update(h.fileID) { inserted = $0.received.insert(h.offset..<h.offset + h.length) }
+        guard inserted else {
+            return fail(.protocolViolation, "hole at \(h.offset)+\(h.length) of '\(name)' overlaps bytes already received")
+        }
+        return .hole(id: h.fileID, range: h.offset..<h.offset + h.length)
+    }
+
+    /// A data frame that arrived on one of this push's extra streams.
+    public mutating func dataStreamChunk(_ h: DataHeader) -> Action {
+        guard parallel, phase == .receiving else {
+            return fail(.protocolViolation, "a data stream sent a chunk while the push is \(phaseText)")
+        }
+        if let e = entry(h.fileID), e.entry.kind == .stdin {
+            return fail(.protocolViolation, "stdin content came on an extra data stream")
+        }
+        return data(h)
+    }
+
+    /// A chunk's payload is in the file: `finish` if that was the last
+    /// piece a trailer was waiting for.
+    public mutating func chunkStored(id: UInt32) -> Action {
+        guard parallel else { return .none }
+        update(id) { $0.pending -= 1 }
+        return finishIfWhole(id)
+    }
+
+    /// A chunk's stream broke before its payload was all in: its bytes are
+    /// to come again, on another stream.
+    public mutating func chunkLost(id: UInt32, range: Range<UInt64>) {
+        guard parallel else { return }
+        update(id) {
+            $0.pending -= 1
+            $0.received.remove(range)
+        }
+    }
+
+    private mutating func finishIfWhole(_ id: UInt32) -> Action {
+        guard let e = entry(id), let t = e.trailer, !e.finishing, !e.finished, e.pending == 0,
+              e.received.contiguous == t.size, e.received.total == t.size else { return .none }
+        update(id) { $0.finishing = true }
+        return .finish(id: id)
     }
 
     private mutating func trailer(_ t: FileEnd) -> Action {
-        guard let i = byID[t.fileID] else { return fail(.protocolViolation, "trailer for unknown file id \(t.fileID)") }
-        let e = entries[i]
-        let name = MessageName(path: e.path)
-        guard e.isData else { return fail(.protocolViolation, "trailer for directory '\(name)'") }
+        guard let (e, name) = dataEntry(t.fileID, "trailer") else { return fail(.protocolViolation, "trailer for unknown file id \(t.fileID)") }
+        guard batches[e.batchID]?.stage == .receiving else {
+            return fail(.protocolViolation, "trailer for '\(name)' before its batch was answered and planned")
+        }
+        guard e.isData, e.decision != .skip else { return fail(.protocolViolation, "trailer for '\(name)', which takes no data") }
         guard e.trailer == nil else { return fail(.protocolViolation, "second trailer for '\(name)'") }
+        if t.unreadable {
+            // The sender could not read it after all: nothing lands.
+            update(t.fileID) { $0.trailer = t }
+            return .finish(id: t.fileID)
+        }
         if e.entry.kind == .file, t.size != e.entry.size {
             return fail(.protocolViolation, "trailer says \(t.size) bytes for '\(name)' but the manifest said \(e.entry.size)")
         }
@@ -328,27 +455,34 @@ public struct ReceiverMachine: Sendable {
             return fail(.protocolViolation, "trailer for '\(name)' has no digest but verification is on")
         }
         if parallel {
-            // Chunks on other streams may still be on their way.
             guard e.received.total <= t.size else {
                 return fail(.protocolViolation, "'\(name)' has \(e.received.total) bytes but its trailer says \(t.size)")
             }
-            entries[i].trailer = t
-            return finishIfWhole(i)
+            update(t.fileID) { $0.trailer = t }
+            return finishIfWhole(t.fileID)
         }
         guard e.received.contiguous == t.size, e.received.total == t.size else {
             return fail(.protocolViolation, "'\(name)' ended after \(e.received.total) of \(t.size) bytes")
         }
-        entries[i].trailer = t
-        return .finish(index: i)
+        update(t.fileID) {
+            $0.trailer = t
+            $0.finishing = true
+        }
+        return .finish(id: t.fileID)
     }
 
     private mutating func small(_ batch: SmallFiles) -> Action {
         var out: [SmallArrival] = []
         for f in batch.files {
-            guard let i = byID[f.fileID] else { return fail(.protocolViolation, "small file for unknown file id \(f.fileID)") }
-            let e = entries[i]
-            let name = MessageName(path: e.path)
-            guard e.entry.kind == .file else { return fail(.protocolViolation, "small-files frame for '\(name)', which is not a file") }
+            guard let (e, name) = dataEntry(f.fileID, "small file") else {
+                return fail(.protocolViolation, "small file for unknown file id \(f.fileID)")
+            }
+            guard batches[e.batchID]?.stage == .receiving else {
+                return fail(.protocolViolation, "'\(name)' arrived before its batch was answered and planned")
+            }
+            guard e.entry.kind == .file, e.decision == .whole, !e.entry.flags.contains(.sparse) else {
+                return fail(.protocolViolation, "small-files frame for '\(name)', which does not take it whole")
+            }
             guard e.trailer == nil, e.received.total == 0 else {
                 return fail(.protocolViolation, "'\(name)' arrived whole after it had started")
             }
@@ -358,44 +492,85 @@ public struct ReceiverMachine: Sendable {
             if verify, f.digest == nil {
                 return fail(.protocolViolation, "'\(name)' has no digest but verification is on")
             }
-            _ = entries[i].received.insert(0..<e.entry.size)
-            entries[i].trailer = FileEnd(fileID: f.fileID, size: e.entry.size, digest: f.digest)
-            out.append(SmallArrival(index: i, file: f))
+            update(f.fileID) {
+                _ = $0.received.insert(0..<$0.entry.size)
+                $0.trailer = FileEnd(fileID: f.fileID, size: $0.entry.size, digest: f.digest)
+                $0.finishing = true
+            }
+            out.append(SmallArrival(id: f.fileID, file: f))
         }
         return .storeSmall(out)
     }
 
-    /// Entry `index` is committed (a failure ends the session anyway).
-    public mutating func finished(index: Int, bytes: UInt64) -> Action {
-        guard !entries[index].finished else { return .none }
-        entries[index].finished = true
-        unfinished -= 1
-        committedFiles += 1
-        committedBytes += bytes
-        guard case .receiving(let sawEnd) = state, sawEnd, unfinished == 0 else { return .none }
-        return complete()
+    // MARK: Settling
+
+    /// Entry `id` is settled (committed, skipped, linked, or failed with a
+    /// status the sender will see). Returns the links that waited for it,
+    /// its batch's acknowledgement when that was the last, and `complete`
+    /// when the push is done.
+    public mutating func settled(_ id: UInt32, _ status: BatchAck.Status, digest: Digest128 = .zero,
+                                 bytes: UInt64 = 0) -> [Action] {
+        guard let at = byID[id], let e = entry(id), !e.finished else { return [] }
+        update(id) { $0.result = BatchAck.Result(fileID: id, status: status, digest: digest) }
+        count(e, status, bytes)
+        var out: [Action] = []
+        if e.entry.flags.contains(.linkSource), status == .committed, var source = linkSources[id] {
+            source.committed = true
+            linkSources[id] = source
+            for link in waitingLinks.removeValue(forKey: id) ?? [] { out.append(.link(id: link, sourcePath: source.path)) }
+        }
+        batches[at.batch]!.unsettled -= 1
+        return out + ackIfSettled(at.batch)
+    }
+
+    /// A receiving batch whose entries are all settled is acknowledged and
+    /// forgotten.
+    private mutating func ackIfSettled(_ batchID: UInt32) -> [Action] {
+        guard let b = batches[batchID], b.unsettled == 0, b.stage == .receiving else { return [] }
+        batches[batchID] = nil
+        for x in b.entries { byID[x.id] = nil }
+        var out: [Action] = [.acknowledge(BatchAck(batchID: batchID, results: b.entries.compactMap(\.result)))]
+        if sawEnd, batches.isEmpty { out.append(complete()) }
+        return out
+    }
+
+    private mutating func count(_ e: IncomingEntry, _ status: BatchAck.Status, _ bytes: UInt64) {
+        guard status == .committed || status == .skipped else { return }
+        switch e.entry.kind {
+        case .file, .stdin:
+            if status == .skipped || e.decision == .skip {
+                done.skippedFiles += 1
+                done.skippedBytes += e.entry.size
+            } else {
+                done.files += 1
+                done.bytes += bytes
+                if case .patch = e.decision { done.patchedFiles += 1 }
+                if case .resumeAfter(let n) = e.decision { done.skippedBytes += n }
+            }
+        case .symlink where status == .committed: done.symlinks += 1
+        case .hardlink where status == .committed: done.hardLinks += 1
+        default: break
+        }
+    }
+
+    /// A batch whose entries all settled before its plan arrived waits for
+    /// the plan; batches with nothing offered are receiving from the start.
+    public func batchStage(_ id: UInt32) -> String {
+        switch batches[id]?.stage {
+        case .reviewing?: return "reviewing"
+        case .awaitingPlan?: return "waiting for its plan"
+        case .receiving?: return "receiving"
+        case nil: return "done"
+        }
     }
 
     private mutating func complete() -> Action {
-        state = .finished
-        return .complete(Done(files: committedFiles, bytes: committedBytes))
+        phase = .finished
+        return .complete(done)
     }
 
     private mutating func fail(_ code: ErrorFrame.Code, _ message: String) -> Action {
-        state = .failed
+        phase = .failed
         return .fail(ErrorFrame(code, message))
-    }
-}
-
-extension ReceiverMachine.Phase: CustomStringConvertible {
-    public var description: String {
-        switch self {
-        case .awaitingManifest: return "waiting for the manifest"
-        case .reviewing: return "reviewing the manifest"
-        case .awaitingResume: return "waiting for the resume decision"
-        case .receiving: return "receiving"
-        case .finished: return "finished"
-        case .failed: return "failed"
-        }
     }
 }

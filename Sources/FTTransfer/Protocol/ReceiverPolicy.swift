@@ -28,9 +28,9 @@ public struct ReceiverPolicy: Sendable {
             return nil
         case (.directory, .notDirectory):
             return ErrorFrame(.exists, "'\(name)' exists and is not a directory")
-        case (.file, .directory), (.stdin, .directory):
+        case (.file, .directory), (.stdin, .directory), (.symlink, .directory), (.hardlink, .directory):
             return ErrorFrame(.exists, "'\(name)' exists as a directory")
-        case (.file, .notDirectory), (.stdin, .notDirectory):
+        case (.file, .notDirectory), (.stdin, .notDirectory), (.symlink, .notDirectory), (.hardlink, .notDirectory):
             guard !overwrite else { return nil }
             return ErrorFrame(.exists, "'\(name)' exists in \(destination); the receiver keeps it (run ft recv with --overwrite to replace)")
         }

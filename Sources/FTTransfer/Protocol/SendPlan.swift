@@ -1,115 +1,149 @@
 import FTWire
 
-/// The order of writes for a push: stdin first, then big files largest
+/// What of one entry goes on the wire: the byte ranges that travel as data
+/// and the ranges that travel as holes (zeros, nothing sent), in offset
+/// order. A whole file is one data range; a resumed one starts after its
+/// prefix; a sparse one is its extents; a patched one is its changed chunks.
+public struct FileSend: Equatable, Sendable {
+    public var id: UInt32
+    public var kind: ManifestEntry.Kind
+    public var size: UInt64
+    public var data: [Range<UInt64>]
+    public var holes: [Range<UInt64>]
+
+    public init(id: UInt32, kind: ManifestEntry.Kind, size: UInt64, data: [Range<UInt64>]? = nil, holes: [Range<UInt64>] = []) {
+        self.id = id
+        self.kind = kind
+        self.size = size
+        self.data = data ?? (kind == .stdin || size == 0 ? [] : [0..<size])
+        self.holes = holes
+    }
+
+    /// Sent whole in a small-files frame: small, all of it, no holes.
+    var travelsWhole: Bool {
+        kind == .file && size <= SmallFiles.maxFileSize && holes.isEmpty && data == (size == 0 ? [] : [0..<size])
+    }
+
+    var bytesToSend: UInt64 { data.reduce(0) { $0 + UInt64($1.count) } }
+}
+
+/// The order of one batch's writes: stdin first, then big files largest
 /// first (a long file started late would leave the link idle at the end),
 /// then small files batched whole into `small-files` frames; each big
-/// file's chunks and its trailer; then `end`. Pure, so ordering and resume
-/// offsets are testable.
+/// file's chunks and holes in offset order, then its trailer. Pure, so
+/// ordering, resume, holes and patches are testable.
 public struct SendPlan: Sendable {
     public enum Step: Equatable, Sendable {
-        /// Send bytes [offset, offset+length) of entry `index`.
-        case chunk(index: Int, offset: UInt64, length: UInt32)
+        /// Send bytes [offset, offset+length) of entry `id`.
+        case chunk(id: UInt32, offset: UInt64, length: UInt32)
+        /// Say that [offset, offset+length) of entry `id` reads as zeros.
+        case hole(id: UInt32, offset: UInt64, length: UInt64)
         /// Pump stdin until EOF.
-        case stdin(index: Int)
-        /// Send the trailer of entry `index`.
-        case fileEnd(index: Int)
+        case stdin(id: UInt32)
+        /// Send the trailer of entry `id`.
+        case fileEnd(id: UInt32)
         /// Send these whole files in one `small-files` frame.
-        case small([Int])
-        case end
+        case small([UInt32])
     }
 
     private enum Item: Sendable {
-        case one(Int)
-        case batch([Int])
+        case one(FileSend)
+        case batch([UInt32])
     }
 
-    private let entries: [ManifestEntry]
     private let chunkSize: UInt64
-    private var skip: [UInt32: UInt64]
     private let order: [Item]
     private var position = 0
+    /// Within the current file: the merged data and hole ranges left.
+    private var pieces: [(range: Range<UInt64>, hole: Bool)] = []
+    private var piece = 0
     private var offset: UInt64 = 0
     private var startedEntry = false
-    private var ended = false
 
     /// Files sent in chunks (not stdin, not small-file batches), in the
-    /// order they go out: what a helper hashing ahead of the sender must
-    /// read, and in which order.
-    public var chunkedFiles: [Int] {
-        order.compactMap { item in
-            guard case .one(let i) = item, entries[i].kind == .file else { return nil }
-            return i
-        }
-    }
+    /// order they go out: what a helper hashing ahead must read.
+    public let chunkedFiles: [UInt32]
 
     /// `smallFiles`: batch files up to `SmallFiles.maxFileSize`.
-    public init(entries: [ManifestEntry], chunkSize: UInt32, skip: [UInt32: UInt64] = [:], smallFiles: Bool = true) {
+    public init(files: [FileSend], chunkSize: UInt32, smallFiles: Bool = true) {
         precondition(chunkSize > 0)
-        self.entries = entries
         self.chunkSize = UInt64(chunkSize)
-        self.skip = skip
-        var piped: [Int] = []
-        var big: [Int] = []
-        var small: [Int] = []
-        for (i, e) in entries.enumerated() {
-            switch e.kind {
-            case .directory: continue
-            case .stdin: piped.append(i)
-            case .file:
-                if smallFiles, e.size <= SmallFiles.maxFileSize, skip[e.fileID] == nil { small.append(i) } else { big.append(i) }
+        var piped: [FileSend] = []
+        var big: [FileSend] = []
+        var small: [FileSend] = []
+        for f in files {
+            switch f.kind {
+            case .stdin: piped.append(f)
+            case .file: if smallFiles, f.travelsWhole { small.append(f) } else { big.append(f) }
+            default: continue
             }
         }
-        big.sort { entries[$0].size > entries[$1].size || (entries[$0].size == entries[$1].size && $0 < $1) }
+        big.sort { $0.size > $1.size || ($0.size == $1.size && $0.id < $1.id) }
         var items = (piped + big).map(Item.one)
-        var batch: [Int] = []
+        var batch: [UInt32] = []
         var bytes = SmallFiles.emptyBodySize
-        for i in small {
-            let cost = SmallFiles.File.headerSize + Int(entries[i].size)
+        for f in small {
+            let cost = SmallFiles.File.headerSize + Int(f.size)
             if !batch.isEmpty, bytes + cost > SmallFiles.batchBytes {
                 items.append(.batch(batch))
                 batch = []
                 bytes = SmallFiles.emptyBodySize
             }
-            batch.append(i)
+            batch.append(f.id)
             bytes += cost
         }
         if !batch.isEmpty { items.append(.batch(batch)) }
         order = items
+        chunkedFiles = big.map(\.id)
     }
 
+    /// The next write, or nil when this batch's writes are all handed out.
     public mutating func next() -> Step? {
         while position < order.count {
-            let index: Int
+            let f: FileSend
             switch order[position] {
-            case .batch(let files):
+            case .batch(let ids):
                 position += 1
-                return .small(files)
-            case .one(let i):
-                index = i
+                return .small(ids)
+            case .one(let one):
+                f = one
             }
-            let e = entries[index]
-            if e.kind == .stdin {
+            if f.kind == .stdin {
                 if !startedEntry {
                     startedEntry = true
-                    return .stdin(index: index)
+                    return .stdin(id: f.id)
                 }
             } else {
                 if !startedEntry {
                     startedEntry = true
-                    offset = min(skip[e.fileID] ?? 0, e.size)
+                    pieces = (f.data.map { ($0, false) } + f.holes.map { ($0, true) }).sorted { $0.0.lowerBound < $1.0.lowerBound }
+                    piece = 0
+                    offset = pieces.first?.range.lowerBound ?? 0
                 }
-                if offset < e.size {
-                    let n = min(chunkSize, e.size - offset)
-                    defer { offset += n }
-                    return .chunk(index: index, offset: offset, length: UInt32(n))
+                while piece < pieces.count {
+                    let p = pieces[piece]
+                    if p.hole {
+                        piece += 1
+                        if let next = pieces[safe: piece] { offset = next.range.lowerBound }
+                        return .hole(id: f.id, offset: p.range.lowerBound, length: UInt64(p.range.count))
+                    }
+                    if offset < p.range.upperBound {
+                        let n = min(chunkSize, p.range.upperBound - offset)
+                        defer { offset += n }
+                        return .chunk(id: f.id, offset: offset, length: UInt32(n))
+                    }
+                    piece += 1
+                    if let next = pieces[safe: piece] { offset = next.range.lowerBound }
                 }
             }
             position += 1
             startedEntry = false
-            return .fileEnd(index: index)
+            return .fileEnd(id: f.id)
         }
-        if ended { return nil }
-        ended = true
-        return .end
+        return nil
     }
+}
+
+extension Array {
+    subscript(safe i: Int) -> Element? { indices.contains(i) ? self[i] : nil }
 }

@@ -1,12 +1,12 @@
-/// A chunk of entry `index`: what a connection carries, and what goes
-/// again on another data stream when one breaks.
+/// A chunk of entry `id`: what a connection carries, and what goes again
+/// on another data stream when one breaks.
 public struct FileChunk: Equatable, Sendable {
-    public var index: Int
+    public var id: UInt32
     public var offset: UInt64
     public var length: Int
 
-    public init(index: Int, offset: UInt64, length: Int) {
-        self.index = index
+    public init(id: UInt32, offset: UInt64, length: Int) {
+        self.id = id
         self.offset = offset
         self.length = length
     }
@@ -16,7 +16,8 @@ public struct FileChunk: Equatable, Sendable {
 /// whenever the connection is free; then the plan's steps in order. Chunks
 /// go on a free data stream (`-P`), and on the push's own connection only
 /// when there is none left: a chunk there would hold the control frames
-/// back. `--limit` spaces chunks out.
+/// back. `--limit` spaces chunks out. Batches' plans queue up as their
+/// answers arrive; `end` goes once the last is done.
 public struct WriteScheduler: Sendable {
     /// What the driver sees at this moment.
     public struct Situation: Equatable, Sendable {
@@ -24,7 +25,7 @@ public struct WriteScheduler: Sendable {
         public var controlQueued = false
         /// Something is being written on the push's own connection.
         public var writeBusy = false
-        /// The plan may move on (the receiver accepted, `end` not sent).
+        /// The plans may move on (`end` not sent).
         public var sending = true
         /// A data stream ready to take a chunk.
         public var idleStream: Int?
@@ -51,34 +52,37 @@ public struct WriteScheduler: Sendable {
         case chunk(FileChunk, stream: Int?)
         /// A step that is not a chunk, on the push's own connection.
         case step(SendPlan.Step)
+        /// Every plan is done and no more will come: send `end`.
+        case end
         /// Arm the `--limit` timer; call `paceTimerFired()` when it fires.
         case pace(nanoseconds: UInt64)
         /// Nothing can go now.
         case wait
     }
 
-    private var plan: SendPlan
-    /// The plan's next step, taken out and not yet handed on.
+    private var plans: [SendPlan] = []
+    private var planned = false
+    private var ended = false
+    /// The plans' next step, taken out and not yet handed on.
     private var held: SendPlan.Step?
     /// Chunks of a broken data stream, to send again first.
     private var retry: [FileChunk] = []
     private var pacer: Pacer?
     private var pacing = false
 
-    public init(plan: SendPlan, rateLimit: UInt64? = nil) {
-        self.plan = plan
+    public init(rateLimit: UInt64? = nil) {
         pacer = rateLimit.flatMap { $0 > 0 ? Pacer(bytesPerSecond: $0) : nil }
     }
 
     public mutating func next(_ s: Situation) -> Decision {
         let busy = s.writeBusy || pacing
         if !busy, s.controlQueued { return .flushControl }
-        if held == nil, s.sending { held = plan.next() }
-        var planned: FileChunk?
-        if case .chunk(let index, let offset, let length) = held {
-            planned = FileChunk(index: index, offset: offset, length: Int(length))
+        if held == nil, s.sending { held = nextStep() }
+        var chunk: FileChunk?
+        if case .chunk(let id, let offset, let length) = held {
+            chunk = FileChunk(id: id, offset: offset, length: Int(length))
         }
-        if !retry.isEmpty || planned != nil {
+        if !retry.isEmpty || chunk != nil {
             guard s.idleStream != nil || (!busy && s.streamsGone) else { return .wait }
             guard !pacing else { return .wait }
             if var p = pacer {
@@ -90,18 +94,40 @@ public struct WriteScheduler: Sendable {
                 }
             }
             let c: FileChunk
-            if retry.isEmpty {
-                c = planned!
+            if let planned = chunk, retry.isEmpty {
+                c = planned
                 held = nil
             } else {
                 c = retry.removeFirst()
             }
             return .chunk(c, stream: s.idleStream)
         }
-        guard let step = held, !busy else { return .wait }
+        guard !busy else { return .wait }
+        guard let step = held else {
+            guard s.sending, planned, plans.isEmpty, retry.isEmpty, !ended else { return .wait }
+            ended = true
+            return .end
+        }
         held = nil
         return .step(step)
     }
+
+    private mutating func nextStep() -> SendPlan.Step? {
+        while !plans.isEmpty {
+            if let step = plans[0].next() { return step }
+            plans.removeFirst()
+        }
+        return nil
+    }
+
+    /// A batch's writes, after the ones queued so far.
+    public mutating func add(_ plan: SendPlan) {
+        precondition(!planned)
+        plans.append(plan)
+    }
+
+    /// No more plans will come (the scan is done and every batch planned).
+    public mutating func allPlanned() { planned = true }
 
     /// A step handed out cannot go yet (a trailer whose digest is still
     /// being computed): it is the next one again.
@@ -118,9 +144,6 @@ public struct WriteScheduler: Sendable {
     /// A data stream broke: these of its chunks go again.
     public mutating func resend(_ chunks: [FileChunk]) { retry.append(contentsOf: chunks) }
 
-    /// Entry `index` is acknowledged: none of its chunks need go again.
-    public mutating func forget(_ index: Int) { retry.removeAll { $0.index == index } }
-
-    /// Files sent in chunks, in the order they go out.
-    public var chunkedFiles: [Int] { plan.chunkedFiles }
+    /// Entries are acknowledged: none of their chunks need go again.
+    public mutating func forget(_ ids: Set<UInt32>) { retry.removeAll { ids.contains($0.id) } }
 }

@@ -18,8 +18,10 @@ final class FileSink {
     /// Escaped wire path, for messages.
     let display: String
     let hasher: StreamHasher?
-    /// Ranges whose bytes are on disk (or written to stdout).
+    /// Ranges whose bytes are on disk (or written to stdout), holes included.
     private(set) var stored = ReceivedRanges()
+    /// Ranges that read as zeros and were never written (sparse files).
+    private var holes = ReceivedRanges()
     private(set) var hashedUpTo: UInt64 = 0
     private var committed = false
     /// Files (not streams) keep their bytes across an interrupted push.
@@ -43,14 +45,17 @@ final class FileSink {
             mapped = resume.bytes
         } else {
             raw = try Self.createLocked(directory, p, display: display)
-            if entry.size >= 1 << 20 {
-                do {
+            do {
+                if entry.flags.contains(.sparse) {
+                    // Holes stay holes: the size is set, only extents are written.
+                    _ = try retryingEINTR("set the size of", display) { ftruncate(raw, off_t(entry.size)) }
+                } else if entry.size >= 1 << 20 {
                     try FileSpace.reserve(raw, bytes: entry.size, path: display)
-                } catch {
-                    close(raw)
-                    p.remove(in: directory)
-                    throw error
                 }
+            } catch {
+                close(raw)
+                p.remove(in: directory)
+                throw error
             }
         }
         self.fd = raw
@@ -144,19 +149,48 @@ final class FileSink {
             mapped = stored.contiguous
             partial.writeMap(in: directory, stored: mapped)
         }
-        guard let hasher, stored.contiguous > hashedUpTo else { return }
-        guard !isStdout else { return }
-        try hasher.update(fd: fd, offset: hashedUpTo, length: stored.contiguous - hashedUpTo)
-        hashedUpTo = stored.contiguous
+        try advanceHash()
+    }
+
+    /// A range of a sparse file that reads as zeros: nothing is written (on
+    /// stdout the zeros are the caller's to write).
+    func didSkipHole(_ range: Range<UInt64>) throws(IOError) {
+        holes.formUnion(range)
+        try didStore(range)
+    }
+
+    /// Hashes up to where everything has arrived: holes as zeros from
+    /// memory, data from the page cache.
+    private func advanceHash() throws(IOError) {
+        guard let hasher, !isStdout else { return }
+        let end = stored.contiguous
+        while hashedUpTo < end {
+            if let hole = holes.range(containing: hashedUpTo) {
+                let stop = min(hole.upperBound, end)
+                hasher.updateZeros(stop - hashedUpTo)
+                hashedUpTo = stop
+                continue
+            }
+            let stop = min(holes.firstStart(after: hashedUpTo) ?? end, end)
+            try hasher.update(fd: fd, offset: hashedUpTo, length: stop - hashedUpTo)
+            hashedUpTo = stop
+        }
     }
 
     func digest() -> Digest128? { hasher?.digest() }
 
-    /// Applies metadata and renames the temp file to its final name.
-    func commit(entry: ManifestEntry, overwrite: Bool) throws(IOError) {
+    /// Applies metadata and renames the temp file to its final name, once
+    /// `stillBeneath` confirms its directory is where the push put it (a
+    /// local user may have moved it out of the destination meanwhile).
+    func commit(entry: ManifestEntry, overwrite: Bool, owner: Bool = false,
+                stillBeneath: (Directory) -> Bool = { _ in true }) throws(IOError) {
         guard let directory else { return }
+        guard stillBeneath(directory) else {
+            throw IOError(.noSuchFileOrDirectory, "refusing to commit", display + " (its directory was moved out of the destination during the push)")
+        }
         try Directory.applyMetadata(fd, mode: entry.mode, mtimeSeconds: entry.mtimeSeconds,
-                                    mtimeNanoseconds: entry.mtimeNanoseconds, path: display)
+                                    mtimeNanoseconds: entry.mtimeNanoseconds, path: display,
+                                    owner: owner && entry.flags.contains(.owner) ? (entry.uid, entry.gid) : nil)
         do {
             try directory.rename(tempName, to: finalName, replace: overwrite)
         } catch {

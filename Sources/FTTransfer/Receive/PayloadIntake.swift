@@ -7,7 +7,7 @@ import Glibc
 
 /// A payload being moved from a socket into entry `index`'s sink.
 struct Payload {
-    var index: Int
+    var id: UInt32
     /// Held here too: a data stream's writes keep the fd open whatever its
     /// push does meanwhile.
     var sink: FileSink

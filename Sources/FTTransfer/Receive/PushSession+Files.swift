@@ -1,23 +1,65 @@
 import FTEngine
 import FTWire
 import Logging
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Where a push's bytes land: sinks beneath the destination, verified
-/// before they take their final names.
+/// Where a push's entries land: sinks beneath the destination, verified
+/// before they take their final names; symlinks and hard links made
+/// beneath it, never followed.
 extension PushSession {
     func refusal(_ code: ErrorFrame.Code, _ message: String) -> TransferError {
         .refused(ErrorFrame(code, message), peer: peer)
     }
 
-    func sink(for index: Int) throws(TransferError) -> FileSink {
-        if let s = sinks[index] { return s }
-        let e = machine.entries[index]
+    /// The directory `path` goes in, opened from the destination's fd with
+    /// `RESOLVE_BENEATH` each time it is asked for (one lookup per call:
+    /// a directory moved out of the destination is not found again).
+    /// `cache` keeps the answers for one batch review. Nil: it does not
+    /// exist (only without `create`).
+    func parentDirectory(of path: PeerPath, create: Bool, cache: inout [PeerPath: Directory]) throws(IOError) -> Directory? {
+        guard let parent = path.parent else { return server.destination }
+        if let d = cache[parent] { return d }
+        do {
+            let (d, _) = try server.destination.openDirectory(parent.components[...], create: create)
+            cache[parent] = d
+            sweep(d, key: parent.description)
+            return d
+        } catch where !create && error.errno == .noSuchFileOrDirectory {
+            return nil
+        }
+    }
+
+    func parentDirectory(of path: PeerPath) throws(IOError) -> Directory {
+        var none: [PeerPath: Directory] = [:]
+        return try parentDirectory(of: path, create: true, cache: &none) ?? server.destination
+    }
+
+    /// Whether `dir` is still where `path`'s parent is beneath the
+    /// destination (a local user may have moved it out meanwhile).
+    func stillBeneath(_ dir: Directory, for path: PeerPath) -> Bool {
+        guard let parent = path.parent else { return true }
+        guard let now = try? server.destination.openDirectory(parent.components[...], create: false).0,
+              let a = now.identity, let b = dir.identity else { return false }
+        return a == b
+    }
+
+    /// Stale partials go once per directory and session (the set is
+    /// bounded: past it a directory may be swept twice, which is harmless).
+    private func sweep(_ dir: Directory, key: String) {
+        if swept.count > 4096 { swept.removeAll() }
+        guard swept.insert(key).inserted else { return }
+        let n = Partial.sweep(dir, olderThan: config.keepPartialHours * 3600)
+        if n > 0 { server.logger.info("removed \(n) partial files older than \(Int(config.keepPartialHours)) h from \(dir.displayPath)") }
+    }
+
+    func sink(for fileID: UInt32) throws(TransferError) -> FileSink {
+        if let s = sinks[fileID] { return s }
+        guard let e = machine.entry(fileID) else { throw .protocolViolation("no entry \(fileID)", peer: peer) }
         let display = Escape.forDisplay(e.path.description)
-        let size: UInt64? = e.entry.kind == .file ? e.entry.size : nil
         let s: FileSink
         if config.toStdout {
             s = FileSink(stdoutFor: display, verify: machine.verify)
@@ -26,82 +68,112 @@ extension PushSession {
                 let dir = try parentDirectory(of: e.path)
                 if e.entry.kind == .file {
                     s = try FileSink(directory: dir, entry: e.entry, display: display, verify: machine.verify,
-                                     resume: held.removeValue(forKey: index))
+                                     resume: held.removeValue(forKey: fileID))
                 } else {
-                    s = try FileSink(directory: dir, finalName: e.path.name, display: display, size: size, verify: machine.verify)
+                    s = try FileSink(directory: dir, finalName: e.path.name, display: display, size: nil, verify: machine.verify)
                 }
             } catch {
                 throw .io(error)
             }
         }
-        sinks[index] = s
+        sinks[fileID] = s
         return s
     }
 
-    func parentDirectory(of path: PeerPath) throws(IOError) -> Directory {
-        guard let parent = path.parent else {
-            sweep(server.destination, key: "")
-            return server.destination
-        }
-        if let d = directoryCache[parent] { return d }
-        let (d, _) = try server.destination.openDirectory(parent.components[...], create: true)
-        if directoryCache.count > 1024 { directoryCache.removeAll() }
-        directoryCache[parent] = d
-        sweep(d, key: parent.description)
-        return d
-    }
-
-    /// The parent directory of `path` if it exists, after sweeping stale
-    /// partials from it (once per directory and session).
-    func existingParent(of path: PeerPath) throws(IOError) -> Directory {
-        if let parent = path.parent, directoryCache[parent] == nil {
-            let (d, _) = try server.destination.openDirectory(parent.components[...], create: false)
-            directoryCache[parent] = d
-        }
-        let dir = path.parent.flatMap { directoryCache[$0] } ?? server.destination
-        sweep(dir, key: path.parent?.description ?? "")
-        return dir
-    }
-
-    private func sweep(_ dir: Directory, key: String) {
-        guard swept.insert(key).inserted else { return }
-        let n = Partial.sweep(dir, olderThan: config.keepPartialHours * 3600)
-        if n > 0 { server.logger.info("removed \(n) partial files older than \(Int(config.keepPartialHours)) h from \(dir.displayPath)") }
-    }
-
-    /// Every byte of entry `index` is in: verify it, commit it under its
-    /// name, and acknowledge it.
-    func finish(_ index: Int) throws(TransferError) {
-        let e = machine.entries[index]
-        guard let trailer = e.trailer else { preconditionFailure("finish before the trailer") }
-        let s = try sink(for: index)
-        if let digest = s.digest() {
-            guard let expected = trailer.digest, digest.constantTimeEquals(expected) else {
-                let theirs = trailer.digest?.hex ?? "none"
-                throw refusal(.hashMismatch,
-                    "'\(s.display)' failed verification: received bytes hash to \(digest.hex), the sender's hash is \(theirs); nothing was written under that name")
-            }
-        }
-        do {
-            try s.commit(entry: e.entry, overwrite: config.overwrite)
+    func store(_ fileID: UInt32, _ offset: UInt64, _ length: UInt32, on conn: ReceiverSession) {
+        let sink: FileSink
+        do throws(TransferError) {
+            sink = try self.sink(for: fileID)
         } catch {
-            throw refusal(error.errno == .fileExists ? .exists : .io, error.description)
+            fail(error, frame: error.frame)
+            return
         }
-        sinks[index] = nil
-        let digest = s.digest()
-        if let digest { digests.append((s.display, digest)) }
-        channel.enqueue(.fileAck(FileAck(fileID: e.entry.fileID, status: .committed, digest: digest ?? .zero)))
-        channel.flush()
-        if e.entry.size == 0 || e.entry.kind == .stdin {
-            _ = meter.advance(by: 0, path: s.display, fileBytes: trailer.size, fileSize: trailer.size)
+        let path: PayloadIntake.Path = conn === connection ? intakePath : (config.path == .copy ? .copy : .splice)
+        conn.store(Payload(id: fileID, sink: sink, start: offset, length: UInt64(length)), path: path,
+                   relay: conn === connection ? link : nil)
+    }
+
+    /// Zeros that did not travel: recorded, never written (stdout gets
+    /// them written out, as a pipe has no holes).
+    func hole(_ fileID: UInt32, _ range: Range<UInt64>) {
+        do throws(TransferError) {
+            let s = try sink(for: fileID)
+            if s.isStdout {
+                try writeZeros(UInt64(range.count), to: s)
+            }
+            do throws(IOError) { try s.didSkipHole(range) } catch { throw .io(error) }
+        } catch {
+            fail(error, frame: error.frame)
         }
-        server.emit(.fileDone(.init(session: id, path: s.display, bytes: trailer.size, digest: digest)))
+    }
+
+    private func writeZeros(_ count: UInt64, to s: FileSink) throws(TransferError) {
+        let zeros = [UInt8](repeating: 0, count: Int(min(count, 1 << 16)))
+        var left = count
+        while left > 0 {
+            let n = Int(min(left, UInt64(zeros.count)))
+            let w = zeros.withUnsafeBytes { write(s.fd, $0.baseAddress, n) }
+            if w < 0, errno == EINTR { continue }
+            guard w > 0 else { throw .io(IOError(Errno(rawValue: errno), "write", "stdout")) }
+            left -= UInt64(w)
+        }
+    }
+
+    /// A payload is in its file.
+    func payloadDone(_ p: Payload) {
+        if machine.parallel, case .finish(let fileID) = machine.chunkStored(id: p.id) {
+            finishAndSettle(fileID)
+        }
+    }
+
+    /// Verifies and commits entry `fileID`, then settles it.
+    func finishAndSettle(_ fileID: UInt32) {
+        guard let e = machine.entry(fileID), let trailer = e.trailer else { return }
+        if trailer.unreadable {
+            sinks.removeValue(forKey: fileID)?.discard(keep: false)
+            held[fileID] = nil
+            settle(fileID, .skipped)
+            return
+        }
+        do throws(TransferError) {
+            let s = try sink(for: fileID)
+            if let digest = s.digest() {
+                guard let expected = trailer.digest, digest.constantTimeEquals(expected) else {
+                    let theirs = trailer.digest?.hex ?? "none"
+                    throw refusal(.hashMismatch,
+                        "'\(s.display)' failed verification: received bytes hash to \(digest.hex), the sender's hash is \(theirs); nothing was written under that name")
+                }
+            }
+            do {
+                try s.commit(entry: e.entry, overwrite: config.overwrite, owner: ownerOf(e.entry) != nil,
+                             stillBeneath: { stillBeneath($0, for: e.path) })
+            } catch {
+                throw refusal(error.errno == .fileExists ? .exists : .io, error.description)
+            }
+            sinks[fileID] = nil
+            let digest = s.digest() ?? .zero
+            if s.digest() != nil, digests.count < ProgressEvent.Summary.digestCap { digests.append((s.display, digest)) }
+            if e.entry.flags.contains(.linkSource), let dir = s.directory, let st = try? dir.status(of: e.path.name) {
+                linkInodes[fileID] = (UInt64(st.st_dev), UInt64(st.st_ino))
+            }
+            if e.entry.size == 0 || e.entry.kind == .stdin {
+                _ = meter.advance(by: 0, path: s.display, fileBytes: trailer.size, fileSize: trailer.size)
+            }
+            server.emit(.fileDone(.init(session: id, path: s.display, bytes: trailer.size, digest: s.digest())))
+            let resumed: UInt64 = {
+                if case .resumeAfter(let n) = e.decision { return n }
+                return 0
+            }()
+            settle(fileID, .committed, digest: digest, bytes: trailer.size - min(trailer.size, resumed))
+        } catch {
+            fail(error, frame: error.frame)
+        }
     }
 
     /// A small file that came whole: verified in memory before any byte is
     /// written, then created complete under its name.
     func storeWhole(_ a: SmallArrival) throws(TransferError) {
-        let e = machine.entries[a.index]
+        guard let e = machine.entry(a.id) else { return }
         let display = Escape.forDisplay(e.path.description)
         var digest: Digest128?
         if machine.verify {
@@ -111,36 +183,106 @@ extension PushSession {
             }
             digest = mine
         }
-        do {
-            let dir = try parentDirectory(of: e.path)
-            try WholeFile.write(a.file.bytes, entry: e.entry, name: e.path.name, in: dir, overwrite: config.overwrite, display: display)
-        } catch {
-            throw refusal(error.errno == .fileExists ? .exists : .io, error.description)
+        if config.toStdout {
+            let s = try sink(for: a.id)
+            try writeAll(a.file.bytes, to: s)
+            sinks[a.id] = nil
+        } else {
+            do {
+                let dir = try parentDirectory(of: e.path)
+                try WholeFile.write(a.file.bytes, entry: e.entry, name: e.path.name, in: dir, overwrite: config.overwrite,
+                                    display: display, owner: ownerOf(e.entry))
+                if e.entry.flags.contains(.linkSource), let st = try? dir.status(of: e.path.name) {
+                    linkInodes[a.id] = (UInt64(st.st_dev), UInt64(st.st_ino))
+                }
+            } catch {
+                throw refusal(error.errno == .fileExists ? .exists : .io, error.description)
+            }
         }
-        if let digest { digests.append((display, digest)) }
-        channel.enqueue(.fileAck(FileAck(fileID: e.entry.fileID, status: .committed, digest: digest ?? .zero)))
+        if let digest, digests.count < ProgressEvent.Summary.digestCap { digests.append((display, digest)) }
         if let ev = meter.advance(by: UInt64(a.file.bytes.count), path: display, fileBytes: UInt64(a.file.bytes.count),
                                   fileSize: e.entry.size) {
             server.emit(ev)
         }
         server.emit(.fileDone(.init(session: id, path: display, bytes: UInt64(a.file.bytes.count), digest: digest)))
+        settle(a.id, .committed, digest: digest ?? .zero, bytes: UInt64(a.file.bytes.count))
     }
 
-    /// Modes and mtimes of directories we created, deepest first, after
-    /// their contents stopped changing them.
-    func applyDirectoryMetadata() {
-        let ordered = createdDirectories.sorted {
-            machine.entries[$0].path.components.count > machine.entries[$1].path.components.count
+    private func writeAll(_ bytes: [UInt8], to s: FileSink) throws(TransferError) {
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { write(s.fd, $0.baseAddress! + done, $0.count - done) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { throw .io(IOError(Errno(rawValue: errno), "write", "stdout")) }
+            done += n
         }
-        for i in ordered {
-            let e = machine.entries[i]
-            do {
-                let (dir, _) = try server.destination.openDirectory(e.path.components[...], create: false)
-                try Directory.applyMetadata(dir.fd, mode: e.entry.mode, mtimeSeconds: e.entry.mtimeSeconds,
-                                            mtimeNanoseconds: e.entry.mtimeNanoseconds, path: dir.displayPath)
-            } catch {
-                server.logger.warning("could not set mode/mtime: \(error)")
+    }
+
+    /// A symlink entry: made beneath the destination (never followed), or
+    /// skipped by this receiver's link policy. Its digest is its target
+    /// text's, read back. Nil when the push fails.
+    func makeSymlink(_ e: IncomingEntry) -> (BatchAck.Status, Digest128)? {
+        let display = Escape.forDisplay(e.path.description)
+        guard machine.links.keeps(target: e.entry.linkTarget, at: e.path) else {
+            server.logger.warning("session \(id): skipping symlink '\(display)' -> '\(Escape.forDisplay(bytes: e.entry.linkTarget))': it points outside the pushed tree (ft recv --links all keeps such links)")
+            return (.skipped, .zero)
+        }
+        do throws(IOError) {
+            let dir = try parentDirectory(of: e.path)
+            do throws(IOError) {
+                try dir.makeSymlink(e.path.name, target: e.entry.linkTarget)
+            } catch where error.errno == .fileExists && config.overwrite {
+                let temp = ".ft-" + randomHex(8) + ".link"
+                try dir.makeSymlink(temp, target: e.entry.linkTarget)
+                do { try dir.rename(temp, to: e.path.name, replace: true) } catch {
+                    dir.remove(temp)
+                    throw error
+                }
             }
+            dir.applyLinkMetadata(e.path.name, mtimeSeconds: e.entry.mtimeSeconds, mtimeNanoseconds: e.entry.mtimeNanoseconds,
+                                  owner: ownerOf(e.entry))
+            let back = dir.readLink(e.path.name) ?? []
+            return (.committed, back.withUnsafeBytes { StreamHasher.hash($0) })
+        } catch {
+            let e = refusal(error.errno == .fileExists ? .exists : .io, error.description)
+            fail(e, frame: e.frame)
+            return nil
         }
+    }
+
+    /// Entry `fileID` is another name for a file this push committed: a
+    /// hard link beneath the destination, after checking the name still
+    /// holds the inode the push wrote.
+    func makeHardLink(_ fileID: UInt32, to sourcePath: PeerPath) {
+        guard let e = machine.entry(fileID) else { return }
+        let display = Escape.forDisplay(e.path.description)
+        guard let inode = linkInodes[e.entry.linkTo] else {
+            let r = refusal(.refused, "'\(display)' links to a file this push did not commit")
+            fail(r, frame: r.frame)
+            return
+        }
+        do throws(IOError) {
+            let sourceDir = try parentDirectory(of: sourcePath)
+            guard let st = try sourceDir.status(of: sourcePath.name), UInt64(st.st_dev) == inode.dev, UInt64(st.st_ino) == inode.ino,
+                  st.st_mode & S_IFMT == S_IFREG else {
+                throw IOError(.noSuchFileOrDirectory, "refusing to link", "\(display) (its source '\(Escape.forDisplay(sourcePath.description))' was changed during the push)")
+            }
+            let dir = try parentDirectory(of: e.path)
+            do throws(IOError) {
+                try dir.hardLink(e.path.name, to: sourcePath.name, in: sourceDir)
+            } catch where error.errno == .fileExists && config.overwrite {
+                let temp = ".ft-" + randomHex(8) + ".link"
+                try dir.hardLink(temp, to: sourcePath.name, in: sourceDir)
+                do { try dir.rename(temp, to: e.path.name, replace: true) } catch {
+                    dir.remove(temp)
+                    throw error
+                }
+            }
+        } catch {
+            let r = refusal(error.errno == .fileExists ? .exists : .io, error.description)
+            fail(r, frame: r.frame)
+            return
+        }
+        settle(fileID, .committed)
     }
 }

@@ -25,7 +25,7 @@ extension PushSession {
     func relayForward(_ f: Frame) {
         guard let link, !link.final else { return }
         switch f {
-        case .manifest, .manifestEnd, .data, .fileEnd, .smallFiles, .end:
+        case .pushInfo, .batch, .totals, .data, .hole, .fileEnd, .smallFiles, .end:
             link.forward(f)
         default:
             break
@@ -38,9 +38,9 @@ extension PushSession {
             connection.finishIfClosed()
             return
         }
-        if reviewWaitsForLink, link.final || link.state == .ready {
-            reviewWaitsForLink = false
-            sendAccept()
+        if let waiting = reviewWaitsForLink, link.final || link.state == .ready {
+            reviewWaitsForLink = nil
+            answer(waiting.batchID, offers: waiting.offers)
         }
         connection.relayChanged()
         if link.final, let done = heldDone {

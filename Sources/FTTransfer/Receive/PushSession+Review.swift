@@ -5,116 +5,122 @@ import FTWire
 import Glibc
 #endif
 
-/// The review of a manifest against the destination, before any byte
-/// lands: what stands where entries go (the policy decides), partials of
-/// earlier pushes to offer, free space, and the directories made ahead.
+/// The review of each batch against the destination, before any of its
+/// bytes land: what stands where its entries go (the policy decides),
+/// partials of earlier pushes to offer, free space, then the directories
+/// and symlinks it makes, and the answer.
 extension PushSession {
-    func review() {
+    func review(_ batchID: UInt32) {
+        if config.toStdout {
+            guard let t = totals else {
+                // One entry in all, or none: known once the sender's scan is done.
+                reviewWaitsForTotals = batchID
+                return
+            }
+            let entries = machine.entries(of: batchID)
+            if let e = server.policy.stdoutRefusal(entries: Int(t.entries), dataEntries: entries.filter(\.isData).count) {
+                fail(.refused(e, peer: peer), frame: e)
+                return
+            }
+            answer(batchID, offers: [:])
+            return
+        }
+        reviewingBatch = batchID
+        let entries = machine.entries(of: batchID)
+        var candidates: [(id: UInt32, fd: CInt, prefix: UInt64)] = []
         do throws(TransferError) {
-            if config.toStdout {
-                let data = machine.entries.filter(\.isData)
-                if let e = server.policy.stdoutRefusal(entries: machine.entries.count, dataEntries: data.count) {
-                    throw .refused(e, peer: peer)
-                }
-                meter.totalBytes = data[0].entry.kind == .file ? data[0].entry.size : nil
-                reviewed()
-                return
-            }
-            let (needed, absent) = try checkDestination()
-            let candidates = try lockPartials(absent: absent)
-            guard !candidates.isEmpty else {
-                try prepare(needed: needed)
-                reviewed()
-                return
-            }
-            // Hashing held prefixes may read gigabytes: off the loop, so no
-            // other session waits for it. If this session ends meanwhile,
-            // the results are dropped (their fds close with them).
-            server.offload.run({ Self.hashPrefixes(candidates) }) { [weak self] results in
-                guard let self, !connection.isClosing else { return }
-                for (i, h) in results { held[i] = h }
-                do throws(TransferError) {
-                    try prepare(needed: needed)
-                } catch {
-                    fail(error, frame: error.frame)
-                    return
-                }
-                reviewed()
-            }
+            let needed = try checkDestination(entries, partials: &candidates)
+            let free: UInt64
+            do { free = try server.destination.availableBytes() } catch { throw .io(error) }
+            if let e = server.policy.spaceRefusal(needed: needed, free: free) { throw .refused(e, peer: peer) }
         } catch {
+            for c in candidates { close(c.fd) }
             fail(error, frame: error.frame)
+            return
+        }
+        guard !candidates.isEmpty else {
+            prepare(batchID, offers: [:])
+            return
+        }
+        // Hashing held prefixes may read gigabytes: off the loop, so no
+        // other session waits for it. If this session ends meanwhile, the
+        // results are dropped (their fds close with them).
+        let toHash = candidates
+        server.offload.run({ Self.hashPrefixes(toHash) }) { [weak self] results in
+            guard let self, !connection.isClosing else { return }
+            var offers: [UInt32: BatchAnswer.Offer] = [:]
+            for (fileID, h) in results {
+                held[fileID] = h
+                offers[fileID] = .prefix(bytes: h.bytes, digest: h.digest)
+            }
+            prepare(batchID, offers: offers)
         }
     }
 
-    /// Conflicts with what exists, and the bytes the push needs. Returns
-    /// the directories found absent: nothing beneath them exists either,
-    /// so a fresh tree costs one lookup per top directory, not per entry.
-    private func checkDestination() throws(TransferError) -> (needed: UInt64, absent: Set<PeerPath>) {
-        let dest = server.destination
+    /// Conflicts with what exists, partials to offer, and the bytes the
+    /// batch needs. Beneath a directory this push is about to make nothing
+    /// exists, so a fresh tree costs one lookup per top directory.
+    private func checkDestination(_ entries: [IncomingEntry],
+                                  partials: inout [(id: UInt32, fd: CInt, prefix: UInt64)]) throws(TransferError) -> UInt64 {
         var needed: UInt64 = 0
         var absent = Set<PeerPath>()
-        for e in machine.entries {
-            let existing: stat?
-            if let parent = e.path.parent, absent.contains(parent) {
+        var parents: [PeerPath: Directory] = [:]
+        for e in entries {
+            let name = Escape.forDisplay(e.path.description)
+            var existing: stat?
+            var parentDir: Directory?
+            if let parent = e.path.parent, absent.contains(parent) || freshlyMade(parent) {
                 existing = nil
             } else {
                 do {
-                    existing = try dest.lookup(e.path.components)
+                    let dir = try parentDirectory(of: e.path, create: false, cache: &parents)
+                    parentDir = dir
+                    existing = try dir?.status(of: e.path.name)
+                    if dir == nil, let parent = e.path.parent { absent.insert(parent) }
                 } catch {
-                    throw refusal(.refused, "'\(Escape.forDisplay(e.path.description))': \(error.operation) \(error.target ?? "")")
+                    throw refusal(.refused, "'\(name)': \(error.operation) \(error.target ?? "")")
                 }
             }
             if existing == nil, e.entry.kind == .directory { absent.insert(e.path) }
             if let st = existing {
                 let kind: ReceiverPolicy.Existing = st.st_mode & S_IFMT == S_IFDIR ? .directory : .notDirectory
-                if let conflict = server.policy.conflict(e.entry.kind, Escape.forDisplay(e.path.description), existing: kind) {
+                if let conflict = server.policy.conflict(e.entry.kind, name, existing: kind) {
                     throw .refused(conflict, peer: peer)
                 }
             }
-            if e.entry.kind == .file { needed += e.entry.size }
-        }
-        return (needed, absent)
-    }
-
-    /// Partials of earlier pushes of these entries, opened and locked, to
-    /// hash and offer in `accept`. A partial another session holds means a
-    /// concurrent push of the same entry: refused.
-    private func lockPartials(absent: Set<PeerPath>) throws(TransferError) -> [(index: Int, fd: CInt, prefix: UInt64)] {
-        // Each host of a chain gets the whole stream.
-        guard !machine.chain else { return [] }
-        var out: [(index: Int, fd: CInt, prefix: UInt64)] = []
-        // A parent that is not there holds no partials: asked once, not once
-        // per file (a fresh tree of 10,000 files would walk 10,000 times).
-        var missing = absent
-        for (i, e) in machine.entries.enumerated() where e.entry.kind == .file && e.entry.size > 0 {
-            if let parent = e.path.parent, missing.contains(parent) { continue }
-            guard let dir = try? existingParent(of: e.path) else {
-                if let parent = e.path.parent { missing.insert(parent) }
-                continue
-            }
+            guard e.entry.kind == .file else { continue }
+            needed += e.entry.size
+            // Each host of a chain gets the whole stream: no offers.
+            guard !machine.chain, e.entry.size > 0, let dir = parentDir else { continue }
             let p = Partial(e.entry)
             guard let prefix = p.storedPrefix(in: dir), prefix > 0, prefix <= e.entry.size,
                   let part = try? dir.open(p.partName, flags: O_RDWR) else { continue }
             let fd = part.release()
             guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
                 close(fd)
-                for c in out { close(c.fd) }
-                throw refusal(.busy, "another push of '\(Escape.forDisplay(e.path.description))' is writing into this directory right now")
+                throw refusal(.busy, "another push of '\(name)' is writing into this directory right now")
             }
             var st = stat()
             guard fstat(fd, &st) == 0, UInt64(st.st_size) >= prefix else {
                 close(fd)
                 continue
             }
-            out.append((i, fd, prefix))
+            partials.append((e.id, fd, prefix))
+            needed -= prefix
         }
-        return out
+        return needed
+    }
+
+    /// Whether `path` is a directory this push made in this review, or
+    /// around it (nothing was there before it).
+    private func freshlyMade(_ path: PeerPath) -> Bool {
+        openDirs.contains { $0.created && $0.path == path }
     }
 
     /// Runs on the offload thread: each prefix's digest, and the hasher
     /// that read it (a resumed file's hash goes on from there).
-    private static func hashPrefixes(_ candidates: [(index: Int, fd: CInt, prefix: UInt64)]) -> [(Int, HeldPrefix)] {
-        var out: [(Int, HeldPrefix)] = []
+    private static func hashPrefixes(_ candidates: [(id: UInt32, fd: CInt, prefix: UInt64)]) -> [(UInt32, HeldPrefix)] {
+        var out: [(UInt32, HeldPrefix)] = []
         for c in candidates {
             let hasher = StreamHasher()
             do {
@@ -123,37 +129,135 @@ extension PushSession {
                 close(c.fd)
                 continue
             }
-            out.append((c.index, HeldPrefix(fd: c.fd, bytes: c.prefix, digest: hasher.digest(), hasher: hasher)))
+            out.append((c.id, HeldPrefix(fd: c.fd, bytes: c.prefix, digest: hasher.digest(), hasher: hasher)))
         }
         return out
     }
 
-    /// Free space for what is still to come, and the directories made.
-    private func prepare(needed: UInt64) throws(TransferError) {
-        let dest = server.destination
-        let toCome = needed - min(needed, held.values.reduce(0) { $0 + $1.bytes })
-        let free: UInt64
-        do { free = try dest.availableBytes() } catch { throw .io(error) }
-        if let e = server.policy.spaceRefusal(needed: toCome, free: free) { throw .refused(e, peer: peer) }
-        for (i, e) in machine.entries.enumerated() where e.entry.kind == .directory {
-            do {
-                let (_, created) = try dest.openDirectory(e.path.components[...], create: true)
-                if created > 0 { createdDirectories.append(i) }
-            } catch {
-                throw .io(error)
+    /// The batch passed: make its directories and symlinks, then answer
+    /// (unless the next host of a chain gets its chance to answer first: a
+    /// refusal there passes it by before any data is committed to it).
+    private func prepare(_ batchID: UInt32, offers: [UInt32: BatchAnswer.Offer]) {
+        let entries = machine.entries(of: batchID)
+        var made: [(UInt32, BatchAck.Status, Digest128)] = []
+        for e in entries {
+            closeDirectories(before: e.path, batch: batchID)
+            switch e.entry.kind {
+            case .directory:
+                do {
+                    let (_, created) = try server.destination.openDirectory(e.path.components[...], create: true)
+                    openDirs.append((e.path, e.entry, created > 0))
+                } catch {
+                    fail(.io(error), frame: TransferError.io(error).frame)
+                    return
+                }
+                made.append((e.id, .committed, .zero))
+            case .symlink:
+                guard let result = makeSymlink(e) else { return }
+                made.append((e.id, result.0, result.1))
+            default:
+                break
             }
         }
-        meter.totalBytes = machine.entries.contains { $0.entry.kind == .stdin } ? nil : toCome
-    }
-
-    /// The review passed: accept, unless the next host of a chain gets its
-    /// chance to accept first (a refusal there passes it by before any data
-    /// is committed to it).
-    private func reviewed() {
         if let link, !link.final, link.state != .ready {
-            reviewWaitsForLink = true
+            reviewWaitsForLink = (batchID, offers)
+            settleMade(made)
             return
         }
-        sendAccept()
+        answer(batchID, offers: offers)
+        settleMade(made)
+    }
+
+    private func settleMade(_ made: [(UInt32, BatchAck.Status, Digest128)]) {
+        for (fileID, status, digest) in made {
+            guard !connection.isClosing else { return }
+            settle(fileID, status, digest: digest)
+        }
+    }
+
+    /// Sends the answer and tells the machine; what that brings (links to
+    /// make, the next review) follows.
+    func answer(_ batchID: UInt32, offers: [UInt32: BatchAnswer.Offer]) {
+        let items = offers.sorted { $0.key < $1.key }.map { BatchAnswer.Item(fileID: $0.key, offer: $0.value) }
+        for frame in BatchAnswer.frames(batchID: batchID, items) { channel.enqueue(.answer(frame)) }
+        channel.flush()
+        act(machine.answered(batchID, offers: offers))
+    }
+
+    /// The sender's decisions on the offers: held prefixes it does not
+    /// resume from are dropped, skipped entries are settled.
+    func applyPlan(_ batchID: UInt32, _ items: [BatchPlan.Item]) {
+        var decided = Set<UInt32>()
+        for item in items {
+            decided.insert(item.fileID)
+            switch item.decision {
+            case .whole:
+                dropHeld(item.fileID)
+            case .resumeAfter:
+                break
+            case .skip:
+                dropHeld(item.fileID)
+                settle(item.fileID, .skipped)
+            case .patch:
+                dropHeld(item.fileID)
+            }
+        }
+        // An offer the plan does not name is not taken.
+        for e in machine.entries(of: batchID) where e.offer != nil && !decided.contains(e.id) { dropHeld(e.id) }
+    }
+
+    private func dropHeld(_ fileID: UInt32) {
+        guard held.removeValue(forKey: fileID) != nil, let e = machine.entry(fileID),
+              let dir = try? parentDirectory(of: e.path) else { return }
+        // The held fd closes with the HeldPrefix; its bytes go.
+        Partial(e.entry).remove(in: dir)
+    }
+
+    // MARK: Directories' metadata
+
+    /// Directories around the previous entry that `path` is not inside are
+    /// fully announced: their metadata goes on once the batches holding
+    /// what is in them are acknowledged.
+    private func closeDirectories(before path: PeerPath, batch: UInt32) {
+        while let top = openDirs.last, !path.isInside(top.path) {
+            openDirs.removeLast()
+            if top.created { closedDirs.append((top.path, top.entry, batch)) }
+        }
+    }
+
+    /// Modes and mtimes of the directories made, deepest first, once
+    /// nothing more is written into them.
+    func applyDirectoryMetadata(upTo batch: UInt32) {
+        if batch == .max {
+            for d in openDirs where d.created { closedDirs.append((d.path, d.entry, 0)) }
+            openDirs.removeAll()
+        }
+        var ready = closedDirs.filter { $0.batch <= batch }
+        guard !ready.isEmpty else { return }
+        closedDirs.removeAll { $0.batch <= batch }
+        ready.sort { $0.path.components.count > $1.path.components.count }
+        for d in ready {
+            do {
+                let (dir, _) = try server.destination.openDirectory(d.path.components[...], create: false)
+                try Directory.applyMetadata(dir.fd, mode: d.entry.mode, mtimeSeconds: d.entry.mtimeSeconds,
+                                            mtimeNanoseconds: d.entry.mtimeNanoseconds, path: dir.displayPath,
+                                            owner: ownerOf(d.entry))
+            } catch {
+                server.logger.warning("could not set mode/mtime: \(error)")
+            }
+        }
+    }
+
+    /// uid and gid to apply: only when asked, and only as root.
+    func ownerOf(_ e: ManifestEntry) -> (uid: UInt32, gid: UInt32)? {
+        guard machine.info.flags.contains(.owner), e.flags.contains(.owner), geteuid() == 0 else { return nil }
+        return (e.uid, e.gid)
+    }
+}
+
+extension PeerPath {
+    /// Whether this path is `dir` or beneath it.
+    func isInside(_ dir: PeerPath) -> Bool {
+        components.count > dir.components.count && components.starts(with: dir.components)
     }
 }

@@ -8,8 +8,10 @@ import Glibc
 
 /// One push being received, after its handshake: drives its
 /// `ReceiverMachine` with the frames of its own connection and the chunks
-/// of its data streams, and carries out what it answers: review, stores,
-/// verification and commits, the relay to a chain's next host.
+/// of its data streams, and carries out what it answers: each batch's
+/// review, stores, verification and commits, links, acknowledgements, the
+/// relay to a chain's next host. What it holds follows the batches in
+/// flight, not the size of the push.
 final class PushSession {
     unowned let connection: ReceiverSession
     let sender: Hello
@@ -17,22 +19,36 @@ final class PushSession {
     var machine: ReceiverMachine
     var meter: ProgressMeter
 
-    var sinks: [Int: FileSink] = [:]
-    /// Partials from earlier pushes, offered in `accept`, by entry index.
-    var held: [Int: HeldPrefix] = [:]
-    var createdDirectories: [Int] = []
-    var directoryCache: [PeerPath: Directory] = [:]
-    var swept = Set<String>()
+    var sinks: [UInt32: FileSink] = [:]
+    /// Partials from earlier pushes, offered in an answer, by entry id.
+    var held: [UInt32: HeldPrefix] = [:]
+    /// Committed link sources: where their inode is, to link to it and to
+    /// check nobody swapped it.
+    var linkInodes: [UInt32: (dev: UInt64, ino: UInt64)] = [:]
     var digests: [(path: String, digest: Digest128)] = []
-    var skippedBytes: UInt64 = 0
+    var swept = Set<String>()
+    var totals: Totals?
+    var startedEmitted = false
+    /// A review that waits for the push's totals (a stdout receiver takes
+    /// one entry only).
+    var reviewWaitsForTotals: UInt32?
     /// Whether a failure keeps stored prefixes for a later resume.
     var keepPartials = true
+
+    /// Directories this push made: the ones around the entry under review,
+    /// and those whose subtree is announced, waiting for their batches'
+    /// acknowledgements before their mode and mtime go on.
+    var openDirs: [(path: PeerPath, entry: ManifestEntry, created: Bool)] = []
+    var closedDirs: [(path: PeerPath, entry: ManifestEntry, batch: UInt32)] = []
+    var acked = Set<UInt32>()
+    var ackedThrough: UInt32 = 0
+    var reviewingBatch: UInt32 = 0
 
     /// Chain push: the connection to the next host, and our `done` held
     /// until that host has answered.
     var link: RelayLink?
     var heldDone: Done?
-    var reviewWaitsForLink = false
+    var reviewWaitsForLink: (batchID: UInt32, offers: [UInt32: BatchAnswer.Offer])?
 
     /// This push's extra data streams.
     private(set) var streams: [ReceiverSession] = []
@@ -43,7 +59,7 @@ final class PushSession {
         self.sender = sender
         self.features = features
         machine = ReceiverMachine(version: version, allowSensitive: connection.config.allowSensitive,
-                                  parallel: features.contains(.dataStreams))
+                                  links: connection.config.links, parallel: features.contains(.dataStreams))
         meter = ProgressMeter(session: connection.id, totalBytes: nil)
     }
 
@@ -77,52 +93,65 @@ final class PushSession {
 
     func received(_ f: Frame) {
         relayForward(f)
-        act(machine.receive(f))
+        let action = machine.receive(f)
+        act(action)
+        // A payload follows a data header on the socket: the intake reads it
+        // and asks for the next frame when it is in.
+        switch action {
+        case .store, .discard: break
+        default: if !connection.isClosing { connection.read() }
+        }
     }
 
     func act(_ action: ReceiverMachine.Action) {
         switch action {
         case .none:
-            connection.read()
-        case .review:
+            break
+        case .info(let info):
             if let e = server.policy.sessionLimitRefusal(active: server.activePushes) {
                 fail(.refused(e, peer: peer), frame: e)
                 return
             }
             server.admit(connection)
-            review()
-        case .relay(let hops):
-            startRelay(hops)
-        case .resume(let keep, let drop):
-            for i in drop {
-                // The held fd closes with the HeldPrefix; its bytes go.
-                if held.removeValue(forKey: i) != nil, let dir = try? parentDirectory(of: machine.entries[i].path) {
-                    Partial(machine.entries[i].entry).remove(in: dir)
-                }
-            }
-            skippedBytes = keep.reduce(0) { $0 + $1.bytes }
-            announceStart()
-            connection.read()
-        case .store(let index, let offset, let length):
-            store(index, offset, length, on: connection)
-        case .discard(let length):
-            connection.discard(length, path: intakePath)
-        case .storeSmall(let arrivals):
-            do throws(TransferError) {
-                for a in arrivals { try storeWhole(a) }
-            } catch {
-                fail(error, frame: error.frame)
+            if let why = unsupported(info.flags) {
+                fail(.refused(ErrorFrame(.refused, why), peer: peer), frame: ErrorFrame(.refused, why))
                 return
             }
+            if info.entries != PushInfo.unknown { sized(Totals(entries: info.entries, bytes: info.bytes)) }
+        case .totals(let t):
+            sized(t)
+        case .relay(let hops):
+            startRelay(hops)
+        case .review(let batchID):
+            review(batchID)
+        case .plan(let batchID, let items):
+            applyPlan(batchID, items)
+        case .store(let fileID, let offset, let length):
+            store(fileID, offset, length, on: connection)
+        case .discard(let length):
+            connection.discard(length, path: intakePath)
+        case .hole(let fileID, let range):
+            hole(fileID, range)
+        case .storeSmall(let arrivals):
+            for a in arrivals {
+                do throws(TransferError) {
+                    try storeWhole(a)
+                } catch {
+                    fail(error, frame: error.frame)
+                    return
+                }
+                guard !connection.isClosing else { return }
+            }
+        case .finish(let fileID):
+            finishAndSettle(fileID)
+        case .link(let fileID, let sourcePath):
+            makeHardLink(fileID, to: sourcePath)
+        case .acknowledge(let ack):
+            channel.enqueue(.batchAck(ack))
             channel.flush()
-            var next = ReceiverMachine.Action.none
-            for a in arrivals { next = machine.finished(index: a.index, bytes: UInt64(a.file.bytes.count)) }
-            if case .complete = next { act(next) } else { connection.read() }
-        case .finish(let index):
-            guard finishAndAcknowledge(index) else { return }
-            connection.read()
+            batchAcknowledged(ack.batchID)
         case .complete(let done):
-            applyDirectoryMetadata()
+            applyDirectoryMetadata(upTo: .max)
             if let link, !link.final {
                 // Our copy is whole; `done` waits for the next host's news.
                 heldDone = done
@@ -136,69 +165,62 @@ final class PushSession {
         }
     }
 
-    /// Verifies and commits entry `index`, and completes the push if that
-    /// was the last; false if the session failed.
-    @discardableResult
-    func finishAndAcknowledge(_ index: Int) -> Bool {
-        do throws(TransferError) {
-            try finish(index)
-        } catch {
-            fail(error, frame: error.frame)
-            return false
+    /// Carries out a list of actions in order, stopping if the push fails.
+    func act(_ actions: [ReceiverMachine.Action]) {
+        for a in actions {
+            guard !connection.isClosing else { return }
+            act(a)
         }
-        let next = machine.finished(index: index, bytes: machine.entries[index].trailer?.size ?? 0)
-        if case .complete = next {
-            act(next)
-            return false
-        }
-        return true
     }
 
-    private func store(_ index: Int, _ offset: UInt64, _ length: UInt32, on conn: ReceiverSession) {
-        let sink: FileSink
-        do throws(TransferError) {
-            sink = try self.sink(for: index)
-        } catch {
-            fail(error, frame: error.frame)
+    /// What of the push's asks this receiver does not do.
+    private func unsupported(_ flags: PushInfo.Flags) -> String? {
+        if flags.contains(.owner), geteuid() != 0 {
+            logger.info("session \(id): the sender asked to keep owners; this receiver is not root, so files belong to it")
+        }
+        return nil
+    }
+
+    var logger: Logger { server.logger }
+
+    /// The push's size is known: the bar's total, a first free-space check,
+    /// and (stdout) a review that waited for it.
+    private func sized(_ t: Totals) {
+        totals = t
+        meter.totalBytes = t.bytes
+        if !config.toStdout, let free = try? server.destination.availableBytes(),
+           let e = server.policy.spaceRefusal(needed: t.bytes, free: free) {
+            fail(.refused(e, peer: peer), frame: e)
             return
         }
-        let path: PayloadIntake.Path = conn === connection ? intakePath : (config.path == .copy ? .copy : .splice)
-        conn.store(Payload(index: index, sink: sink, start: offset, length: UInt64(length)), path: path,
-                   relay: conn === connection ? link : nil)
-    }
-
-    /// A payload is in its file.
-    func payloadDone(_ p: Payload) {
-        if machine.parallel, case .finish(let i) = machine.chunkStored(index: p.index) {
-            finishAndAcknowledge(i)
+        if !startedEmitted {
+            startedEmitted = true
+            server.emit(.started(.init(session: id, peer: peer, files: Int(t.entries), directories: 0,
+                                       totalBytes: t.bytes, skippedBytes: 0)))
+        }
+        if let b = reviewWaitsForTotals {
+            reviewWaitsForTotals = nil
+            review(b)
         }
     }
 
-    func advanceMeter(_ index: Int, _ s: FileSink, _ n: UInt64) {
-        let e = machine.entries[index]
-        if let ev = meter.advance(by: n, path: s.display, fileBytes: s.stored.total,
-                                  fileSize: e.entry.kind == .file ? e.entry.size : nil) {
+    /// Entry `fileID` is settled: its batch may be acknowledged, links may wait
+    /// on it.
+    func settle(_ fileID: UInt32, _ status: BatchAck.Status, digest: Digest128 = .zero, bytes: UInt64 = 0) {
+        act(machine.settled(fileID, status, digest: digest, bytes: bytes))
+    }
+
+    private func batchAcknowledged(_ batchID: UInt32) {
+        acked.insert(batchID)
+        while acked.remove(ackedThrough + 1) != nil { ackedThrough += 1 }
+        applyDirectoryMetadata(upTo: ackedThrough)
+    }
+
+    func advanceMeter(_ fileID: UInt32, _ s: FileSink, _ n: UInt64) {
+        let size = machine.entry(fileID).flatMap { $0.entry.kind == .file ? $0.entry.size : nil }
+        if let ev = meter.advance(by: n, path: s.display, fileBytes: s.stored.total, fileSize: size) {
             server.emit(ev)
         }
-    }
-
-    func announceStart() {
-        let files = machine.entries.filter(\.isData).count
-        meter.totalBytes = meter.totalBytes.map { $0 - min($0, skippedBytes) }
-        server.emit(.started(.init(
-            session: id, peer: peer, files: files, directories: machine.entries.count - files,
-            totalBytes: meter.totalBytes, skippedBytes: skippedBytes)))
-    }
-
-    func sendAccept() {
-        let offered = held.sorted { $0.key < $1.key }.map {
-            Accept.Have(fileID: machine.entries[$0.key].entry.fileID, bytes: $0.value.bytes, digest: $0.value.digest)
-        }
-        machine.accepted(offering: offered)
-        channel.enqueue(.accept(Accept(have: offered)))
-        channel.flush()
-        if offered.isEmpty { announceStart() }
-        connection.read()
     }
 
     func complete(_ done: Done) {
@@ -207,11 +229,16 @@ final class PushSession {
         channel.flush()
         connection.succeeded = true
         let seconds = Double(monotonicNanoseconds() - connection.started) / 1e9
-        let dirs = machine.entries.filter { !$0.isData }.count
+        var tally = ProgressEvent.Tally()
+        tally.identicalFiles = done.skippedFiles
+        tally.patchedFiles = done.patchedFiles
+        tally.deleted = done.deleted
+        tally.symlinks = done.symlinks
+        tally.hardLinks = done.hardLinks
         server.emit(.finished(.init(
-            session: id, peer: peer, files: Int(done.files), directories: dirs, bytes: done.bytes,
-            skippedBytes: skippedBytes, seconds: seconds, verified: machine.verify, digests: digests,
-            engine: EngineReport(backend: server.loop.backend.kind, dataPath: dataPath, stats: server.loop.stats))))
+            session: id, peer: peer, files: Int(done.files), directories: 0, bytes: done.bytes,
+            skippedBytes: done.skippedBytes, seconds: seconds, verified: machine.verify, digests: digests,
+            engine: EngineReport(backend: server.loop.backend.kind, dataPath: dataPath, stats: server.loop.stats), tally: tally)))
         connection.beginClose()
     }
 
@@ -234,8 +261,8 @@ final class PushSession {
     func dataStreamChunk(_ h: DataHeader, on stream: ReceiverSession) {
         connection.lastActivity = monotonicNanoseconds()
         switch machine.dataStreamChunk(h) {
-        case .store(let index, let offset, let length):
-            store(index, offset, length, on: stream)
+        case .store(let fileID, let offset, let length):
+            store(fileID, offset, length, on: stream)
         case .discard(let length):
             stream.discard(length, path: config.path == .copy ? .copy : .splice)
         case .fail(let e):
@@ -247,7 +274,7 @@ final class PushSession {
 
     /// A chunk's stream broke before its payload was all in.
     func chunkLost(_ p: Payload) {
-        machine.chunkLost(index: p.index, range: p.start..<p.start + p.length)
+        machine.chunkLost(id: p.id, range: p.start..<p.start + p.length)
     }
 
     /// The push ends: its streams wind down. After `done` the sender closes

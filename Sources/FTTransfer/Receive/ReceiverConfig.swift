@@ -41,6 +41,8 @@ public struct ReceiverConfig: Sendable {
     public var allowSensitive = false
     /// Refuse pushes that are not sealed with `--encrypt`.
     public var requireEncryption = false
+    /// Which symlinks of a push are made (the others are skipped, each named).
+    public var links = LinkPolicy.safe
 
     public init(
         listen: Endpoint = Endpoint(host: nil, port: Endpoint.ftPort), directory: String = ".", once: Bool = false,

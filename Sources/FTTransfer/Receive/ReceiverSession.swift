@@ -267,9 +267,9 @@ final class ReceiverSession: LoopHandler {
         case .none:
             break
         case .stored(let n):
-            if let p = intakeStore?.current { push.advanceMeter(p.index, p.sink, UInt64(n)) }
+            if let p = intakeStore?.current { push.advanceMeter(p.id, p.sink, UInt64(n)) }
         case .finished(let p, let n):
-            if let p, n > 0 { push.advanceMeter(p.index, p.sink, UInt64(n)) }
+            if let p, n > 0 { push.advanceMeter(p.id, p.sink, UInt64(n)) }
             if let p { push.payloadDone(p) }
             read()
         case .socketLost(let e, let tellPeer):

@@ -317,13 +317,14 @@ final class RelayLink: LoopHandler {
             return
         }
         switch (state, f) {
-        case (.handshaking, .accept(let accept)):
-            if !accept.have.isEmpty { a.channel.enqueue(.resume(Resume(skips: []))) }
-            state = .ready
-            a.channel.flush()
+        case (.handshaking, .answer(let answer)):
+            // A chain host offers nothing (each gets the whole stream); its
+            // first whole answer says it took the push.
             a.channel.read()
+            guard answer.last else { return }
+            state = .ready
             session.relayChanged()
-        case (.ready, .fileAck):
+        case (.ready, .answer), (.ready, .batchAck):
             a.channel.read()
         case (.ready, .done(let d)):
             outcomes.append(.init(host: host, ok: true, files: d.files, bytes: d.bytes))

@@ -12,15 +12,15 @@ import Glibc
 /// the filesystem has no O_TMPFILE, a named temp file and a rename.
 enum WholeFile {
     static func write(_ bytes: [UInt8], entry: ManifestEntry, name: String, in dir: Directory, overwrite: Bool,
-                      display: String) throws(IOError) {
+                      display: String, owner: (uid: UInt32, gid: UInt32)? = nil) throws(IOError) {
         let anonymous: OwnedFD
         do {
             anonymous = try dir.createAnonymous()
         } catch where [.notSupported, .isDirectory, .invalidArgument].contains(error.errno) {
-            try viaTempName(bytes, entry: entry, name: name, in: dir, overwrite: overwrite, display: display)
+            try viaTempName(bytes, entry: entry, name: name, in: dir, overwrite: overwrite, display: display, owner: owner)
             return
         }
-        try fill(anonymous.raw, bytes, entry, display)
+        try fill(anonymous.raw, bytes, entry, display, owner)
         do {
             try dir.link(anonymous: anonymous.raw, as: name)
         } catch where error.errno == .fileExists && overwrite {
@@ -39,7 +39,8 @@ enum WholeFile {
         }
     }
 
-    private static func fill(_ fd: CInt, _ bytes: [UInt8], _ entry: ManifestEntry, _ display: String) throws(IOError) {
+    private static func fill(_ fd: CInt, _ bytes: [UInt8], _ entry: ManifestEntry, _ display: String,
+                             _ owner: (uid: UInt32, gid: UInt32)?) throws(IOError) {
         var done = 0
         while done < bytes.count {
             let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + done, $0.count - done, off_t(done)) }
@@ -48,15 +49,15 @@ enum WholeFile {
             done += n
         }
         try Directory.applyMetadata(fd, mode: entry.mode, mtimeSeconds: entry.mtimeSeconds,
-                                    mtimeNanoseconds: entry.mtimeNanoseconds, path: display)
+                                    mtimeNanoseconds: entry.mtimeNanoseconds, path: display, owner: owner)
     }
 
     private static func viaTempName(_ bytes: [UInt8], entry: ManifestEntry, name: String, in dir: Directory,
-                                    overwrite: Bool, display: String) throws(IOError) {
+                                    overwrite: Bool, display: String, owner: (uid: UInt32, gid: UInt32)?) throws(IOError) {
         let temp = ".ft-" + randomHex(8) + ".tmp"
         let fd = try dir.createExclusive(temp)
         do {
-            try fill(fd.raw, bytes, entry, display)
+            try fill(fd.raw, bytes, entry, display, owner)
             try dir.rename(temp, to: name, replace: overwrite)
         } catch {
             dir.remove(temp)

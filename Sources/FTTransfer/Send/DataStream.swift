@@ -8,10 +8,9 @@ import Glibc
 /// What a `DataStream` needs from its push.
 protocol DataStreamOwner: AnyObject {
     var loop: EventLoop { get }
-    /// The file a chunk of entry `index` is read from (opened on first
-    /// use) and its file id; nil when it cannot be opened (the push is then
-    /// failing).
-    func streamSource(_ index: Int) -> (file: SourceFile, fileID: UInt32)?
+    /// The file a chunk of entry `id` is read from (opened on first use);
+    /// nil when it cannot be opened (the file is then left out).
+    func streamSource(_ id: UInt32) -> SourceFile?
     func streamReady(_ stream: DataStream)
     func streamSent(_ stream: DataStream, _ chunk: FileChunk)
     /// The stream broke: `lost` are its chunks to send again.
@@ -91,17 +90,17 @@ final class DataStream: LoopHandler {
 
     func send(_ chunk: FileChunk) {
         precondition(idle && chunk.length <= pipe.capacity)
-        guard let (file, fileID) = owner.streamSource(chunk.index) else { return }
+        guard let file = owner.streamSource(chunk.id) else { return }
         lastProgress = monotonicNanoseconds()
-        DataHeader(fileID: fileID, length: UInt32(chunk.length), offset: chunk.offset).encode(into: header)
+        DataHeader(fileID: chunk.id, length: UInt32(chunk.length), offset: chunk.offset).encode(into: header)
         let splice = SpliceChunk.start(header: UnsafeRawPointer(header.baseAddress!), file: file.fd, offset: chunk.offset,
                                        length: chunk.length, pipe: pipe, socket: socket.fd, loop: owner.loop, reg: reg)
         current = (chunk, file, splice)
     }
 
-    /// Entry `index` is acknowledged: its chunks need not go again.
-    func forget(_ index: Int) {
-        carried.removeAll { $0.index == index }
+    /// These entries are acknowledged: their chunks need not go again.
+    func forget(_ ids: Set<UInt32>) {
+        carried.removeAll { ids.contains($0.id) }
     }
 
     /// Ends the stream: the push is over (`why` nil), or it stalled.

@@ -6,8 +6,9 @@ import Logging
 import Glibc
 #endif
 
-/// What the sender does with the receiver's frames: the handshake's steps,
-/// the manifest, and the machine's answers.
+/// What the sender does with the receiver's frames and the scanner's
+/// batches: the handshake's steps, announcing batches, deciding on the
+/// receiver's offers, acknowledgements and the end.
 extension Sender {
     func received(_ f: Frame) {
         guard let conn = connection else { return }
@@ -24,14 +25,14 @@ extension Sender {
                 if let keys = e.keys {
                     // Both proofs are in: everything from here on is sealed.
                     // The receiver sends nothing after its proof until our
-                    // manifest, so nothing plain may wait in the read-ahead.
+                    // first batch, so nothing plain may wait in the read-ahead.
                     guard !conn.channel.hasBufferedInput else {
                         finish(.protocolViolation("the receiver sent more after its proof", peer: peer))
                         return
                     }
                     conn.channel.cipher = SessionCipher(keys, role: .sender)
                 }
-                sendManifest()
+                startPush(conn)
             case .failed(let why):
                 handshakeFailed(why, conn)
                 return
@@ -43,7 +44,7 @@ extension Sender {
         if !done, failure == nil { conn.channel.read() }
     }
 
-    func handshakeFailed(_ why: SenderHandshake.Failure, _ conn: Connection) {
+    private func handshakeFailed(_ why: SenderHandshake.Failure, _ conn: Connection) {
         switch why {
         case .needCode:
             // Tell the receiver why we leave, directly: finish() closes at once.
@@ -61,13 +62,60 @@ extension Sender {
         }
     }
 
-    func sendManifest() {
-        guard let conn = connection else { return }
+    /// The handshake is done: say what the push asks, and start the walk.
+    private func startPush(_ conn: Connection) {
         if let hops = config.relay { conn.channel.enqueue(.relay(Relay(hops: hops))) }
-        for part in Manifest.frames(items.map(\.entry)) { conn.channel.enqueue(.manifest(part)) }
-        let total = items.reduce(UInt64(0)) { $0 + ($1.entry.kind == .file ? $1.entry.size : 0) }
-        conn.channel.enqueue(.manifestEnd(ManifestEnd(entryCount: UInt32(items.count), totalBytes: total,
-                                                      flags: config.verify ? [] : .noVerify)))
+        conn.channel.enqueue(.pushInfo(PushInfo(flags: config.verify ? [] : .noVerify)))
+        let me = UncheckedBox(self)
+        let offload = self.offload
+        var options = ScanOptions()
+        options.stdinName = config.stdinName
+        options.links = config.links
+        options.owner = config.owner
+        let s = TreeScanner(roots: roots.roots, options: options, window: Self.window) { out in
+            offload.post { me.value.scanned(out) }
+        }
+        scanner = s
+        s.start()
+        openStreams()
+        pump()
+    }
+
+    /// The scanner handed something out (on the loop thread).
+    func scanned(_ out: TreeScanner.Output) {
+        guard !done, let conn = connection else { return }
+        switch out {
+        case .warning(let w):
+            logger.warning("\(w)")
+        case .batch(let b):
+            var ids: [UInt32] = []
+            ids.reserveCapacity(b.items.count)
+            for item in b.items {
+                items[item.entry.fileID] = item
+                ids.append(item.entry.fileID)
+                switch item.entry.kind {
+                case .directory: directories += 1
+                case .file, .stdin: dataFiles += 1
+                default: break
+                }
+            }
+            batchIDs[b.id] = ids
+            lastBatch = b.id
+            machine.announced(b.id, ids: ids)
+            conn.channel.enqueue(.batch(Batch(batchID: b.id, entries: b.items.map(\.entry))))
+        case .finished(let totals, let skippedEntries):
+            scanTotals = totals
+            if skippedEntries.symlinks > 0 { tally.skipped["symlink"] = skippedEntries.symlinks }
+            if skippedEntries.special > 0 { tally.skipped["special"] = skippedEntries.special }
+            if skippedEntries.unreadable > 0 { tally.skipped["unreadable"] = skippedEntries.unreadable }
+            if skippedEntries.badNames > 0 { tally.skipped["name"] = skippedEntries.badNames }
+            let hasStdin = roots.roots.contains { $0.local == nil }
+            meter.totalBytes = hasStdin ? nil : totals.bytes
+            conn.channel.enqueue(.totals(totals))
+            events(.started(.init(session: "send", peer: peer, files: dataFiles, directories: directories,
+                                  totalBytes: meter.totalBytes, skippedBytes: 0)))
+            if batchesPlanned == lastBatch { scheduler.allPlanned() }
+        }
         pump()
     }
 
@@ -75,30 +123,22 @@ extension Sender {
         switch action {
         case .none:
             break
-        case .startData(let accept):
-            if accept.have.isEmpty {
-                startData(offered: false, ResumeCheck.Result())
-            } else {
-                // Hashing the offered prefixes may read gigabytes: off the loop.
-                let items = self.items
-                offload.run({ ResumeCheck.decide(accept.have, items: items) }) { [self] result in
-                    guard !done else { return }
-                    for name in result.differing {
-                        logger.info("'\(name)': the receiver's partial copy differs from this file; sending it whole")
-                    }
-                    startData(offered: true, result)
-                }
-            }
-        case .acknowledged(let index, let ack):
-            acknowledged(index, ack)
+        case .answered(let batchID, let offers):
+            answered(batchID, offers)
+        case .acknowledged(let batchID, let results):
+            acknowledged(batchID, results)
         case .complete(let d):
             let seconds = Double(monotonicNanoseconds() - started) / 1e9
-            let files = items.filter { $0.entry.kind != .directory }.count
-            summary = .init(session: "send", peer: peer, files: files, directories: items.count - files,
-                            bytes: d.bytes - min(d.bytes, skipped), skippedBytes: skipped, seconds: seconds, verified: config.verify,
+            tally.identicalFiles = d.skippedFiles
+            tally.patchedFiles = d.patchedFiles
+            tally.deleted = d.deleted
+            tally.symlinks = d.symlinks
+            tally.hardLinks = d.hardLinks
+            summary = .init(session: "send", peer: peer, files: dataFiles, directories: directories,
+                            bytes: d.bytes, skippedBytes: d.skippedBytes, seconds: seconds, verified: config.verify,
                             digests: agreed,
                             engine: EngineReport(backend: loop.backend.kind, dataPath: config.path.rawValue, stats: loop.stats),
-                            relayed: relayed)
+                            relayed: relayed, tally: tally)
             if let ev = meter.advance(by: 0, path: "", fileBytes: 0, fileSize: nil, force: true) { events(ev) }
             events(.finished(summary!))
             finish(nil)
@@ -111,23 +151,141 @@ extension Sender {
         }
     }
 
-    func acknowledged(_ index: Int, _ ack: FileAck) {
-        let path = items[index].displayPath
-        for s in streams { s.forget(index) }
-        scheduler?.forget(index)
-        streamSources[index] = nil
-        guard ack.status == .committed else {
-            finish(.verification("the receiver could not commit '\(path)' (\(ack.status))"))
+    // MARK: Answers and plans
+
+    private func answered(_ batchID: UInt32, _ offers: [BatchAnswer.Item]) {
+        deciding.append(batchID)
+        let needing = offers.filter { if case .identical = $0.offer { return false } else { return true } }
+        guard !needing.isEmpty else {
+            decided[batchID] = []
+            drainDecisions()
             return
         }
-        if let mine = sentDigests[index] {
-            guard mine == ack.digest else {
-                finish(.verification("'\(path)': the receiver's hash \(ack.digest.hex) differs from ours \(mine.hex)"))
+        let pairs = needing.compactMap { o in items[o.fileID].map { ($0, o.offer) } }
+        // Hashing our side of each offer may read gigabytes: off the loop.
+        offload.run({ OfferCheck.decide(pairs) }) { [self] result in
+            guard !done else { return }
+            for name in result.differing {
+                logger.info("'\(name)': the receiver's copy differs from this file; sending it whole")
+            }
+            resumeHashers.merge(result.hashers) { $1 }
+            patchChunks.merge(result.chunkSizes) { $1 }
+            decided[batchID] = result.items
+            drainDecisions()
+        }
+    }
+
+    /// Plans go out, and their writes queue up, in batch order.
+    private func drainDecisions() {
+        guard let conn = connection else { return }
+        while let batchID = deciding.first, let decisions = decided.removeValue(forKey: batchID) {
+            deciding.removeFirst()
+            if !decisions.isEmpty { conn.channel.enqueue(.plan(BatchPlan(batchID: batchID, items: decisions))) }
+            var byID: [UInt32: BatchPlan.Decision] = [:]
+            for d in decisions { byID[d.fileID] = d.decision }
+            var files: [FileSend] = []
+            for id in batchIDs[batchID] ?? [] {
+                guard let item = items[id] else { continue }
+                let decision = byID[id] ?? .whole
+                if let f = fileSend(item, decision) { files.append(f) }
+            }
+            let plan = SendPlan(files: files, chunkSize: UInt32(chunkSize), smallFiles: config.batchSmallFiles)
+            scheduler.add(plan)
+            startHashing(plan.chunkedFiles)
+            batchesPlanned = batchID
+            if scanTotals != nil, batchesPlanned == lastBatch { scheduler.allPlanned() }
+        }
+        pump()
+    }
+
+    /// What of `item` goes on the wire, given the sender's decision.
+    private func fileSend(_ item: SourceItem, _ decision: BatchPlan.Decision) -> FileSend? {
+        let e = item.entry
+        switch e.kind {
+        case .stdin:
+            return FileSend(id: e.fileID, kind: .stdin, size: 0)
+        case .file:
+            break
+        default:
+            return nil
+        }
+        var data: [Range<UInt64>] = e.size == 0 ? [] : [0..<e.size]
+        var holes: [Range<UInt64>] = []
+        if e.flags.contains(.sparse), let path = item.localPath {
+            (data, holes) = Extents.of(path, size: e.size)
+        }
+        switch decision {
+        case .skip:
+            return nil
+        case .whole:
+            break
+        case .resumeAfter(let n):
+            data = Extents.clip(data, from: n)
+            holes = Extents.clip(holes, from: n)
+        case .patch(let reuse):
+            data = []
+            holes = []
+            let chunk = UInt64(patchChunks[e.fileID] ?? 1 << 20)
+            var at: UInt64 = 0
+            var k = 0
+            while at < e.size {
+                let end = min(e.size, at + chunk)
+                if k >= reuse.count || !reuse[k] { data.append(at..<end) }
+                at = end
+                k += 1
+            }
+        }
+        for h in holes { tally.holeBytes += UInt64(h.count) }
+        plannedBytes[e.fileID] = data.reduce(0) { $0 + UInt64($1.count) }
+        return FileSend(id: e.fileID, kind: .file, size: e.size, data: data, holes: holes)
+    }
+
+    private func acknowledged(_ batchID: UInt32, _ results: [BatchAck.Result]) {
+        var ids = Set<UInt32>()
+        for r in results {
+            ids.insert(r.fileID)
+            guard let item = items[r.fileID] else { continue }
+            let path = item.displayPath
+            switch r.status {
+            case .committed:
+                if item.entry.kind == .symlink {
+                    let mine = item.entry.linkTarget.withUnsafeBytes { StreamHasher.hash($0) }
+                    guard mine == r.digest else {
+                        finish(.verification("symlink '\(path)': the receiver's link target hashes to \(r.digest.hex), ours to \(mine.hex)"))
+                        return
+                    }
+                    continue
+                }
+                guard item.entry.kind == .file || item.entry.kind == .stdin else { continue }
+                if let mine = sentDigests[r.fileID] {
+                    guard mine == r.digest else {
+                        finish(.verification("'\(path)': the receiver's hash \(r.digest.hex) differs from ours \(mine.hex)"))
+                        return
+                    }
+                    verifiedFiles += 1
+                    if agreed.count < ProgressEvent.Summary.digestCap { agreed.append((path, mine)) }
+                }
+                let size = item.entry.kind == .stdin ? (stdinResult?.size ?? 0) : item.entry.size
+                events(.fileDone(.init(session: "send", path: path, bytes: size, digest: sentDigests[r.fileID])))
+            case .skipped:
+                break
+            case .hashMismatch, .ioError:
+                finish(.verification("the receiver could not commit '\(path)' (\(r.status))"))
                 return
             }
-            agreed.append((path, mine))
         }
-        let size = items[index].entry.kind == .stdin ? (stdinResult?.size ?? 0) : items[index].entry.size
-        events(.fileDone(.init(session: "send", path: path, bytes: size, digest: sentDigests[index])))
+        for id in ids {
+            items[id] = nil
+            sentDigests[id] = nil
+            plannedBytes[id] = nil
+            patchChunks[id] = nil
+            streamSources[id] = nil
+            unreadable.remove(id)
+        }
+        batchIDs[batchID] = nil
+        for s in streams { s.forget(ids) }
+        scheduler.forget(ids)
+        scanner?.release()
+        pump()
     }
 }

@@ -1,50 +1,35 @@
 import FTEngine
 import FTWire
 
-/// The sender's writes: the plan's steps as the scheduler hands them out,
+/// The sender's writes: the plans' steps as the scheduler hands them out,
 /// on the push's own connection or its data streams.
 extension Sender {
-    /// The receiver accepted; `resume` says which offered prefixes to skip.
-    func startData(offered: Bool, _ resume: ResumeCheck.Result) {
-        guard let conn = connection else { return }
-        resumeSkips = resume.skips
-        resumeHashers = resume.hashers
-        if offered {
-            conn.channel.enqueue(.resume(Resume(skips: resumeSkips.map { Resume.Skip(fileID: $0.key, bytes: $0.value) })))
-        }
-        skipped = resumeSkips.values.reduce(0, +)
-        meter.totalBytes = meter.totalBytes.map { $0 - min($0, skipped) }
-        let plan = SendPlan(entries: items.map(\.entry), chunkSize: UInt32(chunkSize), skip: resumeSkips,
-                            smallFiles: config.batchSmallFiles)
-        scheduler = WriteScheduler(plan: plan, rateLimit: config.rateLimit)
-        if config.verify, !config.encrypt, config.path == .sendfile || config.path == .splice {
-            // sendfile and splice never bring the bytes into our memory:
-            // hash them on a helper thread while the loop moves them. Small
-            // files are hashed from the bytes already read for their batch;
-            // only chunked files go to the helper, in the plan's order
-            // (largest first), so its read-ahead follows what the loop sends.
-            let files: [(index: Int, path: String, size: UInt64)] = plan.chunkedFiles.compactMap { i in
-                guard case .file(let path) = items[i].origin else { return nil }
-                return (i, path, items[i].entry.size)
-            }
-            let post = UncheckedBox(self)
+    /// Chunked files of a new plan go to the helper that hashes ahead.
+    func startHashing(_ ids: [UInt32]) {
+        guard config.verify, !config.encrypt, config.path == .sendfile || config.path == .splice, !ids.isEmpty else { return }
+        if hashAhead == nil {
+            let me = UncheckedBox(self)
             let offload = self.offload
-            hashAhead = HashAhead(files: files) { index, digest in
-                offload.post { post.value.digestReady(index, digest) }
+            hashAhead = HashAhead { id, digest in
+                offload.post { me.value.digestReady(id, digest) }
             }
-            // Skipped bytes count as sent for the helper's read-ahead window.
-            hashAhead?.sent(skipped)
         }
-        let files = items.filter { $0.entry.kind != .directory }.count
-        events(.started(.init(session: "send", peer: peer, files: files, directories: items.count - files,
-                              totalBytes: meter.totalBytes, skippedBytes: skipped)))
-        openStreams()
-        pump()
+        var files: [HashAhead.File] = []
+        var credit: UInt64 = 0
+        for id in ids {
+            guard let item = items[id], let path = item.localPath else { continue }
+            files.append(HashAhead.File(id: id, path: path, size: item.entry.size, sparse: item.entry.flags.contains(.sparse)))
+            // What is not sent (a resumed prefix, reused chunks) counts as
+            // sent for the helper's read-ahead window.
+            credit += item.entry.size - min(item.entry.size, plannedBytes[id] ?? item.entry.size)
+        }
+        hashAhead?.add(files)
+        if credit > 0 { hashAhead?.sent(credit) }
     }
 
-    func digestReady(_ index: Int, _ digest: Result<Digest128, IOError>) {
-        readyDigests[index] = digest
-        if awaitingDigest == index {
+    func digestReady(_ id: UInt32, _ digest: Result<Digest128, IOError>) {
+        readyDigests[id] = digest
+        if awaitingDigest == id {
             awaitingDigest = nil
             pump()
         }
@@ -53,12 +38,9 @@ extension Sender {
     /// Starts the writes that can go now.
     func pump() {
         guard let conn = connection, failure == nil, writeError == nil, !done else { return }
-        guard scheduler != nil else {
-            conn.channel.flush()
-            return
-        }
         // The scheduler is used in place: starting stdin may come back here.
-        while !done, failure == nil, let decision = scheduler?.next(situation(conn)) {
+        while !done, failure == nil {
+            let decision = scheduler.next(situation(conn))
             switch decision {
             case .wait:
                 return
@@ -69,30 +51,33 @@ extension Sender {
                 loop.backend.queue(.timeout(nanoseconds: ns), reg.userData(OpTag(.pace)))
                 return
             case .chunk(let c, let stream):
+                if unreadable.contains(c.id) { continue }
                 if let stream {
                     streams[stream].send(c)
                 } else {
                     startChunk(c, conn)
                 }
-            case .step(.stdin(let index)):
-                stdin = StdinPump(fileID: items[index].entry.fileID, verify: config.verify, sealed: conn.channel.cipher != nil,
+            case .step(.stdin(let id)):
+                stdin = StdinPump(fileID: id, verify: config.verify, sealed: conn.channel.cipher != nil,
                                   socket: conn.socket.fd, channel: conn.channel, peer: peer, loop: loop, reg: reg)
-                stdinIndex = index
-                stdinStep(stdin!.step())
-            case .step(.fileEnd(let index)):
-                if !fileEnd(index, conn) {
-                    scheduler?.putBack(.fileEnd(index: index))
+                stdinID = id
+                if let p = stdin { stdinStep(p.step()) }
+            case .step(.hole(let id, let offset, let length)):
+                if !unreadable.contains(id) { conn.channel.enqueue(.hole(Hole(fileID: id, offset: offset, length: length))) }
+            case .step(.fileEnd(let id)):
+                if !fileEnd(id, conn) {
+                    scheduler.putBack(.fileEnd(id: id))
                     return
                 }
-            case .step(.small(let indexes)):
-                sendSmall(indexes, conn)
-            case .step(.end):
+            case .step(.small(let ids)):
+                sendSmall(ids, conn)
+            case .step(.chunk):
+                preconditionFailure("the scheduler hands out chunks as .chunk")
+            case .end:
                 // Chunks still on data streams are waited for by the
                 // receiver, which holds a file's trailer until they are in.
                 conn.channel.enqueue(.end)
                 machine.endSent()
-            case .step(.chunk):
-                preconditionFailure("the scheduler hands out chunks as .chunk")
             }
         }
     }
@@ -107,26 +92,34 @@ extension Sender {
             now: monotonicNanoseconds())
     }
 
-    /// Entry `index`'s file for the push's own connection, hashing what it
-    /// reads unless a helper hashes ahead.
-    func openSource(_ index: Int) throws(TransferError) -> SourceFile {
-        if let s = source, s.index == index { return s }
-        let fd = try SourceFile.open(items[index])
-        let fileID = items[index].entry.fileID
-        let hasher = config.verify && hashAhead == nil ? (resumeHashers.removeValue(forKey: fileID) ?? StreamHasher()) : nil
-        let s = SourceFile(index: index, fd: fd, hasher: hasher)
+    /// Entry `id`'s file for the push's own connection, hashing what it
+    /// reads unless a helper hashes ahead; nil (and the file left out) when
+    /// it cannot be opened.
+    func openSource(_ id: UInt32) -> SourceFile? {
+        if let s = source, s.id == id { return s }
+        guard let item = items[id] else { return nil }
+        let fd: CInt
+        do { fd = try SourceFile.open(item) } catch {
+            leaveOut(id, error)
+            return nil
+        }
+        let hasher = config.verify && hashAhead == nil ? (resumeHashers.removeValue(forKey: id) ?? StreamHasher()) : nil
+        let s = SourceFile(id: id, fd: fd, hasher: hasher)
         source = s
         return s
     }
 
+    /// A file that cannot be read after all: its trailer says so, and the
+    /// rest of the push goes on.
+    func leaveOut(_ id: UInt32, _ error: TransferError) {
+        guard unreadable.insert(id).inserted else { return }
+        logger.warning("skipping \(items[id]?.displayPath ?? "file \(id)"): \(error.description)")
+        tally.skipped["unreadable", default: 0] += 1
+    }
+
     private func startChunk(_ c: FileChunk, _ conn: Connection) {
-        let src: SourceFile
-        do { src = try openSource(c.index) } catch {
-            finish(error)
-            return
-        }
-        let item = items[c.index]
-        conn.writer.start(c, from: src, fileID: item.entry.fileID, name: item.displayPath, size: item.entry.size)
+        guard let src = openSource(c.id), let item = items[c.id] else { return }
+        conn.writer.start(c, from: src, fileID: c.id, name: item.displayPath, size: item.entry.size)
     }
 
     func writerEvent(_ e: ChunkWriter.Event) {
@@ -146,76 +139,103 @@ extension Sender {
     /// A chunk is out on some connection: count it.
     func chunkOut(_ c: FileChunk) {
         hashAhead?.sent(UInt64(c.length))
-        scheduler?.chunkOut(c.length)
-        if let ev = meter.advance(by: UInt64(c.length), path: items[c.index].displayPath, fileBytes: c.offset + UInt64(c.length),
-                                  fileSize: items[c.index].entry.size) {
+        scheduler.chunkOut(c.length)
+        if let item = items[c.id],
+           let ev = meter.advance(by: UInt64(c.length), path: item.displayPath, fileBytes: c.offset + UInt64(c.length),
+                                  fileSize: item.entry.size) {
             events(ev)
         }
     }
 
     /// Whole small files in one `small-files` frame, each read straight
-    /// into the frame being queued and hashed there.
-    private func sendSmall(_ indexes: [Int], _ conn: Connection) {
-        let capacity = SmallFiles.bodySize(fileSizes: indexes.lazy.map { Int(self.items[$0].entry.size) })
+    /// into the frame being queued and hashed there. A file that cannot be
+    /// read is left out of the frame and gets an "unreadable" trailer.
+    private func sendSmall(_ ids: [UInt32], _ conn: Connection) {
+        let sizes = ids.lazy.map { Int(self.items[$0]?.entry.size ?? 0) }
+        let capacity = SmallFiles.bodySize(fileSizes: sizes)
         var total: UInt64 = 0
-        do {
-            try conn.channel.enqueue(.smallFiles, bodyCapacity: capacity) { body throws(TransferError) in
-                var batch = SmallFilesBuilder(body: body)
-                for i in indexes {
-                    let item = items[i]
-                    try batch.add(fileID: item.entry.fileID, size: Int(item.entry.size)) { content throws(TransferError) in
+        var lost: [UInt32] = []
+        conn.channel.enqueue(.smallFiles, bodyCapacity: capacity) { body in
+            var batch = SmallFilesBuilder(body: body)
+            for id in ids {
+                guard let item = items[id] else { continue }
+                // Read into scratch first: a file that fails must not leave
+                // half an entry in the frame.
+                let ok: Bool = batch.tryAdd(fileID: id, size: Int(item.entry.size)) { content in
+                    do throws(TransferError) {
                         try SourceFile.readWhole(item, into: content)
-                        guard config.verify else { return nil }
-                        let digest = StreamHasher.hash(UnsafeRawBufferPointer(content))
-                        sentDigests[i] = digest
-                        return digest
+                    } catch {
+                        leaveOut(id, error)
+                        return nil
                     }
-                    total += item.entry.size
+                    guard config.verify else { return .some(nil) }
+                    let digest = StreamHasher.hash(UnsafeRawBufferPointer(content))
+                    sentDigests[id] = digest
+                    return .some(digest)
                 }
-                return batch.length
+                if ok { total += item.entry.size } else { lost.append(id) }
             }
-        } catch {
-            finish(error)
-            return
+            return batch.length
         }
-        if let last = indexes.last, let ev = meter.advance(by: total, path: items[last].displayPath, fileBytes: items[last].entry.size,
-                                                            fileSize: items[last].entry.size) {
+        for id in lost { conn.channel.enqueue(.fileEnd(FileEnd(fileID: id, size: 0, digest: nil, unreadable: true))) }
+        if let last = ids.last, let item = items[last],
+           let ev = meter.advance(by: total, path: item.displayPath, fileBytes: item.entry.size, fileSize: item.entry.size) {
             events(ev)
         }
     }
 
-    /// Queues entry `index`'s trailer; false while its digest is still
-    /// being computed by the helper (the step waits for it).
-    private func fileEnd(_ index: Int, _ conn: Connection) -> Bool {
-        let item = items[index]
+    /// Queues entry `id`'s trailer; false while its digest is still being
+    /// computed by the helper (the step waits for it).
+    private func fileEnd(_ id: UInt32, _ conn: Connection) -> Bool {
+        guard let item = items[id] else { return true }
+        if unreadable.contains(id) {
+            source = nil
+            conn.channel.enqueue(.fileEnd(FileEnd(fileID: id, size: 0, digest: nil, unreadable: true)))
+            return true
+        }
         var size = item.entry.size
         var digest: Digest128?
         if item.entry.kind == .stdin {
             size = stdinResult?.size ?? 0
             digest = stdinResult?.digest
         } else {
-            if hashAhead != nil {
-                guard let result = readyDigests.removeValue(forKey: index) else {
-                    awaitingDigest = index
+            if hashAhead != nil, config.verify {
+                guard let result = readyDigests.removeValue(forKey: id) else {
+                    awaitingDigest = id
                     return false
                 }
                 do { digest = try result.get() } catch {
-                    finish(.io(error))
+                    leaveOut(id, .io(error))
+                    conn.channel.enqueue(.fileEnd(FileEnd(fileID: id, size: 0, digest: nil, unreadable: true)))
                     return true
                 }
             }
+            guard let src = openSource(id) else {
+                conn.channel.enqueue(.fileEnd(FileEnd(fileID: id, size: 0, digest: nil, unreadable: true)))
+                return true
+            }
             do {
-                let src = try openSource(index)
                 try SourceFile.checkUnchanged(src.fd, item)
-                if hashAhead == nil { digest = src.hasher?.digest() }
             } catch {
                 finish(error)
                 return true
             }
+            if hashAhead == nil {
+                if item.entry.flags.contains(.sparse), let h = src.hasher {
+                    // Holes were never read into memory: hash the whole
+                    // logical content now, zeros from memory.
+                    h.reset()
+                    do { try Extents.hash(src.fd, 0..<item.entry.size, sparse: true, into: h) } catch {
+                        finish(.io(error))
+                        return true
+                    }
+                }
+                digest = src.hasher?.digest()
+            }
             source = nil
         }
-        if let digest { sentDigests[index] = digest }
-        conn.channel.enqueue(.fileEnd(FileEnd(fileID: item.entry.fileID, size: size, digest: digest)))
+        if let digest { sentDigests[id] = digest }
+        conn.channel.enqueue(.fileEnd(FileEnd(fileID: id, size: size, digest: digest)))
         if item.entry.size == 0, item.entry.kind == .file,
            let ev = meter.advance(by: 0, path: item.displayPath, fileBytes: 0, fileSize: 0) {
             events(ev)
@@ -229,8 +249,8 @@ extension Sender {
         guard let pump = stdin else { return }
         let out = pump.bytesOut
         if out > stdinCounted {
-            let index = stdinIndex
-            if let ev = meter.advance(by: out - stdinCounted, path: items[index].displayPath, fileBytes: out, fileSize: nil) { events(ev) }
+            let name = items[stdinID]?.displayPath ?? "stdin"
+            if let ev = meter.advance(by: out - stdinCounted, path: name, fileBytes: out, fileSize: nil) { events(ev) }
             stdinCounted = out
         }
         switch e {
@@ -264,15 +284,15 @@ extension Sender {
 }
 
 extension Sender: DataStreamOwner {
-    func streamSource(_ index: Int) -> (file: SourceFile, fileID: UInt32)? {
-        let fileID = items[index].entry.fileID
-        if let s = streamSources[index] { return (s, fileID) }
+    func streamSource(_ id: UInt32) -> SourceFile? {
+        if let s = streamSources[id] { return s }
+        guard let item = items[id] else { return nil }
         do {
-            let s = SourceFile(index: index, fd: try SourceFile.open(items[index]), hasher: nil)
-            streamSources[index] = s
-            return (s, fileID)
+            let s = SourceFile(id: id, fd: try SourceFile.open(item), hasher: nil)
+            streamSources[id] = s
+            return s
         } catch {
-            finish(error)
+            leaveOut(id, error)
             return nil
         }
     }
@@ -289,9 +309,9 @@ extension Sender: DataStreamOwner {
 
     func streamDied(_ stream: DataStream, _ why: String, lost: [FileChunk]) {
         guard !done else { return }
-        let unacked = lost.filter { !machine.isAcknowledged($0.index) }
+        let unacked = lost.filter { items[$0.id] != nil && !unreadable.contains($0.id) }
         logger.warning("data stream \(stream.number) to \(peer) broke (\(why)); \(unacked.count) of its chunks go again on the others")
-        scheduler?.resend(unacked)
+        scheduler.resend(unacked)
         pump()
     }
 

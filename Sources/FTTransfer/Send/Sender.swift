@@ -7,15 +7,16 @@ import SystemPackage
 import Glibc
 #endif
 
-/// `ft send`: one push to one receiver, on its own ring. The handshake
-/// (`SenderHandshake`), the receiver's answers (`SenderMachine`) and the
-/// order of writes (`WriteScheduler`) are pure; this driver carries out
-/// what they decide. Writes on the push's connection are serialised, so
-/// frames never interleave.
+/// `ft send`: one push to one receiver, on its own ring. A scanner thread
+/// walks the sources into batches while earlier batches' data flows. The
+/// handshake (`SenderHandshake`), the receiver's answers (`SenderMachine`)
+/// and the order of writes (`WriteScheduler`) are pure; this driver carries
+/// out what they decide. Writes on the push's connection are serialised,
+/// so frames never interleave.
 public final class Sender: LoopHandler {
     public let config: SendConfig
     public let logger: Logger
-    public let items: [SourceItem]
+    let roots: SourceRoots
     let loop: EventLoop
     let offload: Offload
     var reg: Registration!
@@ -35,34 +36,58 @@ public final class Sender: LoopHandler {
 
     /// The connection, once connect succeeded.
     var connection: Connection?
+    /// The socket being connected.
+    private var pendingSocket: OwnedSocket?
     var handshake: SenderHandshake
-    /// Set once the handshake is established.
-    var machine: SenderMachine
+    var established = false
+    var machine = SenderMachine()
     var receiverFeatures: Features = []
-    /// Set once the receiver accepted (and resume was decided).
-    var scheduler: WriteScheduler?
+    var scheduler: WriteScheduler
     var meter: ProgressMeter
+
+    /// The walk, and what it handed out so far.
+    var scanner: TreeScanner?
+    var scanTotals: Totals?
+    /// Entries of batches not yet acknowledged, by id.
+    var items: [UInt32: SourceItem] = [:]
+    var batchIDs: [UInt32: [UInt32]] = [:]
+    /// Answers whose decisions are being made (hashing on the offload
+    /// thread); plans go out in batch order.
+    var deciding: [UInt32] = []
+    var decided: [UInt32: [BatchPlan.Item]] = [:]
+    var batchesPlanned: UInt32 = 0
+    var lastBatch: UInt32 = 0
 
     /// What this side knows of each file's content: digests sent, digests
     /// both sides agreed on, bytes the receiver already held.
-    var sentDigests: [Int: Digest128] = [:]
+    var sentDigests: [UInt32: Digest128] = [:]
     var agreed: [(path: String, digest: Digest128)] = []
+    var verifiedFiles = 0
     var skipped: UInt64 = 0
-    var resumeSkips: [UInt32: UInt64] = [:]
+    var tally = ProgressEvent.Tally()
+    var dataFiles = 0
+    var directories = 0
     /// Hashers that already read a resumed prefix, by file id.
     var resumeHashers: [UInt32: StreamHasher] = [:]
+    /// Payload bytes each file's plan sends (what is not sent counts as sent
+    /// for the hash-ahead window).
+    var plannedBytes: [UInt32: UInt64] = [:]
+    /// Patched files: the chunk size the receiver hashed its copy in.
+    var patchChunks: [UInt32: UInt32] = [:]
+    /// Files that could not be read when their turn came: left out.
+    var unreadable = Set<UInt32>()
     var relayed: [HopReport.Outcome] = []
 
     var hashAhead: HashAhead?
     /// Digests the helper finished, until their trailer is written.
-    var readyDigests: [Int: Result<Digest128, IOError>] = [:]
+    var readyDigests: [UInt32: Result<Digest128, IOError>] = [:]
     /// The trailer waiting for its digest.
-    var awaitingDigest: Int?
+    var awaitingDigest: UInt32?
 
     /// The file the push's own connection is reading.
     var source: SourceFile?
     var stdin: StdinPump?
-    var stdinIndex = 0
+    var stdinID: UInt32 = 0
     /// stdin bytes the meter has counted.
     var stdinCounted: UInt64 = 0
     /// stdin's final size and digest, for its trailer.
@@ -71,13 +96,16 @@ public final class Sender: LoopHandler {
     /// `-P N`: the data streams and the files they read (open until
     /// acknowledged).
     var streams: [DataStream] = []
-    var streamSources: [Int: SourceFile] = [:]
+    var streamSources: [UInt32: SourceFile] = [:]
 
     var failure: TransferError?
     /// A send failed; the receiver's reason may still arrive before this.
     var writeError: (TransferError, deadline: UInt64)?
     var summary: ProgressEvent.Summary?
     var done = false
+
+    /// Batches announced and unacknowledged at once: what bounds memory.
+    static let window = 8
 
     /// The socket, its frames, and its data path.
     final class Connection {
@@ -95,7 +123,7 @@ public final class Sender: LoopHandler {
     public init(config: SendConfig, logger: Logger) throws(TransferError) {
         self.config = config
         self.logger = logger
-        items = try SourceTree.scan(config.paths, stdinName: config.stdinName) { logger.warning("\($0)") }
+        roots = try SourceRoots(config.paths, stdinName: config.stdinName)
         if let text = config.code {
             guard let c = AuthCode.normalize(text) else { throw .source("'\(text)' is not a code like k7mq-2fxp-93rd") }
             code = c
@@ -107,12 +135,10 @@ public final class Sender: LoopHandler {
         if config.streams > 1 { features.insert(.dataStreams) }
         handshake = SenderHandshake(purpose: .push, features: features, code: code, sessionID: sessionID,
                                     nonce: AuthCode.randomBytes(32))
-        machine = SenderMachine(entries: items.map(\.entry))
         clock = SenderClock(connectTimeoutSeconds: config.connectTimeoutSeconds, idleTimeoutSeconds: config.idleTimeoutSeconds)
+        scheduler = WriteScheduler(rateLimit: config.rateLimit)
         peer = config.endpoint.description
-        let files = items.filter { $0.entry.kind != .directory }
-        let total: UInt64? = files.contains { $0.entry.kind == .stdin } ? nil : files.reduce(0) { $0 + $1.entry.size }
-        meter = ProgressMeter(session: "send", totalBytes: total)
+        meter = ProgressMeter(session: "send", totalBytes: nil)
         do {
             let backend = try Engine.makeBackend(config.engine, logger: logger)
             loop = try EventLoop(backend: backend, logger: logger)
@@ -189,9 +215,6 @@ public final class Sender: LoopHandler {
         ownInflight += 1
     }
 
-    /// The socket being connected.
-    private var pendingSocket: OwnedSocket?
-
     private func connectCompleted(_ result: Int32) {
         guard let socket = pendingSocket else { return }
         pendingSocket = nil
@@ -244,7 +267,7 @@ public final class Sender: LoopHandler {
             ownInflight -= 1
         case .pace:
             ownInflight -= 1
-            scheduler?.paceTimerFired()
+            scheduler.paceTimerFired()
             pump()
         case .readPrefix, .readBody:
             guard let conn = connection, let event = conn.channel.onRead(c), failure == nil, !done else { return }
@@ -263,14 +286,14 @@ public final class Sender: LoopHandler {
             guard let conn = connection else { return }
             if let e = conn.channel.onSent(c) {
                 writeFailed(e)
-            } else if stdin != nil {
+            } else if let pump = stdin {
                 conn.channel.flush()
-                stdinStep(stdin!.step())
+                stdinStep(pump.step())
             } else {
                 pump()
             }
         case .stdinRead where stdin != nil, .chunkHeader where stdin != nil, .sendChunk where stdin != nil:
-            stdinStep(stdin!.complete(c))
+            if let pump = stdin { stdinStep(pump.complete(c)) }
         default:
             guard let conn = connection else { return }
             writerEvent(conn.writer.complete(c))
@@ -305,8 +328,6 @@ public final class Sender: LoopHandler {
     /// Where the push stands, for messages.
     var phaseText: String { established ? machine.phase.description : "waiting for the receiver's handshake" }
 
-    var established = false
-
     // MARK: Ending
 
     /// A write failed. The receiver may have said why just before closing,
@@ -321,6 +342,7 @@ public final class Sender: LoopHandler {
         guard !done else { return }
         done = true
         hashAhead?.cancel()
+        scanner?.cancel()
         for s in streams { s.kill(nil) }
         failure = error
         connection?.socket.shutdown()

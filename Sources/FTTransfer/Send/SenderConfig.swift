@@ -47,6 +47,10 @@ public struct SendConfig: Sendable {
     /// Off, every file goes in chunks by the data path (tests of a path
     /// use it so that tiny files take that path too).
     public var batchSmallFiles = true
+    /// Which symlinks travel as links (the others are skipped, each named).
+    public var links = LinkPolicy.safe
+    /// Keep uid and gid (the receiver applies them only as root).
+    public var owner = false
 
     public init(
         endpoint: Endpoint, paths: [String], stdinName: String = "stdin", path: SendPath = .default,

@@ -9,14 +9,14 @@ import Glibc
 /// A file whose chunks are going out, open for reading until its last
 /// chunk left (and, with data streams, until it is acknowledged).
 final class SourceFile {
-    let index: Int
+    let id: UInt32
     let fd: CInt
     /// Hashes what passes through memory (copy, zc and sealed paths); nil
     /// when verification is off or a helper hashes ahead.
     let hasher: StreamHasher?
 
-    init(index: Int, fd: CInt, hasher: StreamHasher?) {
-        self.index = index
+    init(id: UInt32, fd: CInt, hasher: StreamHasher?) {
+        self.id = id
         self.fd = fd
         self.hasher = hasher
     }

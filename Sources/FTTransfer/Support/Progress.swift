@@ -49,6 +49,7 @@ public enum ProgressEvent: Sendable {
     }
 
     public struct Summary: Sendable {
+        public static let digestCap = 1000
         public var session: String
         public var peer: String
         public var files: Int
@@ -57,10 +58,35 @@ public enum ProgressEvent: Sendable {
         public var skippedBytes: UInt64
         public var seconds: Double
         public var verified: Bool
+        /// Verified digests, the first `Summary.digestCap` of them (a push
+        /// of a million files does not keep a million in memory).
         public var digests: [(path: String, digest: Digest128)]
         public var engine: EngineReport
         /// A chain push: what became of the hosts after the receiver.
         public var relayed: [HopReport.Outcome] = []
+        /// What happened to the entries beyond "sent".
+        public var tally = Tally()
+    }
+
+    /// Entries by outcome, for the summary and the done event.
+    public struct Tally: Sendable, Equatable {
+        /// Files the receiver had already, identical: not sent.
+        public var identicalFiles: UInt64 = 0
+        public var identicalBytes: UInt64 = 0
+        /// Files assembled from the receiver's old copy and changed chunks.
+        public var patchedFiles: UInt64 = 0
+        public var deleted: UInt64 = 0
+        public var symlinks: UInt64 = 0
+        public var hardLinks: UInt64 = 0
+        /// Bytes of holes in sparse files that did not travel.
+        public var holeBytes: UInt64 = 0
+        /// Entries left out, by why: "symlink", "special", "unreadable",
+        /// "name".
+        public var skipped: [String: Int] = [:]
+
+        public init() {}
+
+        public var skippedTotal: Int { skipped.values.reduce(0, +) }
     }
 
     public struct Failure: Sendable {

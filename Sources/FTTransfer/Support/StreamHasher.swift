@@ -7,6 +7,16 @@ import SystemPackage
 import Glibc
 #endif
 
+/// Zeros to hash holes with: read-only, shared by every hasher.
+nonisolated(unsafe) private let zeros = UnsafeRawBufferPointer(UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64).initializeMemoryZero())
+
+extension UnsafeMutableRawBufferPointer {
+    fileprivate func initializeMemoryZero() -> UnsafeMutableRawBufferPointer {
+        initializeMemory(as: UInt8.self, repeating: 0)
+        return self
+    }
+}
+
 /// Streaming xxh3-128. One state per file being hashed, reused across files
 /// with `reset()`; `update` allocates nothing.
 public final class StreamHasher {
@@ -27,6 +37,16 @@ public final class StreamHasher {
     public func update(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         ft_xxh3_update(state, base, bytes.count)
+    }
+
+    /// Feeds `count` zero bytes (a hole) from one buffer in memory.
+    public func updateZeros(_ count: UInt64) {
+        var left = count
+        while left > 0 {
+            let n = Int(min(left, UInt64(zeros.count)))
+            update(UnsafeRawBufferPointer(rebasing: zeros[..<n]))
+            left -= UInt64(n)
+        }
     }
 
     public func digest() -> Digest128 {
