@@ -139,9 +139,9 @@ import FTWire
             let hello = FrameCodec.encode(.hello(Hello(role: .receiver, features: [.xxh3])))
             _ = hello.withUnsafeBytes { Foundation.send(fd, $0.baseAddress, $0.count, 0) }
             usleep(100_000)
-            _ = recv(fd, &buf, buf.count, 0)  // manifest
-            let accept = FrameCodec.encode(.accept(Accept()))
-            _ = accept.withUnsafeBytes { Foundation.send(fd, $0.baseAddress, $0.count, 0) }
+            _ = recv(fd, &buf, buf.count, 0)  // push-info, the first batch
+            let answer = FrameCodec.encode(.answer(BatchAnswer(batchID: 1)))
+            _ = answer.withUnsafeBytes { Foundation.send(fd, $0.baseAddress, $0.count, 0) }
             sleep(10)
             close(fd)
         }
@@ -163,13 +163,11 @@ import FTWire
         let stalled = try RawPeer(port: recv.port)
         var small = 4096
         setsockopt(stalled.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int>.size))
-        let files = (0..<2000).map { fileEntry(Array("s\($0)".utf8), id: UInt32($0 + 1), size: 0) }
-            + [fileEntry(Array("big".utf8), id: 5000, size: 4 << 20)]
-        stalled.handshake()
-        stalled.send(.manifest(files))
-        stalled.send(.manifestEnd(ManifestEnd(entryCount: UInt32(files.count), totalBytes: 4 << 20)))
-        guard case .accept? = stalled.readFrame() else {
-            Issue.record("the stalled session's manifest was not accepted")
+        // In tree order, as every push announces them.
+        let files = (0..<2000).map { fileEntry(Array("s\(String(1_000_000 + $0).dropFirst())".utf8), id: UInt32($0 + 1), size: 0) }
+            + [fileEntry(Array("z-big".utf8), id: 5000, size: 4 << 20)]
+        guard case .answer? = stalled.offer(files) else {
+            Issue.record("the stalled session's batch was not answered")
             return
         }
         let empty = Digest128(high: 0x99aa_06d3_0147_98d8, low: 0x6001_c324_468d_497f)  // xxh3-128 of nothing
@@ -184,7 +182,7 @@ import FTWire
         #expect(push.status == 0, "\(push.stderr)")
         expectSame(readFile(tmp.path + "/dst/other.bin"), bytes, "the other push")
         #expect(!recv.events.contains { $0["event"] as? String == "error" }, "the stalled session was ended early: \(recv.events)")
-        #expect(!FileManager.default.fileExists(atPath: tmp.path + "/dst/big"), "no torn file under the final name")
+        #expect(!FileManager.default.fileExists(atPath: tmp.path + "/dst/z-big"), "no torn file under the final name")
         stalled.hangUp()
         let end = recv.stop()
         #expect(end.status == 0)

@@ -117,13 +117,13 @@ import FTWire
         // An oversize length in a prefix.
         peer = try RawPeer(port: recv.port)
         peer.handshake()
-        peer.send([FrameType.manifest.rawValue, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF])
+        peer.send([FrameType.batch.rawValue, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF])
         #expect(peer.readFrame()?.errorMessage?.contains("over the cap") == true)
 
         // A truncated frame, then the peer goes away.
         peer = try RawPeer(port: recv.port)
         peer.handshake()
-        peer.send(Array(FrameCodec.encode(.manifest([fileEntry(Array("t".utf8))])).prefix(20)))
+        peer.send(Array(FrameCodec.encode(.batch(Batch(batchID: 1, entries: [fileEntry(Array("t".utf8))]))).prefix(20)))
         peer.hangUp()
 
         // Chunks that break the manifest's promises.
@@ -133,7 +133,7 @@ import FTWire
             DataHeader(fileID: 1, length: 1, offset: 5),        // past the size
         ] {
             let p = try RawPeer(port: recv.port)
-            #expect(p.offer([fileEntry(Array("d".utf8), size: 5)]).map { if case .accept = $0 { true } else { false } } == true)
+            #expect(p.offer([fileEntry(Array("d".utf8), size: 5)]).map { if case .answer = $0 { true } else { false } } == true)
             p.send(.data(bad))
             p.send([UInt8](repeating: 0x41, count: Int(bad.length)))
             #expect(p.readUntilClosed().compactMap(\.errorMessage).first != nil, "\(bad)")

@@ -16,18 +16,14 @@ func entry(_ path: String, id: UInt32 = 1, size: UInt64 = 5, kind: ManifestEntry
     fileEntry(Array(path.utf8), id: id, size: size, kind: kind)
 }
 
-/// Handshake, manifest (with a manifest-end that may lie), expect accept.
-func offerRaw(_ p: RawPeer, _ entries: [ManifestEntry], count: UInt32? = nil, total: UInt64? = nil) {
-    p.handshake()
-    p.send(.manifest(entries))
-    let realTotal = entries.reduce(UInt64(0)) { $0 + ($1.kind == .file ? $1.size : 0) }
-    p.send(.manifestEnd(ManifestEnd(entryCount: count ?? UInt32(entries.count), totalBytes: total ?? realTotal)))
+/// Handshake, push-info, one batch, its totals.
+func offerRaw(_ p: RawPeer, _ entries: [ManifestEntry]) {
+    _ = p.offerWithoutReading(entries)
 }
 
-/// After a good offer: the receiver's accept is consumed.
+/// After a good offer: the receiver's answer is consumed.
 func accepted(_ p: RawPeer, _ entries: [ManifestEntry]) {
-    offerRaw(p, entries)
-    _ = p.readFrame()
+    _ = p.offer(entries)
 }
 
 /// A data-stream hello naming `session`, and the proof of `code`.
@@ -59,7 +55,7 @@ let hostileCases: [HostileCase] = {
         },
         HostileCase(label: "frame over its cap", expect: "over the cap") { p in
             p.handshake()
-            p.send([FrameType.manifest.rawValue, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF])
+            p.send([FrameType.batch.rawValue, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF])
         },
         HostileCase(label: "more bytes than announced", expect: "past the") { p in
             accepted(p, [entry("m")])
@@ -87,8 +83,8 @@ let hostileCases: [HostileCase] = {
         HostileCase(label: "a data stream's chunk past the size", expect: "past the") { p in
             // A push that asked for streams, then a stream of it that lies.
             p.handshake(features: [.xxh3, .dataStreams])
-            p.send(.manifest([entry("stream-victim")]))
-            p.send(.manifestEnd(ManifestEnd(entryCount: 1, totalBytes: 5)))
+            p.send(.pushInfo(PushInfo()))
+            p.send(.batch(Batch(batchID: 1, entries: [entry("stream-victim")])))
             _ = p.readFrame()
             guard let stream = try? RawPeer(port: p.port) else { return }
             joinDataStream(stream, session: p.session)

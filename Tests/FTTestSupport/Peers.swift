@@ -86,13 +86,21 @@ package final class RawPeer {
         return readFrame()
     }
 
-    /// Handshake, then one manifest; returns what the receiver answered.
-    package func offer(_ entries: [ManifestEntry]) -> Frame? {
-        handshake()
-        send(.manifest(entries))
-        let total = entries.reduce(UInt64(0)) { $0 + ($1.kind == .file ? $1.size : 0) }
-        send(.manifestEnd(ManifestEnd(entryCount: UInt32(entries.count), totalBytes: total)))
+    /// Handshake, push-info, one batch of `entries` and the totals;
+    /// returns what the receiver answered.
+    package func offer(_ entries: [ManifestEntry], flags: PushInfo.Flags = []) -> Frame? {
+        offerWithoutReading(entries, flags: flags)
         return readFrame()
+    }
+
+    @discardableResult
+    package func offerWithoutReading(_ entries: [ManifestEntry], flags: PushInfo.Flags = []) -> Frame? {
+        let h = handshake()
+        send(.pushInfo(PushInfo(flags: flags)))
+        send(.batch(Batch(batchID: 1, entries: entries)))
+        let total = entries.reduce(UInt64(0)) { $0 + ($1.kind == .file ? $1.size : 0) }
+        send(.totals(Totals(entries: UInt64(entries.count), bytes: total)))
+        return h
     }
 }
 

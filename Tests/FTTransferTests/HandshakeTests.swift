@@ -151,7 +151,7 @@ import FTWire
         #expect(e2.message.contains("not a sender"))
         var r3 = receiver(code: code)
         _ = r3.receive(.hello(Hello(role: .sender)))
-        guard case .refused(let e3, _) = r3.receive(.manifestEnd(ManifestEnd(entryCount: 0, totalBytes: 0))).outcome else {
+        guard case .refused(let e3, _) = r3.receive(.totals(Totals(entries: 0, bytes: 0))).outcome else {
             Issue.record("a manifest instead of the proof was taken")
             return
         }

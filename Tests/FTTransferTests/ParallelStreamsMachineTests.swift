@@ -9,15 +9,13 @@ import FTWire
     static let mib: UInt64 = 1 << 20
     let digest = Digest128(high: 1, low: 2)
 
-    /// A machine receiving one 3 MiB file (id 7) and one stream (id 8).
+    /// A machine receiving one 3 MiB file (id 7) and stdin (id 8).
     func receiving(parallel: Bool = true) -> ReceiverMachine {
-        var m = ReceiverMachine(parallel: parallel)
-        _ = m.receive(.manifest([
+        var m = opened(parallel: parallel)
+        accept(&m, 1, [
             ManifestEntry(fileID: 7, kind: .file, path: Array("big".utf8), mode: 0o644, size: 3 * Self.mib, mtimeSeconds: 0, mtimeNanoseconds: 0),
             ManifestEntry(fileID: 8, kind: .stdin, path: Array("in".utf8), mode: 0o644, size: ManifestEntry.unknownSize, mtimeSeconds: 0, mtimeNanoseconds: 0),
-        ]))
-        #expect(m.receive(.manifestEnd(ManifestEnd(entryCount: 2, totalBytes: 3 * Self.mib))) == .review)
-        m.accepted()
+        ])
         return m
     }
 
@@ -26,24 +24,24 @@ import FTWire
     @Test func aTrailerWaitsForChunksStillOnOtherStreams() {
         var m = receiving()
         #expect(m.takesDataStreams)
-        #expect(m.dataStreamChunk(chunk(2)) == .store(index: 0, offset: 2 * Self.mib, length: UInt32(Self.mib)))
-        #expect(m.receive(.data(chunk(0))) == .store(index: 0, offset: 0, length: UInt32(Self.mib)))
-        #expect(m.chunkStored(index: 0) == .none)
+        #expect(m.dataStreamChunk(chunk(2)) == .store(id: 7, offset: 2 * Self.mib, length: UInt32(Self.mib)))
+        #expect(m.receive(.data(chunk(0))) == .store(id: 7, offset: 0, length: UInt32(Self.mib)))
+        #expect(m.chunkStored(id: 7) == .none)
         // The trailer comes before chunk 1 (on a data stream) and chunk 2 is still being written.
         #expect(m.receive(.fileEnd(FileEnd(fileID: 7, size: 3 * Self.mib, digest: digest))) == .none)
-        #expect(m.dataStreamChunk(chunk(1)) == .store(index: 0, offset: Self.mib, length: UInt32(Self.mib)))
-        #expect(m.chunkStored(index: 0) == .none, "chunk 2 is still on its way to the file")
-        #expect(m.chunkStored(index: 0) == .finish(index: 0))
+        #expect(m.dataStreamChunk(chunk(1)) == .store(id: 7, offset: Self.mib, length: UInt32(Self.mib)))
+        #expect(m.chunkStored(id: 7) == .none, "chunk 2 is still on its way to the file")
+        #expect(m.chunkStored(id: 7) == .finish(id: 7))
     }
 
     @Test func aChunkLostWithItsStreamIsTakenAgainAndAWholeOneIsDropped() {
         var m = receiving()
-        #expect(m.dataStreamChunk(chunk(0)) == .store(index: 0, offset: 0, length: UInt32(Self.mib)))
-        #expect(m.dataStreamChunk(chunk(1)) == .store(index: 0, offset: Self.mib, length: UInt32(Self.mib)))
-        #expect(m.chunkStored(index: 0) == .none)
+        #expect(m.dataStreamChunk(chunk(0)) == .store(id: 7, offset: 0, length: UInt32(Self.mib)))
+        #expect(m.dataStreamChunk(chunk(1)) == .store(id: 7, offset: Self.mib, length: UInt32(Self.mib)))
+        #expect(m.chunkStored(id: 7) == .none)
         // Chunk 1's stream broke mid-payload: it comes again on another.
-        m.chunkLost(index: 0, range: Self.mib..<2 * Self.mib)
-        #expect(m.dataStreamChunk(chunk(1)) == .store(index: 0, offset: Self.mib, length: UInt32(Self.mib)))
+        m.chunkLost(id: 7, range: Self.mib..<2 * Self.mib)
+        #expect(m.dataStreamChunk(chunk(1)) == .store(id: 7, offset: Self.mib, length: UInt32(Self.mib)))
         // Chunk 0 was whole before its stream broke; the sender sends it again anyway.
         #expect(m.dataStreamChunk(chunk(0)) == .discard(length: UInt32(Self.mib)))
         // Half a chunk over received bytes is no resend: refused.
@@ -69,7 +67,7 @@ import FTWire
         #expect(!m.takesDataStreams)
         if case .fail = m.dataStreamChunk(chunk(0)) {} else { Issue.record("data-stream chunk accepted without -P") }
         var n = receiving(parallel: false)
-        #expect(n.receive(.data(chunk(0))) == .store(index: 0, offset: 0, length: UInt32(Self.mib)))
+        #expect(n.receive(.data(chunk(0))) == .store(id: 7, offset: 0, length: UInt32(Self.mib)))
         // An early trailer is a violation when everything is on one stream.
         if case .fail(let e) = n.receive(.fileEnd(FileEnd(fileID: 7, size: 3 * Self.mib, digest: digest))) {
             #expect(e.message.contains("ended after"))

@@ -4,10 +4,6 @@ import FTTransfer
 import FTWire
 
 @Suite struct SendPlanTests {
-    func file(_ id: UInt32, _ size: UInt64) -> ManifestEntry {
-        ManifestEntry(fileID: id, kind: .file, path: Array("f\(id)".utf8), mode: 0o644, size: size, mtimeSeconds: 0, mtimeNanoseconds: 0)
-    }
-
     func steps(_ plan: SendPlan) -> [SendPlan.Step] {
         var p = plan
         var out: [SendPlan.Step] = []
@@ -15,43 +11,56 @@ import FTWire
         return out
     }
 
+    func file(_ id: UInt32, _ size: UInt64) -> FileSend { FileSend(id: id, kind: .file, size: size) }
+
     @Test func stdinFirstThenBigFilesLargestFirstThenSmallBatches() {
-        let entries = [
-            file(0, 10), file(1, 3 << 20), ManifestEntry(fileID: 2, kind: .directory, path: Array("d".utf8), mode: 0o755, size: 0, mtimeSeconds: 0, mtimeNanoseconds: 0),
-            file(3, 5 << 20), ManifestEntry(fileID: 4, kind: .stdin, path: Array("s".utf8), mode: 0o644, size: ManifestEntry.unknownSize, mtimeSeconds: 0, mtimeNanoseconds: 0),
-            file(5, 0),
-        ]
-        let s = steps(SendPlan(entries: entries, chunkSize: 4 << 20))
-        #expect(s == [
-            .stdin(index: 4), .fileEnd(index: 4),
-            .chunk(index: 3, offset: 0, length: 4 << 20), .chunk(index: 3, offset: 4 << 20, length: 1 << 20), .fileEnd(index: 3),
-            .chunk(index: 1, offset: 0, length: 3 << 20), .fileEnd(index: 1),
-            .small([0, 5]),
-            .end,
+        let files = [file(1, 10), file(2, 3 << 20), file(4, 5 << 20), FileSend(id: 5, kind: .stdin, size: 0), file(6, 0)]
+        let plan = SendPlan(files: files, chunkSize: 4 << 20)
+        #expect(steps(plan) == [
+            .stdin(id: 5), .fileEnd(id: 5),
+            .chunk(id: 4, offset: 0, length: 4 << 20), .chunk(id: 4, offset: 4 << 20, length: 1 << 20), .fileEnd(id: 4),
+            .chunk(id: 2, offset: 0, length: 3 << 20), .fileEnd(id: 2),
+            .small([1, 6]),
         ])
         // The sender's hash-ahead helper reads what goes out in chunks, in
-        // the same order: not the stream, not the small files.
-        #expect(SendPlan(entries: entries, chunkSize: 4 << 20).chunkedFiles == [3, 1])
-        // A small file with a held prefix to resume goes in chunks too.
-        #expect(SendPlan(entries: entries, chunkSize: 4 << 20, skip: [0: 4]).chunkedFiles == [3, 1, 0])
+        // the same order: not stdin, not the small files.
+        #expect(plan.chunkedFiles == [4, 2])
     }
 
     @Test func smallBatchesStayUnderTheBatchSize() {
-        let entries = (0..<600).map { file(UInt32($0), 4096) }
-        let batches = steps(SendPlan(entries: entries, chunkSize: 1 << 20)).compactMap { step -> [Int]? in
+        let batches = steps(SendPlan(files: (0..<600).map { file(UInt32($0), 4096) }, chunkSize: 1 << 20)).compactMap { step -> [UInt32]? in
             if case .small(let b) = step { return b }
             return nil
         }
-        #expect(batches.flatMap { $0 } == Array(0..<600))
+        #expect(batches.flatMap { $0 } == Array(0..<600).map(UInt32.init))
         for b in batches {
-            let bytes = 4 + b.count * (SmallFiles.File.headerSize + 4096)
-            #expect(bytes <= SmallFiles.batchBytes)
+            #expect(4 + b.count * (SmallFiles.File.headerSize + 4096) <= SmallFiles.batchBytes)
         }
         #expect(batches.count == 3)
     }
 
     @Test func aResumedSmallFileGoesAsChunksFromItsOffset() {
-        let s = steps(SendPlan(entries: [file(7, 5000)], chunkSize: 1 << 20, skip: [7: 4096]))
-        #expect(s == [.chunk(index: 0, offset: 4096, length: 904), .fileEnd(index: 0), .end])
+        let resumed = FileSend(id: 7, kind: .file, size: 5000, data: [4096..<5000])
+        #expect(steps(SendPlan(files: [resumed], chunkSize: 1 << 20)) == [.chunk(id: 7, offset: 4096, length: 904), .fileEnd(id: 7)])
+    }
+
+    @Test func aSparseFileSendsItsExtentsAndNamesItsHoles() {
+        let mib: UInt64 = 1 << 20
+        let tail: Range<UInt64> = 9 * mib..<(9 * mib + 3 * mib / 2)
+        let sparse = FileSend(id: 3, kind: .file, size: 11 * mib, data: [0..<4096, tail], holes: [4096..<9 * mib])
+        let expected: [SendPlan.Step] = [
+            .chunk(id: 3, offset: 0, length: 4096),
+            .hole(id: 3, offset: 4096, length: 9 * mib - 4096),
+            .chunk(id: 3, offset: 9 * mib, length: UInt32(mib)),
+            .chunk(id: 3, offset: 10 * mib, length: UInt32(mib / 2)),
+            .fileEnd(id: 3),
+        ]
+        #expect(steps(SendPlan(files: [sparse], chunkSize: UInt32(mib))) == expected)
+    }
+
+    @Test func aPatchSendsOnlyItsChangedChunksAndEntriesWithoutBytesSendNothing() {
+        let patched = FileSend(id: 9, kind: .file, size: 3 << 20, data: [(1 << 20)..<(2 << 20)])
+        let links = [FileSend(id: 10, kind: .symlink, size: 0), FileSend(id: 11, kind: .directory, size: 0)]
+        #expect(steps(SendPlan(files: [patched] + links, chunkSize: 4 << 20)) == [.chunk(id: 9, offset: 1 << 20, length: 1 << 20), .fileEnd(id: 9)])
     }
 }

@@ -2,39 +2,72 @@ import Testing
 @testable import FTWire
 
 /// One of every frame, with fields away from zero so byte-order slips show.
-let sampleFrames: [Frame] = [
-    .hello(Hello(role: .sender, features: [.xxh3], sessionID: Array(0..<16), nonce: Array(100..<132),
-                 proof: [1, 2, 3], agent: "ft/test")),
-    .manifest([
-        ManifestEntry(fileID: 1, kind: .directory, path: Array("a".utf8), mode: 0o755, size: 0,
-                      mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 5),
-        ManifestEntry(fileID: 2, kind: .file, path: Array("a/中文 文件.txt".utf8), mode: 0o644,
-                      size: 5 << 30, mtimeSeconds: -1, mtimeNanoseconds: 999_999_999),
-        ManifestEntry(fileID: 3, kind: .stdin, path: Array("stdin.tar".utf8), mode: 0o600,
-                      size: ManifestEntry.unknownSize, mtimeSeconds: 0, mtimeNanoseconds: 0),
-    ]),
-    .manifestEnd(ManifestEnd(entryCount: 3, totalBytes: 5 << 30, flags: .noVerify)),
-    .accept(Accept(have: [Accept.Have(fileID: 2, bytes: 1 << 33, digest: Digest128(high: 9, low: 10))])),
-    .resume(Resume(skips: [Resume.Skip(fileID: 2, bytes: 1 << 33), Resume.Skip(fileID: 5, bytes: 7)])),
-    .data(DataHeader(fileID: 0xDEAD_BEEF, length: 1 << 20, offset: 0x1_0000_0001)),
-    .fileEnd(FileEnd(fileID: 2, size: 5 << 30, digest: Digest128(high: 0x0102030405060708, low: 0x1112131415161718))),
-    .fileEnd(FileEnd(fileID: 9, size: 0, digest: nil)),
-    .fileAck(FileAck(fileID: 2, status: .hashMismatch, digest: Digest128(high: 1, low: 2))),
-    .end,
-    .done(Done(files: 10_000, bytes: 1 << 40)),
-    .error(ErrorFrame(.exists, "a/b exists; run the receiver with --overwrite")),
-    .auth(AuthProof(mac: Array(200..<232))),
-    .smallFiles(SmallFiles(files: [
-        SmallFiles.File(fileID: 4, digest: Digest128(high: 5, low: 6), bytes: Array("small".utf8)),
-        SmallFiles.File(fileID: 5, digest: nil, bytes: []),
-    ])),
-    .relay(Relay(hops: ["198.18.0.3:7878", "[fe80::1%eth0]:9000", "nas.local:7878"])),
-    .relay(Relay(hops: [])),
-    .report(HopReport(outcomes: [
-        HopReport.Outcome(host: "198.18.0.3:7878", ok: true, files: 3, bytes: 1 << 33),
-        HopReport.Outcome(host: "198.18.0.4:7878", ok: false, message: "connect: Connection refused"),
-    ])),
-]
+let sampleFrames: [Frame] = {
+    var link = ManifestEntry(fileID: 4, kind: .symlink, path: Array("a/l".utf8), mode: 0o777, size: 0,
+                             mtimeSeconds: 7, mtimeNanoseconds: 8, flags: [.owner])
+    link.linkTarget = Array("../中文 文件.txt".utf8)
+    link.uid = 1000
+    link.gid = 0xFFFF_FFFE
+    var hard = ManifestEntry(fileID: 5, kind: .hardlink, path: Array("a/h".utf8), mode: 0o644, size: 0,
+                             mtimeSeconds: 9, mtimeNanoseconds: 10, flags: [.xattrs])
+    hard.linkTo = 2
+    hard.xattrs = [ManifestEntry.XAttr(name: Array("user.tag".utf8), value: [0, 1, 2]), ManifestEntry.XAttr(name: [0x75], value: [])]
+    return [
+        .hello(Hello(role: .sender, features: [.xxh3], sessionID: Array(0..<16), nonce: Array(100..<132),
+                     proof: [1, 2, 3], agent: "ft/test")),
+        .pushInfo(PushInfo(flags: [.noVerify, .sync, .checksum, .delete, .dryRun, .owner], entries: 3, bytes: 5 << 30)),
+        .pushInfo(PushInfo()),
+        .batch(Batch(batchID: 7, entries: [
+            ManifestEntry(fileID: 1, kind: .directory, path: Array("a".utf8), mode: 0o755, size: 0,
+                          mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 5),
+            ManifestEntry(fileID: 2, kind: .file, path: Array("a/中文 文件.txt".utf8), mode: 0o644,
+                          size: 5 << 30, mtimeSeconds: -1, mtimeNanoseconds: 999_999_999, flags: [.sparse, .linkSource]),
+            ManifestEntry(fileID: 3, kind: .stdin, path: Array("stdin.tar".utf8), mode: 0o600,
+                          size: ManifestEntry.unknownSize, mtimeSeconds: 0, mtimeNanoseconds: 0),
+            link, hard,
+        ])),
+        .totals(Totals(entries: 1_000_000, bytes: 1 << 40)),
+        .answer(BatchAnswer(batchID: 7, last: false, items: [
+            BatchAnswer.Item(fileID: 2, offer: .prefix(bytes: 1 << 33, digest: Digest128(high: 9, low: 10))),
+            BatchAnswer.Item(fileID: 3, offer: .identical),
+        ])),
+        .answer(BatchAnswer(batchID: 7, items: [
+            BatchAnswer.Item(fileID: 4, offer: .digest(Digest128(high: 11, low: 12))),
+            BatchAnswer.Item(fileID: 5, offer: .chunks(chunkSize: 1 << 20, digests: [Digest128(high: 1, low: 1), Digest128(high: 2, low: 2)])),
+        ])),
+        .answer(BatchAnswer(batchID: 8)),
+        .plan(BatchPlan(batchID: 7, items: [
+            BatchPlan.Item(fileID: 2, decision: .resumeAfter(1 << 33)),
+            BatchPlan.Item(fileID: 3, decision: .whole),
+            BatchPlan.Item(fileID: 4, decision: .skip),
+            BatchPlan.Item(fileID: 5, decision: .patch(reuse: [true, false, true, true, false, false, true, false, true])),
+            BatchPlan.Item(fileID: 6, decision: .patch(reuse: [])),
+        ])),
+        .data(DataHeader(fileID: 0xDEAD_BEEF, length: 1 << 20, offset: 0x1_0000_0001)),
+        .hole(Hole(fileID: 2, offset: 1 << 32, length: 5 << 30)),
+        .fileEnd(FileEnd(fileID: 2, size: 5 << 30, digest: Digest128(high: 0x0102030405060708, low: 0x1112131415161718))),
+        .fileEnd(FileEnd(fileID: 9, size: 0, digest: nil)),
+        .fileEnd(FileEnd(fileID: 9, size: 0, digest: nil, unreadable: true)),
+        .batchAck(BatchAck(batchID: 7, results: [
+            BatchAck.Result(fileID: 2, status: .hashMismatch, digest: Digest128(high: 1, low: 2)),
+            BatchAck.Result(fileID: 3, status: .skipped, digest: .zero),
+        ])),
+        .end,
+        .done(Done(files: 10_000, bytes: 1 << 40, skippedFiles: 3, skippedBytes: 4, patchedFiles: 5, deleted: 6, symlinks: 7, hardLinks: 8)),
+        .error(ErrorFrame(.exists, "a/b exists; run the receiver with --overwrite")),
+        .auth(AuthProof(mac: Array(200..<232))),
+        .smallFiles(SmallFiles(files: [
+            SmallFiles.File(fileID: 4, digest: Digest128(high: 5, low: 6), bytes: Array("small".utf8)),
+            SmallFiles.File(fileID: 5, digest: nil, bytes: []),
+        ])),
+        .relay(Relay(hops: ["198.18.0.3:7878", "[fe80::1%eth0]:9000", "nas.local:7878"])),
+        .relay(Relay(hops: [])),
+        .report(HopReport(outcomes: [
+            HopReport.Outcome(host: "198.18.0.3:7878", ok: true, files: 3, bytes: 1 << 33),
+            HopReport.Outcome(host: "198.18.0.4:7878", ok: false, message: "connect: Connection refused"),
+        ])),
+    ]
+}()
 
 @Suite struct FrameCodecTests {
     @Test(arguments: sampleFrames)
@@ -125,17 +158,18 @@ let sampleFrames: [Frame] = [
 
     @Test func oversizeLengthIsRefusedBeforeAnyBodyArrives() {
         // Only the prefix: the cap is checked before asking for the body.
-        expectError([FrameType.manifest.rawValue, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF],
-                    .frameTooLarge(type: .manifest, length: 0xFFFF_FFFF, cap: Manifest.frameCap))
+        expectError([FrameType.batch.rawValue, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF],
+                    .frameTooLarge(type: .batch, length: 0xFFFF_FFFF, cap: Batch.frameCap))
         expectError([FrameType.data.rawValue, 0, 0, 0, 0, 0, 0, 17],
                     .frameTooLarge(type: .data, length: 17, cap: 16))
     }
 
     @Test func hugeEntryCountIsRefusedWithoutReserving() {
         var w = WireWriter()
+        w.u32(1)
         w.u32(0xFFFF_FFFF)
         let body = w.bytes
-        var bytes = [FrameType.manifest.rawValue, 0, 0, 0, 0, 0, 0, UInt8(body.count)]
+        var bytes = [FrameType.batch.rawValue, 0, 0, 0, 0, 0, 0, UInt8(body.count)]
         bytes += body
         #expect(throws: WireError.self) { try FrameCodec.decode(bytes) }
     }
@@ -153,10 +187,10 @@ let sampleFrames: [Frame] = [
     }
 
     @Test func trailingBytesAreRefused() {
-        var bytes = FrameCodec.encode(.done(Done(files: 1, bytes: 2)))
+        var bytes = FrameCodec.encode(.relay(Relay(hops: [])))
         bytes[7] += 1
         bytes.append(0)
-        #expect(throws: WireError.invalidField(.done, field: "length", reason: "1 bytes left after the last field")) {
+        #expect(throws: WireError.invalidField(.relay, field: "length", reason: "1 bytes left after the last field")) {
             try FrameCodec.decode(bytes)
         }
     }
@@ -202,16 +236,61 @@ let sampleFrames: [Frame] = [
     }
 
     @Test func truncatedBodyFieldIsNamed() {
-        // A manifest announcing one entry but holding only 10 bytes of it.
+        // A batch announcing one entry whose path is not there.
         var w = WireWriter()
         w.u32(1)
-        w.raw([UInt8](repeating: 0, count: 30))
-        w.raw([UInt8](repeating: 0, count: 2))
-        var bytes = [FrameType.manifest.rawValue, 0, 0, 0, 0, 0, 0, UInt8(w.bytes.count)] + w.bytes
-        // Claim a path of 200 bytes that is not there.
-        bytes[8 + 4 + 6] = 0
-        bytes[8 + 4 + 7] = 200
-        #expect(throws: WireError.truncated(.manifest, field: "path")) { try FrameCodec.decode(bytes) }
+        w.u32(1)
+        w.raw([UInt8](repeating: 0, count: 32))
+        var bytes = [FrameType.batch.rawValue, 0, 0, 0, 0, 0, 0, UInt8(w.bytes.count)] + w.bytes
+        // Claim a path of 200 bytes.
+        bytes[8 + 8 + 6] = 0
+        bytes[8 + 8 + 7] = 200
+        #expect(throws: WireError.truncated(.batch, field: "path")) { try FrameCodec.decode(bytes) }
+    }
+
+    @Test func entryRulesTheDecoderEnforces() {
+        func decodeEntry(_ mutate: (inout [UInt8]) -> Void) -> WireError? {
+            var bytes = FrameCodec.encode(.batch(Batch(batchID: 1, entries: [
+                ManifestEntry(fileID: 1, kind: .file, path: Array("f".utf8), mode: 0o644, size: 5, mtimeSeconds: 0, mtimeNanoseconds: 0)])))
+            mutate(&bytes)
+            do {
+                _ = try FrameCodec.decode(bytes)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        let at = FramePrefix.size + 8
+        #expect(decodeEntry { $0[at + 4] = 9 } == .invalidField(.batch, field: "kind", reason: "unknown kind 9"))
+        #expect(decodeEntry { $0[at + 5] = 0x80 } == .invalidField(.batch, field: "flags", reason: "unknown bits 0x80"))
+        #expect(decodeEntry { $0[at + 4] = 1; $0[at + 5] = 1 } == .invalidField(.batch, field: "flags", reason: "only a file may be sparse or a link source"))
+        #expect(decodeEntry { for k in 12..<20 { $0[at + k] = 0xFF } } == .invalidField(.batch, field: "size", reason: "only stdin content may have an unknown size"))
+    }
+
+    @Test func answersAndPlansHoldTheirCaps() {
+        var w = WireWriter()
+        w.raw(repeatElement(0, count: FramePrefix.size))
+        w.u32(1)
+        w.u8(1)
+        w.raw([0, 0, 0])
+        w.u32(1)
+        w.u32(5)
+        w.u8(4)
+        w.raw([0, 0, 0])
+        w.u32(512)  // chunk size under 4096
+        w.u32(0)
+        var bytes = w.bytes
+        bytes.withUnsafeMutableBytes { FramePrefix(type: .answer, length: UInt32(w.bytes.count - FramePrefix.size)).encode(into: $0) }
+        #expect(throws: WireError.invalidField(.answer, field: "chunk size", reason: "512 is below 4096")) { try FrameCodec.decode(bytes) }
+        #expect(BatchAnswer.frames(batchID: 3, (0..<50_000).map { BatchAnswer.Item(fileID: UInt32($0), offer: .digest(.zero)) }).count == 2,
+                "a long answer spans frames under the cap")
+    }
+
+    @Test func treeOrderIsComponentWise() {
+        func before(_ a: String, _ b: String) -> Bool { PeerPath.precedesInTree(Array(a.utf8), Array(b.utf8)) }
+        #expect(before("a", "a/b") && before("a/b", "a.b") && before("a/b/c", "a-c") && before("a-c", "a.b"))
+        #expect(!before("a/b", "a") && !before("a", "a"))
+        #expect(before("a/z", "aa") && before("", "a"))
     }
 
     /// Random prefixes of plausible frames: every input gets a definite
@@ -224,7 +303,7 @@ let sampleFrames: [Frame] = [
         for _ in 0..<20_000 {
             let n = Int.random(in: 0..<64, using: &rng)
             var bytes = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
-            if n > 0 { bytes[0] = UInt8.random(in: 1...15, using: &rng) }
+            if n > 0 { bytes[0] = UInt8.random(in: 1...17, using: &rng) }
             if n > 3 { bytes[2] = 0; bytes[3] = 0 }
             if n > 7 { bytes[4] = 0; bytes[5] = 0; bytes[6] = 0; bytes[7] = UInt8.random(in: 0...UInt8(n - 8), using: &rng) }
             switch Result(catching: { try FrameCodec.decode(bytes) }) {

@@ -34,6 +34,8 @@ final class RelayLink: LoopHandler {
         let channel: FrameChannel
         var handshake: SenderHandshake
         var established = false
+        /// The relay frame and what was pending went out.
+        var headSent = false
         var ownInflight = 0
         init(reg: Registration, socket: OwnedSocket, channel: FrameChannel, handshake: SenderHandshake) {
             self.reg = reg
@@ -106,7 +108,9 @@ final class RelayLink: LoopHandler {
         guard !final else { return }
         if case .data = frame { dataStarted = true }
         if !dataStarted { replay.append(frame) } else { replay = [] }
-        if state == .ready, let a = attempt {
+        // Once the chain head went to this host, frames follow it at once;
+        // before, they wait (and are what a next host would be given).
+        if let a = attempt, a.headSent {
             a.channel.enqueue(frame)
             a.channel.flush()
         } else {
@@ -343,6 +347,7 @@ final class RelayLink: LoopHandler {
         a.channel.enqueue(.relay(Relay(hops: Array(hops.dropFirst()))))
         for f in pending { a.channel.enqueue(f) }
         pending = []
+        a.headSent = true
         a.channel.flush()
         a.channel.read()
     }
