@@ -49,6 +49,22 @@ public final class Directory {
     /// mode 0700 (the final modes are applied once the push is complete).
     /// Returns the directory and how many levels were created.
     public func openDirectory(_ components: ArraySlice<String>, create: Bool) throws(IOError) -> (Directory, created: Int) {
+        // Most directories exist: one lookup for the whole path, beneath
+        // this one and through no link; the level-by-level walk only when
+        // something is missing and may be made.
+        if !components.isEmpty {
+            let joined = components.joined(separator: "/")
+            let r = ft_openat2(fd, joined, UInt64(O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW), 0, Self.beneath)
+            if r >= 0 { return (Directory(fd: r, displayPath: child(joined)), 0) }
+            if errno != ENOENT || !create {
+                var e = IOError(Errno(rawValue: errno), "open directory", child(joined))
+                if e.errno == .tooManySymbolicLinkLevels || e.errno == .notDirectory {
+                    e.operation = "refusing to write through"
+                    e.target = child(joined) + " (a symlink or a non-directory is in the way)"
+                }
+                throw e
+            }
+        }
         var current = self
         var created = 0
         for name in components {
@@ -98,6 +114,19 @@ public final class Directory {
     public func createExclusive(_ name: String, mode: mode_t = 0o600) throws(IOError) -> OwnedFD {
         try open(name, flags: O_CREAT | O_EXCL | O_RDWR, mode: mode)
     }
+
+    /// The mode a file gets here for `mode`: no setuid, setgid or sticky
+    /// bit, and the process's umask applied, as every other tool's creates.
+    public static func effectiveMode(_ mode: UInt32) -> mode_t {
+        mode_t(mode & 0o777) & ~processUmask
+    }
+
+    /// Read once: umask(2) can only be read by setting it.
+    public static let processUmask: mode_t = {
+        let old = umask(0o022)
+        umask(old)
+        return old
+    }()
 
     /// An unnamed file in this directory (O_TMPFILE): nothing appears under
     /// any name until `link`, and a crash leaves nothing at all.
@@ -198,10 +227,11 @@ public final class Directory {
     /// given, uid and gid by number (a receiver running as root) to an open
     /// fd. Ownership goes first: chown clears setuid bits anyway, and the
     /// mode that follows is the one meant.
+    /// `modeSet`: the file was created with its mode already (fchmod skipped).
     public static func applyMetadata(_ fd: CInt, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: UInt32, path: String,
-                                     owner: (uid: UInt32, gid: UInt32)? = nil) throws(IOError) {
+                                     owner: (uid: UInt32, gid: UInt32)? = nil, modeSet: Bool = false) throws(IOError) {
         if let owner { _ = try retryingEINTR("set the owner of", path) { fchown(fd, owner.uid, owner.gid) } }
-        _ = try retryingEINTR("set mode of", path) { fchmod(fd, mode_t(mode & 0o777)) }
+        if !modeSet || owner != nil { _ = try retryingEINTR("set mode of", path) { fchmod(fd, effectiveMode(mode)) } }
         var times = [timespec(tv_sec: 0, tv_nsec: Int(FT_UTIME_OMIT)),
                      timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
         _ = try retryingEINTR("set mtime of", path) { futimens(fd, &times) }

@@ -172,7 +172,7 @@ extension PushSession {
 
     /// A small file that came whole: verified in memory before any byte is
     /// written, then created complete under its name.
-    func storeWhole(_ a: SmallArrival) throws(TransferError) {
+    func storeWhole(_ a: SmallArrival, dirs: inout [PeerPath: Directory]) throws(TransferError) {
         guard let e = machine.entry(a.id) else { return }
         let display = Escape.forDisplay(e.path.description)
         var digest: Digest128?
@@ -189,7 +189,7 @@ extension PushSession {
             sinks[a.id] = nil
         } else {
             do {
-                let dir = try parentDirectory(of: e.path)
+                let dir = try parentDirectory(of: e.path, create: true, cache: &dirs) ?? server.destination
                 try WholeFile.write(a.file.bytes, entry: e.entry, name: e.path.name, in: dir, overwrite: config.overwrite,
                                     display: display, owner: ownerOf(e.entry))
                 if e.entry.flags.contains(.linkSource), let st = try? dir.status(of: e.path.name) {

@@ -133,9 +133,13 @@ final class PushSession {
         case .hole(let fileID, let range):
             hole(fileID, range)
         case .storeSmall(let arrivals):
+            // One lookup per directory for the frame's files, which arrived
+            // together (a directory moved out meanwhile is not found by the
+            // next frame's lookups).
+            var dirs: [PeerPath: Directory] = [:]
             for a in arrivals {
                 do throws(TransferError) {
-                    try storeWhole(a)
+                    try storeWhole(a, dirs: &dirs)
                 } catch {
                     fail(error, frame: error.frame)
                     return

@@ -15,12 +15,13 @@ enum WholeFile {
                       display: String, owner: (uid: UInt32, gid: UInt32)? = nil) throws(IOError) {
         let anonymous: OwnedFD
         do {
-            anonymous = try dir.createAnonymous()
+            // Created with its final mode: no chmod afterwards.
+            anonymous = try dir.createAnonymous(mode: Directory.effectiveMode(entry.mode))
         } catch where [.notSupported, .isDirectory, .invalidArgument].contains(error.errno) {
             try viaTempName(bytes, entry: entry, name: name, in: dir, overwrite: overwrite, display: display, owner: owner)
             return
         }
-        try fill(anonymous.raw, bytes, entry, display, owner)
+        try fill(anonymous.raw, bytes, entry, display, owner, modeSet: true)
         do {
             try dir.link(anonymous: anonymous.raw, as: name)
         } catch where error.errno == .fileExists && overwrite {
@@ -40,7 +41,7 @@ enum WholeFile {
     }
 
     private static func fill(_ fd: CInt, _ bytes: [UInt8], _ entry: ManifestEntry, _ display: String,
-                             _ owner: (uid: UInt32, gid: UInt32)?) throws(IOError) {
+                             _ owner: (uid: UInt32, gid: UInt32)?, modeSet: Bool = false) throws(IOError) {
         var done = 0
         while done < bytes.count {
             let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + done, $0.count - done, off_t(done)) }
@@ -49,7 +50,7 @@ enum WholeFile {
             done += n
         }
         try Directory.applyMetadata(fd, mode: entry.mode, mtimeSeconds: entry.mtimeSeconds,
-                                    mtimeNanoseconds: entry.mtimeNanoseconds, path: display, owner: owner)
+                                    mtimeNanoseconds: entry.mtimeNanoseconds, path: display, owner: owner, modeSet: modeSet)
     }
 
     private static func viaTempName(_ bytes: [UInt8], entry: ManifestEntry, name: String, in dir: Directory,

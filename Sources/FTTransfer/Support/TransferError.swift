@@ -59,3 +59,4 @@ func randomHex(_ bytes: Int) -> String {
     return s
 }
 
+
