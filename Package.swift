@@ -27,7 +27,9 @@ let package = Package(
     ],
     targets: [
         .target(name: "CURing", linkerSettings: [.linkedLibrary("uring")]),
-        .target(name: "CXXHash", linkerSettings: [.linkedLibrary("xxhash")]),
+        // The hash is inlined from xxhash.h: optimised in debug builds too,
+        // or every test that moves a big file spends seconds hashing it.
+        .target(name: "CXXHash", cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("xxhash")]),
         .target(name: "FTWire"),
         .target(
             name: "FTEngine",

@@ -80,9 +80,33 @@ public final class ProgressRenderer {
             let skipped = s.skippedBytes > 0 ? ", \(Sizes.format(s.skippedBytes)) already there" : ""
             let dir = verb == "sent" ? "to" : "from"
             say("\(verb) \(plural(s.files, "file")) (\(Sizes.format(s.bytes))) \(dir) \(s.peer) in \(Sizes.fixed(s.seconds, 2)) s, \(Sizes.rate(rate))\(skipped)\(check)")
+            if let extra = Self.tallyLine(s.tally) { say(extra) }
         case .failed(let f):
             say("\(f.message)")
         }
+    }
+
+    /// What happened beyond "sent", in one line; nil when nothing did.
+    static func tallyLine(_ t: ProgressEvent.Tally) -> String? {
+        var parts: [String] = []
+        if t.identicalFiles > 0 { parts.append("\(plural(Int(t.identicalFiles), "file")) already there, identical") }
+        if t.patchedFiles > 0 { parts.append("\(plural(Int(t.patchedFiles), "file")) patched") }
+        if t.deleted > 0 { parts.append("\(plural(Int(t.deleted), "entry", "entries")) deleted") }
+        if t.symlinks > 0 { parts.append("\(plural(Int(t.symlinks), "symlink")) made") }
+        if t.hardLinks > 0 { parts.append("\(plural(Int(t.hardLinks), "hard link")) made") }
+        if t.holeBytes > 0 { parts.append("\(Sizes.format(t.holeBytes)) of holes not sent") }
+        for kind in t.skipped.keys.sorted() {
+            let what: String
+            switch kind {
+            case "symlink": what = "symlink"
+            case "special": what = "special file"
+            case "unreadable": what = "unreadable entry"
+            case "name": what = "unsendable name"
+            default: what = kind
+            }
+            parts.append("\(plural(t.skipped[kind]!, what)) skipped")
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: ", ")
     }
 
     /// A remark outside the event stream: a line for people, or an object.
@@ -183,6 +207,10 @@ public final class ProgressRenderer {
                 ("event", "done"), ("session", .string(s.session)), ("peer", .string(s.peer)),
                 ("files", .int(Int64(s.files))), ("directories", .int(Int64(s.directories))),
                 ("bytes_sent", .uint(s.bytes)), ("bytes_skipped", .uint(s.skippedBytes)),
+                ("identical_files", .uint(s.tally.identicalFiles)), ("patched_files", .uint(s.tally.patchedFiles)),
+                ("deleted", .uint(s.tally.deleted)), ("symlinks", .uint(s.tally.symlinks)), ("hard_links", .uint(s.tally.hardLinks)),
+                ("hole_bytes", .uint(s.tally.holeBytes)),
+                ("skipped", .object(s.tally.skipped.keys.sorted().map { ($0, .int(Int64(s.tally.skipped[$0]!))) })),
                 ("seconds", .double(s.seconds)), ("verified", .bool(s.verified)),
                 ("hashes", .object(s.digests.map { ($0.path, .string($0.digest.hex)) })),
                 ("engine", .object([

@@ -38,6 +38,8 @@ public struct PushInfo: Equatable, Sendable {
 /// The push's size once the sender's scan is complete.
 public struct Totals: Equatable, Sendable {
     public var entries: UInt64
+    /// Bytes the files take: their sizes, except that a sparse file counts
+    /// its allocated blocks (its holes neither travel nor land).
     public var bytes: UInt64
     public init(entries: UInt64, bytes: UInt64) {
         self.entries = entries

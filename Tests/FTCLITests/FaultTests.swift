@@ -14,18 +14,9 @@ import FTWire
         writeFile(src, bytes)
         let dst = tmp.sub("dst")
         var resumedRuns = 0
-        var rng = SystemRandomNumberGenerator()
         for round in 1...20 {
             // Paced at 48 MiB/s, the push takes half a second: kill it somewhere inside.
-            let recv = try FTReceiver(dir: dst, extra: ["--once"])
-            let sender = try Child(ftPath, ["send", recv.address, src, "-q", "--limit", "48M"])
-            usleep(UInt32.random(in: 30_000...450_000, using: &rng))
-            sender.kill(SIGKILL)
-            _ = sender.wait()
-            // A kill before the connection leaves the --once receiver
-            // waiting for a push that never comes: stop it either way.
-            _ = recv.child.waitForOutput("\"event\":\"error\"", seconds: 5)
-            _ = recv.stop()
+            try pushKilledMidway(into: dst, [src], limit: "48M", pauseMicroseconds: 30_000...450_000)
             #expect(!FileManager.default.fileExists(atPath: dst + "/data.bin"), "round \(round): a torn file under the final name")
 
             let again = try FTReceiver(dir: dst, extra: ["--once"])
@@ -89,6 +80,19 @@ import FTWire
         #expect(refused.stderr.contains("free") && refused.stderr.contains(mnt), "\(refused.stderr)")
         _ = recv.child.wait()
         #expect(listTree(mnt).isEmpty)
+
+        // Without totals (a sender still walking its tree), each batch is
+        // checked as it comes: the first fits, the second does not.
+        recv = try FTReceiver(dir: mnt, extra: ["--once"])
+        let p = try RawPeer(port: recv.port)
+        batchesRaw(p, [Batch(batchID: 1, entries: [entry("fits", size: 1 << 20)]),
+                       Batch(batchID: 2, entries: [entry("does-not", id: 2, size: 16 << 20)])])
+        let replies = p.readUntilClosed()
+        #expect(replies.contains { if case .answer(let a) = $0 { return a.batchID == 1 } else { return false } }, "\(replies)")
+        let why = replies.compactMap(\.errorMessage).first ?? ""
+        #expect(why.contains("does-not") || why.contains("free"), "\(replies)")
+        _ = recv.child.wait()
+        #expect(listTree(mnt).isEmpty, "\(listTree(mnt))")
 
         // A stream has no size to check: the disk fills mid-push.
         recv = try FTReceiver(dir: mnt, extra: ["--once"])

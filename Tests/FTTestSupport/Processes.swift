@@ -227,3 +227,19 @@ package struct TestFailure: Error, CustomStringConvertible {
     package init(_ d: String) { description = d }
 }
 
+
+/// Starts a `--once` receiver into `dir` and a sender of `paths` paced at
+/// `limit`, kills the sender with SIGKILL after a random pause in
+/// `pauseMicroseconds`, and stops the receiver.
+package func pushKilledMidway(into dir: String, _ paths: [String], limit: String,
+                              pauseMicroseconds: ClosedRange<UInt32>) throws {
+    let recv = try FTReceiver(dir: dir, extra: ["--once"])
+    let sender = try Child(ftPath, ["send", recv.address] + paths + ["-q", "--limit", limit])
+    usleep(UInt32.random(in: pauseMicroseconds))
+    sender.kill(SIGKILL)
+    _ = sender.wait()
+    // A kill before the connection leaves the --once receiver waiting for
+    // a push that never comes: stop it either way.
+    _ = recv.child.waitForOutput("\"event\":\"error\"", seconds: 5)
+    _ = recv.stop()
+}

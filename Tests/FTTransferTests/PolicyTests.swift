@@ -38,6 +38,58 @@ import FTWire
         #expect(p.relayRefusal(encrypted: false, dataStreams: false)?.message.contains("--no-auth") == true)
     }
 
+    @Test func identicalByQuickCheck() {
+        let p = ReceiverPolicy()
+        var e = ManifestEntry(fileID: 1, kind: .file, path: Array("f".utf8), mode: 0o644, size: 10, mtimeSeconds: 5, mtimeNanoseconds: 7)
+        let same = ReceiverPolicy.Found(existing: .notDirectory, isRegularFile: true, size: 10, mtimeSeconds: 5, mtimeNanoseconds: 7)
+        #expect(p.verdict(e, "f", found: nil) == .proceed)
+        #expect(p.verdict(e, "f", found: same) == .identical)
+        var newer = same
+        newer.mtimeNanoseconds = 8
+        #expect(p.verdict(e, "f", found: newer) == .refuse(p.conflict(.file, "f", existing: .notDirectory)!), "same size, other mtime: not identical")
+        var longer = same
+        longer.size = 11
+        #expect(p.verdict(e, "f", found: longer) != .identical)
+        var dir = same
+        dir.existing = .directory
+        dir.isRegularFile = false
+        #expect(p.verdict(e, "f", found: dir) == .refuse(p.conflict(.file, "f", existing: .directory)!))
+        e.kind = .symlink
+        e.linkTarget = Array("t".utf8)
+        var link = ReceiverPolicy.Found(existing: .notDirectory, isRegularFile: false, size: 1, mtimeSeconds: 0, mtimeNanoseconds: 0,
+                                        linkTarget: Array("t".utf8))
+        #expect(p.verdict(e, "f", found: link) == .identical)
+        link.linkTarget = Array("u".utf8)
+        #expect(p.verdict(e, "f", found: link) != .identical)
+        e.kind = .hardlink
+        #expect(p.verdict(e, "f", found: ReceiverPolicy.Found(existing: .notDirectory, isRegularFile: true, size: 0, mtimeSeconds: 0,
+                                                             mtimeNanoseconds: 0, sameInodeAsSource: true)) == .identical)
+    }
+
+    @Test func spaceAcrossBatches() {
+        var s = SpaceLedger()
+        // Fresh destination, 100 bytes announced: the first batch (30 of them)
+        // must find room for the rest too.
+        #expect(s.announce(100) == 100)
+        #expect(s.required(needed: 30, fileBytes: 30, allNew: true) == 100)
+        s.accept(needed: 30, fileBytes: 30, allNew: true)
+        // Nothing landed yet: its 30 are still owed, plus the remaining 70.
+        #expect(s.required(needed: 20, fileBytes: 20, allNew: true) == 30 + 20 + 50)
+        s.land(30)
+        #expect(s.required(needed: 20, fileBytes: 20, allNew: true) == 70)
+        // A batch with files already there: the total no longer says what
+        // the rest needs; only claims count.
+        #expect(s.required(needed: 5, fileBytes: 20, allNew: false) == 5)
+        s.accept(needed: 5, fileBytes: 20, allNew: false)
+        #expect(s.required(needed: 40, fileBytes: 40, allNew: true) == 45)
+        // Without a total, only claims and the batch.
+        var t = SpaceLedger()
+        #expect(t.required(needed: 9, fileBytes: 9, allNew: true) == 9)
+        t.accept(needed: 9, fileBytes: 9, allNew: true)
+        t.land(20)
+        #expect(t.required(needed: 1, fileBytes: 1, allNew: true) == 1, "more landed than claimed never goes negative")
+    }
+
     @Test func whatAFailureKeeps() {
         let p = ReceiverPolicy()
         #expect(p.keepsPartials(after: .disconnected("gone", peer: "x"), chain: false))

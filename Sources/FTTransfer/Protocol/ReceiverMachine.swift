@@ -134,6 +134,8 @@ public struct ReceiverMachine: Sendable {
     public static let maxActiveBatches = 16
     /// Files one push may mark as hard-link sources.
     public static let maxLinkSources = 1 << 16
+    /// Separate received pieces one file may have at once.
+    public static let maxGaps = 4096
     /// Part of a chain push: no offers (each host gets the whole stream),
     /// and a `report` goes before `done`.
     public private(set) var chain = false
@@ -153,6 +155,9 @@ public struct ReceiverMachine: Sendable {
     /// Whether a data stream may join now.
     public var takesDataStreams: Bool { parallel && phase == .receiving }
     public var activeBatches: Int { batches.count }
+
+    /// Where a hard-link source of this push goes.
+    public func linkSourcePath(_ id: UInt32) -> PeerPath? { linkSources[id]?.path }
 
     /// The entries of an active batch.
     public func entries(of batchID: UInt32) -> [IncomingEntry] { batches[batchID]?.entries ?? [] }
@@ -303,7 +308,7 @@ public struct ReceiverMachine: Sendable {
         b.stage = needsPlan && !chain ? .awaitingPlan : .receiving
         batches[batchID] = b
         var out = ackIfSettled(batchID)
-        for e in b.entries where e.entry.kind == .hardlink {
+        for e in b.entries where e.entry.kind == .hardlink && e.offer != .identical {
             if let source = linkSources[e.entry.linkTo], source.committed {
                 out.append(.link(id: e.id, sourcePath: source.path))
             } else {
@@ -379,8 +384,18 @@ public struct ReceiverMachine: Sendable {
         guard inserted else {
             return fail(.protocolViolation, "chunk at \(h.offset)+\(h.length) of '\(name)' overlaps bytes already received")
         }
+        if let refusal = scattered(h.fileID, name) { return refusal }
         if parallel { update(h.fileID) { $0.pending += 1 } }
         return .store(id: h.fileID, offset: h.offset, length: h.length)
+    }
+
+    /// A file's pieces merge as they arrive: an honest sender sends each
+    /// file in order on each stream, so only a few gaps are ever open. A
+    /// peer scattering tiny pieces would grow the range lists (and this
+    /// host's memory) without bound.
+    private mutating func scattered(_ id: UInt32, _ name: MessageName) -> Action? {
+        guard let now = entry(id), now.received.ranges.count > Self.maxGaps else { return nil }
+        return fail(.protocolViolation, "'\(name)' arrived in more than \(Self.maxGaps) separate pieces at once (a sender sends each file's extents in order)")
     }
 
     private mutating func hole(_ h: Hole) -> Action {
@@ -388,16 +403,18 @@ public struct ReceiverMachine: Sendable {
         guard batches[e.batchID]?.stage == .receiving, e.entry.kind == .file, e.entry.flags.contains(.sparse), e.trailer == nil else {
             return fail(.protocolViolation, "hole for '\(name)', which is not a sparse file taking data")
         }
-        guard h.offset + h.length <= e.entry.size else {
+        let (end, overflow) = h.offset.addingReportingOverflow(h.length)
+        guard !overflow, end <= e.entry.size else {
             return fail(.protocolViolation, "hole at \(h.offset)+\(h.length) is past the \(e.entry.size) bytes announced for '\(name)'")
         }
         guard h.length > 0 else { return .none }
         var inserted = false
-        update(h.fileID) { inserted = $0.received.insert(h.offset..<h.offset + h.length) }
+        update(h.fileID) { inserted = $0.received.insert(h.offset..<end) }
         guard inserted else {
             return fail(.protocolViolation, "hole at \(h.offset)+\(h.length) of '\(name)' overlaps bytes already received")
         }
-        return .hole(id: h.fileID, range: h.offset..<h.offset + h.length)
+        if let refusal = scattered(h.fileID, name) { return refusal }
+        return .hole(id: h.fileID, range: h.offset..<end)
     }
 
     /// A data frame that arrived on one of this push's extra streams.
@@ -514,7 +531,9 @@ public struct ReceiverMachine: Sendable {
         update(id) { $0.result = BatchAck.Result(fileID: id, status: status, digest: digest) }
         count(e, status, bytes)
         var out: [Action] = []
-        if e.entry.flags.contains(.linkSource), status == .committed, var source = linkSources[id] {
+        // A source the receiver already had (identical) is there to link to
+        // as well as one it just wrote.
+        if e.entry.flags.contains(.linkSource), status == .committed || status == .skipped, var source = linkSources[id] {
             source.committed = true
             linkSources[id] = source
             for link in waitingLinks.removeValue(forKey: id) ?? [] { out.append(.link(id: link, sourcePath: source.path)) }

@@ -21,6 +21,58 @@ public struct ReceiverPolicy: Sendable {
         case notDirectory
     }
 
+    /// What the receiver's copy at an entry's path is, as far as a quick
+    /// look tells: enough to call a file identical without reading it.
+    public struct Found: Sendable, Equatable {
+        public var existing: Existing
+        public var isRegularFile: Bool
+        public var size: UInt64
+        public var mtimeSeconds: Int64
+        public var mtimeNanoseconds: UInt32
+        /// A symlink's target, read when the entry is a symlink too.
+        public var linkTarget: [UInt8]?
+        /// For a hard-link entry: whether this is already the inode of the
+        /// file it links to.
+        public var sameInodeAsSource = false
+        public init(existing: Existing, isRegularFile: Bool, size: UInt64, mtimeSeconds: Int64, mtimeNanoseconds: UInt32,
+                    linkTarget: [UInt8]? = nil, sameInodeAsSource: Bool = false) {
+            self.existing = existing
+            self.isRegularFile = isRegularFile
+            self.size = size
+            self.mtimeSeconds = mtimeSeconds
+            self.mtimeNanoseconds = mtimeNanoseconds
+            self.linkTarget = linkTarget
+            self.sameInodeAsSource = sameInodeAsSource
+        }
+    }
+
+    public enum Verdict: Equatable, Sendable {
+        /// Write the entry.
+        case proceed
+        /// The receiver has it, identical by size and mtime: skip it (a push
+        /// that was cut off, pushed again, goes on where it stopped).
+        case identical
+        case refuse(ErrorFrame)
+    }
+
+    /// What to do with `entry` given what stands at its path (nil: nothing).
+    public func verdict(_ entry: ManifestEntry, _ name: String, found: Found?) -> Verdict {
+        guard let found else { return .proceed }
+        switch entry.kind {
+        case .file where found.isRegularFile && found.size == entry.size && found.mtimeSeconds == entry.mtimeSeconds
+                         && found.mtimeNanoseconds == entry.mtimeNanoseconds:
+            return .identical
+        case .symlink where found.linkTarget == entry.linkTarget:
+            return .identical
+        case .hardlink where found.sameInodeAsSource:
+            return .identical
+        default:
+            break
+        }
+        if let e = conflict(entry.kind, name, existing: found.existing) { return .refuse(e) }
+        return .proceed
+    }
+
     /// Why a push cannot have `entry` at `path`, given what is there.
     public func conflict(_ kind: ManifestEntry.Kind, _ name: String, existing: Existing) -> ErrorFrame? {
         switch (kind, existing) {

@@ -20,8 +20,11 @@ final class FileSink {
     let hasher: StreamHasher?
     /// Ranges whose bytes are on disk (or written to stdout), holes included.
     private(set) var stored = ReceivedRanges()
-    /// Ranges that read as zeros and were never written (sparse files).
+    /// Ranges that read as zeros and were never written (sparse files),
+    /// kept until the hash has passed them: a file of a million extents
+    /// costs a few of them at a time, not a million.
     private var holes = ReceivedRanges()
+    private(set) var holeBytes: UInt64 = 0
     private(set) var hashedUpTo: UInt64 = 0
     private var committed = false
     /// Files (not streams) keep their bytes across an interrupted push.
@@ -155,7 +158,8 @@ final class FileSink {
     /// A range of a sparse file that reads as zeros: nothing is written (on
     /// stdout the zeros are the caller's to write).
     func didSkipHole(_ range: Range<UInt64>) throws(IOError) {
-        holes.formUnion(range)
+        holeBytes += UInt64(range.count)
+        if hasher != nil, !isStdout { holes.formUnion(range) }
         try didStore(range)
     }
 
@@ -175,6 +179,7 @@ final class FileSink {
             try hasher.update(fd: fd, offset: hashedUpTo, length: stop - hashedUpTo)
             hashedUpTo = stop
         }
+        if holes.ranges.first.map({ $0.upperBound <= hashedUpTo }) == true { holes.remove(0..<hashedUpTo) }
     }
 
     func digest() -> Digest128? { hasher?.digest() }

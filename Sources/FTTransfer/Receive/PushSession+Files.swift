@@ -164,7 +164,9 @@ extension PushSession {
                 if case .resumeAfter(let n) = e.decision { return n }
                 return 0
             }()
-            settle(fileID, .committed, digest: digest, bytes: trailer.size - min(trailer.size, resumed))
+            let arrived = trailer.size - min(trailer.size, resumed + s.holeBytes)
+            holeBytes += s.holeBytes
+            settle(fileID, .committed, digest: digest, bytes: arrived)
         } catch {
             fail(error, frame: error.frame)
         }
@@ -257,8 +259,9 @@ extension PushSession {
         guard let e = machine.entry(fileID) else { return }
         let display = Escape.forDisplay(e.path.description)
         guard let inode = linkInodes[e.entry.linkTo] else {
-            let r = refusal(.refused, "'\(display)' links to a file this push did not commit")
-            fail(r, frame: r.frame)
+            // Its source was left out (the sender could not read it).
+            server.logger.warning("session \(id): skipping hard link '\(display)': the file it names did not arrive")
+            settle(fileID, .skipped)
             return
         }
         do throws(IOError) {

@@ -28,18 +28,21 @@ extension PushSession {
         reviewingBatch = batchID
         let entries = machine.entries(of: batchID)
         var candidates: [(id: UInt32, fd: CInt, prefix: UInt64)] = []
+        var identical: [UInt32: BatchAnswer.Offer] = [:]
         do throws(TransferError) {
-            let needed = try checkDestination(entries, partials: &candidates)
+            let need = try checkDestination(entries, partials: &candidates, identical: &identical)
             let free: UInt64
             do { free = try server.destination.availableBytes() } catch { throw .io(error) }
-            if let e = server.policy.spaceRefusal(needed: needed, free: free) { throw .refused(e, peer: peer) }
+            let required = space.required(needed: need.bytes, fileBytes: need.fileBytes, allNew: need.allNew)
+            if let e = server.policy.spaceRefusal(needed: required, free: free) { throw .refused(e, peer: peer) }
+            space.accept(needed: need.bytes, fileBytes: need.fileBytes, allNew: need.allNew)
         } catch {
             for c in candidates { close(c.fd) }
             fail(error, frame: error.frame)
             return
         }
         guard !candidates.isEmpty else {
-            prepare(batchID, offers: [:])
+            prepare(batchID, offers: identical)
             return
         }
         // Hashing held prefixes may read gigabytes: off the loop, so no
@@ -48,7 +51,7 @@ extension PushSession {
         let toHash = candidates
         server.offload.run({ Self.hashPrefixes(toHash) }) { [weak self] results in
             guard let self, !connection.isClosing else { return }
-            var offers: [UInt32: BatchAnswer.Offer] = [:]
+            var offers = identical
             for (fileID, h) in results {
                 held[fileID] = h
                 offers[fileID] = .prefix(bytes: h.bytes, digest: h.digest)
@@ -60,9 +63,11 @@ extension PushSession {
     /// Conflicts with what exists, partials to offer, and the bytes the
     /// batch needs. Beneath a directory this push is about to make nothing
     /// exists, so a fresh tree costs one lookup per top directory.
-    private func checkDestination(_ entries: [IncomingEntry],
-                                  partials: inout [(id: UInt32, fd: CInt, prefix: UInt64)]) throws(TransferError) -> UInt64 {
+    private func checkDestination(_ entries: [IncomingEntry], partials: inout [(id: UInt32, fd: CInt, prefix: UInt64)],
+                                  identical: inout [UInt32: BatchAnswer.Offer]) throws(TransferError) -> Need {
         var needed: UInt64 = 0
+        var fileBytes: UInt64 = 0
+        var allNew = true
         var absent = Set<PeerPath>()
         var parents: [PeerPath: Directory] = [:]
         for e in entries {
@@ -82,14 +87,39 @@ extension PushSession {
                 }
             }
             if existing == nil, e.entry.kind == .directory { absent.insert(e.path) }
-            if let st = existing {
-                let kind: ReceiverPolicy.Existing = st.st_mode & S_IFMT == S_IFDIR ? .directory : .notDirectory
-                if let conflict = server.policy.conflict(e.entry.kind, name, existing: kind) {
+            let found = existing.map { st in
+                var f = ReceiverPolicy.Found(existing: st.st_mode & S_IFMT == S_IFDIR ? .directory : .notDirectory,
+                                             isRegularFile: st.st_mode & S_IFMT == S_IFREG, size: UInt64(st.st_size),
+                                             mtimeSeconds: Int64(st.st_mtim.tv_sec), mtimeNanoseconds: UInt32(st.st_mtim.tv_nsec))
+                if e.entry.kind == .symlink, st.st_mode & S_IFMT == S_IFLNK { f.linkTarget = parentDir?.readLink(e.path.name) }
+                if e.entry.kind == .hardlink, f.isRegularFile, let source = machine.linkSourcePath(e.entry.linkTo),
+                   let sourceDir = try? parentDirectory(of: source, create: false, cache: &parents),
+                   let sst = try? sourceDir.status(of: source.name) {
+                    f.sameInodeAsSource = sst.st_dev == st.st_dev && sst.st_ino == st.st_ino
+                }
+                return f
+            }
+            switch server.policy.verdict(e.entry, name, found: found) {
+            case .proceed:
+                break
+            case .identical where !machine.chain:
+                identical[e.id] = .identical
+                allNew = false
+                continue
+            case .identical:
+                // Each host of a chain gets the whole stream, which the next
+                // hosts need: an existing file is a conflict here as anywhere.
+                if let conflict = server.policy.conflict(e.entry.kind, name, existing: .notDirectory) {
                     throw .refused(conflict, peer: peer)
                 }
+            case .refuse(let conflict):
+                throw .refused(conflict, peer: peer)
             }
-            guard e.entry.kind == .file else { continue }
+            // A sparse file's data size is not known yet (its holes are
+            // most of it): the sender's total counts its blocks instead.
+            guard e.entry.kind == .file, !e.entry.flags.contains(.sparse) else { continue }
             needed += e.entry.size
+            fileBytes += e.entry.size
             // Each host of a chain gets the whole stream: no offers.
             guard !machine.chain, e.entry.size > 0, let dir = parentDir else { continue }
             let p = Partial(e.entry)
@@ -107,8 +137,19 @@ extension PushSession {
             }
             partials.append((e.id, fd, prefix))
             needed -= prefix
+            allNew = false
         }
-        return needed
+        return Need(bytes: needed, fileBytes: fileBytes, allNew: allNew)
+    }
+
+    /// What a batch asks of the disk.
+    private struct Need {
+        /// Bytes still to land.
+        var bytes: UInt64
+        /// Bytes of its files in all, there already or not.
+        var fileBytes: UInt64
+        /// Whether nothing of it was there already.
+        var allNew: Bool
     }
 
     /// Whether `path` is a directory this push made in this review, or
@@ -152,7 +193,7 @@ extension PushSession {
                     return
                 }
                 made.append((e.id, .committed, .zero))
-            case .symlink:
+            case .symlink where offers[e.id] != .identical:
                 guard let result = makeSymlink(e) else { return }
                 made.append((e.id, result.0, result.1))
             default:
@@ -164,13 +205,27 @@ extension PushSession {
             settleMade(made)
             return
         }
+        if config.toStdout {
+            answer(batchID, offers: [:])
+            return
+        }
         answer(batchID, offers: offers)
-        settleMade(made)
+        settleMade(made + identicalOf(offers))
+    }
+
+    /// Entries the receiver has already: settled as skipped once answered.
+    private func identicalOf(_ offers: [UInt32: BatchAnswer.Offer]) -> [(UInt32, BatchAck.Status, Digest128)] {
+        offers.compactMap { id, offer in offer == .identical ? (id, .skipped, .zero) : nil }.sorted { $0.0 < $1.0 }
     }
 
     private func settleMade(_ made: [(UInt32, BatchAck.Status, Digest128)]) {
         for (fileID, status, digest) in made {
             guard !connection.isClosing else { return }
+            if status == .skipped, let e = machine.entry(fileID), e.entry.flags.contains(.linkSource),
+               let dir = try? parentDirectory(of: e.path), let st = try? dir.status(of: e.path.name) {
+                // Already here, identical: later names link to this inode.
+                linkInodes[fileID] = (UInt64(st.st_dev), UInt64(st.st_ino))
+            }
             settle(fileID, status, digest: digest)
         }
     }

@@ -25,9 +25,12 @@ final class PushSession {
     /// Committed link sources: where their inode is, to link to it and to
     /// check nobody swapped it.
     var linkInodes: [UInt32: (dev: UInt64, ino: UInt64)] = [:]
+    /// Bytes of holes left unwritten in the files of this push.
+    var holeBytes: UInt64 = 0
     var digests: [(path: String, digest: Digest128)] = []
     var swept = Set<String>()
     var totals: Totals?
+    var space = SpaceLedger()
     var startedEmitted = false
     /// A review that waits for the push's totals (a stdout receiver takes
     /// one entry only).
@@ -192,8 +195,9 @@ final class PushSession {
     private func sized(_ t: Totals) {
         totals = t
         meter.totalBytes = t.bytes
+        let required = space.announce(t.bytes)
         if !config.toStdout, let free = try? server.destination.availableBytes(),
-           let e = server.policy.spaceRefusal(needed: t.bytes, free: free) {
+           let e = server.policy.spaceRefusal(needed: required, free: free) {
             fail(.refused(e, peer: peer), frame: e)
             return
         }
@@ -211,6 +215,7 @@ final class PushSession {
     /// Entry `fileID` is settled: its batch may be acknowledged, links may wait
     /// on it.
     func settle(_ fileID: UInt32, _ status: BatchAck.Status, digest: Digest128 = .zero, bytes: UInt64 = 0) {
+        space.land(bytes)
         act(machine.settled(fileID, status, digest: digest, bytes: bytes))
     }
 
@@ -239,6 +244,7 @@ final class PushSession {
         tally.deleted = done.deleted
         tally.symlinks = done.symlinks
         tally.hardLinks = done.hardLinks
+        tally.holeBytes = holeBytes
         server.emit(.finished(.init(
             session: id, peer: peer, files: Int(done.files), directories: 0, bytes: done.bytes,
             skippedBytes: done.skippedBytes, seconds: seconds, verified: machine.verify, digests: digests,

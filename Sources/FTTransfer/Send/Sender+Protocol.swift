@@ -134,7 +134,9 @@ extension Sender {
             tally.deleted = d.deleted
             tally.symlinks = d.symlinks
             tally.hardLinks = d.hardLinks
-            summary = .init(session: "send", peer: peer, files: dataFiles, directories: directories,
+            // What the receiver wrote, not what was offered: files it had are
+            // in the tally.
+            summary = .init(session: "send", peer: peer, files: Int(d.files), directories: directories,
                             bytes: d.bytes, skippedBytes: d.skippedBytes, seconds: seconds, verified: config.verify,
                             digests: agreed,
                             engine: EngineReport(backend: loop.backend.kind, dataPath: config.path.rawValue, stats: loop.stats),
@@ -155,6 +157,8 @@ extension Sender {
 
     private func answered(_ batchID: UInt32, _ offers: [BatchAnswer.Item]) {
         deciding.append(batchID)
+        // Entries the receiver has, identical: nothing of them is sent.
+        for o in offers where o.offer == .identical { identicalIDs.insert(o.fileID) }
         let needing = offers.filter { if case .identical = $0.offer { return false } else { return true } }
         guard !needing.isEmpty else {
             decided[batchID] = []
@@ -186,7 +190,7 @@ extension Sender {
             var files: [FileSend] = []
             for id in batchIDs[batchID] ?? [] {
                 guard let item = items[id] else { continue }
-                let decision = byID[id] ?? .whole
+                let decision = identicalIDs.remove(id) != nil ? .skip : (byID[id] ?? .whole)
                 if let f = fileSend(item, decision) { files.append(f) }
             }
             let plan = SendPlan(files: files, chunkSize: UInt32(chunkSize), smallFiles: config.batchSmallFiles)

@@ -55,6 +55,8 @@ public final class Sender: LoopHandler {
     /// thread); plans go out in batch order.
     var deciding: [UInt32] = []
     var decided: [UInt32: [BatchPlan.Item]] = [:]
+    /// Entries the receiver said it has, identical, until their batch is planned.
+    var identicalIDs = Set<UInt32>()
     var batchesPlanned: UInt32 = 0
     var lastBatch: UInt32 = 0
 

@@ -178,7 +178,9 @@ final class TreeScanner: @unchecked Sendable {
         if options.sparse, e.size > SmallFiles.maxFileSize, UInt64(st.st_blocks) * 512 + (64 << 10) < e.size {
             e.flags.insert(.sparse)
         }
-        totals.bytes += e.size
+        // The receiver checks free space against this: a sparse file
+        // needs its blocks, not its size.
+        totals.bytes += e.flags.contains(.sparse) ? min(e.size, UInt64(st.st_blocks) * 512) : e.size
         add(SourceItem(entry: e, origin: .file(local)))
     }
 

@@ -1,0 +1,139 @@
+import Foundation
+import Testing
+import FTTestSupport
+import FTWire
+
+/// Trees as a stream of batches, through the real binaries on loopback.
+@Suite(.serialized) struct TreeStreamTests {
+    /// 20,000 files need at least five batches (a batch holds at most
+    /// 4,096 entries): every rule and every byte must hold across them.
+    @Test func twentyThousandFilesArriveIdenticalAcrossBatches() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let root = tmp.sub("src/big tree")
+        let names = ["plain", "ünïcødé", "中文", "emoji 🙂", "spaces and 'quotes'"]
+        var count = 0
+        for d in 0..<40 {
+            let dir = root + "/\(names[d % names.count]) \(d)" + (d % 3 == 0 ? "/nested/deeper" : "")
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            for f in 0..<500 {
+                let path = dir + "/\(f) \(names[f % names.count]).dat"
+                writeFile(path, patternBytes((f * 37 + d) % 3000, seed: UInt64(d * 1000 + f + 1)))
+                chmod(path, [0o644, 0o600, 0o755, 0o640][f % 4])
+                var t = [timespec(tv_sec: 1_500_000_000 + d * 1000 + f, tv_nsec: f * 1_000_001 % 1_000_000_000),
+                         timespec(tv_sec: 1_500_000_000 + d * 1000 + f, tv_nsec: f * 1_000_001 % 1_000_000_000)]
+                utimensat(AT_FDCWD, path, &t, 0)
+                count += 1
+            }
+        }
+        for e in 0..<30 { tmp.sub("src/big tree/empty \(e)/inner") }
+        chmod(root + "/plain 0", 0o750)
+        #expect(count == 20_000)
+
+        let dst = tmp.sub("dst")
+        let recv = try FTReceiver(dir: dst, extra: ["--once"])
+        let send = try run(ftPath, ["send", recv.address, root, "--json"], seconds: 300)
+        #expect(send.status == 0, "\(send.stderr)")
+        #expect(recv.child.wait(seconds: 120).status == 0)
+        let done = try #require(doneEvent(send.stdout))
+        #expect(done["files"] as? Int == 20_000, "\(done)")
+
+        let tree = listTree(root)
+        #expect(listTree(dst + "/big tree") == tree)
+        var mismatches: [String] = []
+        for rel in tree {
+            var a = stat(), b = stat()
+            lstat(root + "/" + rel, &a)
+            guard lstat(dst + "/big tree/" + rel, &b) == 0 else {
+                mismatches.append("\(rel): missing")
+                continue
+            }
+            if a.st_mode != b.st_mode { mismatches.append("\(rel): mode \(String(a.st_mode, radix: 8)) vs \(String(b.st_mode, radix: 8))") }
+            guard a.st_mode & S_IFMT == S_IFREG else { continue }
+            if a.st_mtim.tv_sec != b.st_mtim.tv_sec || a.st_mtim.tv_nsec != b.st_mtim.tv_nsec { mismatches.append("\(rel): mtime") }
+            if readFile(root + "/" + rel) != readFile(dst + "/big tree/" + rel) { mismatches.append("\(rel): content") }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.count) differences, first: \(mismatches.prefix(5))")
+    }
+
+    /// A push cut off anywhere in a tree leaves only verified files under
+    /// final names; pushed again, it skips what arrived and completes.
+    @Test func aSenderKilledMidTreeResumesAndSkipsWhatArrived() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let root = tmp.sub("src/t")
+        for d in 0..<10 {
+            tmp.sub("src/t/d\(d)")
+            for f in 0..<300 { writeFile(root + "/d\(d)/f\(f)", patternBytes(8192 + f, seed: UInt64(d * 300 + f + 1))) }
+        }
+        writeFile(root + "/d5/big.bin", patternBytes(6 << 20, seed: 99))
+        let dst = tmp.sub("dst")
+        var resumedIdentical = 0
+        for round in 1...3 {
+            // About 31 MiB paced at 24 MiB/s: the kill lands mid-tree.
+            try pushKilledMidway(into: dst, [root], limit: "24M", pauseMicroseconds: 200_000...900_000)
+            // Whatever is under a final name is whole and right.
+            var torn: [String] = []
+            for rel in listTree(dst + "/t") {
+                var st = stat()
+                guard lstat(dst + "/t/" + rel, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { continue }
+                if (rel as NSString).lastPathComponent.hasPrefix(".ft-") { continue }
+                if readFile(dst + "/t/" + rel) != readFile(root + "/" + rel) { torn.append(rel) }
+            }
+            #expect(torn.isEmpty, "round \(round): files under final names differ from the source: \(torn.prefix(5))")
+
+            let again = try FTReceiver(dir: dst, extra: ["--once"])
+            let resume = try run(ftPath, ["send", again.address, root, "--json"], seconds: 120)
+            #expect(resume.status == 0, "round \(round): \(resume.stderr)")
+            #expect(again.child.wait().status == 0)
+            let done = try #require(doneEvent(resume.stdout), "round \(round)")
+            if (done["identical_files"] as? Int ?? 0) > 0 { resumedIdentical += 1 }
+            let visible = listTree(dst + "/t").filter { !($0 as NSString).lastPathComponent.hasPrefix(".ft-") }
+            #expect(visible == listTree(root), "round \(round)")
+            #expect(listTree(dst + "/t").count == visible.count, "round \(round): partials left behind")
+            for rel in listTree(root) where !rel.hasSuffix("/") {
+                var st = stat()
+                if lstat(root + "/" + rel, &st) == 0, st.st_mode & S_IFMT == S_IFREG {
+                    if readFile(root + "/" + rel) != readFile(dst + "/t/" + rel) {
+                        Issue.record("round \(round): \(rel) differs after the second push")
+                        break
+                    }
+                }
+            }
+            try FileManager.default.removeItem(atPath: dst + "/t")
+        }
+        #expect(resumedIdentical >= 2, "only \(resumedIdentical) of 3 second pushes found files already there")
+    }
+
+    /// Pushing the same tree twice sends nothing the second time.
+    @Test func aTreePushedAgainIsSkippedAsIdentical() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let root = tmp.sub("src/again")
+        tmp.sub("src/again/sub")
+        for f in 0..<50 { writeFile(root + "/sub/f\(f)", patternBytes(1000 + f, seed: UInt64(f + 1))) }
+        symlink("sub/f1", root + "/link")
+        link(root + "/sub/f2", root + "/hard")
+        let dst = tmp.sub("dst")
+        for push in 1...2 {
+            let recv = try FTReceiver(dir: dst, extra: ["--once"])
+            let send = try run(ftPath, ["send", recv.address, root, "--json"])
+            #expect(send.status == 0, "push \(push): \(send.stderr)")
+            #expect(recv.child.wait().status == 0)
+            let done = try #require(doneEvent(send.stdout))
+            if push == 2 {
+                #expect(done["bytes_sent"] as? Int == 0, "\(done)")
+                #expect(done["identical_files"] as? Int == 50, "\(done)")
+            }
+        }
+        // A changed file (new mtime) is not identical: without --overwrite
+        // it is refused, never silently kept or replaced.
+        writeFile(root + "/sub/f3", Array("changed".utf8))
+        let recv = try FTReceiver(dir: dst, extra: ["--once"])
+        let send = try run(ftPath, ["send", recv.address, root])
+        #expect(send.status == 1)
+        #expect(send.stderr.contains("again/sub/f3") && send.stderr.contains("exists"), "\(send.stderr)")
+        _ = recv.child.wait()
+        expectSame(readFile(dst + "/again/sub/f3"), patternBytes(1003, seed: 4), "the receiver's copy")
+    }
+}
