@@ -156,6 +156,37 @@ import FTWire
         #expect(hashSparseFile(dst + "/disk.img") == hashSparseFile(src))
     }
 
+    /// Owners travel by number when asked and the receiver is root; setuid
+    /// and setgid never do.
+    @Test func ownersAreKeptByNumberWhenAskedAndReceivedAsRoot() throws {
+        try #require(getuid() == 0, "keeping owners needs a root receiver (CI runs as root)")
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let root = tmp.sub("src/own")
+        writeFile(root + "/a", Array("a".utf8))
+        writeFile(root + "/s", Array("s".utf8))
+        symlink("a", root + "/l")
+        chown(root + "/a", 1234, 2345)
+        chown(root + "/s", 1234, 2345)
+        chmod(root + "/s", 0o6755)
+        lchown(root + "/l", 1234, 2345)
+        for (flags, keeps) in [([String](), false), (["--owner"], true)] {
+            let dst = tmp.sub(keeps ? "kept" : "plain")
+            let recv = try FTReceiver(dir: dst, extra: ["--once"])
+            let send = try run(ftPath, ["send", recv.address, root, "-q"] + flags)
+            #expect(send.status == 0, "\(send.stderr)")
+            #expect(recv.child.wait().status == 0)
+            for name in ["a", "s", "l"] {
+                var st = stat()
+                lstat(dst + "/own/" + name, &st)
+                #expect((st.st_uid, st.st_gid) == (keeps ? (1234, 2345) : (0, 0)), "\(flags) \(name): \(st.st_uid):\(st.st_gid)")
+            }
+            var st = stat()
+            stat(dst + "/own/s", &st)
+            #expect(st.st_mode & 0o7777 == 0o755, "setuid and setgid stripped: \(String(st.st_mode, radix: 8))")
+        }
+    }
+
     /// A hostile sender's link that climbs out of the tree is skipped by
     /// the default policy, named in a warning, and nothing is made.
     @Test func anEscapingTargetFromAHostileSenderIsNotMade() throws {

@@ -65,7 +65,9 @@ extension Sender {
     /// The handshake is done: say what the push asks, and start the walk.
     private func startPush(_ conn: Connection) {
         if let hops = config.relay { conn.channel.enqueue(.relay(Relay(hops: hops))) }
-        conn.channel.enqueue(.pushInfo(PushInfo(flags: config.verify ? [] : .noVerify)))
+        var flags: PushInfo.Flags = config.verify ? [] : .noVerify
+        if config.owner { flags.insert(.owner) }
+        conn.channel.enqueue(.pushInfo(PushInfo(flags: flags)))
         let me = UncheckedBox(self)
         let offload = self.offload
         var options = ScanOptions()
