@@ -40,8 +40,13 @@ final class TreeScanner: @unchecked Sendable {
     private let deliver: @Sendable (Output) -> Void
     private let permits: DispatchSemaphore
     private let stopped = Atomic<Bool>(false)
-    /// The first batch is small so data starts at once; later ones fill up.
+    /// The first batch is small so data starts at once; later ones fill up
+    /// to `batchEntries`. The wire allows 4,096 per batch, but what is in
+    /// flight (the window's batches) is what both sides hold in memory:
+    /// 8 × 1,024 entries is a few MiB, and a batch round trip per 1,024
+    /// files costs nothing next to their data.
     static let firstBatchEntries = 128
+    static let batchEntries = 1024
 
     init(roots: [SourceRoots.Root], options: ScanOptions, window: Int, deliver: @escaping @Sendable (Output) -> Void) {
         self.roots = roots
@@ -227,7 +232,7 @@ final class TreeScanner: @unchecked Sendable {
         nextID += 1
         totals.entries += 1
         let size = item.entry.encodedSize
-        let limit = nextBatch == 1 ? Self.firstBatchEntries : Batch.maxEntries
+        let limit = nextBatch == 1 ? Self.firstBatchEntries : Self.batchEntries
         if !items.isEmpty, items.count >= limit || !Batch.fits(count: items.count, bytes: itemBytes, adding: size) { flush() }
         items.append(item)
         itemBytes += size
