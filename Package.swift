@@ -23,13 +23,16 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
-        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
-        .target(name: "CURing", linkerSettings: [.linkedLibrary("uring")]),
-        // The hash is inlined from xxhash.h: optimised in debug builds too,
-        // or every test that moves a big file spends seconds hashing it.
-        .target(name: "CXXHash", cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("xxhash")]),
+        // liburing from its static archive (liburing-dev ships it): the
+        // binary then runs on a host without liburing installed.
+        .target(name: "CURing", linkerSettings: [.linkedLibrary(":liburing.a")]),
+        // The hash is inlined from xxhash.h (nothing of libxxhash.so is
+        // linked): optimised in debug builds too, or every test that moves
+        // a big file spends seconds hashing it.
+        .target(name: "CXXHash", cSettings: [.unsafeFlags(["-O2"])]),
         .target(name: "FTWire"),
         .target(
             name: "FTEngine",
@@ -90,7 +93,9 @@ let package = Package(
                 "FTWire", "FTEngine", "FTTransfer", "FTBench", "CXXHash",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Tests/FTTestSupport"),
+            path: "Tests/FTTestSupport",
+            // The tests hash files with libxxhash itself, not with ft's code.
+            linkerSettings: [.linkedLibrary("xxhash")]),
         .testTarget(name: "FTWireTests", dependencies: ["FTWire"]),
         .testTarget(
             name: "FTEngineTests",

@@ -8,6 +8,7 @@
 #include <sys/eventfd.h>
 #include <linux/openat2.h>
 #include <malloc.h>
+#include <sys/vfs.h>
 
 int ft_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
     struct open_how how = { .flags = flags, .mode = mode, .resolve = resolve };
@@ -51,6 +52,12 @@ int ft_io_uring_probe_setup(void) {
 }
 
 int ft_eventfd(void) { return eventfd(0, EFD_CLOEXEC); }
+
+long ft_filesystem_type(const char *path) {
+    struct statfs s;
+    if (statfs(path, &s) != 0) return -errno;
+    return (long)s.f_type;
+}
 
 void ft_malloc_reuse_large_blocks(void) {
     mallopt(M_MMAP_THRESHOLD, 32 << 20);

@@ -1,3 +1,4 @@
+import CURing
 import FTEngine
 import FTFrontEnd
 import FTWire
@@ -14,6 +15,17 @@ public struct CompareSuite {
         public var fileBytes: UInt64 = 2 << 30
         public var smallFiles = 10_000
         public var smallFileBytes = 4096
+        /// The second small-files row: this many files of 0.5-1 KiB (0: none).
+        public var manyFiles = 100_000
+        /// A tree the user names (`--tree`): pushed as it is.
+        public var tree: String?
+        /// Where tree workloads write, one fresh directory per run (tmpfs
+        /// by default: ext4 swings after mass deletions).
+        public var treeOutput: String?
+        /// Sender on CPU 0, receiver on CPU 1: two one-core hosts.
+        public var pin = false
+        /// Peers of the tree workloads ("tar", "rsync").
+        public var treePeers: Set<String> = ["tar", "rsync"]
         public var latencySeconds = 5.0
         public var messageBytes = 64
         public var repeats = 5
@@ -36,7 +48,9 @@ public struct CompareSuite {
         self.recipes = Recipes(ft: ft, engine: options.engine)
         self.logger = logger
         self.progress = progress
-        bench = Workbench(timeoutSeconds: options.timeoutSeconds, log: options.work + "/participants.log")
+        var bench = Workbench(timeoutSeconds: options.timeoutSeconds, log: options.work + "/participants.log")
+        bench.pin = options.pin
+        self.bench = bench
     }
 
     /// A tool in a workload: how to run it, or why it cannot run here.
@@ -91,29 +105,64 @@ public struct CompareSuite {
                 if let rate = t.trial.gigabytesPerSecond { report.references.append((t.label, rate)) }
             }
         }
+        let output = options.treeOutput ?? dst
         if options.workloads.contains("small") {
             let tree = w + "/tree"
             progress("compare: preparing \(options.smallFiles) files of \(options.smallFileBytes) bytes")
-            try Fixtures.tree(tree, count: options.smallFiles, bytes: options.smallFileBytes)
-            let r = recipes
+            try Fixtures.tree(tree, count: options.smallFiles, bytes: options.smallFileBytes...options.smallFileBytes)
             let name = "\(options.smallFiles) × \(Sizes.format(UInt64(options.smallFileBytes))) files"
-            // Every run writes a tree of its own, and none is removed until
-            // the end: deleting 10,000 inodes between runs makes ext4 skip
-            // "recently deleted" inodes on the next creates (minutes long),
-            // which once made every tool 10× slower and the ratios noise.
-            let fresh = RunDirectories(under: dst)
-            let trials = race(name, bytes: UInt64(options.smallFiles * options.smallFileBytes), [
-                Contender(label: "ft", make: { r.ftTree(tree, into: fresh.next()) }),
-                Contender(label: "tar | nc", make: { r.tarNC(tree, into: fresh.next()) }, missing: Self.need(["tar", "nc"])),
-                Contender(label: "rsync daemon", make: { r.rsyncDaemon(tree, into: fresh.next(), work: w) },
-                          missing: Self.need(["rsync"])),
-            ])
-            report.comparisons += rows(name, trials, goals: ["tar | nc": 0.7, "rsync daemon": 0.3])
+            report.comparisons += treeRace(name, tree, output: output, bytes: UInt64(options.smallFiles * options.smallFileBytes),
+                                           goals: ["tar | nc": 0.7, "rsync daemon": 0.3])
+            if options.manyFiles > 0 {
+                let many = w + "/many"
+                progress("compare: preparing \(options.manyFiles) files of 0.5-1 KiB")
+                try Fixtures.tree(many, count: options.manyFiles, bytes: 512...1024)
+                report.comparisons += treeRace("\(options.manyFiles) × 0.5-1 KiB files", many, output: output,
+                                               bytes: UInt64(options.manyFiles) * 768, goals: ["tar | nc": 0.8])
+            }
+        }
+        if options.workloads.contains("tree"), let tree = options.tree {
+            progress("compare: reading \(tree) into the page cache")
+            let bytes = Fixtures.warmTree(tree)
+            report.comparisons += treeRace("tree \(tree)", tree, output: output, bytes: bytes,
+                                           goals: ["tar | nc": 0.8, "rsync daemon": 0.3])
         }
         if options.workloads.contains("latency") {
             report.latency += latency(&report)
         }
         return report
+    }
+
+    /// ft, `tar | nc` and the rsync daemon push `tree`, each run into a
+    /// new directory under `output`.
+    func treeRace(_ name: String, _ tree: String, output: String, bytes: UInt64, goals: [String: Double]) -> [Comparison] {
+        let r = recipes
+        let w = options.work
+        let fresh = RunDirectories(under: output)
+        var contenders = [Contender(label: "ft", make: { r.ftTree(tree, into: fresh.next()) })]
+        if options.treePeers.contains("tar") {
+            contenders.append(Contender(label: "tar | nc", make: { r.tarNC(tree, into: fresh.next()) }, missing: Self.need(["tar", "nc"])))
+        }
+        if options.treePeers.contains("rsync") {
+            contenders.append(Contender(label: "rsync daemon", make: { r.rsyncDaemon(tree, into: fresh.next(), work: w) },
+                                        missing: Self.need(["rsync"])))
+        }
+        let trials = race(name, bytes: bytes, contenders)
+        fresh.finish()
+        return rows(name, trials, goals: goals) + rssRows(name, trials)
+    }
+
+    /// Peak RSS of each side of ft, next to the 32 MiB the project allows.
+    func rssRows(_ workload: String, _ entries: [Entry]) -> [Comparison] {
+        guard let f = entries.first(where: { $0.label == "ft" }), !f.trial.good.isEmpty else { return [] }
+        let send = f.trial.good.map(\.senderRSSKiB).max() ?? 0
+        let recv = f.trial.good.map(\.receiverRSSKiB).max() ?? 0
+        return [
+            Comparison(workload: workload, metric: "peak RSS MiB, sender", peer: "(limit)", ftValue: Double(send) / 1024,
+                       peerValue: 32, goal: 1.0, status: .measured),
+            Comparison(workload: workload, metric: "peak RSS MiB, receiver", peer: "(limit)", ftValue: Double(recv) / 1024,
+                       peerValue: 32, goal: 1.0, status: .measured),
+        ]
     }
 
     struct Entry {
@@ -227,17 +276,36 @@ public struct CompareSuite {
     }
 }
 
-/// A new empty directory per run, numbered.
+/// A new empty directory per run, numbered. On tmpfs the previous run's
+/// directory is removed before the next one is made (outside the timing);
+/// elsewhere every run's tree stays until the end: deleting 10,000 inodes
+/// between runs makes ext4 skip "recently deleted" inodes on the next
+/// creates (minutes long), which once made every tool 10× slower.
 final class RunDirectories {
     private let parent: String
+    private let removesAsItGoes: Bool
     private var n = 0
 
-    init(under parent: String) { self.parent = parent }
+    init(under parent: String) {
+        self.parent = parent
+        mkdir(parent, 0o755)
+        removesAsItGoes = isTmpfs(parent)
+    }
 
     func next() -> String {
+        if removesAsItGoes, n > 0 { removeTree(parent + "/run\(n)") }
         n += 1
         let dir = parent + "/run\(n)"
         mkdir(dir, 0o755)
         return dir
     }
+
+    /// Removes every run's directory.
+    func finish() {
+        for k in 1...max(n, 1) { removeTree(parent + "/run\(k)") }
+    }
+}
+
+func isTmpfs(_ path: String) -> Bool {
+    ft_filesystem_type(path) == 0x0102_1994
 }

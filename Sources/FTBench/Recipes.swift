@@ -21,7 +21,7 @@ public enum Sink: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// Command lines for ft and for the peers, as PEERS.md measures them.
+/// Command lines for ft and for the peers (docs/BENCHMARKS.md).
 public struct Recipes: Sendable {
     public var ft: String
     public var engine: EnginePreference
@@ -107,20 +107,22 @@ public struct Recipes: Sendable {
         return t
     }
 
-    /// A tree through `tar c | nc` → `nc | tar x`.
+    /// A tree through `tar c | nc` → `nc | tar x`, keeping what ft keeps
+    /// (symlinks and hard links by default, holes with --sparse).
     public func tarNC(_ source: String, into dir: String) -> TransferCommand {
         let port = Ports.free()
         let out = dir + "/tar-nc"
         var t = TransferCommand(
             label: "tar | nc", receiver: ["mkdir -p '\(out)' && nc -l 127.0.0.1 \(port) | tar x -C '\(out)'"],
-            receiverPort: port, sender: ["tar c -C '\(source)' . | nc -N 127.0.0.1 \(port)"])
+            receiverPort: port, sender: ["tar c --sparse -C '\(source)' . | nc -N 127.0.0.1 \(port)"])
         t.receiverIsShell = true
         t.senderIsShell = true
         t.cleanup = [out]
         return t
     }
 
-    /// A tree to an rsync daemon (no ssh), config as PEERS.md says.
+    /// A tree to an rsync daemon (no ssh) with -aHS, so it keeps what ft
+    /// keeps; the module runs as root without chroot (docs/BENCHMARKS.md).
     public func rsyncDaemon(_ source: String, into dir: String, work: String) -> TransferCommand {
         let port = Ports.free()
         let out = dir + "/rsync"
@@ -130,7 +132,7 @@ public struct Recipes: Sendable {
         var t = TransferCommand(
             label: "rsync daemon",
             receiver: ["mkdir -p '\(out)' && exec rsync --daemon --no-detach --address 127.0.0.1 --port \(port) --config '\(conf)'"],
-            receiverPort: port, sender: ["rsync", "-a", source + "/", "rsync://127.0.0.1:\(port)/mod/"])
+            receiverPort: port, sender: ["rsync", "-aHS", source + "/", "rsync://127.0.0.1:\(port)/mod/"])
         t.receiverIsShell = true
         t.receiverPersists = true
         t.cleanup = [out]
@@ -151,7 +153,7 @@ func writeText(_ path: String, _ text: String) {
 }
 
 /// Test data: incompressible bytes from a fast generator, warmed into the
-/// page cache like PEERS.md asks.
+/// page cache first (docs/BENCHMARKS.md).
 public enum Fixtures {
     public static func file(_ path: String, bytes: UInt64) throws(IOError) {
         var st = stat()
@@ -180,23 +182,58 @@ public enum Fixtures {
         warm(path)
     }
 
-    /// `count` files of `bytes` each, 100 per directory.
-    public static func tree(_ dir: String, count: Int, bytes: Int) throws(IOError) {
-        let marker = dir + ".complete-\(count)-\(bytes)"
+    /// `count` files with sizes spread over `bytes`, 100 per directory up
+    /// to 10,000 files and 1,000 per directory beyond.
+    public static func tree(_ dir: String, count: Int, bytes: ClosedRange<Int>) throws(IOError) {
+        let marker = dir + ".complete-\(count)-\(bytes.lowerBound)-\(bytes.upperBound)"
         if access(marker, F_OK) == 0 { return }
         removeTree(dir)
         mkdir(dir, 0o755)
-        var block = [UInt8](repeating: 0, count: bytes)
+        let perDirectory = count > 10_000 ? 1000 : 100
+        var block = [UInt8](repeating: 0, count: bytes.upperBound)
         for i in 0..<count {
-            let sub = dir + "/d\(i / 100)"
-            if i % 100 == 0 { mkdir(sub, 0o755) }
-            for k in block.indices { block[k] = UInt8(truncatingIfNeeded: i &* 31 &+ k &* 7) }
+            let sub = dir + "/d\(i / perDirectory)"
+            if i % perDirectory == 0 { mkdir(sub, 0o755) }
+            let size = bytes.lowerBound + (i &* 2_654_435_761) % (bytes.count)
+            for k in 0..<size { block[k] = UInt8(truncatingIfNeeded: i &* 31 &+ k &* 7) }
             let fd = open(sub + "/f\(i)", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             guard fd >= 0 else { throw IOError(Errno(rawValue: errno), "create", sub + "/f\(i)") }
-            _ = block.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            _ = block.withUnsafeBytes { write(fd, $0.baseAddress, size) }
             close(fd)
         }
         writeText(marker, "")
+    }
+
+    /// Reads every file of a tree once (into the page cache); returns the
+    /// bytes of its regular files.
+    public static func warmTree(_ dir: String) -> UInt64 {
+        var total: UInt64 = 0
+        var buf = [UInt8](repeating: 0, count: 1 << 20)
+        func walk(_ path: String) {
+            guard let d = opendir(path) else { return }
+            defer { closedir(d) }
+            while let e = readdir(d) {
+                let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                guard name != ".", name != ".." else { continue }
+                let child = path + "/" + name
+                var st = stat()
+                guard lstat(child, &st) == 0 else { continue }
+                switch st.st_mode & S_IFMT {
+                case S_IFDIR:
+                    walk(child)
+                case S_IFREG:
+                    total += UInt64(st.st_size)
+                    let fd = open(child, O_RDONLY | O_CLOEXEC)
+                    guard fd >= 0 else { continue }
+                    while read(fd, &buf, buf.count) > 0 {}
+                    close(fd)
+                default:
+                    break
+                }
+            }
+        }
+        walk(dir)
+        return total
     }
 
     static func warm(_ path: String) {

@@ -45,6 +45,9 @@ public struct TransferCommand: Sendable {
 public struct Workbench: Sendable {
     public var timeoutSeconds: Double
     public var syncBeforeRuns: Bool
+    /// Two one-core hosts on one machine: the receiver (and whatever it
+    /// starts) on CPU 1, the sender on CPU 0.
+    public var pin = false
     /// Where stderr of every participant goes, for post-mortems.
     public var log: String
 
@@ -60,9 +63,7 @@ public struct Workbench: Sendable {
         if syncBeforeRuns { sync() }
         let receiver: Spawned
         do {
-            receiver = t.receiverIsShell
-                ? try Spawned.shell(t.receiver.joined(separator: " "), stdout: t.receiverStdout, stderr: log)
-                : try Spawned(t.receiver, stdout: t.receiverStdout, stderr: log)
+            receiver = try Spawned(pinned(t.receiver, shell: t.receiverIsShell, cpu: 1), stdout: t.receiverStdout, stderr: log)
         } catch {
             run.failure = error.description
             return run
@@ -77,9 +78,7 @@ public struct Workbench: Sendable {
         let start = monotonicNanoseconds()
         let sender: Spawned
         do {
-            sender = t.senderIsShell
-                ? try Spawned.shell(t.sender.joined(separator: " "), stderr: log)
-                : try Spawned(t.sender, stdin: t.senderStdin, stderr: log)
+            sender = try Spawned(pinned(t.sender, shell: t.senderIsShell, cpu: 0), stdin: t.senderStdin, stderr: log)
         } catch {
             receiver.signal(SIGKILL)
             _ = receiver.wait(timeoutSeconds: 5)
@@ -116,6 +115,13 @@ public struct Workbench: Sendable {
 }
 
 extension Workbench {
+    /// The argv to spawn: a script through /bin/sh, and under `taskset`
+    /// when pinning (children inherit the CPU).
+    func pinned(_ argv: [String], shell: Bool, cpu: Int) -> [String] {
+        let command = shell ? ["/bin/sh", "-c", argv.joined(separator: " ")] : argv
+        return pin ? ["taskset", "-c", String(cpu)] + command : command
+    }
+
     /// Only the sender, against a receiver elsewhere (`ftbench serve`):
     /// receiver figures stay zero.
     public func measureSender(_ argv: [String]) -> Run {

@@ -69,6 +69,29 @@ func workDirectory(_ given: String?) throws -> (String, Bool) {
     return (String(cString: p), true)
 }
 
+/// Where tree workloads write: the directory given, or a new one in
+/// /dev/shm (tmpfs), or in the scratch directory if there is no /dev/shm.
+/// Returns nil when no tree workload runs, and whether it was made here.
+func treeOutputDirectory(_ given: String?, needed: Bool) throws -> (String?, Bool) {
+    guard needed else { return (nil, false) }
+    if let given {
+        mkdir(given, 0o755)
+        return (given, false)
+    }
+    var template = Array("/dev/shm/ftbench-trees.XXXXXX".utf8CString)
+    guard let p = mkdtemp(&template) else { return (nil, false) }
+    return (String(cString: p), true)
+}
+
+/// The working directory, for relative paths given on the command line.
+enum FileManagerless {
+    static func cwd() -> String {
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buf, buf.count) != nil else { return "." }
+        return String(cString: buf)
+    }
+}
+
 /// Prints progress on stderr at most once a second.
 final class Throttle {
     private var last: UInt64 = 0
