@@ -53,6 +53,15 @@ int ft_io_uring_probe_setup(void) {
 
 int ft_eventfd(void) { return eventfd(0, EFD_CLOEXEC); }
 
+long ft_copy_file_range(int in_fd, int64_t *in_off, int out_fd, int64_t *out_off, size_t len) {
+    loff_t i = *in_off, o = *out_off;
+    ssize_t n = copy_file_range(in_fd, &i, out_fd, &o, len, 0);
+    if (n < 0) return -errno;
+    *in_off = i;
+    *out_off = o;
+    return n;
+}
+
 long ft_filesystem_type(const char *path) {
     struct statfs s;
     if (statfs(path, &s) != 0) return -errno;

@@ -102,6 +102,9 @@ public final class ProgressRenderer {
             case "special": what = "special file"
             case "unreadable": what = "unreadable entry"
             case "name": what = "unsendable name"
+            case "excluded":
+                parts.append("\(plural(t.skipped[kind]!, "entry", "entries")) excluded")
+                continue
             default: what = kind
             }
             parts.append("\(plural(t.skipped[kind]!, what)) skipped")

@@ -4,6 +4,11 @@ import FTEngine
 import FTFrontEnd
 import FTTransfer
 import FTWire
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct Send: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -72,6 +77,28 @@ struct Send: ParsableCommand {
     @Flag(help: "Keep uid and gid by number (applied when the receiver runs as root).")
     var owner = false
 
+    @Flag(help: ArgumentHelp(
+        "Patch changed files: only the chunks that differ travel.",
+        discussion: "For files the receiver may replace (ft recv --overwrite) and that are 1M or more on both sides: the receiver sends a hash of each chunk of its copy and rebuilds the file from its matching chunks and the new ones, then verifies it whole. Files already there with the same size and mtime are skipped with or without --sync."))
+    var sync = false
+
+    @Flag(help: ArgumentHelp(
+        "Identical means the same content (xxh3-128), not the same size and mtime; implies --sync.",
+        discussion: "The receiver hashes its copy of every file of the same size, so a re-push reads both trees whole."))
+    var checksum = false
+
+    @Option(help: ArgumentHelp(
+        "Leave out entries of pushed directories that match (repeatable).",
+        discussion: "gitignore patterns, matched below each pushed directory: * and ? within a name, [a-z], ** for any directories (**/cache, logs/**), a leading or inner / anchors to the top (/build, doc/*.txt), a trailing / matches directories only, a pattern without / matches a name at any depth. An excluded directory is not walked. Order: --exclude-from's lines, then --exclude, then --include; the last pattern that matches decides.",
+        valueName: "pattern"))
+    var exclude: [String] = []
+
+    @Option(help: ArgumentHelp("Keep entries that match, though an exclude matched them (repeatable).", valueName: "pattern"))
+    var include: [String] = []
+
+    @Option(help: ArgumentHelp("Read exclude patterns from a file: one per line, # comments, !pattern includes.", valueName: "file"))
+    var excludeFrom: String?
+
     @Option(name: .customLong("io"), help: ArgumentHelp(
         "Data path: sendfile, splice, copy or zc.",
         discussion: "sendfile (default, least CPU here): sendfile(2) from the ring's thread. splice: file→pipe→socket as linked io_uring ops. copy: io_uring read into a buffer, then send. zc: io_uring read into registered buffers, then zero-copy send (IORING_OP_SEND_ZC)."))
@@ -126,6 +153,7 @@ struct Send: ParsableCommand {
         if let limit, (Sizes.parse(limit) ?? 0) < 1024 {
             throw ValidationError("--limit '\(limit)' is not a rate of at least 1K per second")
         }
+        _ = try pathFilter()
         if chain == nil {
             do {
                 _ = try Endpoint.parse(destination, defaultPort: Endpoint.ftPort)
@@ -133,6 +161,25 @@ struct Send: ParsableCommand {
                 throw ValidationError("destination '\(destination)': \(error)")
             }
         }
+    }
+
+    /// --exclude-from, --exclude and --include, in that order.
+    func pathFilter() throws -> PathFilter {
+        var f = PathFilter()
+        do {
+            if let excludeFrom {
+                let text: String
+                do { text = try readTextFile(excludeFrom) } catch {
+                    throw ValidationError("--exclude-from '\(excludeFrom)': \(error)")
+                }
+                try f.addLines(text)
+            }
+            for p in exclude { try f.add(p, include: false) }
+            for p in include { try f.add(p, include: true) }
+        } catch let e as PathFilter.PatternError {
+            throw ValidationError("bad pattern: \(e)")
+        }
+        return f
     }
 
     private func validateChain() throws {
@@ -197,6 +244,9 @@ extension Send {
         config.rateLimit = limit.flatMap { Sizes.parse($0) }
         config.links = links
         config.owner = owner
+        config.filter = try pathFilter()
+        config.sync = sync || checksum
+        config.checksum = checksum
         return config
     }
 
@@ -215,4 +265,22 @@ extension Send {
         renderer.hosts(outcomes, verified: !noVerify)
         if outcomes.contains(where: { !$0.ok }) { throw Failure() }
     }
+}
+
+/// A small text file (a pattern list): at most 1 MiB, read whole.
+func readTextFile(_ path: String) throws -> String {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw IOError(Errno(rawValue: errno), "open", path) }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let n = read(fd, &buf, buf.count)
+        if n < 0, errno == EINTR { continue }
+        guard n >= 0 else { throw IOError(Errno(rawValue: errno), "read", path) }
+        if n == 0 { break }
+        out += buf[..<n]
+        guard out.count <= 1 << 20 else { throw IOError(.fileTooLarge, "read", path + " (over 1 MiB of patterns)") }
+    }
+    return String(decoding: out, as: UTF8.self)
 }

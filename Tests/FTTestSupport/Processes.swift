@@ -209,6 +209,15 @@ package final class FTReceiver {
 
     package var address: String { "127.0.0.1:\(port)" }
 
+    /// A receiver a test did not stop (it failed early, or serves until
+    /// interrupted) must not outlive the test run.
+    deinit {
+        if child.isRunning {
+            child.kill(SIGKILL)
+            _ = child.wait(seconds: 5)
+        }
+    }
+
     package func stop() -> Finished {
         child.kill(SIGINT)
         return child.wait(seconds: 20)

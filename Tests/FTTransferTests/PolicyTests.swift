@@ -66,6 +66,31 @@ import FTWire
                                                              mtimeNanoseconds: 0, sameInodeAsSource: true)) == .identical)
     }
 
+    @Test func syncVerdicts() {
+        var p = ReceiverPolicy()
+        let mib: UInt64 = 1 << 20
+        let e = ManifestEntry(fileID: 1, kind: .file, path: Array("f".utf8), mode: 0o644, size: 4 * mib, mtimeSeconds: 9, mtimeNanoseconds: 0)
+        let changed = ReceiverPolicy.Found(existing: .notDirectory, isRegularFile: true, size: 3 * mib, mtimeSeconds: 5, mtimeNanoseconds: 0)
+        let sync = ReceiverPolicy.SyncRequest(sync: true)
+        #expect(p.verdict(e, "f", found: changed, request: sync) == .refuse(p.conflict(.file, "f", existing: .notDirectory)!),
+                "patching replaces: the receiver's permission")
+        p.overwrite = true
+        #expect(p.verdict(e, "f", found: changed, request: sync) == .patch(chunkSize: 1 << 20))
+        #expect(p.verdict(e, "f", found: changed) == .proceed, "without --sync a changed file comes whole")
+        var small = changed
+        small.size = mib - 1
+        #expect(p.verdict(e, "f", found: small, request: sync) == .proceed, "a copy under 1 MiB is not worth its chunk list")
+        var sameSize = changed
+        sameSize.size = e.size
+        sameSize.mtimeSeconds = e.mtimeSeconds
+        let checksum = ReceiverPolicy.SyncRequest(sync: true, checksum: true)
+        #expect(p.verdict(e, "f", found: sameSize, request: checksum) == .compareDigest, "--checksum looks past size and mtime")
+        #expect(p.verdict(e, "f", found: sameSize, request: sync) == .identical)
+        #expect(ReceiverPolicy.patchChunkSize(for: 2 << 30) == 1 << 20)
+        #expect(ReceiverPolicy.patchChunkSize(for: 100 << 30) == 8 << 20, "at most 16,384 chunks")
+        #expect((100 << 30) / UInt64(ReceiverPolicy.patchChunkSize(for: 100 << 30)) < 16_384)
+    }
+
     @Test func spaceAcrossBatches() {
         var s = SpaceLedger()
         // Fresh destination, 100 bytes announced: the first batch (30 of them)

@@ -67,6 +67,8 @@ ssize_t ft_tee(int fd_in, int fd_out, size_t len, unsigned flags);
 ssize_t ft_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count);
 int ft_pipe2(int fds[2], int flags);
 int ft_accept4(int fd, int flags);
+/// copy_file_range(2) (glibc declares it only under _GNU_SOURCE).
+long ft_copy_file_range(int in_fd, int64_t *in_off, int out_fd, int64_t *out_off, size_t len);
 /// The filesystem type (statfs f_type) holding `path`, or -errno.
 long ft_filesystem_type(const char *path);
 int ft_eventfd(void);

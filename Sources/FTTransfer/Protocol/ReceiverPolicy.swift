@@ -52,16 +52,52 @@ public struct ReceiverPolicy: Sendable {
         /// The receiver has it, identical by size and mtime: skip it (a push
         /// that was cut off, pushed again, goes on where it stopped).
         case identical
+        /// Same size, and the push asked for content checks (`--checksum`):
+        /// offer the copy's digest; the sender says whether it is the same.
+        case compareDigest
+        /// A changed file this receiver may replace, big enough to patch:
+        /// offer chunk digests (`chunkSize` each) of the copy.
+        case patch(chunkSize: UInt32)
         case refuse(ErrorFrame)
     }
 
+    /// What the push asked for, from its push-info.
+    public struct SyncRequest: Equatable, Sendable {
+        public var sync = false
+        public var checksum = false
+        public init(sync: Bool = false, checksum: Bool = false) {
+            self.sync = sync
+            self.checksum = checksum
+        }
+    }
+
+    /// Files smaller than this are sent whole: their chunk list would cost
+    /// about as much as the file.
+    public static let patchMinimum: UInt64 = 1 << 20
+
+    /// Chunk size for patching a file of `size` bytes: 1 MiB, doubled until
+    /// the file has at most 16,384 chunks (256 KiB of digests). 1 MiB keeps
+    /// a small change to one or two chunks of payload, and hashing the copy
+    /// costs the same whatever the chunk size.
+    public static func patchChunkSize(for size: UInt64) -> UInt32 {
+        var chunk: UInt64 = 1 << 20
+        while size / chunk >= 16_384 { chunk <<= 1 }
+        return UInt32(chunk)
+    }
+
     /// What to do with `entry` given what stands at its path (nil: nothing).
-    public func verdict(_ entry: ManifestEntry, _ name: String, found: Found?) -> Verdict {
+    public func verdict(_ entry: ManifestEntry, _ name: String, found: Found?, request: SyncRequest = SyncRequest()) -> Verdict {
         guard let found else { return .proceed }
+        let quickMatch = found.size == entry.size && found.mtimeSeconds == entry.mtimeSeconds
+            && found.mtimeNanoseconds == entry.mtimeNanoseconds
         switch entry.kind {
-        case .file where found.isRegularFile && found.size == entry.size && found.mtimeSeconds == entry.mtimeSeconds
-                         && found.mtimeNanoseconds == entry.mtimeNanoseconds:
+        case .file where found.isRegularFile && request.checksum && found.size == entry.size:
+            return .compareDigest
+        case .file where found.isRegularFile && !request.checksum && quickMatch:
             return .identical
+        case .file where found.isRegularFile && request.sync && overwrite
+                         && found.size >= Self.patchMinimum && entry.size >= Self.patchMinimum:
+            return .patch(chunkSize: Self.patchChunkSize(for: found.size))
         case .symlink where found.linkTarget == entry.linkTarget:
             return .identical
         case .hardlink where found.sameInodeAsSource:

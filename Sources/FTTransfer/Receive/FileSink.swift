@@ -26,6 +26,11 @@ final class FileSink {
     private var holes = ReceivedRanges()
     private(set) var holeBytes: UInt64 = 0
     private(set) var hashedUpTo: UInt64 = 0
+    /// A patched file is hashed whole once complete (its kept chunks and
+    /// new ones interleave), off the loop; the digest lands here.
+    let hashesAtEnd: Bool
+    var endDigest: Digest128?
+    var endHashStarted = false
     private var committed = false
     /// Files (not streams) keep their bytes across an interrupted push.
     let partial: Partial?
@@ -68,6 +73,31 @@ final class FileSink {
         self.display = display
         self.hasher = verify ? (resume?.hasher ?? StreamHasher()) : nil
         self.partial = p
+        self.hashesAtEnd = false
+    }
+
+    /// A file patched from a copy of the receiver's old version (already
+    /// in the part file, locked): the chunks the sender kept count as
+    /// stored, the rest arrives. The size becomes the new file's.
+    init(directory: Directory, entry: ManifestEntry, display: String, verify: Bool, patch: HeldCopy) throws(IOError) {
+        let raw = patch.take()
+        let p = Partial(entry)
+        do {
+            _ = try retryingEINTR("set the size of", display) { ftruncate(raw, off_t(entry.size)) }
+        } catch {
+            close(raw)
+            p.remove(in: directory)
+            throw error
+        }
+        for r in patch.keptRanges(size: entry.size) { stored.formUnion(r) }
+        self.fd = raw
+        self.directory = directory
+        self.tempName = p.partName
+        self.finalName = entry.path.split(separator: UInt8(ascii: "/")).last.map { String(decoding: $0, as: UTF8.self) } ?? ""
+        self.display = display
+        self.hasher = nil
+        self.partial = p
+        self.hashesAtEnd = verify
     }
 
     /// Creates the part file, after clearing a stale one. A part file that
@@ -115,6 +145,7 @@ final class FileSink {
         self.display = display
         self.hasher = verify ? StreamHasher() : nil
         self.partial = nil
+        self.hashesAtEnd = false
     }
 
     /// Standard output as the sink (`ft recv --stdout`).
@@ -126,6 +157,7 @@ final class FileSink {
         self.display = display
         hasher = verify ? StreamHasher() : nil
         partial = nil
+        hashesAtEnd = false
     }
 
     deinit {
@@ -182,7 +214,7 @@ final class FileSink {
         if holes.ranges.first.map({ $0.upperBound <= hashedUpTo }) == true { holes.remove(0..<hashedUpTo) }
     }
 
-    func digest() -> Digest128? { hasher?.digest() }
+    func digest() -> Digest128? { hasher?.digest() ?? endDigest }
 
     /// Applies metadata and renames the temp file to its final name, once
     /// `stillBeneath` confirms its directory is where the push put it (a

@@ -66,7 +66,9 @@ extension PushSession {
         } else {
             do {
                 let dir = try parentDirectory(of: e.path)
-                if e.entry.kind == .file {
+                if e.entry.kind == .file, let copy = copies.removeValue(forKey: fileID) {
+                    s = try FileSink(directory: dir, entry: e.entry, display: display, verify: machine.verify, patch: copy)
+                } else if e.entry.kind == .file {
                     s = try FileSink(directory: dir, entry: e.entry, display: display, verify: machine.verify,
                                      resume: held.removeValue(forKey: fileID))
                 } else {
@@ -137,6 +139,10 @@ extension PushSession {
         }
         do throws(TransferError) {
             let s = try sink(for: fileID)
+            if s.hashesAtEnd, s.endDigest == nil {
+                hashWhole(fileID, s)
+                return
+            }
             if let digest = s.digest() {
                 guard let expected = trailer.digest, digest.constantTimeEquals(expected) else {
                     let theirs = trailer.digest?.hex ?? "none"
@@ -162,6 +168,16 @@ extension PushSession {
             server.emit(.fileDone(.init(session: id, path: s.display, bytes: trailer.size, digest: s.digest())))
             let resumed: UInt64 = {
                 if case .resumeAfter(let n) = e.decision { return n }
+                if case .patch(let reuse) = e.decision {
+                    // Kept chunks did not travel.
+                    var chunk: UInt64 = 0
+                    if case .chunks(let c, _)? = e.offer { chunk = UInt64(c) }
+                    return reuse.enumerated().reduce(0) { sum, k in
+                        guard k.element else { return sum }
+                        let lo = UInt64(k.offset) * chunk
+                        return sum + (lo < trailer.size ? min(chunk, trailer.size - lo) : 0)
+                    }
+                }
                 return 0
             }()
             let arrived = trailer.size - min(trailer.size, resumed + s.holeBytes)
@@ -169,6 +185,28 @@ extension PushSession {
             settle(fileID, .committed, digest: digest, bytes: arrived)
         } catch {
             fail(error, frame: error.frame)
+        }
+    }
+
+    /// A patched file, complete: hashed whole on the offload thread (it may
+    /// be gigabytes), then verified and committed like any other.
+    private func hashWhole(_ fileID: UInt32, _ s: FileSink) {
+        guard !s.endHashStarted, let size = machine.entry(fileID)?.entry.size else { return }
+        s.endHashStarted = true
+        let fd = s.fd
+        server.offload.run({ () -> Result<Digest128, IOError> in
+            let hasher = StreamHasher()
+            do throws(IOError) { try hasher.update(fd: fd, offset: 0, length: size) } catch { return .failure(error) }
+            return .success(hasher.digest())
+        }) { [weak self, s] result in
+            guard let self, !connection.isClosing, sinks[fileID] === s else { return }
+            switch result {
+            case .success(let d):
+                s.endDigest = d
+                finishAndSettle(fileID)
+            case .failure(let error):
+                fail(.io(error), frame: TransferError.io(error).frame)
+            }
         }
     }
 

@@ -27,34 +27,50 @@ extension PushSession {
         }
         reviewingBatch = batchID
         let entries = machine.entries(of: batchID)
-        var candidates: [(id: UInt32, fd: CInt, prefix: UInt64)] = []
+        var jobs: [OfferJob] = []
         var identical: [UInt32: BatchAnswer.Offer] = [:]
         do throws(TransferError) {
-            let need = try checkDestination(entries, partials: &candidates, identical: &identical)
+            let need = try checkDestination(entries, jobs: &jobs, identical: &identical)
             let free: UInt64
             do { free = try server.destination.availableBytes() } catch { throw .io(error) }
             let required = space.required(needed: need.bytes, fileBytes: need.fileBytes, allNew: need.allNew)
             if let e = server.policy.spaceRefusal(needed: required, free: free) { throw .refused(e, peer: peer) }
             space.accept(needed: need.bytes, fileBytes: need.fileBytes, allNew: need.allNew)
         } catch {
-            for c in candidates { close(c.fd) }
+            for j in jobs { j.abandon() }
             fail(error, frame: error.frame)
             return
         }
-        guard !candidates.isEmpty else {
+        guard !jobs.isEmpty else {
             prepare(batchID, offers: identical)
             return
         }
-        // Hashing held prefixes may read gigabytes: off the loop, so no
-        // other session waits for it. If this session ends meanwhile, the
-        // results are dropped (their fds close with them).
-        let toHash = candidates
-        server.offload.run({ Self.hashPrefixes(toHash) }) { [weak self] results in
+        // Hashing held prefixes and copies may read gigabytes: off the
+        // loop, so no other session waits for it. If this session ends
+        // meanwhile, the results are dropped (their fds close with them).
+        let toRun = jobs
+        server.offload.run({ OfferJob.run(toRun) }) { [weak self] results in
             guard let self, !connection.isClosing else { return }
             var offers = identical
-            for (fileID, h) in results {
-                held[fileID] = h
-                offers[fileID] = .prefix(bytes: h.bytes, digest: h.digest)
+            for r in results {
+                switch r {
+                case .prefix(let id, let h):
+                    held[id] = h
+                    offers[id] = .prefix(bytes: h.bytes, digest: h.digest)
+                case .digest(let id, let d):
+                    offers[id] = .digest(d)
+                case .patch(let id, let copy, let digests):
+                    copies[id] = copy
+                    offers[id] = .chunks(chunkSize: copy.chunkSize, digests: digests)
+                case .none(let id):
+                    // Unreadable after all: sent whole, or refused if it may
+                    // not be replaced.
+                    if let e = machine.entry(id), !config.overwrite, compared.contains(id) {
+                        let r = refusal(.exists, "'\(Escape.forDisplay(e.path.description))' exists in \(server.policy.destination) and could not be read to compare it; the receiver keeps it")
+                        fail(r, frame: r.frame)
+                        return
+                    }
+                }
             }
             prepare(batchID, offers: offers)
         }
@@ -63,8 +79,9 @@ extension PushSession {
     /// Conflicts with what exists, partials to offer, and the bytes the
     /// batch needs. Beneath a directory this push is about to make nothing
     /// exists, so a fresh tree costs one lookup per top directory.
-    private func checkDestination(_ entries: [IncomingEntry], partials: inout [(id: UInt32, fd: CInt, prefix: UInt64)],
+    private func checkDestination(_ entries: [IncomingEntry], jobs: inout [OfferJob],
                                   identical: inout [UInt32: BatchAnswer.Offer]) throws(TransferError) -> Need {
+        let request = ReceiverPolicy.SyncRequest(sync: machine.info.flags.contains(.sync), checksum: machine.info.flags.contains(.checksum))
         var needed: UInt64 = 0
         var fileBytes: UInt64 = 0
         var allNew = true
@@ -99,11 +116,32 @@ extension PushSession {
                 }
                 return f
             }
-            switch server.policy.verdict(e.entry, name, found: found) {
+            switch server.policy.verdict(e.entry, name, found: found, request: machine.chain ? .init() : request) {
             case .proceed:
                 break
             case .identical where !machine.chain:
                 identical[e.id] = .identical
+                allNew = false
+                continue
+            case .compareDigest:
+                // The sender says whether its content is the same; not
+                // counted against free space (a re-push mostly matches).
+                guard let dir = parentDir, let old = try? dir.open(e.path.name, flags: O_RDONLY | O_NOFOLLOW) else { break }
+                jobs.append(.digest(id: e.id, fd: old.release(), size: e.entry.size))
+                compared.insert(e.id)
+                allNew = false
+                continue
+            case .patch(let chunkSize):
+                guard let dir = parentDir, let found,
+                      let old = try? dir.open(e.path.name, flags: O_RDONLY | O_NOFOLLOW) else { break }
+                let part: CInt
+                do { part = try FileSink.createLocked(dir, Partial(e.entry), display: name) } catch {
+                    throw refusal(.busy, "'\(name)': \(error.description)")
+                }
+                jobs.append(.patch(id: e.id, old: old.release(), part: part, oldSize: found.size, chunkSize: chunkSize))
+                // The copy takes the old file's size, then the new file's.
+                needed += max(found.size, e.entry.size)
+                fileBytes += e.entry.size
                 allNew = false
                 continue
             case .identical:
@@ -135,7 +173,7 @@ extension PushSession {
                 close(fd)
                 continue
             }
-            partials.append((e.id, fd, prefix))
+            jobs.append(.prefix(id: e.id, fd: fd, bytes: prefix))
             needed -= prefix
             allNew = false
         }
@@ -156,23 +194,6 @@ extension PushSession {
     /// around it (nothing was there before it).
     private func freshlyMade(_ path: PeerPath) -> Bool {
         openDirs.contains { $0.created && $0.path == path }
-    }
-
-    /// Runs on the offload thread: each prefix's digest, and the hasher
-    /// that read it (a resumed file's hash goes on from there).
-    private static func hashPrefixes(_ candidates: [(id: UInt32, fd: CInt, prefix: UInt64)]) -> [(UInt32, HeldPrefix)] {
-        var out: [(UInt32, HeldPrefix)] = []
-        for c in candidates {
-            let hasher = StreamHasher()
-            do {
-                try hasher.update(fd: c.fd, offset: 0, length: c.prefix)
-            } catch {
-                close(c.fd)
-                continue
-            }
-            out.append((c.id, HeldPrefix(fd: c.fd, bytes: c.prefix, digest: hasher.digest(), hasher: hasher)))
-        }
-        return out
     }
 
     /// The batch passed: make its directories and symlinks, then answer
@@ -248,21 +269,39 @@ extension PushSession {
             switch item.decision {
             case .whole:
                 dropHeld(item.fileID)
+                if compared.remove(item.fileID) != nil, !config.overwrite, let e = machine.entry(item.fileID) {
+                    // Its content differs from the copy here, which this
+                    // receiver may not replace.
+                    let conflict = server.policy.conflict(.file, Escape.forDisplay(e.path.description), existing: .notDirectory)!
+                    fail(.refused(conflict, peer: peer), frame: conflict)
+                    return
+                }
             case .resumeAfter:
                 break
             case .skip:
                 dropHeld(item.fileID)
+                compared.remove(item.fileID)
                 settle(item.fileID, .skipped)
-            case .patch:
-                dropHeld(item.fileID)
+            case .patch(let reuse):
+                held[item.fileID] = nil
+                copies[item.fileID]?.reuse = reuse
             }
         }
         // An offer the plan does not name is not taken.
-        for e in machine.entries(of: batchID) where e.offer != nil && !decided.contains(e.id) { dropHeld(e.id) }
+        for e in machine.entries(of: batchID) where e.offer != nil && !decided.contains(e.id) {
+            dropHeld(e.id)
+            if compared.remove(e.id) != nil, !config.overwrite {
+                let conflict = server.policy.conflict(.file, Escape.forDisplay(e.path.description), existing: .notDirectory)!
+                fail(.refused(conflict, peer: peer), frame: conflict)
+                return
+            }
+        }
     }
 
     private func dropHeld(_ fileID: UInt32) {
-        guard held.removeValue(forKey: fileID) != nil, let e = machine.entry(fileID),
+        let wasHeld = held.removeValue(forKey: fileID) != nil
+        let wasCopied = copies.removeValue(forKey: fileID) != nil
+        guard wasHeld || wasCopied, let e = machine.entry(fileID),
               let dir = try? parentDirectory(of: e.path) else { return }
         // The held fd closes with the HeldPrefix; its bytes go.
         Partial(e.entry).remove(in: dir)

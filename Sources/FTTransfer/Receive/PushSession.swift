@@ -22,6 +22,11 @@ final class PushSession {
     var sinks: [UInt32: FileSink] = [:]
     /// Partials from earlier pushes, offered in an answer, by entry id.
     var held: [UInt32: HeldPrefix] = [:]
+    /// Copies of old files waiting to be patched (`--sync`).
+    var copies: [UInt32: HeldCopy] = [:]
+    /// Entries whose existing copy was offered by digest (`--checksum`):
+    /// if the sender's content differs, replacing it needs --overwrite.
+    var compared = Set<UInt32>()
     /// Committed link sources: where their inode is, to link to it and to
     /// check nobody swapped it.
     var linkInodes: [UInt32: (dev: UInt64, ino: UInt64)] = [:]

@@ -67,6 +67,8 @@ extension Sender {
         if let hops = config.relay { conn.channel.enqueue(.relay(Relay(hops: hops))) }
         var flags: PushInfo.Flags = config.verify ? [] : .noVerify
         if config.owner { flags.insert(.owner) }
+        if config.sync || config.checksum { flags.insert(.sync) }
+        if config.checksum { flags.insert(.checksum) }
         conn.channel.enqueue(.pushInfo(PushInfo(flags: flags)))
         let me = UncheckedBox(self)
         let offload = self.offload
@@ -74,6 +76,7 @@ extension Sender {
         options.stdinName = config.stdinName
         options.links = config.links
         options.owner = config.owner
+        options.filter = config.filter
         let s = TreeScanner(roots: roots.roots, options: options, window: Self.window) { out in
             offload.post { me.value.scanned(out) }
         }
@@ -111,6 +114,7 @@ extension Sender {
             if skippedEntries.special > 0 { tally.skipped["special"] = skippedEntries.special }
             if skippedEntries.unreadable > 0 { tally.skipped["unreadable"] = skippedEntries.unreadable }
             if skippedEntries.badNames > 0 { tally.skipped["name"] = skippedEntries.badNames }
+            if skippedEntries.excluded > 0 { tally.skipped["excluded"] = skippedEntries.excluded }
             let hasStdin = roots.roots.contains { $0.local == nil }
             meter.totalBytes = hasStdin ? nil : totals.bytes
             conn.channel.enqueue(.totals(totals))

@@ -51,6 +51,14 @@ public struct SendConfig: Sendable {
     public var links = LinkPolicy.safe
     /// Keep uid and gid (the receiver applies them only as root).
     public var owner = false
+    /// Ask the receiver to patch changed files it may replace (`--sync`):
+    /// it sends chunk digests of its copy and only differing chunks travel.
+    public var sync = false
+    /// Identical means the same content, not the same size and mtime
+    /// (`--checksum`; implies `sync`).
+    public var checksum = false
+    /// Entries of pushed directories that stay home.
+    public var filter = PathFilter()
 
     public init(
         endpoint: Endpoint, paths: [String], stdinName: String = "stdin", path: SendPath = .default,

@@ -42,6 +42,8 @@ public struct ScanOptions: Sendable {
     public var owner = false
     /// Files with holes travel as extents.
     public var sparse = true
+    /// What stays home (--exclude, --include, --exclude-from).
+    public var filter = PathFilter()
 
     public init() {}
 }

@@ -25,6 +25,8 @@ final class TreeScanner: @unchecked Sendable {
         var special = 0
         var unreadable = 0
         var badNames = 0
+        /// Left out on purpose (--exclude); not a warning.
+        var excluded = 0
         var total: Int { symlinks + special + unreadable + badNames }
     }
 
@@ -142,6 +144,11 @@ final class TreeScanner: @unchecked Sendable {
             var st = stat()
             guard withCName(name, { fstatat(parent.fd, $0, &st, AT_SYMLINK_NOFOLLOW) }) == 0 else {
                 warn(&skipped.unreadable, "skipping \(Escape.forDisplay(localPath)): \(IOError(Errno(rawValue: errno), "stat").description)")
+                continue
+            }
+            if !options.filter.isEmpty,
+               options.filter.excludes(Array(wirePath[(stack[0].wire.count + 1)...]), isDirectory: st.st_mode & S_IFMT == S_IFDIR) {
+                skipped.excluded += 1
                 continue
             }
             switch st.st_mode & S_IFMT {
