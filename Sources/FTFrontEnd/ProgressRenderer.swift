@@ -60,7 +60,9 @@ public final class ProgressRenderer {
             let total = s.totalBytes.map { Sizes.format($0) } ?? "a stream of unknown length"
             let dirs = s.directories > 0 ? " and " + plural(s.directories, "directory", "directories") : ""
             let dir = verb == "sent" ? "to" : "from"
-            say("\(verb == "sent" ? "sending" : "receiving") \(plural(s.files, "file"))\(dirs), \(total), \(dir) \(s.peer)")
+            // A receiver learns a count of entries, files and directories together.
+            let count = verb == "sent" ? plural(s.files, "file") : plural(s.files, "entry", "entries")
+            say("\(verb == "sent" ? "sending" : "receiving") \(count)\(dirs), \(total), \(dir) \(s.peer)")
         case .progress(let p):
             let now = monotonicNanoseconds()
             if mode == .bar {
@@ -79,6 +81,13 @@ public final class ProgressRenderer {
             let check = s.verified ? ", verified (xxh3-128)" : ", NOT verified (--no-verify)"
             let skipped = s.skippedBytes > 0 ? ", \(Sizes.format(s.skippedBytes)) already there" : ""
             let dir = verb == "sent" ? "to" : "from"
+            if s.tally.dryRun {
+                // Only the sender knows what it would have sent.
+                say(verb == "sent" ? "dry run: would send \(plural(s.files, "file")) (\(Sizes.format(s.bytes))) to \(s.peer); nothing was written"
+                                   : "dry run from \(s.peer): nothing was written")
+                if let extra = Self.tallyLine(s.tally) { say(extra) }
+                return
+            }
             say("\(verb) \(plural(s.files, "file")) (\(Sizes.format(s.bytes))) \(dir) \(s.peer) in \(Sizes.fixed(s.seconds, 2)) s, \(Sizes.rate(rate))\(skipped)\(check)")
             if let extra = Self.tallyLine(s.tally) { say(extra) }
         case .failed(let f):
@@ -90,8 +99,9 @@ public final class ProgressRenderer {
     static func tallyLine(_ t: ProgressEvent.Tally) -> String? {
         var parts: [String] = []
         if t.identicalFiles > 0 { parts.append("\(plural(Int(t.identicalFiles), "file")) already there, identical") }
-        if t.patchedFiles > 0 { parts.append("\(plural(Int(t.patchedFiles), "file")) patched") }
-        if t.deleted > 0 { parts.append("\(plural(Int(t.deleted), "entry", "entries")) deleted") }
+        let would = t.dryRun ? "to be " : ""
+        if t.patchedFiles > 0 { parts.append("\(plural(Int(t.patchedFiles), "file")) \(would)patched") }
+        if t.deleted > 0 { parts.append("\(plural(Int(t.deleted), "entry", "entries")) \(would)deleted") }
         if t.symlinks > 0 { parts.append("\(plural(Int(t.symlinks), "symlink")) made") }
         if t.hardLinks > 0 { parts.append("\(plural(Int(t.hardLinks), "hard link")) made") }
         if t.holeBytes > 0 { parts.append("\(Sizes.format(t.holeBytes)) of holes not sent") }
@@ -212,7 +222,7 @@ public final class ProgressRenderer {
                 ("bytes_sent", .uint(s.bytes)), ("bytes_skipped", .uint(s.skippedBytes)),
                 ("identical_files", .uint(s.tally.identicalFiles)), ("patched_files", .uint(s.tally.patchedFiles)),
                 ("deleted", .uint(s.tally.deleted)), ("symlinks", .uint(s.tally.symlinks)), ("hard_links", .uint(s.tally.hardLinks)),
-                ("hole_bytes", .uint(s.tally.holeBytes)),
+                ("hole_bytes", .uint(s.tally.holeBytes)), ("dry_run", .bool(s.tally.dryRun)),
                 ("skipped", .object(s.tally.skipped.keys.sorted().map { ($0, .int(Int64(s.tally.skipped[$0]!))) })),
                 ("seconds", .double(s.seconds)), ("verified", .bool(s.verified)),
                 ("hashes", .object(s.digests.map { ($0.path, .string($0.digest.hex)) })),

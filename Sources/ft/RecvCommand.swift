@@ -37,6 +37,11 @@ struct Recv: ParsableCommand {
     @Flag(help: "Replace existing files (never done by default).")
     var overwrite = false
 
+    @Flag(help: ArgumentHelp(
+        "Let a push remove what its directories no longer hold (ft send --delete).",
+        discussion: "Only beneath directories the push names, never through a symlink; ft's own .ft-* part files stay. Each removal is logged."))
+    var allowDelete = false
+
     @Flag(help: "Write the one incoming file or stream to stdout (implies --once).")
     var stdout = false
 
@@ -110,6 +115,7 @@ struct Recv: ParsableCommand {
         config.requireEncryption = encrypt
         config.keepPartialHours = keepPartial
         config.links = links
+        config.allowDelete = allowDelete
         let receiver: Receiver
         do {
             receiver = try Receiver(config: config, logger: logger)

@@ -87,6 +87,16 @@ struct Send: ParsableCommand {
         discussion: "The receiver hashes its copy of every file of the same size, so a re-push reads both trees whole."))
     var checksum = false
 
+    @Flag(help: ArgumentHelp(
+        "Remove what the pushed directories no longer hold at the receiver.",
+        discussion: "Only inside the directories this push names, only if the receiver allows it (ft recv --allow-delete), never through a symlink. Each removed path is named in the receiver's log; the summary counts them. Not with --exclude (the excluded entries would go)."))
+    var delete = false
+
+    @Flag(name: [.customShort("n"), .customLong("dry-run")], help: ArgumentHelp(
+        "Say what would be sent, patched, skipped and deleted; write nothing.",
+        discussion: "The receiver checks the push as usual (a refusal shows), compares with what it holds, and makes no file, directory or link. Each file that would travel is named; the receiver's log names what --delete would remove."))
+    var dryRun = false
+
     @Option(help: ArgumentHelp(
         "Leave out entries of pushed directories that match (repeatable).",
         discussion: "gitignore patterns, matched below each pushed directory: * and ? within a name, [a-z], ** for any directories (**/cache, logs/**), a leading or inner / anchors to the top (/build, doc/*.txt), a trailing / matches directories only, a pattern without / matches a name at any depth. An excluded directory is not walked. Order: --exclude-from's lines, then --exclude, then --include; the last pattern that matches decides.",
@@ -153,6 +163,10 @@ struct Send: ParsableCommand {
         if let limit, (Sizes.parse(limit) ?? 0) < 1024 {
             throw ValidationError("--limit '\(limit)' is not a rate of at least 1K per second")
         }
+        if delete, !(exclude.isEmpty && excludeFrom == nil) {
+            throw ValidationError("--delete with --exclude would remove the excluded entries at the receiver; push without one of them")
+        }
+        if chain != nil, delete || dryRun { throw ValidationError("--delete and --dry-run are for a push to one receiver, not --to") }
         _ = try pathFilter()
         if chain == nil {
             do {
@@ -245,6 +259,8 @@ extension Send {
         config.links = links
         config.owner = owner
         config.filter = try pathFilter()
+        config.delete = delete
+        config.dryRun = dryRun
         config.sync = sync || checksum
         config.checksum = checksum
         return config

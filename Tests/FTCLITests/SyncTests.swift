@@ -9,12 +9,8 @@ import FTWire
 @Suite(.serialized) struct SyncTests {
     static let mib = 1 << 20
 
-    func push(_ dst: String, _ paths: [String], recv extraRecv: [String] = [], send extraSend: [String] = []) throws -> [String: Any] {
-        let recv = try FTReceiver(dir: dst, extra: ["--once"] + extraRecv)
-        let send = try run(ftPath, ["send", recv.address] + paths + ["--json"] + extraSend)
-        #expect(send.status == 0, "\(send.stderr)")
-        #expect(recv.child.wait().status == 0)
-        return try #require(doneEvent(send.stdout), "\(send.stdout)")
+    func push(_ dst: String, _ paths: [String], recv: [String] = [], send: [String] = []) throws -> [String: Any] {
+        try pushWithCLI(dst, paths, recv: recv, send: send)
     }
 
     static func inode(_ path: String) -> stat {

@@ -252,3 +252,14 @@ package func pushKilledMidway(into dir: String, _ paths: [String], limit: String
     _ = recv.child.waitForOutput("\"event\":\"error\"", seconds: 5)
     _ = recv.stop()
 }
+
+/// One push through the real binaries: a `--once` receiver into `dst`, a
+/// sender of `paths`; both must succeed. Returns the sender's done event.
+package func pushWithCLI(_ dst: String, _ paths: [String], recv extraRecv: [String] = [], send extraSend: [String] = [],
+                         sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Any] {
+    let recv = try FTReceiver(dir: dst, extra: ["--once"] + extraRecv)
+    let send = try run(ftPath, ["send", recv.address] + paths + ["--json"] + extraSend)
+    #expect(send.status == 0, "\(send.stderr)", sourceLocation: sourceLocation)
+    #expect(recv.child.wait().status == 0, sourceLocation: sourceLocation)
+    return try #require(doneEvent(send.stdout), "\(send.stdout)", sourceLocation: sourceLocation)
+}

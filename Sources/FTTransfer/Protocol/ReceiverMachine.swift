@@ -305,7 +305,8 @@ public struct ReceiverMachine: Sendable {
         // Identical entries are settled by the receiver alone; the other
         // offers wait for the sender's decisions.
         let needsPlan = offers.values.contains { if case .identical = $0 { return false } else { return true } }
-        b.stage = needsPlan && !chain ? .awaitingPlan : .receiving
+        // A dry run gets no plan: the driver settles every entry as it is.
+        b.stage = needsPlan && !chain && !info.flags.contains(.dryRun) ? .awaitingPlan : .receiving
         batches[batchID] = b
         var out = ackIfSettled(batchID)
         for e in b.entries where e.entry.kind == .hardlink && e.offer != .identical {

@@ -22,7 +22,7 @@ enum OfferJob: Sendable {
         case .prefix(_, let fd, _), .digest(_, let fd, _): close(fd)
         case .patch(_, let old, let part, _, _):
             close(old)
-            close(part)
+            if part >= 0 { close(part) }
         }
     }
 }
@@ -99,7 +99,10 @@ extension OfferJob {
             case .patch(let id, let old, let part, let oldSize, let chunkSize):
                 defer { close(old) }
                 let copy = HeldCopy(fd: part, oldSize: oldSize, chunkSize: chunkSize)
-                guard copyFile(from: old, to: part, bytes: oldSize) else { return .none(id: id) }
+                // A dry run has no part file: the chunks are hashed from
+                // the old file itself.
+                let source = part >= 0 ? part : old
+                guard part < 0 || copyFile(from: old, to: part, bytes: oldSize) else { return .none(id: id) }
                 var digests: [Digest128] = []
                 digests.reserveCapacity(Int((oldSize + UInt64(chunkSize) - 1) / UInt64(chunkSize)))
                 let hasher = StreamHasher()
@@ -108,7 +111,7 @@ extension OfferJob {
                     let n = min(UInt64(chunkSize), oldSize - at)
                     hasher.reset()
                     // From the copy, just written: in the page cache.
-                    do { try hasher.update(fd: part, offset: at, length: n) } catch { return .none(id: id) }
+                    do { try hasher.update(fd: source, offset: at, length: n) } catch { return .none(id: id) }
                     digests.append(hasher.digest())
                     at += n
                 }

@@ -134,9 +134,11 @@ extension PushSession {
             case .patch(let chunkSize):
                 guard let dir = parentDir, let found,
                       let old = try? dir.open(e.path.name, flags: O_RDONLY | O_NOFOLLOW) else { break }
-                let part: CInt
-                do { part = try FileSink.createLocked(dir, Partial(e.entry), display: name) } catch {
-                    throw refusal(.busy, "'\(name)': \(error.description)")
+                var part: CInt = -1
+                if !machine.info.flags.contains(.dryRun) {
+                    do { part = try FileSink.createLocked(dir, Partial(e.entry), display: name) } catch {
+                        throw refusal(.busy, "'\(name)': \(error.description)")
+                    }
                 }
                 jobs.append(.patch(id: e.id, old: old.release(), part: part, oldSize: found.size, chunkSize: chunkSize))
                 // The copy takes the old file's size, then the new file's.
@@ -202,13 +204,30 @@ extension PushSession {
     private func prepare(_ batchID: UInt32, offers: [UInt32: BatchAnswer.Offer]) {
         let entries = machine.entries(of: batchID)
         var made: [(UInt32, BatchAck.Status, Digest128)] = []
+        let dryRun = machine.info.flags.contains(.dryRun)
         for e in entries {
             closeDirectories(before: e.path, batch: batchID)
+            if let top = openDirs.indices.last, openDirs[top].keep != nil, e.path.parent == openDirs[top].path {
+                openDirs[top].keep!.insert(Array(e.path.name.utf8))
+            }
+            if dryRun {
+                // Nothing is made; existing directories are still tracked,
+                // so that --delete can say what it would remove.
+                if e.entry.kind == .directory {
+                    let exists = (try? server.destination.openDirectory(e.path.components[...], create: false)) != nil
+                    let prunes = machine.info.flags.contains(.delete) && exists
+                    openDirs.append(OpenDirectory(path: e.path, entry: e.entry, created: false, keep: prunes ? [] : nil))
+                }
+                continue
+            }
             switch e.entry.kind {
             case .directory:
                 do {
                     let (_, created) = try server.destination.openDirectory(e.path.components[...], create: true)
-                    openDirs.append((e.path, e.entry, created > 0))
+                    // An existing directory of a --delete push keeps only
+                    // the names the push announces in it.
+                    let prunes = machine.info.flags.contains(.delete) && created == 0
+                    openDirs.append(OpenDirectory(path: e.path, entry: e.entry, created: created > 0, keep: prunes ? [] : nil))
                 } catch {
                     fail(.io(error), frame: TransferError.io(error).frame)
                     return
@@ -231,6 +250,12 @@ extension PushSession {
             return
         }
         answer(batchID, offers: offers)
+        if dryRun {
+            // The sender sends no plan and no data: every entry settles as
+            // skipped, and the batch is acknowledged at once.
+            for e in entries where !connection.isClosing && machine.entry(e.id)?.finished == false { settle(e.id, .skipped) }
+            return
+        }
         settleMade(made + identicalOf(offers))
     }
 
@@ -316,6 +341,46 @@ extension PushSession {
         while let top = openDirs.last, !path.isInside(top.path) {
             openDirs.removeLast()
             if top.created { closedDirs.append((top.path, top.entry, batch)) }
+            if let keep = top.keep { prune(top.path, keep: keep) }
+        }
+    }
+
+    /// The end of the push: directories still open are complete too.
+    func pruneOpenDirectories() {
+        for d in openDirs.reversed() {
+            if let keep = d.keep { prune(d.path, keep: keep) }
+        }
+        for i in openDirs.indices { openDirs[i].keep = nil }
+    }
+
+    /// Removes (dry run: counts) what `path` holds beyond `keep`, off the loop.
+    private func prune(_ path: PeerPath, keep: Set<[UInt8]>) {
+        let fd: CInt
+        let display = Escape.forDisplay(path.description)
+        do {
+            let (dir, _) = try server.destination.openDirectory(path.components[...], create: false)
+            fd = dup(dir.fd)
+        } catch {
+            server.logger.warning("session \(id): not pruning '\(display)': \(error)")
+            return
+        }
+        guard fd >= 0 else { return }
+        let dryRun = machine.info.flags.contains(.dryRun)
+        prunesRunning += 1
+        server.offload.run({ Prune.run(fd, display: display, keep: keep, dryRun: dryRun) }) { [weak self] out in
+            guard let self else { return }
+            prunesRunning -= 1
+            deletedCount += out.count
+            let verb = dryRun ? "would delete" : "deleted"
+            for name in out.names { server.logger.notice("session \(id): \(verb) \(name)") }
+            if out.count > UInt64(out.names.count) {
+                server.logger.notice("session \(id): \(verb) \(out.count - UInt64(out.names.count)) more in '\(display)'")
+            }
+            for f in out.failures { server.logger.warning("session \(id): could not delete \(f)") }
+            if prunesRunning == 0, let done = doneAfterPrunes, !connection.isClosing {
+                doneAfterPrunes = nil
+                act(.complete(done))
+            }
         }
     }
 

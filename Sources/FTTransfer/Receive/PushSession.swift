@@ -46,7 +46,12 @@ final class PushSession {
     /// Directories this push made: the ones around the entry under review,
     /// and those whose subtree is announced, waiting for their batches'
     /// acknowledgements before their mode and mtime go on.
-    var openDirs: [(path: PeerPath, entry: ManifestEntry, created: Bool)] = []
+    var openDirs: [OpenDirectory] = []
+    /// `--delete`: prunes running on the offload thread, what they
+    /// removed, and a `done` that waits for them.
+    var prunesRunning = 0
+    var deletedCount: UInt64 = 0
+    var doneAfterPrunes: Done?
     var closedDirs: [(path: PeerPath, entry: ManifestEntry, batch: UInt32)] = []
     var acked = Set<UInt32>()
     var ackedThrough: UInt32 = 0
@@ -157,12 +162,21 @@ final class PushSession {
         case .finish(let fileID):
             finishAndSettle(fileID)
         case .link(let fileID, let sourcePath):
-            makeHardLink(fileID, to: sourcePath)
+            if machine.info.flags.contains(.dryRun) {
+                if machine.entry(fileID)?.finished == false { settle(fileID, .skipped) }
+            } else {
+                makeHardLink(fileID, to: sourcePath)
+            }
         case .acknowledge(let ack):
             channel.enqueue(.batchAck(ack))
             channel.flush()
             batchAcknowledged(ack.batchID)
         case .complete(let done):
+            pruneOpenDirectories()
+            if prunesRunning > 0 {
+                doneAfterPrunes = done
+                return
+            }
             applyDirectoryMetadata(upTo: .max)
             if let link, !link.final {
                 // Our copy is whole; `done` waits for the next host's news.
@@ -187,6 +201,12 @@ final class PushSession {
 
     /// What of the push's asks this receiver does not do.
     private func unsupported(_ flags: PushInfo.Flags) -> String? {
+        if flags.contains(.delete), !config.allowDelete {
+            return "the sender asked to delete what its tree no longer has (--delete); this receiver does not allow that (run ft recv with --allow-delete)"
+        }
+        if flags.contains(.delete), machine.chain || config.toStdout {
+            return "--delete is for a push into a directory, not a chain or stdout"
+        }
         if flags.contains(.owner), geteuid() != 0 {
             logger.info("session \(id): the sender asked to keep owners; this receiver is not root, so files belong to it")
         }
@@ -238,6 +258,8 @@ final class PushSession {
     }
 
     func complete(_ done: Done) {
+        var done = done
+        done.deleted = deletedCount
         if machine.chain { channel.enqueue(.report(HopReport(outcomes: link?.outcomes ?? []))) }
         channel.enqueue(.done(done))
         channel.flush()
@@ -250,6 +272,7 @@ final class PushSession {
         tally.symlinks = done.symlinks
         tally.hardLinks = done.hardLinks
         tally.holeBytes = holeBytes
+        tally.dryRun = machine.info.flags.contains(.dryRun)
         server.emit(.finished(.init(
             session: id, peer: peer, files: Int(done.files), directories: 0, bytes: done.bytes,
             skippedBytes: done.skippedBytes, seconds: seconds, verified: machine.verify, digests: digests,
@@ -331,4 +354,15 @@ final class PushSession {
         sinks.removeAll()
         held.removeAll()
     }
+}
+
+/// A directory of the push whose entries are still being announced.
+struct OpenDirectory {
+    var path: PeerPath
+    var entry: ManifestEntry
+    /// Made by this push (its metadata is applied once it is complete).
+    var created: Bool
+    /// `--delete`, an existing directory: the names announced in it so
+    /// far. Once it is complete, everything else in it goes.
+    var keep: Set<[UInt8]>?
 }

@@ -43,6 +43,9 @@ public struct ReceiverConfig: Sendable {
     public var requireEncryption = false
     /// Which symlinks of a push are made (the others are skipped, each named).
     public var links = LinkPolicy.safe
+    /// Let a push (`ft send --delete`) remove what its pushed directories
+    /// no longer hold.
+    public var allowDelete = false
 
     public init(
         listen: Endpoint = Endpoint(host: nil, port: Endpoint.ftPort), directory: String = ".", once: Bool = false,

@@ -69,6 +69,8 @@ extension Sender {
         if config.owner { flags.insert(.owner) }
         if config.sync || config.checksum { flags.insert(.sync) }
         if config.checksum { flags.insert(.checksum) }
+        if config.delete { flags.insert(.delete) }
+        if config.dryRun { flags.insert(.dryRun) }
         conn.channel.enqueue(.pushInfo(PushInfo(flags: flags)))
         let me = UncheckedBox(self)
         let offload = self.offload
@@ -135,15 +137,16 @@ extension Sender {
             acknowledged(batchID, results)
         case .complete(let d):
             let seconds = Double(monotonicNanoseconds() - started) / 1e9
-            tally.identicalFiles = d.skippedFiles
-            tally.patchedFiles = d.patchedFiles
+            tally.identicalFiles = config.dryRun ? dryRunCounts.identical : d.skippedFiles
+            tally.patchedFiles = config.dryRun ? dryRunCounts.patched : d.patchedFiles
+            tally.dryRun = config.dryRun
             tally.deleted = d.deleted
             tally.symlinks = d.symlinks
             tally.hardLinks = d.hardLinks
             // What the receiver wrote, not what was offered: files it had are
             // in the tally.
-            summary = .init(session: "send", peer: peer, files: Int(d.files), directories: directories,
-                            bytes: d.bytes, skippedBytes: d.skippedBytes, seconds: seconds, verified: config.verify,
+            summary = .init(session: "send", peer: peer, files: config.dryRun ? Int(dryRunCounts.files) : Int(d.files),
+                            directories: directories, bytes: config.dryRun ? dryRunCounts.bytes : d.bytes, skippedBytes: d.skippedBytes, seconds: seconds, verified: config.verify,
                             digests: agreed,
                             engine: EngineReport(backend: loop.backend.kind, dataPath: config.path.rawValue, stats: loop.stats),
                             relayed: relayed, tally: tally)
@@ -190,9 +193,18 @@ extension Sender {
         guard let conn = connection else { return }
         while let batchID = deciding.first, let decisions = decided.removeValue(forKey: batchID) {
             deciding.removeFirst()
-            if !decisions.isEmpty { conn.channel.enqueue(.plan(BatchPlan(batchID: batchID, items: decisions))) }
             var byID: [UInt32: BatchPlan.Decision] = [:]
             for d in decisions { byID[d.fileID] = d.decision }
+            if config.dryRun {
+                // The receiver settles the batch without data: say what
+                // would travel, and send nothing.
+                reportDryRun(batchID, byID)
+                scheduler.add(SendPlan(files: [], chunkSize: UInt32(chunkSize), smallFiles: config.batchSmallFiles))
+                batchesPlanned = batchID
+                if scanTotals != nil, batchesPlanned == lastBatch { scheduler.allPlanned() }
+                continue
+            }
+            if !decisions.isEmpty { conn.channel.enqueue(.plan(BatchPlan(batchID: batchID, items: decisions))) }
             var files: [FileSend] = []
             for id in batchIDs[batchID] ?? [] {
                 guard let item = items[id] else { continue }
@@ -206,6 +218,39 @@ extension Sender {
             if scanTotals != nil, batchesPlanned == lastBatch { scheduler.allPlanned() }
         }
         pump()
+    }
+
+    /// `--dry-run`: one line per file that would travel, and the counts.
+    private func reportDryRun(_ batchID: UInt32, _ byID: [UInt32: BatchPlan.Decision]) {
+        for id in batchIDs[batchID] ?? [] {
+            guard let item = items[id], item.entry.kind == .file || item.entry.kind == .stdin else { continue }
+            let decision = identicalIDs.remove(id) != nil ? .skip : (byID[id] ?? .whole)
+            let size = item.entry.size
+            switch decision {
+            case .skip:
+                dryRunCounts.identical += 1
+            case .whole:
+                dryRunCounts.files += 1
+                dryRunCounts.bytes += item.entry.kind == .stdin ? 0 : size
+                logger.notice("would send '\(item.displayPath)' (\(ByteCount.format(size)))")
+            case .resumeAfter(let n):
+                dryRunCounts.files += 1
+                dryRunCounts.bytes += size - min(size, n)
+                logger.notice("would send '\(item.displayPath)' from \(ByteCount.format(n)) on (\(ByteCount.format(size - min(size, n))))")
+            case .patch(let reuse):
+                let chunk = UInt64(patchChunks[id] ?? 1 << 20)
+                var changed: UInt64 = 0
+                for (k, kept) in reuse.enumerated() where !kept {
+                    let lo = UInt64(k) * chunk
+                    if lo < size { changed += min(chunk, size - lo) }
+                }
+                let past = UInt64(reuse.count) * chunk
+                if size > past { changed += size - past }
+                dryRunCounts.patched += 1
+                dryRunCounts.bytes += changed
+                logger.notice("would patch '\(item.displayPath)' (\(ByteCount.format(changed)) of \(ByteCount.format(size)))")
+            }
+        }
     }
 
     /// What of `item` goes on the wire, given the sender's decision.

@@ -57,6 +57,8 @@ public final class Sender: LoopHandler {
     var decided: [UInt32: [BatchPlan.Item]] = [:]
     /// Entries the receiver said it has, identical, until their batch is planned.
     var identicalIDs = Set<UInt32>()
+    /// `--dry-run`: what would travel.
+    var dryRunCounts = (files: UInt64(0), bytes: UInt64(0), patched: UInt64(0), identical: UInt64(0))
     var batchesPlanned: UInt32 = 0
     var lastBatch: UInt32 = 0
 

@@ -57,6 +57,11 @@ public struct SendConfig: Sendable {
     /// Identical means the same content, not the same size and mtime
     /// (`--checksum`; implies `sync`).
     public var checksum = false
+    /// Remove what the pushed directories no longer hold at the receiver
+    /// (it must allow it: `ft recv --allow-delete`).
+    public var delete = false
+    /// Say what would be sent, patched, skipped and deleted; write nothing.
+    public var dryRun = false
     /// Entries of pushed directories that stay home.
     public var filter = PathFilter()
 

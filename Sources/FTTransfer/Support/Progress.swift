@@ -83,6 +83,8 @@ public enum ProgressEvent: Sendable {
         /// Entries left out, by why: "symlink", "special", "unreadable",
         /// "name".
         public var skipped: [String: Int] = [:]
+        /// `--dry-run`: nothing was written; the counts say what would be.
+        public var dryRun = false
 
         public init() {}
 
