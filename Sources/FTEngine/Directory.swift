@@ -45,6 +45,21 @@ public final class Directory {
         })
     }
 
+    /// Opens `relative` as `open` does, and only if it is a regular file:
+    /// `O_NONBLOCK` so that a fifo or device planted under the name cannot
+    /// hold the thread in `open`, then cleared again (io_uring honours it
+    /// on regular files and would answer EAGAIN instead of waiting for the
+    /// disk).
+    public func openRegular(_ relative: String, flags: CInt, mode: mode_t = 0) throws(IOError) -> OwnedFD {
+        let file = try open(relative, flags: flags | O_NONBLOCK, mode: mode)
+        var st = Glibc.stat()
+        guard fstat(file.raw, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+            throw IOError(.invalidArgument, "open", child(relative) + " (not a regular file)")
+        }
+        _ = fcntl(file.raw, F_SETFL, fcntl(file.raw, F_GETFL) & ~O_NONBLOCK)
+        return file
+    }
+
     /// Opens the subdirectory at `components`, creating missing levels with
     /// mode 0700 (the final modes are applied once the push is complete).
     /// Returns the directory and how many levels were created.
@@ -171,6 +186,55 @@ public final class Directory {
         _ = unlinkat(fd, name, 0)
     }
 
+    /// Puts the open file `file`, whose temp name here is `temp`, under
+    /// `name`: the inode that was written and verified, never whatever a
+    /// name points to by then. A local user who can write here may swap the
+    /// temp name for a file of their own; renaming by name would put their
+    /// file in place. So the fd is linked: without `replace` straight to
+    /// `name` (atomic, EEXIST if taken); with it, to a fresh name that is
+    /// renamed over `name` and checked to still be this inode afterwards.
+    /// The temp name goes only while it still names this inode.
+    public func commit(_ file: CInt, temp: String?, as name: String, replace: Bool) throws(IOError) {
+        if replace {
+            let staging = ".ft-" + randomHex(8) + ".tmp"
+            try link(anonymous: file, as: staging)
+            do {
+                try rename(staging, to: name, replace: true)
+            } catch {
+                removeIfSame(staging, as: file)
+                throw error
+            }
+            guard holdsSame(name, as: file) else {
+                throw IOError(.resourceBusy, "commit", child(name) + " (another process replaced it as it was put in place; the verified copy was not kept)")
+            }
+        } else {
+            try link(anonymous: file, as: name)
+        }
+        if let temp { removeIfSame(temp, as: file) }
+    }
+
+    /// Whether `name` here is the inode open as `file` (links not followed).
+    public func holdsSame(_ name: String, as file: CInt) -> Bool {
+        var mine = Glibc.stat(), named = Glibc.stat()
+        guard fstat(file, &mine) == 0, fstatat(fd, name, &named, AT_SYMLINK_NOFOLLOW) == 0 else { return false }
+        return mine.st_dev == named.st_dev && mine.st_ino == named.st_ino
+    }
+
+    /// Unlinks `name` only if it is a regular file this user owns: what a
+    /// local user planted under one of ft's names (a fifo, their own file)
+    /// stays.
+    public func removeOwnFile(_ name: String) {
+        var st = Glibc.stat()
+        guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_uid == geteuid() else { return }
+        remove(name)
+    }
+
+    /// Unlinks `name` if it is the inode open as `file`; someone else's file
+    /// under that name stays.
+    public func removeIfSame(_ name: String, as file: CInt) {
+        if holdsSame(name, as: file) { remove(name) }
+    }
+
     /// What stands at `name` here, the link itself for a symlink; nil if
     /// nothing does. `name` is one component: no path walk, no link followed.
     public func status(of name: String) throws(IOError) -> stat? {
@@ -210,12 +274,6 @@ public final class Directory {
         return n >= 0 ? Array(buf[..<n]) : nil
     }
 
-    /// Another name `name` here for `sourceName` in `source`; the source
-    /// is never followed if it is a link. Fails with EEXIST if taken.
-    public func hardLink(_ name: String, to sourceName: String, in source: Directory) throws(IOError) {
-        _ = try retryingEINTR("create the hard link", child(name)) { linkat(source.fd, sourceName, fd, name, 0) }
-    }
-
     /// Bytes an unprivileged writer may still use on this filesystem.
     public func availableBytes() throws(IOError) -> UInt64 {
         var s = statvfs()
@@ -247,4 +305,15 @@ public enum FileSpace {
         if e == EOPNOTSUPP || e == ENOSYS || e == EINVAL { return }
         throw IOError(Errno(rawValue: e), "reserve \(bytes) bytes for", path)
     }
+}
+
+/// `bytes` random bytes as lowercase hex, for temp names and ids.
+public func randomHex(_ bytes: Int) -> String {
+    var rng = SystemRandomNumberGenerator()
+    var s = ""
+    for _ in 0..<bytes {
+        let b = UInt8.random(in: 0...255, using: &rng)
+        s += String(b >> 4, radix: 16) + String(b & 0xF, radix: 16)
+    }
+    return s
 }

@@ -74,6 +74,11 @@ struct Recv: ParsableCommand {
     @Option(help: "Sessions served at once; more are turned away.")
     var maxSessions: Int = 128
 
+    @Option(help: ArgumentHelp(
+        "Connections held that have not proved the code yet.",
+        discussion: "Each holds a few KiB for at most 10 s. When they are all taken, the oldest is dropped for a newcomer, and no host may hold more than an eighth of them (at least 8), so a stranger who opens many cannot keep a sender out."))
+    var maxPending: Int = 4096
+
     @Option(help: "End a session after this many seconds without progress.")
     var timeout: Double = 60
 
@@ -86,6 +91,7 @@ struct Recv: ParsableCommand {
             throw ValidationError("--listen '\(listen)': \(error)")
         }
         guard maxSessions > 0 else { throw ValidationError("--max-sessions must be at least 1") }
+        guard maxPending >= 8 else { throw ValidationError("--max-pending must be at least 8") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         guard keepPartial > 0 else { throw ValidationError("--keep-partial must be positive hours") }
         if noAuth, codeFile != nil { throw ValidationError("--no-auth and --code-file contradict each other") }
@@ -115,6 +121,7 @@ struct Recv: ParsableCommand {
         config.requireEncryption = encrypt
         config.keepPartialHours = keepPartial
         config.links = links
+        config.maxPending = maxPending
         config.allowDelete = allowDelete
         let receiver: Receiver
         do {

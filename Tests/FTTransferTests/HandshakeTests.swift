@@ -14,9 +14,9 @@ import FTWire
         SenderHandshake(purpose: purpose, features: features, code: code, sessionID: session, nonce: senderNonce)
     }
 
-    func receiver(code: [UInt8]?, requireEncryption: Bool = false, dataStreamsOnly: Bool = false,
+    func receiver(code: [UInt8]?, requireEncryption: Bool = false,
                   toStdout: Bool = false) -> ReceiverHandshake {
-        ReceiverHandshake(settings: .init(code: code, requireEncryption: requireEncryption, dataStreamsOnly: dataStreamsOnly,
+        ReceiverHandshake(settings: .init(code: code, requireEncryption: requireEncryption,
                                           toStdout: toStdout), nonce: receiverNonce)
     }
 
@@ -114,11 +114,6 @@ import FTWire
         var sealedOnly = receiver(code: code, requireEncryption: true)
         guard case .refused(let e, _) = run(&plain, &sealedOnly).1 else { Issue.record("plaintext taken by --encrypt"); return }
         #expect(e.message.contains("encrypted pushes only"))
-
-        var second = sender(code: code)
-        var once = receiver(code: code, dataStreamsOnly: true)
-        guard case .refused(let busy, _) = run(&second, &once).1 else { Issue.record("a second push taken by --once"); return }
-        #expect(busy.code == .busy && busy.message.contains("--once"))
 
         var wantsStreams = sender(features: [.xxh3, .dataStreams], code: code)
         var stdout = receiver(code: code, toStdout: true)

@@ -41,6 +41,12 @@ final class FrameChannel {
     private var inStart = 0
     private var inEnd = 0
 
+    /// Before the peer proved the code, frames are small (hello, proof,
+    /// error): a stranger may not make us hold more than this per
+    /// connection, whatever its frame types allow later.
+    var bodyLimit: UInt32?
+    static let handshakeBodyLimit: UInt32 = 4096
+
     /// With `--encrypt`, set once the code's proofs are exchanged: from then
     /// on frames travel in sealed records (SessionCipher).
     var cipher: SessionCipher?
@@ -132,6 +138,9 @@ final class FrameChannel {
         do {
             guard let p = awaited else {
                 let p = try FramePrefix.decode(UnsafeRawBufferPointer(prefix))
+                if let limit = bodyLimit, p.length > limit {
+                    return .failed(.protocolViolation("a \(p.type) frame of \(p.length) bytes before the code was proved (at most \(limit) then)", peer: peer))
+                }
                 if p.length == 0 {
                     return .frame(try FrameCodec.decodeBody(p, UnsafeRawBufferPointer(start: body.baseAddress, count: 0)))
                 }

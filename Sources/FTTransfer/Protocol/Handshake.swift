@@ -140,16 +140,12 @@ public struct ReceiverHandshake: Sendable {
         public var code: [UInt8]?
         /// Refuse pushes that are not sealed (`ft recv --encrypt`).
         public var requireEncryption = false
-        /// Only extra data streams may connect (`--once`: its push is
-        /// under way).
-        public var dataStreamsOnly = false
         /// The receiver writes to stdout: one connection carries the push.
         public var toStdout = false
 
-        public init(code: [UInt8]?, requireEncryption: Bool = false, dataStreamsOnly: Bool = false, toStdout: Bool = false) {
+        public init(code: [UInt8]?, requireEncryption: Bool = false, toStdout: Bool = false) {
             self.code = code
             self.requireEncryption = requireEncryption
-            self.dataStreamsOnly = dataStreamsOnly
             self.toStdout = toStdout
         }
     }
@@ -240,9 +236,6 @@ public struct ReceiverHandshake: Sendable {
         }
         if !encrypt, !isDataStream, settings.requireEncryption {
             return refuse(.refused, "this receiver takes encrypted pushes only: run ft send with --encrypt")
-        }
-        if settings.dataStreamsOnly, !isDataStream {
-            return refuse(.busy, "this receiver serves one push (--once) and it is under way; try again when it is done")
         }
         var features: Features = settings.code != nil ? [.xxh3, .auth] : [.xxh3]
         if encrypt { features.insert(.encrypt) }

@@ -53,18 +53,21 @@ final class FileSink {
             mapped = resume.bytes
         } else {
             raw = try Self.createLocked(directory, p, display: display)
-            do {
-                if entry.flags.contains(.sparse) {
-                    // Holes stay holes: the size is set, only extents are written.
-                    _ = try retryingEINTR("set the size of", display) { ftruncate(raw, off_t(entry.size)) }
-                } else if entry.size >= 1 << 20 {
-                    try FileSpace.reserve(raw, bytes: entry.size, path: display)
-                }
-            } catch {
-                close(raw)
-                p.remove(in: directory)
-                throw error
+        }
+        // A kept partial holds only its stored prefix (see `discard`):
+        // size and space are set again on resume as on a fresh start.
+        do {
+            if entry.flags.contains(.sparse) {
+                // Holes stay holes: the size is set, only extents are written.
+                _ = try retryingEINTR("set the size of", display) { ftruncate(raw, off_t(entry.size)) }
+            } else if entry.size >= 1 << 20 {
+                try FileSpace.reserve(raw, bytes: entry.size, path: display)
             }
+        } catch {
+            close(raw)
+            // A resumed prefix stays for a later try; a fresh part goes.
+            if resume == nil { p.remove(in: directory) }
+            throw error
         }
         self.fd = raw
         self.directory = directory
@@ -103,7 +106,7 @@ final class FileSink {
     /// Creates the part file, after clearing a stale one. A part file that
     /// another session holds locked means a concurrent push of the same entry.
     static func createLocked(_ dir: Directory, _ p: Partial, display: String) throws(IOError) -> CInt {
-        if let old = try? dir.open(p.partName, flags: O_RDWR) {
+        if let old = try? dir.openRegular(p.partName, flags: O_RDWR) {
             guard flock(old.raw, LOCK_EX | LOCK_NB) == 0 else {
                 throw IOError(.resourceBusy, "another push is writing", display)
             }
@@ -229,14 +232,14 @@ final class FileSink {
                                     mtimeNanoseconds: entry.mtimeNanoseconds, path: display,
                                     owner: owner && entry.flags.contains(.owner) ? (entry.uid, entry.gid) : nil)
         do {
-            try directory.rename(tempName, to: finalName, replace: overwrite)
+            try directory.commit(fd, temp: tempName, as: finalName, replace: overwrite)
         } catch {
             var e = error
             if e.errno == .fileExists { e.operation = "refusing to overwrite"; e.target = display + " (it appeared during the push; pass --overwrite to replace)" }
             throw e
         }
         committed = true
-        if let partial { directory.remove(partial.mapName) }
+        if let partial { directory.removeOwnFile(partial.mapName) }
     }
 
     /// Ends an uncommitted sink: with `keep`, a file's stored prefix stays
@@ -249,6 +252,9 @@ final class FileSink {
         // while it is still ours.
         guard isStillNamed(in: directory) else { return }
         if keep, let partial, stored.contiguous > 0 {
+            // Only what arrived is kept: the space reserved for the rest
+            // (or claimed by a sender that then hung up) goes back now.
+            _ = ftruncate(fd, off_t(stored.contiguous))
             partial.writeMap(in: directory, stored: stored.contiguous)
             mapped = stored.contiguous
         } else if let partial {
@@ -260,10 +266,6 @@ final class FileSink {
 
     private var settled = false
 
-    private func isStillNamed(in directory: Directory) -> Bool {
-        var mine = stat(), named = stat()
-        guard fstat(fd, &mine) == 0, fstatat(directory.fd, tempName, &named, AT_SYMLINK_NOFOLLOW) == 0 else { return false }
-        return mine.st_dev == named.st_dev && mine.st_ino == named.st_ino
-    }
+    private func isStillNamed(in directory: Directory) -> Bool { directory.holdsSame(tempName, as: fd) }
 }
 

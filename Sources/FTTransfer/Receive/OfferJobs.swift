@@ -99,9 +99,6 @@ extension OfferJob {
             case .patch(let id, let old, let part, let oldSize, let chunkSize):
                 defer { close(old) }
                 let copy = HeldCopy(fd: part, oldSize: oldSize, chunkSize: chunkSize)
-                // A dry run has no part file: the chunks are hashed from
-                // the old file itself.
-                let source = part >= 0 ? part : old
                 guard part < 0 || copyFile(from: old, to: part, bytes: oldSize) else { return .none(id: id) }
                 var digests: [Digest128] = []
                 digests.reserveCapacity(Int((oldSize + UInt64(chunkSize) - 1) / UInt64(chunkSize)))
@@ -110,8 +107,11 @@ extension OfferJob {
                 while at < oldSize {
                     let n = min(UInt64(chunkSize), oldSize - at)
                     hasher.reset()
-                    // From the copy, just written: in the page cache.
-                    do { try hasher.update(fd: source, offset: at, length: n) } catch { return .none(id: id) }
+                    // From the old file, not the copy: a reflinked copy
+                    // shares its blocks but not its page cache, so it
+                    // would be read from disk. (The offer is only advice:
+                    // the assembled file is hashed whole before it counts.)
+                    do { try hasher.update(fd: old, offset: at, length: n) } catch { return .none(id: id) }
                     digests.append(hasher.digest())
                     at += n
                 }

@@ -52,7 +52,7 @@ struct Partial {
 
     /// The stored prefix a map in `dir` records for this identity, or nil.
     func storedPrefix(in dir: Directory) -> UInt64? {
-        guard let fd = try? dir.open(mapName, flags: O_RDONLY) else { return nil }
+        guard let fd = try? dir.openRegular(mapName, flags: O_RDONLY) else { return nil }
         var buf = [UInt8](repeating: 0, count: Self.mapSize)
         let n = buf.withUnsafeMutableBytes { pread(fd.raw, $0.baseAddress, $0.count, 0) }
         guard n == Self.mapSize, Array(buf[0..<8]) == Self.magic else { return nil }
@@ -65,18 +65,24 @@ struct Partial {
     }
 
     func writeMap(in dir: Directory, stored: UInt64) {
-        guard let fd = try? dir.open(mapName, flags: O_WRONLY | O_CREAT, mode: 0o600) else { return }
+        guard let fd = try? dir.openRegular(mapName, flags: O_WRONLY | O_CREAT, mode: 0o600) else { return }
         let rec = record(stored)
         _ = rec.withUnsafeBytes { pwrite(fd.raw, $0.baseAddress, $0.count, 0) }
     }
 
     func remove(in dir: Directory) {
-        dir.remove(mapName)
-        dir.remove(partName)
+        dir.removeOwnFile(mapName)
+        dir.removeOwnFile(partName)
     }
 
     /// Deletes partials in `dir` whose map (or, without one, whose part) was
     /// last touched more than `maxAge` seconds ago. Returns how many went.
+    ///
+    /// Only what ft made goes, since the directory may be shared: names of
+    /// exactly ft's shape (`.ft-` and 16 hex digits, then `.part` or
+    /// `.map`), regular files owned by this user, and a map only if its
+    /// content is a map for that very name. A user's `.ft-notes.part` or
+    /// `.ft-2023-budget.map` stays.
     static func sweep(_ dir: Directory, olderThan maxAge: Double) -> Int {
         let dupFD = dup(dir.fd)
         guard dupFD >= 0, let d = fdopendir(dupFD) else { return 0 }
@@ -86,17 +92,41 @@ struct Partial {
         var names: [String] = []
         while let e = readdir(d) {
             let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.hasPrefix(".ft-"), name.hasSuffix(".part") || name.hasSuffix(".map") { names.append(name) }
+            if stemOf(name) != nil { names.append(name) }
         }
+        let me = geteuid()
         for name in names {
             var st = stat()
-            guard fstatat(dir.fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFREG else { continue }
-            if now - Double(st.st_mtim.tv_sec) > maxAge {
-                dir.remove(name)
-                removed += 1
+            guard fstatat(dir.fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFREG,
+                  st.st_uid == me, now - Double(st.st_mtim.tv_sec) > maxAge else { continue }
+            if name.hasSuffix(".map") {
+                guard let high = stemOf(name), isMap(name, in: dir, high: high) else { continue }
             }
+            dir.remove(name)
+            removed += 1
         }
         return removed
+    }
+
+    /// The identity's high half a name of ft's shape carries, or nil.
+    static func stemOf(_ name: String) -> UInt64? {
+        let u = Array(name.utf8)
+        let suffix: Int
+        if name.hasSuffix(".part") { suffix = 5 } else if name.hasSuffix(".map") { suffix = 4 } else { return nil }
+        guard u.count == 4 + 16 + suffix, name.hasPrefix(".ft-") else { return nil }
+        let hex = u[4..<20]
+        guard hex.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else { return nil }
+        return UInt64(String(decoding: hex, as: UTF8.self), radix: 16)
+    }
+
+    /// Whether `name` holds a map record whose identity matches its name;
+    /// opened without blocking (a fifo planted there must not stall us).
+    private static func isMap(_ name: String, in dir: Directory, high: UInt64) -> Bool {
+        guard let fd = try? dir.openRegular(name, flags: O_RDONLY) else { return false }
+        var buf = [UInt8](repeating: 0, count: mapSize + 1)
+        let n = buf.withUnsafeMutableBytes { pread(fd.raw, $0.baseAddress, $0.count, 0) }
+        guard n == mapSize, Array(buf[0..<8]) == magic else { return false }
+        return buf[8..<16].reduce(0) { $0 << 8 | UInt64($1) } == high
     }
 }
 

@@ -1,3 +1,4 @@
+import CURing
 import FTEngine
 import FTWire
 import Logging
@@ -303,21 +304,19 @@ extension PushSession {
             return
         }
         do throws(IOError) {
+            // The link is made from an fd of the inode the push wrote, not
+            // from the source's name, which a local user may swap meanwhile.
             let sourceDir = try parentDirectory(of: sourcePath)
-            guard let st = try sourceDir.status(of: sourcePath.name), UInt64(st.st_dev) == inode.dev, UInt64(st.st_ino) == inode.ino,
-                  st.st_mode & S_IFMT == S_IFREG else {
-                throw IOError(.noSuchFileOrDirectory, "refusing to link", "\(display) (its source '\(Escape.forDisplay(sourcePath.description))' was changed during the push)")
-            }
+            let changed = IOError(.noSuchFileOrDirectory, "refusing to link", "\(display) (its source '\(Escape.forDisplay(sourcePath.description))' was changed during the push)")
+            guard let source = try? sourceDir.open(sourcePath.name, flags: FT_O_PATH) else { throw changed }
+            var st = stat()
+            guard fstat(source.raw, &st) == 0, UInt64(st.st_dev) == inode.dev, UInt64(st.st_ino) == inode.ino,
+                  st.st_mode & S_IFMT == S_IFREG else { throw changed }
             let dir = try parentDirectory(of: e.path)
             do throws(IOError) {
-                try dir.hardLink(e.path.name, to: sourcePath.name, in: sourceDir)
+                try dir.link(anonymous: source.raw, as: e.path.name)
             } catch where error.errno == .fileExists && config.overwrite {
-                let temp = ".ft-" + randomHex(8) + ".link"
-                try dir.hardLink(temp, to: sourcePath.name, in: sourceDir)
-                do { try dir.rename(temp, to: e.path.name, replace: true) } catch {
-                    dir.remove(temp)
-                    throw error
-                }
+                try dir.commit(source.raw, temp: nil, as: e.path.name, replace: true)
             }
         } catch {
             let r = refusal(error.errno == .fileExists ? .exists : .io, error.description)

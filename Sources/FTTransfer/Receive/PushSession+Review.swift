@@ -126,14 +126,14 @@ extension PushSession {
             case .compareDigest:
                 // The sender says whether its content is the same; not
                 // counted against free space (a re-push mostly matches).
-                guard let dir = parentDir, let old = try? dir.open(e.path.name, flags: O_RDONLY | O_NOFOLLOW) else { break }
+                guard let dir = parentDir, let old = try? dir.openRegular(e.path.name, flags: O_RDONLY) else { break }
                 jobs.append(.digest(id: e.id, fd: old.release(), size: e.entry.size))
                 compared.insert(e.id)
                 allNew = false
                 continue
             case .patch(let chunkSize):
                 guard let dir = parentDir, let found,
-                      let old = try? dir.open(e.path.name, flags: O_RDONLY | O_NOFOLLOW) else { break }
+                      let old = try? dir.openRegular(e.path.name, flags: O_RDONLY) else { break }
                 var part: CInt = -1
                 if !machine.info.flags.contains(.dryRun) {
                     do { part = try FileSink.createLocked(dir, Partial(e.entry), display: name) } catch {
@@ -164,14 +164,16 @@ extension PushSession {
             guard !machine.chain, e.entry.size > 0, let dir = parentDir else { continue }
             let p = Partial(e.entry)
             guard let prefix = p.storedPrefix(in: dir), prefix > 0, prefix <= e.entry.size,
-                  let part = try? dir.open(p.partName, flags: O_RDWR) else { continue }
+                  let part = try? dir.openRegular(p.partName, flags: O_RDWR) else { continue }
             let fd = part.release()
             guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
                 close(fd)
                 throw refusal(.busy, "another push of '\(name)' is writing into this directory right now")
             }
+            // Only a partial this receiver made is resumed, not a file a
+            // local user put under its name.
             var st = stat()
-            guard fstat(fd, &st) == 0, UInt64(st.st_size) >= prefix else {
+            guard fstat(fd, &st) == 0, UInt64(st.st_size) >= prefix, st.st_uid == geteuid() else {
                 close(fd)
                 continue
             }

@@ -125,7 +125,10 @@ final class PushSession {
                 fail(.refused(e, peer: peer), frame: e)
                 return
             }
-            server.admit(connection)
+            if let busy = server.admit(connection) {
+                fail(.refused(busy, peer: peer), frame: busy)
+                return
+            }
             if let why = unsupported(info.flags) {
                 fail(.refused(ErrorFrame(.refused, why), peer: peer), frame: ErrorFrame(.refused, why))
                 return

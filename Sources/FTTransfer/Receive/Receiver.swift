@@ -110,28 +110,48 @@ public final class Receiver {
         let address = Socket.peerAddress(result)
         let peer = address?.description ?? "unknown peer"
         let host = address?.host ?? "unknown"
-        let lockout = throttle.waitSeconds(host, now: monotonicNanoseconds())
-        let pending = sessions.count - activePushes - joinedStreams
-        if stopping || pending >= config.maxPending || lockout > 0 {
-            let why = stopping ? "the receiver is shutting down"
-                : lockout > 0 ? "too many wrong codes from \(host); try again in \(lockout) s"
-                : "the receiver has \(pending) connections waiting to say hello, its limit; try again later"
+        if stopping {
+            let why = "the receiver is shutting down"
             let bytes = FrameCodec.encode(.error(ErrorFrame(.busy, why)))
             _ = bytes.withUnsafeBytes { send(result, $0.baseAddress, $0.count, CInt(MSG_DONTWAIT | MSG_NOSIGNAL)) }
             close(result)
             logger.warning("turned away \(peer): \(why)")
             return
         }
-        // --once: the first connection is the push; later ones may only be
-        // its extra data streams.
-        let single = config.once || config.toStdout
-        let s = ReceiverSession(server: self, socket: result, peer: peer, peerHost: host, dataStreamsOnly: single && claimed)
-        if single { claimed = true }
+        makeRoomForPending(from: host)
+        let s = ReceiverSession(server: self, socket: result, peer: peer, peerHost: host)
         sessions[ObjectIdentifier(s)] = s
         s.start()
     }
 
-    private var claimed = false
+    /// Connections that have not proved the code yet are bounded (each
+    /// holds a few KiB). The newcomer is always taken: when its host holds
+    /// its share of the slots, that host's oldest goes; when all are taken,
+    /// the oldest of all goes. A stranger who fills the slots therefore
+    /// cannot keep out a sender, who proves the code within milliseconds.
+    private func makeRoomForPending(from host: String) {
+        let pending = sessions.count - activePushes - joinedStreams
+        let share = max(8, config.maxPending / 8)
+        guard pending >= share else { return }
+        var oldest: ReceiverSession?, oldestOfHost: ReceiverSession?, ofHost = 0
+        for s in sessions.values where s.isPending {
+            if oldest.map({ s.started < $0.started }) ?? true { oldest = s }
+            if s.peerHost == host {
+                ofHost += 1
+                if oldestOfHost.map({ s.started < $0.started }) ?? true { oldestOfHost = s }
+            }
+        }
+        let victim = ofHost >= share ? oldestOfHost : pending >= config.maxPending ? oldest : nil
+        guard let victim else { return }
+        logger.info("dropping \(victim.peer), which has not proved the code, to make room for a new connection from \(host)")
+        victim.abort("the receiver is full of connections that have not proved the code; this one waited longest")
+    }
+
+    /// `--once` (and `--stdout`): the push being served. Only a push that
+    /// passed the handshake claims the receiver, so a port scan, a bare
+    /// connect or a wrong code cannot end it before the real sender comes.
+    private var claimed: ObjectIdentifier?
+    private var single: Bool { config.once || config.toStdout }
     private var joinedStreams = 0
 
     /// The push a data-stream hello names, if it came from the same host
@@ -157,24 +177,38 @@ public final class Receiver {
     private(set) var activePushes = 0
 
     /// A push passed its handshake and wants to transfer (the policy
-    /// checked the limit).
-    func admit(_ s: ReceiverSession) {
+    /// checked the limit). Nil if admitted, else why not.
+    func admit(_ s: ReceiverSession) -> ErrorFrame? {
+        if single {
+            guard claimed == nil else {
+                return ErrorFrame(.busy, "this receiver serves one push (--once) and it is under way; try again when it is done")
+            }
+            claimed = ObjectIdentifier(s)
+        }
         activePushes += 1
         s.admitted = true
+        return nil
     }
 
-    func authFailed(peer host: String) {
-        let n = throttle.failed(host, now: monotonicNanoseconds())
-        logger.warning("wrong code from \(host) (\(n) so far)")
+    /// A wrong code from `host`: how long its answer waits, in nanoseconds.
+    /// Wrong guesses get slow; a right proof is never refused for them.
+    func authFailed(peer host: String) -> UInt64 {
+        let now = monotonicNanoseconds()
+        let n = throttle.failed(host, now: now)
+        let wait = min(throttle.waitSeconds(host, now: now), Int(policy.timeoutSeconds(handshaking: true)))
+        logger.warning("wrong code from \(host) (\(n) so far)\(wait > 0 ? "; answering it in \(wait) s" : "")")
+        return UInt64(wait) * 1_000_000_000
     }
 
     func sessionEnded(_ s: ReceiverSession) {
         sessions[ObjectIdentifier(s)] = nil
         if s.admitted { activePushes -= 1 }
         if s.joined { joinedStreams -= 1 }
-        if s.dataStreamsOnly || s.claimedDataStream { return }
+        if s.claimedDataStream { return }
+        // --once: connections that never became the push do not count.
+        if single, claimed != ObjectIdentifier(s) { return }
         outcome.sessions += 1
-        if config.once || config.toStdout {
+        if single {
             beginStopping()
             // Connections that came after the one push are not served.
             for other in sessions.values { other.abort("the receiver served its one push (--once)") }

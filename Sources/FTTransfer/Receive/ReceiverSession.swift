@@ -35,12 +35,17 @@ final class ReceiverSession: LoopHandler {
     private var intakeStore: PayloadIntake?
     /// The hello said this is a data stream (counted apart from pushes).
     private(set) var claimedDataStream = false
-    /// Only a data stream may connect (`ft recv --once` serves one push).
-    let dataStreamsOnly: Bool
     /// Counted against the receiver's session limit (past the handshake).
     var admitted = false
     /// A data stream attached to its push.
     private(set) var joined = false
+
+    /// A wrong proof's answer, held until `at` (AuthThrottle).
+    private var delayedRefusal: (at: UInt64, error: TransferError, frame: ErrorFrame)?
+
+    /// Not yet past the code's proof (or the push's first request), and
+    /// not ending: what the receiver's pending slots count.
+    var isPending: Bool { closing == nil && !admitted && !joined }
 
     /// Why the session ends; nil while it runs or when it succeeded.
     var failure: String?
@@ -54,16 +59,13 @@ final class ReceiverSession: LoopHandler {
         var deadline: UInt64
     }
 
-    init(server: Receiver, socket: CInt, peer: String, peerHost: String, dataStreamsOnly: Bool = false) {
+    init(server: Receiver, socket: CInt, peer: String, peerHost: String) {
         self.server = server
         self.socket = OwnedSocket(socket)
         self.peer = peer
         self.peerHost = peerHost
-        self.dataStreamsOnly = dataStreamsOnly
         self.id = randomHex(4)
-        var settings = server.handshakeSettings
-        settings.dataStreamsOnly = dataStreamsOnly
-        stage = .handshaking(ReceiverHandshake(settings: settings, nonce: AuthCode.randomBytes(32)))
+        stage = .handshaking(ReceiverHandshake(settings: server.handshakeSettings, nonce: AuthCode.randomBytes(32)))
     }
 
     var loop: EventLoop { server.loop }
@@ -72,6 +74,7 @@ final class ReceiverSession: LoopHandler {
     func start() {
         reg = loop.register(self)
         channel = FrameChannel(fd: socket.fd, peer: peer, loop: loop, reg: reg)
+        channel.bodyLimit = FrameChannel.handshakeBodyLimit
         loop.backend.adopt(socket: socket.fd)
         channel.read()
     }
@@ -140,13 +143,30 @@ final class ReceiverSession: LoopHandler {
             finishIfClosed()
             return
         }
+        if let d = delayedRefusal {
+            if now >= d.at {
+                delayedRefusal = nil
+                fail(d.error, frame: d.frame)
+                finishIfClosed()
+            }
+            return
+        }
         let quiet = Double(now &- lastActivity) / 1e9
+        // The whole handshake, up to the push's first request, has one
+        // deadline from the accept: trickling a byte now and then does not
+        // keep a connection that never proved the code.
+        let age = Double(now &- started) / 1e9
+        let handshakeLimit = server.policy.timeoutSeconds(handshaking: true)
         switch stage {
         case .handshaking(let h):
-            let limit = server.policy.timeoutSeconds(handshaking: true)
-            guard quiet > limit else { return }
-            let what = h.awaitingHello ? "no hello" : "no proof of the code"
-            let e = TransferError.timeout("\(what) for \(Int(limit)) s", peer: peer)
+            guard age > handshakeLimit else { return }
+            let what = h.awaitingHello ? "sent no hello" : "did not prove the code"
+            let e = TransferError.timeout("\(what) within \(Int(handshakeLimit)) s of connecting", peer: peer)
+            fail(e, frame: e.frame)
+        case .push(let push) where !admitted:
+            guard age > handshakeLimit else { return }
+            _ = push
+            let e = TransferError.timeout("named no push within \(Int(handshakeLimit)) s of connecting", peer: peer)
             fail(e, frame: e.frame)
         case .dataStream(let push):
             // An idle stream is fine while its push moves; the push's own
@@ -194,12 +214,18 @@ final class ReceiverSession: LoopHandler {
         case .waiting:
             read()
         case .refused(let e, let wrongCode):
-            if wrongCode { server.authFailed(peer: peerHost) }
             let local = wrongCode ? ErrorFrame(.auth, "wrong code: the sender's proof does not match this receiver's one-time code") : e
-            fail(.refused(local, peer: peer), frame: e)
+            let delay = wrongCode ? server.authFailed(peer: peerHost) : 0
+            if delay > 0 {
+                // Nothing more is read; the answer goes when the wait is over.
+                delayedRefusal = (monotonicNanoseconds() + delay, .refused(local, peer: peer), e)
+            } else {
+                fail(.refused(local, peer: peer), frame: e)
+            }
         case .peerFailed(let e):
             fail(.peer(e, peer: peer), frame: nil)
         case .established(.dataStream(let sessionID)):
+            channel.bodyLimit = nil
             guard let push = server.pushTakingStreams(sessionID: sessionID, host: peerHost) else {
                 let why = "no push from \(peerHost) with that session is taking extra data streams here"
                 fail(.refused(ErrorFrame(.refused, why), peer: peer), frame: ErrorFrame(.refused, why))
@@ -212,6 +238,7 @@ final class ReceiverSession: LoopHandler {
             server.logger.debug("session \(push.id): data stream \(push.streamCount) from \(peer)")
             read()
         case .established(.push(let version, let sender, let features, let keys)):
+            channel.bodyLimit = nil
             if let keys {
                 // Our proof left in the clear; everything after it is sealed.
                 channel.cipher = SessionCipher(keys, role: .receiver)

@@ -25,13 +25,7 @@ enum WholeFile {
         do {
             try dir.link(anonymous: anonymous.raw, as: name)
         } catch where error.errno == .fileExists && overwrite {
-            // Link under a temp name, then rename over the old file.
-            let temp = ".ft-" + randomHex(8) + ".tmp"
-            try dir.link(anonymous: anonymous.raw, as: temp)
-            do { try dir.rename(temp, to: name, replace: true) } catch {
-                dir.remove(temp)
-                throw error
-            }
+            try dir.commit(anonymous.raw, temp: nil, as: name, replace: true)
         } catch where error.errno == .fileExists {
             var e = error
             e.operation = "refusing to overwrite"
@@ -59,7 +53,7 @@ enum WholeFile {
         let fd = try dir.createExclusive(temp)
         do {
             try fill(fd.raw, bytes, entry, display, owner)
-            try dir.rename(temp, to: name, replace: overwrite)
+            try dir.commit(fd.raw, temp: temp, as: name, replace: overwrite)
         } catch {
             dir.remove(temp)
             throw error

@@ -48,15 +48,3 @@ public enum TransferError: Error, CustomStringConvertible, Sendable {
         }
     }
 }
-
-func randomHex(_ bytes: Int) -> String {
-    var rng = SystemRandomNumberGenerator()
-    var s = ""
-    for _ in 0..<bytes {
-        let b = UInt8.random(in: 0...255, using: &rng)
-        s += String(b >> 4, radix: 16) + String(b & 0xF, radix: 16)
-    }
-    return s
-}
-
-
