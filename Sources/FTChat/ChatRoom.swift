@@ -67,13 +67,23 @@ public final class ChatRoom {
     }
 
     private func admit(_ fd: CInt) {
-        let peer = Socket.peerAddress(fd)?.description ?? "unknown"
+        let address = Socket.peerAddress(fd)
+        let peer = address?.description ?? "unknown"
+        let host = address?.host ?? peer
+        if let why = roster.refusal(host: host) {
+            // Turned away at once: one line, no buffers, no fd kept.
+            let bytes = Array(why.utf8)
+            _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, CInt(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+            Glibc.close(fd)
+            console.show(.notice("turned away \(peer): \(why.dropFirst(2).dropLast())"))
+            return
+        }
         let conn = LineConnection(fd: fd, peer: peer, loop: loop)
         conn.delegate = self
         conn.start()
         let id = ObjectIdentifier(conn)
         connections[id] = conn
-        carryOut(roster.join(id, address: peer))
+        carryOut(roster.join(id, address: peer, host: host))
         if roster.name(of: id) == nil { connections[id] = nil }
     }
 

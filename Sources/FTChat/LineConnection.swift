@@ -32,6 +32,11 @@ final class LineConnection: LoopHandler {
     private var writeShut = false
     private var closeReason: String?
 
+    /// A member whose send has not moved for this long stopped reading:
+    /// it is cut off, so it cannot hold a seat (and its buffers) forever.
+    static let stalledSendSeconds: UInt64 = 30
+    private var sendQueuedAt: UInt64 = 0
+
     private static let recvTag: UInt8 = 1
     private static let sendTag: UInt8 = 2
 
@@ -93,6 +98,7 @@ final class LineConnection: LoopHandler {
         }
         sending.copyBytes(from: outbox)
         sendingCount = outbox.count
+        sendQueuedAt = monotonicNanoseconds()
         outbox.removeAll(keepingCapacity: true)
         inflight += 1
         loop.backend.queue(.send(fd: fd, buffer: sending.baseAddress!, length: sendingCount,
@@ -125,6 +131,11 @@ final class LineConnection: LoopHandler {
             break
         }
         reap()
+    }
+
+    func tick(now: UInt64, on loop: EventLoop) {
+        guard isOpen, sendingCount > 0, now &- sendQueuedAt > Self.stalledSendSeconds * 1_000_000_000 else { return }
+        close("not reading: nothing it was sent moved for \(Self.stalledSendSeconds) s")
     }
 
     /// Ends the connection: pending operations complete, then the fd closes.

@@ -19,6 +19,12 @@ public struct RoomRoster<Member: Hashable & Sendable>: Sendable {
     /// How the room signs lines typed at its own console.
     public let operatorName: String
     private var names: [Member: String] = [:]
+    /// Where each member connected from, and how many seats each host holds.
+    private var hosts: [Member: String] = [:]
+    private var seatsByHost: [String: Int] = [:]
+    /// No host may hold more than this many seats: one host cannot fill
+    /// the room.
+    public var hostShare: Int { max(8, maxMembers / 8) }
     /// Join order, for /who and for a stable relay order.
     public private(set) var order: [Member] = []
     public private(set) var everJoined = false
@@ -31,12 +37,23 @@ public struct RoomRoster<Member: Hashable & Sendable>: Sendable {
     public var count: Int { names.count }
     public func name(of m: Member) -> String? { names[m] }
 
-    /// A member connected from `address`.
-    public mutating func join(_ m: Member, address: String) -> [Action] {
-        guard names.count < maxMembers else {
-            return [.send(m, "* the room is full (\(maxMembers)); try again later\n"), .finish(m)]
+    /// Why a newcomer from `host` gets no seat, or nil if it gets one. The
+    /// room answers a refused one with this line and closes it at once.
+    public func refusal(host: String) -> String? {
+        if names.count >= maxMembers { return "* the room is full (\(maxMembers)); try again later\n" }
+        if seatsByHost[host, default: 0] >= hostShare {
+            return "* your host already holds \(hostShare) seats, its share of the room; try again later\n"
         }
+        return nil
+    }
+
+    /// A member connected from `address` (its host is `host`).
+    public mutating func join(_ m: Member, address: String, host: String? = nil) -> [Action] {
+        let host = host ?? address
+        if let why = refusal(host: host) { return [.send(m, why), .finish(m)] }
         names[m] = address
+        hosts[m] = host
+        seatsByHost[host, default: 0] += 1
         order.append(m)
         everJoined = true
         return [
@@ -50,6 +67,10 @@ public struct RoomRoster<Member: Hashable & Sendable>: Sendable {
     public mutating func leave(_ m: Member, reason: String) -> [Action] {
         guard let name = names.removeValue(forKey: m) else { return [] }
         order.removeAll { $0 == m }
+        if let host = hosts.removeValue(forKey: m) {
+            seatsByHost[host, default: 1] -= 1
+            if seatsByHost[host] == 0 { seatsByHost[host] = nil }
+        }
         return [.show(.left(who: name, count: names.count, reason: reason)),
                 .broadcast("* \(name) left (\(names.count) in the room)\n", except: nil)]
     }
@@ -101,6 +122,15 @@ public struct RoomRoster<Member: Hashable & Sendable>: Sendable {
         case .nick(let name):
             guard Self.validNick(name) else {
                 return [.send(m, "* a name is 1 to 32 letters, digits or . _ - (no spaces)\n")]
+            }
+            // Names are unique, ignoring case, and the room's own is
+            // reserved: nobody may post as the operator or as another member.
+            let key = name.lowercased()
+            if key == operatorName.lowercased() {
+                return [.send(m, "* '\(name)' is the room's own name; pick another\n")]
+            }
+            if names.contains(where: { $0.key != m && $0.value.lowercased() == key }) {
+                return [.send(m, "* '\(name)' is taken in this room; pick another\n")]
             }
             names[m] = name
             return [.show(.renamed(from: old, to: name)), .broadcast("* \(old) is now \(name)\n", except: nil)]

@@ -254,4 +254,40 @@ import FTWire
         let end = room.wait(seconds: 20)
         #expect(jsonEvents(end.stdout).filter { $0["event"] as? String == "message" }.count == 100)
     }
+
+    /// One host that opens connections without end gets its share of the
+    /// seats; the rest are answered with one line and closed at once, so
+    /// they hold no fds in the room, and a seat it gives up is taken again.
+    @Test func oneHostCannotFillTheChatRoom() throws {
+        var lim = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
+        lim.rlim_cur = lim.rlim_max
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
+        try #require(lim.rlim_cur >= 800, "needs 800 open files; the hard limit is \(lim.rlim_max)")
+        let port = freePort()
+        let room = try Child(ftPath, ["chat", "tcp", "--listen", "127.0.0.1:\(port)", "--json"])
+        #expect(room.waitForOutput("\"ready\""))
+        var seated: [LinePeer] = []
+        for _ in 0..<128 {
+            let p = try LinePeer(port: port)
+            _ = p.line()
+            seated.append(p)
+        }
+        for k in 0..<500 {
+            let p = try LinePeer(port: port)
+            let answer = p.line() ?? ""
+            if k == 0 { #expect(answer.contains("its share of the room"), "\(answer)") }
+            #expect(p.line() == nil, "a turned-away connection was kept open")
+            close(p.peer.fd)
+        }
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(room.pid)/fd").count) ?? 0
+        #expect(fds < 128 + 40, "\(fds) fds open in the room")
+        seated[0].peer.hangUp()
+        usleep(200_000)
+        let again = try LinePeer(port: port)
+        #expect(again.line()?.contains("you joined") == true)
+        for p in seated { p.peer.hangUp() }
+        room.kill(SIGINT)
+        _ = room.wait(seconds: 20)
+    }
 }

@@ -24,6 +24,35 @@ import FTWire
         #expect(r.count == 1 && r.name(of: 2) == nil)
     }
 
+    /// One host cannot take every seat: past its share it is turned away,
+    /// and a seat it gave up is its own again.
+    @Test func eachHostHoldsAtMostItsShareOfSeats() {
+        var r = room(max: 64)
+        #expect(r.hostShare == 8)
+        for k in 0..<8 { _ = r.join(k, address: "10.0.0.9:\(k)", host: "10.0.0.9") }
+        let turned = r.join(100, address: "10.0.0.9:100", host: "10.0.0.9")
+        #expect(turned == [.send(100, "* your host already holds 8 seats, its share of the room; try again later\n"), .finish(100)])
+        #expect(r.refusal(host: "10.0.0.9") != nil && r.refusal(host: "10.0.0.1") == nil)
+        _ = r.join(200, address: "10.0.0.1:1", host: "10.0.0.1")
+        _ = r.leave(3, reason: "bye")
+        #expect(r.refusal(host: "10.0.0.9") == nil)
+        #expect(r.count == 8)
+    }
+
+    /// Nobody posts as the room or as another member.
+    @Test func namesAreUniqueAndTheRoomsOwnIsReserved() {
+        var r = room()
+        _ = r.join(1, address: "a")
+        _ = r.join(2, address: "b")
+        _ = r.line(Array("/nick alice".utf8), truncated: false, from: 1)
+        #expect(r.name(of: 1) == "alice")
+        #expect(r.line(Array("/nick Alice".utf8), truncated: false, from: 2) == [.send(2, "* 'Alice' is taken in this room; pick another\n")])
+        #expect(r.line(Array("/nick SERVER".utf8), truncated: false, from: 2) == [.send(2, "* 'SERVER' is the room's own name; pick another\n")])
+        #expect(r.name(of: 2) == "b")
+        _ = r.line(Array("/nick alice".utf8), truncated: false, from: 1)
+        #expect(r.name(of: 1) == "alice", "one's own name again is fine")
+    }
+
     @Test func aLineGoesToEveryoneButItsSenderEscaped() {
         var r = room()
         _ = r.join(1, address: "a")

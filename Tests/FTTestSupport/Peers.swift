@@ -192,3 +192,10 @@ package func doneEvent(_ output: String) -> [String: Any]? {
     jsonEvents(output).first { $0["event"] as? String == "done" }
 }
 
+
+/// A frame prefix's 8 bytes, for peers that send a frame's start only.
+package func prefixBytes(_ type: FrameType, length: UInt32) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: FramePrefix.size)
+    out.withUnsafeMutableBytes { FramePrefix(type: type, length: length).encode(into: $0) }
+    return out
+}
