@@ -259,11 +259,7 @@ import FTWire
     /// seats; the rest are answered with one line and closed at once, so
     /// they hold no fds in the room, and a seat it gives up is taken again.
     @Test func oneHostCannotFillTheChatRoom() throws {
-        var lim = rlimit()
-        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
-        lim.rlim_cur = lim.rlim_max
-        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
-        try #require(lim.rlim_cur >= 800, "needs 800 open files; the hard limit is \(lim.rlim_max)")
+        try raiseOpenFiles(800)
         let port = freePort()
         let room = try Child(ftPath, ["chat", "tcp", "--listen", "127.0.0.1:\(port)", "--json"])
         #expect(room.waitForOutput("\"ready\""))

@@ -243,11 +243,7 @@ let hostileCases: [HostileCase] = {
     }
 
     @Test func aThousandIdleConnectionsDoNotBlockARealSender() throws {
-        var lim = rlimit()
-        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
-        lim.rlim_cur = lim.rlim_max
-        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
-        try #require(lim.rlim_cur >= 2100, "needs 2100 open files for this test; the hard limit is \(lim.rlim_max)")
+        try raiseOpenFiles(2100)
         let tmp = TempDir()
         defer { tmp.cleanup() }
         let recv = try FTReceiver(dir: tmp.sub("dst"))

@@ -6,14 +6,6 @@ import FTWire
 /// Strangers without the code: what they can make a receiver hold, and
 /// whether a real sender still gets through while they try.
 @Suite(.serialized) struct PreAuthTests {
-    static func raiseOpenFiles(_ need: Int) throws {
-        var lim = rlimit()
-        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
-        lim.rlim_cur = lim.rlim_max
-        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
-        try #require(lim.rlim_cur >= need, "needs \(need) open files; the hard limit is \(lim.rlim_max)")
-    }
-
     static func source(_ tmp: TempDir) -> (String, [UInt8]) {
         let f = tmp.sub("src") + "/real.bin"
         let bytes = patternBytes(300_000, seed: 70)
@@ -25,7 +17,7 @@ import FTWire
     /// hundreds of connections that stop after their hello cost the
     /// receiver a few KiB each.
     @Test func beforeTheProofFramesAreSmallAndConnectionsCheap() throws {
-        try Self.raiseOpenFiles(1200)
+        try raiseOpenFiles(1200)
         let tmp = TempDir()
         defer { tmp.cleanup() }
         let recv = try FTReceiver(dir: tmp.sub("dst"))

@@ -263,3 +263,13 @@ package func pushWithCLI(_ dst: String, _ paths: [String], recv extraRecv: [Stri
     #expect(recv.child.wait().status == 0, sourceLocation: sourceLocation)
     return try #require(doneEvent(send.stdout), "\(send.stdout)", sourceLocation: sourceLocation)
 }
+
+/// Raises this process's open-file limit to its hard limit; fails the test
+/// (loudly, not skipped) if that is under `need`.
+package func raiseOpenFiles(_ need: Int, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    var lim = rlimit()
+    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
+    lim.rlim_cur = lim.rlim_max
+    setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
+    try #require(lim.rlim_cur >= need, "needs \(need) open files; the hard limit is \(lim.rlim_max)", sourceLocation: sourceLocation)
+}
