@@ -58,7 +58,7 @@ let package = Package(
         .target(
             name: "FTFrontEnd",
             dependencies: [
-                "FTTransfer", "FTEngine", "FTWire",
+                "FTTransfer", "FTEngine", "FTWire", "CURing",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),

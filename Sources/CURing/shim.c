@@ -72,3 +72,13 @@ void ft_malloc_reuse_large_blocks(void) {
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
 }
+
+/* tools/package writes ft_build_info.h (not in git) with the commit it
+ * builds; a development build says "unknown". */
+#if __has_include("ft_build_info.h")
+#include "ft_build_info.h"
+#endif
+#ifndef FT_GIT_COMMIT
+#define FT_GIT_COMMIT "unknown"
+#endif
+const char *ft_git_commit(void) { return FT_GIT_COMMIT; }

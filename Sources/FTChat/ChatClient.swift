@@ -151,7 +151,9 @@ public final class ChatClient: LoopHandler {
                 }
             case .eof:
                 inputDone = true
-                if let conn = connection { conn.finishWriting() } else if !config.retry { leave() }
+                // While the connect is under way its answer decides: a
+                // check against a dead port must fail, not end quietly.
+                if let conn = connection { conn.finishWriting() } else if connecting < 0, !config.retry { leave() }
             case .quit:
                 leave()
             }

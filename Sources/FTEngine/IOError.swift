@@ -12,11 +12,15 @@ public struct IOError: Error, Equatable, Sendable, CustomStringConvertible {
     public var operation: String
     /// The path or address it failed on, if any.
     public var target: String?
+    /// Said instead of the errno's text where the failure has no errno of
+    /// its own (a name that does not resolve).
+    public var reason: String?
 
-    public init(_ errno: Errno, _ operation: String, _ target: String? = nil) {
+    public init(_ errno: Errno, _ operation: String, _ target: String? = nil, reason: String? = nil) {
         self.errno = errno
         self.operation = operation
         self.target = target
+        self.reason = reason
     }
 
     /// From a negative completion result (`-errno`).
@@ -26,7 +30,7 @@ public struct IOError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         let on = target.map { " \($0)" } ?? ""
-        return "\(operation)\(on): \(Self.explain(errno))"
+        return "\(operation)\(on): \(reason ?? Self.explain(errno))"
     }
 
     /// "Connection refused (ECONNREFUSED)".

@@ -117,6 +117,8 @@ public struct Endpoint: Equatable, Sendable, CustomStringConvertible {
             return Endpoint(host: host.isEmpty ? nil : host, port: try port(text[text.index(after: i)...]))
         }
         if text.allSatisfy(\.isNumber) { return Endpoint(host: nil, port: try port(Substring(text))) }
+        // "7878x" is a mistyped port, not a host to look up.
+        if text.first?.isNumber == true, !text.contains("."), !text.contains(":") { throw .badPort(text) }
         return Endpoint(host: text, port: defaultPort)
     }
 
@@ -130,12 +132,12 @@ public struct Endpoint: Equatable, Sendable, CustomStringConvertible {
         var res: UnsafeMutablePointer<addrinfo>? = nil
         let rc = getaddrinfo(host, String(port), &hints, &res)
         guard rc == 0 else {
-            let reason = String(cString: gai_strerror(rc))
-            let err: Errno = rc == EAI_SYSTEM ? Errno(rawValue: errno) : .noSuchAddressOrDevice
-            var e = IOError(err, "resolve", description)
-            e.operation = "resolve \(description) (\(reason))"
-            e.target = nil
-            throw e
+            if rc == EAI_SYSTEM { throw IOError(Errno(rawValue: errno), "resolve", host ?? description) }
+            // getaddrinfo's own failures have no errno: say what it said
+            // and what to do.
+            let said = String(cString: gai_strerror(rc))
+            throw IOError(.noSuchAddressOrDevice, "resolve", "'\(host ?? "")'",
+                          reason: "\(said); check the host name, or give an IP address")
         }
         defer { freeaddrinfo(res) }
         var out: [SocketAddress] = []

@@ -44,7 +44,8 @@ public final class ProgressRenderer {
     public func handle(_ event: ProgressEvent) {
         switch mode {
         case .json: json.line(Self.json(event).text)
-        case .quiet: if case .failed(let f) = event { say("\(f.peer): \(f.message)") }
+        // The message names the peer where it matters, as in the other modes.
+        case .quiet: if case .failed(let f) = event { say(f.message) }
         case .bar, .lines: human(event)
         }
     }

@@ -23,7 +23,9 @@ public enum Escape {
 
     /// Escapes raw bytes: valid UTF-8 as above, each invalid byte as `\\xNN`.
     public static func forDisplay<C: Collection>(bytes: C) -> String where C.Element == UInt8 {
-        escape(Array(bytes), keepBackslash: false)
+        // The common case, as in `forDisplay(_:)`: nothing to escape.
+        if bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != 0x5C }) { return String(decoding: bytes, as: UTF8.self) }
+        return escape(Array(bytes), keepBackslash: false)
     }
 
     /// Escapes peer chat text: controls, ANSI, bidi overrides and invalid

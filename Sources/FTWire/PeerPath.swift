@@ -52,19 +52,29 @@ public struct PeerPath: Hashable, Sendable, CustomStringConvertible {
         guard !bytes.isEmpty else { throw .empty }
         guard bytes.count <= Int(maxPathBytes) else { throw .tooLong(bytes.count) }
         guard bytes[0] != UInt8(ascii: "/") else { throw .absolute }
-        guard let text = String(validating: bytes, as: UTF8.self) else { throw .notUTF8 }
-        for scalar in text.unicodeScalars where isControl(scalar.value) {
-            throw .controlCharacter(scalar.value)
+        // Printable ASCII (nearly every name) is valid UTF-8 without
+        // controls: the scalar-by-scalar checks are for the rest.
+        if !bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
+            guard let text = String(validating: bytes, as: UTF8.self) else { throw .notUTF8 }
+            for scalar in text.unicodeScalars where isControl(scalar.value) {
+                throw .controlCharacter(scalar.value)
+            }
         }
+        // One pass: each component is checked and made where it ends.
+        let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
         var components: [String] = []
-        for part in bytes.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
-            guard !part.isEmpty else { throw .emptyComponent }
-            guard part.count <= maxComponentBytes else { throw .componentTooLong(part.count) }
-            let name = String(decoding: part, as: UTF8.self)
-            guard name != ".", name != ".." else { throw .dotComponent(name) }
-            components.append(name)
+        var start = 0
+        for i in 0...bytes.count where i == bytes.count || bytes[i] == slash {
+            let n = i - start
+            guard n > 0 else { throw .emptyComponent }
+            guard n <= maxComponentBytes else { throw .componentTooLong(n) }
+            if bytes[start] == dot, n == 1 || (n == 2 && bytes[start + 1] == dot) {
+                throw .dotComponent(n == 1 ? "." : "..")
+            }
+            guard components.count < maxDepth else { throw .tooDeep(components.count + 1) }
+            components.append(String(decoding: bytes[start..<i], as: UTF8.self))
+            start = i + 1
         }
-        guard components.count <= maxDepth else { throw .tooDeep(components.count) }
         return PeerPath(unchecked: components)
     }
 

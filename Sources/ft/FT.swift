@@ -22,6 +22,14 @@ struct FT: ParsableCommand {
             """,
         subcommands: [Send.self, Recv.self, Chat.self])
 
+    @Flag(help: "Print the version, the commit, the protocol versions and whether io_uring works here.")
+    var version = false
+
+    func run() throws {
+        guard version else { throw CleanExit.helpRequest(self) }
+        print(BuildInfo.versionText(program: "ft"))
+    }
+
     /// Usage errors exit 2, failures 1, success 0.
     static func main() {
         runExiting { ($0 as? Failure)?.code }

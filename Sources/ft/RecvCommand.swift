@@ -107,11 +107,21 @@ struct Recv: ParsableCommand {
         let jsonConsole: Console = stdout ? .stderr : .stdout
         let logger = output.logger("ft recv")
         var code: String? = nil
+        // A code ft made is shown (it is the only way to learn it); one
+        // read from FT_CODE or a file is not echoed into logs.
+        var made = false
         if !noAuth {
             do {
-                code = try AuthCode.load(file: codeFile) { logger.warning("\($0)") } ?? AuthCode.generate()
+                code = try AuthCode.load(file: codeFile) { logger.warning("\($0)") }
             } catch {
                 throw fail(error.description, program: "ft recv", json: output.json, console: jsonConsole)
+            }
+            if let given = code, let weak = AuthCode.weakness(given) {
+                logger.warning("the code from \(codeFile ?? "FT_CODE") \(weak): anyone could guess it; let ft recv make one (leave FT_CODE unset)")
+            }
+            if code == nil {
+                code = AuthCode.generate()
+                made = true
             }
         }
         var config = ReceiverConfig(
@@ -129,7 +139,7 @@ struct Recv: ParsableCommand {
         } catch {
             throw fail(error.description, program: "ft recv", json: output.json, console: jsonConsole)
         }
-        announce(receiver, jsonConsole, code: code)
+        announce(receiver, jsonConsole, code: code, shown: made)
         let renderer = ProgressRenderer(program: "ft recv", verb: "received", json: output.json, quiet: output.quiet, jsonTo: jsonConsole)
         StopSignals.install(fd: receiver.stopHandle.descriptor)
         let outcome: Receiver.Outcome
@@ -139,14 +149,16 @@ struct Recv: ParsableCommand {
             throw fail(error.description, program: "ft recv", json: output.json, console: jsonConsole)
         }
         if outcome.interrupted, !output.quiet, !output.json {
-            Console.stderr.line("ft recv: interrupted; \(outcome.succeeded) of \(outcome.sessions) pushes completed, partial files removed")
+            let unfinished = outcome.sessions - outcome.succeeded
+            let kept = unfinished > 0 ? "; what the unfinished ones stored is kept as .ft-*.part files, and pushing them again resumes" : ""
+            Console.stderr.line("ft recv: interrupted; \(outcome.succeeded) of \(outcome.sessions) pushes completed\(kept)")
         }
         let failed = !outcome.failures.isEmpty && (config.once || outcome.succeeded == 0)
         if failed || (config.once && outcome.succeeded == 0) { throw Failure() }
     }
 
     /// The ready line: where we listen and the command that reaches us.
-    private func announce(_ r: Receiver, _ jsonConsole: Console, code: String?) {
+    private func announce(_ r: Receiver, _ jsonConsole: Console, code: String?, shown: Bool) {
         let port = r.address.port
         var hosts: [String]
         if r.address.isUnspecified {
@@ -161,13 +173,19 @@ struct Recv: ParsableCommand {
             jsonConsole.line(JSON.object([
                 ("event", "ready"), ("listen", .string(r.address.description)),
                 ("send_to", .array(targets.map { .string($0) })), ("dir", .string(stdout ? "-" : absolute)),
-                ("engine", .string(r.backend.rawValue)), ("code", .opt(code)),
+                ("engine", .string(r.backend.rawValue)), ("code", .opt(shown ? code : nil)),
+                ("auth", .string(code == nil ? "none" : shown ? "made" : codeFile != nil ? "code-file" : "FT_CODE")),
             ]).text)
         } else if !output.quiet {
             let into = stdout ? "stdout" : absolute
-            if let code {
+            let flags = encrypt ? " --encrypt" : ""
+            if let code, shown {
                 Console.stderr.line("ft recv: ready on \(r.address), writing to \(into); one-time code \(code)")
-                Console.stderr.line("ft recv: send with: FT_CODE=\(code) ft send \(targets[0]) PATH...   (or put the code in a file for --code-file)")
+                Console.stderr.line("ft recv: send with: FT_CODE=\(code) ft send\(flags) \(targets[0]) PATH...   (or put the code in a file for --code-file)")
+            } else if code != nil {
+                let from = codeFile.map { "the code in \($0)" } ?? "the code in FT_CODE"
+                Console.stderr.line("ft recv: ready on \(r.address), writing to \(into); pushes must prove \(from)")
+                Console.stderr.line("ft recv: send with: ft send\(flags) \(targets[0]) PATH...   (with the same code in FT_CODE or --code-file)")
             } else {
                 Console.stderr.line("ft recv: ready on \(r.address), writing to \(into); accepting anyone (--no-auth); send with: ft send \(targets[0]) PATH...")
             }

@@ -25,6 +25,14 @@ struct FTBenchCommand: ParsableCommand {
             """,
         subcommands: [Throughput.self, Latency.self, Compare.self, Serve.self])
 
+    @Flag(help: "Print the version, the commit, the protocol versions and whether io_uring works here.")
+    var version = false
+
+    func run() throws {
+        guard version else { throw CleanExit.helpRequest(self) }
+        print(BuildInfo.versionText(program: "ftbench"))
+    }
+
     /// Usage errors (and unreachable targets) exit 2, failures 1.
     static func main() {
         // The ft pairs ftbench starts share a code of its own making (a

@@ -40,9 +40,9 @@ import FTWire
         defer { tmp.cleanup() }
         let dst = tmp.sub("dst")
         let recv = try FTReceiver(dir: dst, extra: ["--once"])
-        for _ in 0..<5 { close(try RawPeer(port: recv.port).fd) }
+        for _ in 0..<5 { try RawPeer(port: recv.port).close() }
         let silent = try RawPeer(port: recv.port)
-        defer { close(silent.fd) }
+        defer { silent.close() }
         let right = try run(ftPath, ["send", recv.address, source(tmp), "-q"])
         #expect(right.status == 0, "\(right.stderr)")
         #expect(recv.child.wait().status == 0)
@@ -52,9 +52,7 @@ import FTWire
     @Test func theCodeFileWorksAndIsCheckedForItsMode() throws {
         let tmp = TempDir()
         defer { tmp.cleanup() }
-        let file = tmp.path + "/code"
-        writeFile(file, Array("k7mq-2fxp-93rd\n".utf8))
-        chmod(file, 0o644)
+        let file = writeCodeFile(in: tmp.path, mode: 0o644)
         let recv = try FTReceiver(dir: tmp.sub("dst"), extra: ["--once"])
         let send = try run(ftPath, ["send", recv.address, source(tmp), "--code-file", file], environment: ["FT_CODE": "<unset>"])
         #expect(send.status == 0, "\(send.stderr)")

@@ -124,6 +124,6 @@ import FTWire
         var st = stat()
         stat(dst + "/" + part, &st)
         #expect(st.st_size == 1 && Int(st.st_blocks) * 512 <= 1 << 20, "size \(st.st_size), \(Int(st.st_blocks) * 512) bytes allocated")
-        close(p.fd)
+        p.close()
     }
 }

@@ -114,9 +114,7 @@ import FTWire
         p.send(.data(DataHeader(fileID: 1, length: 1 << 20, offset: 0)))
         p.send([UInt8](repeating: 3, count: 100_000))
         // SO_LINGER 0: close sends a RST, not a FIN.
-        var lin = linger(l_onoff: 1, l_linger: 0)
-        setsockopt(p.fd, SOL_SOCKET, SO_LINGER, &lin, socklen_t(MemoryLayout<linger>.size))
-        close(p.fd)
+        p.reset()
         #expect(recv.child.waitForOutput("reset.bin"), "\(recv.child.stdoutSoFar)")
         let f = tmp.sub("src") + "/after.txt"
         writeFile(f, Array("fine\n".utf8))
@@ -274,7 +272,7 @@ import FTWire
             let answer = p.line() ?? ""
             if k == 0 { #expect(answer.contains("its share of the room"), "\(answer)") }
             #expect(p.line() == nil, "a turned-away connection was kept open")
-            close(p.peer.fd)
+            p.peer.close()
         }
         let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(room.pid)/fd").count) ?? 0
         #expect(fds < 128 + 40, "\(fds) fds open in the room")

@@ -143,3 +143,11 @@ package func hashSparseFile(_ path: String) -> String {
     let h = XXH3_128bits_digest(state)
     return Digest128(high: h.high64, low: h.low64).hex
 }
+
+/// A file in `dir` holding the test code, with `mode`, for --code-file.
+package func writeCodeFile(in dir: String, mode: mode_t = 0o600) -> String {
+    let file = dir + "/code"
+    writeFile(file, Array("\(testCode)\n".utf8))
+    chmod(file, mode)
+    return file
+}

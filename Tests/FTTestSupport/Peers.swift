@@ -6,7 +6,9 @@ import FTBench
 /// A hand-driven TCP peer that speaks (or abuses) the protocol with the
 /// wire module's own encoder, for hostile-sender tests.
 package final class RawPeer {
-    package let fd: CInt
+    /// Closed once, by `close()`, `reset()` or deinit: closing it directly
+    /// as well would close whatever fd a sibling test opened meanwhile.
+    package private(set) var fd: CInt
     package let port: UInt16
 
     package init(port: UInt16) throws {
@@ -24,7 +26,20 @@ package final class RawPeer {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    deinit { close(fd) }
+    deinit { close() }
+
+    package func close() {
+        guard fd >= 0 else { return }
+        Foundation.close(fd)
+        fd = -1
+    }
+
+    /// Closes with a RST instead of a FIN (SO_LINGER 0).
+    package func reset() {
+        var lin = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lin, socklen_t(MemoryLayout<linger>.size))
+        close()
+    }
 
     /// Drops the connection now (the fd is closed later by deinit).
     package func hangUp() { shutdown(fd, Int32(SHUT_RDWR)) }

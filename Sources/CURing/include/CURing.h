@@ -71,6 +71,8 @@ int ft_accept4(int fd, int flags);
 long ft_copy_file_range(int in_fd, int64_t *in_off, int out_fd, int64_t *out_off, size_t len);
 /// The filesystem type (statfs f_type) holding `path`, or -errno.
 long ft_filesystem_type(const char *path);
+/* The commit this binary was built from, or "unknown". */
+const char *ft_git_commit(void);
 int ft_eventfd(void);
 int ft_fallocate(int fd, int mode, int64_t offset, int64_t len);
 int ft_fcntl_int(int fd, int cmd, int arg);

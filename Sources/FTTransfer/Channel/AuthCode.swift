@@ -65,6 +65,18 @@ public enum AuthCode {
 
     /// The code from `--code-file PATH`, else from `FT_CODE`, else nil.
     /// Never from argv: a command line is visible to every local user.
+    /// Why a code someone chose is easy to guess, or nil: few different
+    /// characters (1111-1111-1111, abab-abab-abab) or a run up or down the
+    /// alphabet (0123-4567-89ab). A made code has 12 random characters.
+    public static func weakness(_ text: String) -> String? {
+        guard let c = normalize(text) else { return nil }
+        let distinct = Set(c).count
+        if distinct < 6 { return "has only \(distinct) different characters" }
+        let steps = zip(c, c.dropFirst()).map { Int($1) - Int($0) }
+        if Set(steps).count == 1 { return "is a plain sequence" }
+        return nil
+    }
+
     public static func load(file: String?, warn: (String) -> Void) throws(TransferError) -> String? {
         if let file {
             let fd = open(file, O_RDONLY | O_CLOEXEC)

@@ -112,6 +112,12 @@ public struct SenderHandshake: Sendable {
         }
     }
 
+    /// Nothing has come from the receiver yet that looked like ft.
+    public var awaitingHello: Bool {
+        if case .awaitingHello = state { return true }
+        return false
+    }
+
     private var waitingFor: String {
         switch state {
         case .awaitingHello: return "waiting for the receiver's hello"

@@ -1,5 +1,6 @@
 import FTEngine
 import FTWire
+import SystemPackage
 import Logging
 
 #if canImport(Glibc)
@@ -56,8 +57,13 @@ public final class Receiver {
         } else {
             code = nil
         }
-        do {
+        do throws(IOError) {
             destination = try Directory.open(config.directory)
+            // Found now, not at the first push: a directory we cannot
+            // write into (permissions, a read-only mount).
+            if !config.toStdout, faccessat(destination.fd, ".", W_OK | X_OK, AT_EACCESS) != 0 {
+                throw IOError(Errno(rawValue: errno), "cannot write into", config.directory + " (pick a directory this user can write, or fix its permissions)")
+            }
             let backend = try Engine.makeBackend(config.engine, logger: logger)
             loop = try EventLoop(backend: backend, logger: logger)
             offload = try Offload(loop: loop)

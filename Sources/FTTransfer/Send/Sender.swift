@@ -284,6 +284,12 @@ public final class Sender: LoopHandler {
                     finish(.disconnected("the receiver closed the connection while \(phaseText)", peer: peer))
                 }
             case .failed(let e):
+                if case .protocolViolation = e, handshake.awaitingHello {
+                    // Bytes that are no ft frame before any hello: some
+                    // other service listens there (a chat room, a web server).
+                    finish(.source("\(peer) is not an ft receiver: it answered with something other than ft's hello; check the host and port (ft recv listens on \(Endpoint.ftPort) by default)"))
+                    return
+                }
                 finish(writeError?.0 ?? e)
             }
         case .sendControl:

@@ -1,0 +1,109 @@
+import Foundation
+import Testing
+import FTTestSupport
+
+/// What a new user meets first: each place where ft once said nothing,
+/// said something wrong, or gave no way forward.
+@Suite(.serialized) struct FrontDoorTests {
+    func file(_ tmp: TempDir) -> String {
+        let f = tmp.path + "/f"
+        writeFile(f, [1, 2, 3])
+        return f
+    }
+
+    @Test func anUnresolvableHostIsNamedWithAWayForward() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let r = try run(ftPath, ["send", "no-such-host.invalid", file(tmp)])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("no-such-host.invalid") && r.stderr.contains("check the host name"), "\(r.stderr)")
+        #expect(!r.stderr.contains("errno"), "no errno where getaddrinfo gave none: \(r.stderr)")
+    }
+
+    @Test func aMistypedListenPortIsAUsageError() throws {
+        let r = try run(ftPath, ["recv", "--listen", "7878x", "--dir", "/tmp"])
+        #expect(r.status == 2, "\(r.stderr)")
+        #expect(r.stderr.contains("'7878x' is not a port"), "\(r.stderr)")
+    }
+
+    @Test func aChatCheckWithNothingListeningFailsLoudly() throws {
+        let port = freePort()
+        let r = try run(ftPath, ["chat", "tcp", "127.0.0.1:\(port)"], stdinFile: "/dev/null")
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("127.0.0.1:\(port)") && r.stderr.contains("ECONNREFUSED"), "\(r.stderr)")
+    }
+
+    /// Aimed at a chat room (or any other service), the sender says so
+    /// instead of "unknown frame type 0x2a"; --quiet names the peer once.
+    @Test func somethingThatIsNotAReceiverIsCalledThat() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let port = freePort()
+        let room = try Child(ftPath, ["chat", "tcp", "--listen", "127.0.0.1:\(port)", "--json"])
+        #expect(room.waitForOutput("\"ready\""))
+        let r = try run(ftPath, ["send", "127.0.0.1:\(port)", file(tmp), "-q"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("is not an ft receiver"), "\(r.stderr)")
+        #expect(r.stderr.components(separatedBy: "127.0.0.1:\(port)").count == 2, "the peer named more than once: \(r.stderr)")
+        room.kill(SIGINT)
+        _ = room.wait()
+    }
+
+    @Test func anUnwritableDestinationIsFoundAtStart() throws {
+        try #require(geteuid() == 0, "runs ft recv as another user (setpriv), which needs root")
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        chmod(tmp.path, 0o755)
+        let dir = tmp.sub("ro")
+        chmod(dir, 0o755)
+        let r = try run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", ftPath, "recv", "--dir", dir, "--once"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("cannot write into \(dir)") && r.stderr.contains("EACCES"), "\(r.stderr)")
+        #expect(!r.stderr.contains("ready"), "\(r.stderr)")
+    }
+
+    /// A code ft made is shown; one the user gave is not echoed into logs,
+    /// and a guessable one is called out. The suggested command carries
+    /// --encrypt when the receiver wants it.
+    @Test func codesAreEchoedOnlyWhenMadeAndWeakOnesAreCalledOut() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let codeFile = writeCodeFile(in: tmp.path)
+        let fromFile = try FTReceiver(dir: tmp.sub("a"), extra: ["--code-file", codeFile])
+        let ready = jsonEvents(fromFile.child.stdoutSoFar).first { $0["event"] as? String == "ready" }
+        #expect(ready?["code"] == nil || ready?["code"] is NSNull, "\(String(describing: ready))")
+        #expect(ready?["auth"] as? String == "code-file")
+        _ = fromFile.stop()
+
+        let human = try Child(ftPath, ["recv", "--listen", "127.0.0.1:0", "--dir", tmp.sub("b"), "--encrypt"],
+                              environment: ["FT_CODE": "1111-1111-1111"])
+        #expect(human.waitForOutput("send with"))
+        human.kill(SIGINT)
+        let out = human.wait()
+        #expect(!out.stderr.contains("1111-1111-1111"), "the code was echoed: \(out.stderr)")
+        #expect(out.stderr.contains("anyone could guess it"), "\(out.stderr)")
+        #expect(out.stderr.contains("ft send --encrypt "), "\(out.stderr)")
+    }
+
+    /// Interrupted mid-push, the receiver says what is true: the stored
+    /// part is kept, and pushing again resumes it.
+    @Test func anInterruptedReceiverSaysWhatItKept() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let src = tmp.sub("src") + "/big.bin"
+        writeFile(src, patternBytes(16 << 20, seed: 5))
+        let dst = tmp.sub("dst")
+        let recv = try Child(ftPath, ["recv", "--listen", "127.0.0.1:0", "--dir", dst], environment: ["FT_CODE": testCode])
+        #expect(recv.waitForOutput("send with"))
+        let listen = recv.stderrSoFar.components(separatedBy: "ready on ").dropFirst().first?.components(separatedBy: ",").first ?? ""
+        let sender = try Child(ftPath, ["send", listen, src, "-q", "--limit", "4M"])
+        for _ in 0..<500 where !listTree(dst).contains(where: { $0.hasSuffix(".part") }) { usleep(10_000) }
+        usleep(300_000)
+        recv.kill(SIGINT)
+        let end = recv.wait()
+        _ = sender.wait()
+        #expect(end.stderr.contains("kept as .ft-*.part files"), "\(end.stderr)")
+        #expect(!end.stderr.contains("removed"), "\(end.stderr)")
+        #expect(listTree(dst).contains { $0.hasSuffix(".part") }, "\(listTree(dst))")
+    }
+}
