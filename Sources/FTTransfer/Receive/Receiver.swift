@@ -149,9 +149,17 @@ public final class Receiver {
         }
         let victim = ofHost >= share ? oldestOfHost : pending >= config.maxPending ? oldest : nil
         guard let victim else { return }
-        logger.info("dropping \(victim.peer), which has not proved the code, to make room for a new connection from \(host)")
-        victim.abort("the receiver is full of connections that have not proved the code; this one waited longest")
+        victim.drop("the receiver is full of connections that have not proved the code; this one waited longest")
+        dropped += 1
+        let now = monotonicNanoseconds()
+        if now &- droppedSaidAt > 10_000_000_000 {
+            logger.warning("dropped \(dropped) connections that had not proved the code, to make room for newer ones (the newest from \(host)); is someone flooding this port?")
+            dropped = 0
+            droppedSaidAt = now
+        }
     }
+    private var dropped = 0
+    private var droppedSaidAt: UInt64 = 0
 
     /// `--once` (and `--stdout`): the push being served. Only a push that
     /// passed the handshake claims the receiver, so a port scan, a bare

@@ -327,6 +327,15 @@ final class ReceiverSession: LoopHandler {
     }
 
     /// Ends the session from outside (the receiver is stopping).
+    /// Dropped to make room for a newcomer before it proved the code: no
+    /// event of its own (the receiver counts such drops and says so once
+    /// in a while, so a flood does not flood the log too).
+    func drop(_ reason: String) {
+        silent = true
+        abort(reason)
+    }
+    private var silent = false
+
     func abort(_ reason: String) {
         // Not the peer's fault: what arrived stays for a resume.
         fail(.disconnected(reason, peer: peer), frame: ErrorFrame(.busy, reason))
@@ -354,7 +363,7 @@ final class ReceiverSession: LoopHandler {
             channel.enqueue(.error(frame))
             channel.flush()
         }
-        server.emit(.failed(.init(session: id, peer: peer, message: error.description)))
+        if !silent { server.emit(.failed(.init(session: id, peer: peer, message: error.description))) }
         beginClose()
     }
 
