@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import FTTestSupport
+import FTWire
 
 /// What a new user meets first: each place where ft once said nothing,
 /// said something wrong, or gave no way forward.
@@ -105,5 +106,35 @@ import FTTestSupport
         #expect(end.stderr.contains("kept as .ft-*.part files"), "\(end.stderr)")
         #expect(!end.stderr.contains("removed"), "\(end.stderr)")
         #expect(listTree(dst).contains { $0.hasSuffix(".part") }, "\(listTree(dst))")
+    }
+
+    /// A push of the same file whose session has not let go yet (its
+    /// sender just died): the receiver waits for the partial to be
+    /// released, then resumes it, instead of refusing at once.
+    @Test func aResendWhileTheDeadPushStillHoldsThePartialResumes() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let src = tmp.sub("src") + "/big.bin"
+        let bytes = patternBytes(8 << 20, seed: 9)
+        writeFile(src, bytes)
+        chmod(src, 0o644)
+        var t = [timespec(tv_sec: 1_700_000_000, tv_nsec: 0), timespec(tv_sec: 1_700_000_000, tv_nsec: 0)]
+        utimensat(AT_FDCWD, src, &t, 0)
+        let dst = tmp.sub("dst")
+        let recv = try FTReceiver(dir: dst)
+        // The earlier push: same entry, its first MiB sent, still connected.
+        let dying = try RawPeer(port: recv.port)
+        _ = dying.offer([fileEntry(Array("big.bin".utf8), size: UInt64(bytes.count))])
+        dying.send(.data(DataHeader(fileID: 1, length: 1 << 20, offset: 0)))
+        dying.send(Array(bytes[..<(1 << 20)]))
+        for _ in 0..<500 where !listTree(dst).contains(where: { $0.hasSuffix(".part") }) { usleep(10_000) }
+        let again = try Child(ftPath, ["send", recv.address, src, "-q", "--json"])
+        usleep(600_000)
+        dying.hangUp()
+        let r = again.wait()
+        #expect(r.status == 0, "sender: \(r.stderr) \(r.stdout.suffix(400))")
+        #expect((doneEvent(r.stdout)?["bytes_skipped"] as? Int ?? 0) >= 1 << 20, "did not resume: \(r.stdout.suffix(300))")
+        expectSame(readFile(dst + "/big.bin"), bytes)
+        _ = recv.stop()
     }
 }

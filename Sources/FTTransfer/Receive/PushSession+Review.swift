@@ -26,6 +26,8 @@ extension PushSession {
             return
         }
         reviewingBatch = batchID
+        let attempt = busyReview?.attempts ?? 0
+        busyReview = nil
         let entries = machine.entries(of: batchID)
         var jobs: [OfferJob] = []
         var identical: [UInt32: BatchAnswer.Offer] = [:]
@@ -38,6 +40,15 @@ extension PushSession {
             space.accept(needed: need.bytes, fileBytes: need.fileBytes, allNew: need.allNew)
         } catch {
             for j in jobs { j.abandon() }
+            // A partial still locked is most often a push of the same
+            // entries that just died (its sender killed and run again at
+            // once): its session lets go within moments. Ask again for a
+            // while before refusing.
+            if case .refused(let f, _) = error, f.code == .busy, attempt < Self.busyRetries {
+                if attempt == 0 { server.logger.info("session \(id): \(f.message); waiting for it to let go") }
+                busyReview = (batchID, attempt + 1, monotonicNanoseconds() + EventLoop.tickInterval)
+                return
+            }
             fail(error, frame: error.frame)
             return
         }
@@ -164,7 +175,14 @@ extension PushSession {
             guard !machine.chain, e.entry.size > 0, let dir = parentDir else { continue }
             let p = Partial(e.entry)
             guard let prefix = p.storedPrefix(in: dir), prefix > 0, prefix <= e.entry.size,
-                  let part = try? dir.openRegular(p.partName, flags: O_RDWR) else { continue }
+                  let part = try? dir.openRegular(p.partName, flags: O_RDWR) else {
+                // No prefix to offer, but a session may still hold the part
+                // (a push of this entry that died before its first map).
+                if let part = try? dir.openRegular(p.partName, flags: O_RDONLY), flock(part.raw, LOCK_EX | LOCK_NB) != 0 {
+                    throw refusal(.busy, "another push of '\(name)' is writing into this directory right now")
+                }
+                continue
+            }
             let fd = part.release()
             guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
                 close(fd)

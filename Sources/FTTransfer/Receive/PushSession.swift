@@ -49,6 +49,16 @@ final class PushSession {
     var openDirs: [OpenDirectory] = []
     /// `--delete`: prunes running on the offload thread, what they
     /// removed, and a `done` that waits for them.
+    /// A batch whose review found a partial still locked, asked again on
+    /// later ticks (up to `busyRetries` times, about 2 s).
+    var busyReview: (batchID: UInt32, attempts: Int, at: UInt64)?
+    static let busyRetries = 8
+
+    /// Called on the loop's tick.
+    func tick(_ now: UInt64) {
+        if let b = busyReview, now >= b.at, !connection.isClosing { review(b.batchID) }
+    }
+
     var prunesRunning = 0
     var deletedCount: UInt64 = 0
     var doneAfterPrunes: Done?

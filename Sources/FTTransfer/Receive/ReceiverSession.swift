@@ -174,6 +174,7 @@ final class ReceiverSession: LoopHandler {
             let limit = server.policy.timeoutSeconds(handshaking: false)
             if intakeStore?.busy == true, quiet > limit { dataStreamEnded("no progress for \(Int(limit)) s", push) }
         case .push(let push):
+            push.tick(now)
             let limit = server.policy.timeoutSeconds(handshaking: false)
             guard quiet > limit else { return }
             let e = TransferError.timeout("no progress for \(Int(limit)) s while \(push.machine.phase)", peer: peer)
