@@ -284,4 +284,33 @@ import FTWire
         room.kill(SIGINT)
         _ = room.wait(seconds: 20)
     }
+
+    /// Pushes that passed the handshake and then sit idle cannot keep a
+    /// full receiver full: while every slot is taken they go after the
+    /// handshake's 10 s instead of --timeout.
+    @Test func idlePushesDoNotKeepAFullReceiverFull() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let recv = try FTReceiver(dir: tmp.sub("dst"), extra: ["--max-sessions", "2", "--timeout", "600"])
+        let idle = try (0..<2).map { k in
+            let p = try RawPeer(port: recv.port)
+            _ = p.offer([fileEntry(Array("idle\(k).bin".utf8), size: 1 << 20)])
+            return p
+        }
+        let f = tmp.sub("src") + "/real.bin"
+        writeFile(f, patternBytes(100_000, seed: 3))
+        let early = try run(ftPath, ["send", recv.address, f, "-q"])
+        #expect(early.status == 1 && early.stderr.contains("its limit"), "\(early.stderr)")
+        #expect(recv.child.waitForOutput("the receiver is full, so idle pushes go sooner", seconds: 20), "\(recv.child.stdoutSoFar)")
+        // The slot frees once the timed-out session's close is done (it
+        // waits up to 2 s for the peer to read its last frame).
+        var later = try run(ftPath, ["send", recv.address, f, "-q"])
+        for _ in 0..<10 where later.status != 0 {
+            usleep(500_000)
+            later = try run(ftPath, ["send", recv.address, f, "-q"])
+        }
+        #expect(later.status == 0, "\(later.stderr)")
+        for p in idle { p.close() }
+        _ = recv.stop()
+    }
 }

@@ -124,6 +124,8 @@ import FTWire
         #expect(!p.keepsPartials(after: .verification("hash"), chain: false))
         #expect(!p.keepsPartials(after: .refused(ErrorFrame(.refused, "no"), peer: "x"), chain: false))
         #expect(p.timeoutSeconds(handshaking: true) == 10 && p.timeoutSeconds(handshaking: false) == 60)
+        #expect(p.idleLimitSeconds(active: p.maxSessions - 1) == 60, "room left: --timeout")
+        #expect(p.idleLimitSeconds(active: p.maxSessions) == 10, "full: the shorter clock")
     }
 }
 

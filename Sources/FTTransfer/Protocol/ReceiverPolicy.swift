@@ -168,4 +168,11 @@ public struct ReceiverPolicy: Sendable {
     public func timeoutSeconds(handshaking: Bool) -> Double {
         handshaking ? handshakeTimeoutSeconds : idleTimeoutSeconds
     }
+
+    /// How long a push may sit idle: `--timeout`, or while every session
+    /// slot is taken the handshake's shorter clock, so idle pushes cannot
+    /// keep the receiver full.
+    public func idleLimitSeconds(active: Int) -> Double {
+        active >= maxSessions ? min(idleTimeoutSeconds, handshakeTimeoutSeconds) : idleTimeoutSeconds
+    }
 }

@@ -175,9 +175,10 @@ final class ReceiverSession: LoopHandler {
             if intakeStore?.busy == true, quiet > limit { dataStreamEnded("no progress for \(Int(limit)) s", push) }
         case .push(let push):
             push.tick(now)
-            let limit = server.policy.timeoutSeconds(handshaking: false)
+            let limit = server.policy.idleLimitSeconds(active: server.activePushes)
             guard quiet > limit else { return }
-            let e = TransferError.timeout("no progress for \(Int(limit)) s while \(push.machine.phase)", peer: peer)
+            let full = limit < server.policy.timeoutSeconds(handshaking: false) ? " (the receiver is full, so idle pushes go sooner)" : ""
+            let e = TransferError.timeout("no progress for \(Int(limit)) s while \(push.machine.phase)\(full)", peer: peer)
             fail(e, frame: e.frame)
         }
         finishIfClosed()
