@@ -166,16 +166,21 @@ public final class ProgressRenderer {
 
     func bar(_ p: ProgressEvent.Snapshot) -> String { Self.bar(p, columns: human.width) }
 
-    /// One line of `columns - 1` characters (the last column stays free so
-    /// the terminal never wraps).
+    /// One line of `columns - 1` terminal columns (the last stays free so
+    /// the terminal never wraps), as pv shows it: name, bar, bytes done of
+    /// the total, percent, rate, elapsed time, ETA. On a narrow terminal
+    /// the bar goes first, then the ETA, then the byte counts, so the name
+    /// stays readable. Widths are display columns: CJK and emoji take two.
     static func bar(_ p: ProgressEvent.Snapshot, columns: Int) -> String {
         let width = max(24, columns - 1)
         let fraction = p.totalBytes.flatMap { $0 > 0 ? min(1, Double(p.bytes) / Double($0)) : nil }
-        let pct = fraction.map { Sizes.fixed($0 * 100, 0).leftPad(3) + "%" } ?? "    "
-        let eta = "  ETA \(p.eta.map { Sizes.duration($0) } ?? "--:--")"
-        var tail = " \(pct) \(Sizes.rate(p.rate).leftPad(11))" + eta
-        let barWidth = max(10, min(30, width / 4))
-        var barText = "["
+        let pct = fraction.map { " " + Sizes.fixed($0 * 100, 0).leftPad(3) + "%" } ?? ""
+        let rate = " " + Sizes.rate(p.rate).leftPad(11)
+        var sizes = "  " + Sizes.format(p.bytes) + (p.totalBytes.map { "/" + Sizes.format($0) } ?? "")
+        let elapsed = "  " + Sizes.duration(p.elapsed)
+        var eta = "  ETA \(p.eta.map { Sizes.duration($0) } ?? "--:--")"
+        let barWidth = max(10, min(30, width / 5))
+        var barText = " ["
         if let f = fraction {
             let full = Int(f * Double(barWidth))
             barText += String(repeating: "#", count: full) + String(repeating: "-", count: barWidth - full)
@@ -183,14 +188,14 @@ public final class ProgressRenderer {
             let pos = Int(p.elapsed * 8) % barWidth
             barText += String(repeating: "-", count: pos) + "#" + String(repeating: "-", count: barWidth - pos - 1)
         }
-        barText += "] "
-        // A narrow terminal keeps the name readable: the bar goes first,
-        // then the ETA.
+        barText += "]"
         let minName = 16
-        if width - barText.count - tail.count < minName { barText = "" }
-        if width - barText.count - tail.count < minName { tail = String(tail.dropLast(eta.count)) }
-        let nameRoom = max(1, width - barText.count - tail.count)
-        return p.path.truncatedMiddle(nameRoom).rightPad(nameRoom) + barText + tail
+        func used() -> Int { barText.count + sizes.count + pct.count + rate.count + elapsed.count + eta.count }
+        if width - used() < minName { barText = "" }
+        if width - used() < minName { eta = "" }
+        if width - used() < minName { sizes = "" }
+        let nameRoom = max(1, width - used())
+        return p.path.truncatedMiddle(columns: nameRoom).padded(columns: nameRoom) + barText + sizes + pct + rate + elapsed + eta
     }
 
     // MARK: NDJSON
@@ -247,16 +252,53 @@ extension String {
     func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
     func rightPad(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
 
-    /// Shortens to `n` characters by cutting the middle: "dir/…/file.txt".
-    func truncatedMiddle(_ n: Int) -> String {
-        guard count > n, n > 3 else { return self }
-        let keep = n - 1
-        let head = keep / 3
-        return String(prefix(head)) + "…" + String(suffix(keep - head))
+    /// Columns this takes on a terminal: East Asian wide and fullwidth
+    /// characters and emoji take two, combining marks none.
+    var displayWidth: Int { reduce(0) { $0 + $1.displayWidth } }
+
+    /// Pads with spaces to `n` columns.
+    func padded(columns n: Int) -> String {
+        let w = displayWidth
+        return w >= n ? self : self + String(repeating: " ", count: n - w)
+    }
+
+    /// Shortens to at most `n` columns by cutting the middle, keeping more
+    /// of the end (the file's name): "dir/…/file.txt".
+    func truncatedMiddle(columns n: Int) -> String {
+        guard displayWidth > n, n > 3 else { return self }
+        let room = n - 1
+        var head = "", tail = ""
+        var headRoom = room / 3, tailRoom = room - room / 3
+        for c in self {
+            guard c.displayWidth <= headRoom else { break }
+            head.append(c)
+            headRoom -= c.displayWidth
+        }
+        for c in reversed() {
+            guard c.displayWidth <= tailRoom else { break }
+            tail.insert(c, at: tail.startIndex)
+            tailRoom -= c.displayWidth
+        }
+        return head + "…" + tail
     }
 }
 
 /// "1 file", "3 files".
 func plural(_ n: Int, _ one: String, _ many: String? = nil) -> String {
     "\(n) " + (n == 1 ? one : (many ?? one + "s"))
+}
+
+extension Character {
+    /// 2 for East Asian wide/fullwidth and emoji, 0 for a lone combining
+    /// mark, else 1 (the common ranges; no table of every code point).
+    var displayWidth: Int {
+        guard let v = unicodeScalars.first?.value else { return 0 }
+        if unicodeScalars.first!.properties.generalCategory == .nonspacingMark { return 0 }
+        let wide: [ClosedRange<UInt32>] = [
+            0x1100...0x115F, 0x2E80...0x303E, 0x3041...0x33FF, 0x3400...0x4DBF, 0x4E00...0x9FFF, 0xA000...0xA4CF,
+            0xAC00...0xD7A3, 0xF900...0xFAFF, 0xFE30...0xFE4F, 0xFF00...0xFF60, 0xFFE0...0xFFE6,
+            0x1F300...0x1F64F, 0x1F900...0x1F9FF, 0x1FA70...0x1FAFF, 0x20000...0x3FFFD,
+        ]
+        return wide.contains { $0.contains(v) } ? 2 : 1
+    }
 }

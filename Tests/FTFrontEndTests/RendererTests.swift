@@ -27,22 +27,33 @@ import FTWire
                                rate: rate, elapsed: 2)
     }
 
-    @Test(arguments: [40, 50, 80, 200])
+    @Test(arguments: [40, 50, 80, 120, 200])
     func theBarFillsTheLineButTheLastColumn(columns: Int) {
-        for path in ["f.bin", "a/very/long/directory/name/that/goes/on/and/on/and/on/file-with-a-long-name.bin"] {
+        for path in ["f.bin", "a/very/long/directory/name/that/goes/on/and/on/and/on/file-with-a-long-name.bin",
+                     "照片/二〇二六年/家族旅行の写真.jpg", "🎉 party 🎉.mov"] {
             let line = ProgressRenderer.bar(snapshot(path: path, bytes: 1 << 29, total: 1 << 30), columns: columns)
-            #expect(line.count == columns - 1, "\(columns) columns: '\(line)'")
-            #expect(line.contains(" 50%") && line.contains("123.5 MB/s"))
-            #expect(line.contains("ETA") == (columns >= 50), "the ETA goes on a narrow terminal")
-            #expect(line.contains("[") == (columns >= 80), "the bar goes first on a narrow terminal")
+            #expect(line.displayWidth == columns - 1, "\(columns) columns: '\(line)' is \(line.displayWidth) wide")
+            #expect(line.contains(" 50%") && line.contains("123.5 MB/s") && line.contains("0:02"), "'\(line)'")
+            if columns >= 120 {
+                #expect(line.contains("[") && line.contains("512.0 MiB/1.0 GiB") && line.contains("ETA"), "all of it fits: '\(line)'")
+            }
+            // What goes on a narrow terminal goes in this order: the bar, the ETA, the byte counts.
+            if line.contains("512.0 MiB/") { #expect(line.contains("ETA") || !line.contains("[")) }
+            if line.contains("ETA") { #expect(line.contains("512.0 MiB/")) }
         }
+        let narrow = ProgressRenderer.bar(snapshot(path: "f.bin", bytes: 1 << 29, total: 1 << 30), columns: 40)
+        #expect(!narrow.contains("[") && !narrow.contains("ETA"), "'\(narrow)'")
         let unknown = ProgressRenderer.bar(snapshot(path: "stdin", bytes: 5, total: nil), columns: 80)
         #expect(unknown.contains("--:--") && !unknown.contains("%"), "no percentage without a total")
     }
 
-    @Test func aLongNameIsCutInTheMiddle() {
+    @Test func aLongNameIsCutInTheMiddleByColumns() {
         let line = ProgressRenderer.bar(snapshot(path: "head-" + String(repeating: "x", count: 200) + "-tail.bin", bytes: 0, total: 10), columns: 80)
         #expect(line.hasPrefix("head-") && line.contains("…") && line.contains("-tail.bin"))
+        let wide = String(repeating: "写", count: 40) + ".txt"
+        let cut = wide.truncatedMiddle(columns: 21)
+        #expect(cut.displayWidth <= 21 && cut.hasSuffix(".txt") && cut.contains("…"), "'\(cut)'")
+        #expect("写真".displayWidth == 4 && "e\u{301}".displayWidth == 1 && "🎉".displayWidth == 2)
     }
 
     @Test func everyEventBecomesOneObjectNamedByItsKind() throws {
