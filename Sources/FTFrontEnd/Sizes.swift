@@ -29,9 +29,11 @@ public enum Sizes {
     public static func format(_ n: UInt64) -> String { ByteCount.format(n) }
 
     /// Decimal megabytes per second, as network people read rates.
+    /// In the units sizes and `--limit` use (KiB, MiB, GiB: powers of
+    /// 1024), so `--limit 16M` shows as 16.0 MiB/s.
     public static func rate(_ bytesPerSecond: Double) -> String {
-        if bytesPerSecond >= 1e9 { return fixed(bytesPerSecond / 1e9, 2) + " GB/s" }
-        return fixed(bytesPerSecond / 1e6, 1) + " MB/s"
+        if bytesPerSecond >= Double(1 << 30) { return fixed(bytesPerSecond / Double(1 << 30), 2) + " GiB/s" }
+        return fixed(bytesPerSecond / Double(1 << 20), 1) + " MiB/s"
     }
 
     public static func duration(_ seconds: Double) -> String {

@@ -152,12 +152,13 @@ import FTWire
 @Suite struct PacerTests {
     @Test func chunksStartNoEarlierThanTheRateAllows() {
         var p = Pacer(bytesPerSecond: 1000)
-        #expect(p.wait(now: 5) == 0, "the first chunk goes at once")
+        #expect(p.wait(now: 5) == 0, "nothing sent, nothing to wait for")
+        #expect(p.wait(now: 5, next: 500) == 500_000_000, "even the first chunk takes its share of time")
         p.sent(500)
-        #expect(p.wait(now: 5) == 500_000_000)
         #expect(p.wait(now: 5 + 500_000_000) == 0)
+        #expect(p.wait(now: 5 + 500_000_000, next: 1500) == 1_500_000_000)
         p.sent(1500)
-        #expect(p.wait(now: 5 + 1_000_000_000) == 1_000_000_000)
+        #expect(p.wait(now: 5 + 1_000_000_000) == 1_000_000_000, "the end waits for what went")
     }
 }
 

@@ -115,15 +115,39 @@ func entryOf(_ id: UInt32, _ size: UInt64, kind: ManifestEntry.Kind = .file) -> 
                 "an acknowledged file's chunks are not sent again")
     }
 
+    /// Each chunk goes at the end of its share of time, so even a push of
+    /// one chunk takes size / rate.
     @Test func theLimitSpacesChunksOut() {
         var w = WriteScheduler(rateLimit: 1000)
         w.add(plan([FileSend(id: 1, kind: .file, size: 300)]))
-        #expect(w.next(S(now: 0)) == .chunk(FileChunk(id: 1, offset: 0, length: 100), stream: nil))
-        w.chunkOut(100)
-        #expect(w.next(S(now: 0)) == .pace(nanoseconds: 100_000_000))
+        #expect(w.next(S(now: 0)) == .pace(nanoseconds: 100_000_000), "the first chunk waits its share too")
         #expect(w.next(S(now: 0)) == .wait, "one timer at a time")
         w.paceTimerFired()
-        #expect(w.next(S(now: 100_000_000)) == .chunk(FileChunk(id: 1, offset: 100, length: 100), stream: nil))
+        #expect(w.next(S(now: 100_000_000)) == .chunk(FileChunk(id: 1, offset: 0, length: 100), stream: nil))
+        w.chunkOut(100)
+        #expect(w.next(S(now: 100_000_000)) == .pace(nanoseconds: 100_000_000))
+        w.paceTimerFired()
+        #expect(w.next(S(now: 200_000_000)) == .chunk(FileChunk(id: 1, offset: 100, length: 100), stream: nil))
+    }
+
+    /// Small files travel in one frame, counted once it is built: the push's
+    /// end waits until those bytes are due (a 100 KB tree at 20K takes 5 s).
+    @Test func theLimitPacesSmallFilesAndTheEnd() {
+        var w = WriteScheduler(rateLimit: 1000)
+        w.add(SendPlan(files: [FileSend(id: 1, kind: .file, size: 10)], chunkSize: 100, smallFiles: true))
+        w.allPlanned()
+        guard case .step(.small) = w.next(S(now: 0)) else {
+            Issue.record("no small-files step first")
+            return
+        }
+        w.chunkOut(500)
+        var d = w.next(S(now: 0))
+        while case .step = d { d = w.next(S(now: 0)) }
+        #expect(d == .pace(nanoseconds: 500_000_000), "\(d)")
+        w.paceTimerFired()
+        var e = w.next(S(now: 500_000_000))
+        while case .step = e { e = w.next(S(now: 500_000_000)) }
+        #expect(e == .end)
     }
 
     @Test func aTrailerWhoseDigestIsNotReadyComesBack() {

@@ -10,10 +10,13 @@ public struct Pacer: Sendable {
         self.bytesPerSecond = bytesPerSecond
     }
 
-    /// Nanoseconds to wait before the next chunk (0: go now).
-    public mutating func wait(now: UInt64) -> UInt64 {
+    /// Nanoseconds to wait before `next` more bytes may go (0: go now).
+    /// They go at the end of their own share of time, not the start, so a
+    /// push of N bytes takes at least N / rate, even one chunk long; the
+    /// push's end waits with `next` 0 for what went before.
+    public mutating func wait(now: UInt64, next: UInt64 = 0) -> UInt64 {
         if start == nil { start = now }
-        let due = start! + UInt64(Double(sent) / Double(bytesPerSecond) * 1e9)
+        let due = start! + UInt64(Double(sent + next) / Double(bytesPerSecond) * 1e9)
         return now < due ? due - now : 0
     }
 

@@ -85,14 +85,8 @@ public struct WriteScheduler: Sendable {
         if !retry.isEmpty || chunk != nil {
             guard s.idleStream != nil || (!busy && s.streamsGone) else { return .wait }
             guard !pacing else { return .wait }
-            if var p = pacer {
-                let wait = p.wait(now: s.now)
-                pacer = p
-                if wait > 0 {
-                    pacing = true
-                    return .pace(nanoseconds: wait)
-                }
-            }
+            let next = UInt64(retry.first?.length ?? chunk?.length ?? 0)
+            if let wait = paceWait(now: s.now, next: next) { return wait }
             let c: FileChunk
             if let planned = chunk, retry.isEmpty {
                 c = planned
@@ -105,11 +99,27 @@ public struct WriteScheduler: Sendable {
         guard !busy else { return .wait }
         guard let step = held else {
             guard s.sending, planned, plans.isEmpty, retry.isEmpty, !ended else { return .wait }
+            // The end waits until what was sent is due: a small push is
+            // paced too.
+            if let wait = paceWait(now: s.now, next: 0) { return wait }
             ended = true
             return .end
         }
+        // A small-files frame (counted once built, through chunkOut) goes
+        // when what went before it is due.
+        if case .small = step, let wait = paceWait(now: s.now, next: 0) { return wait }
         held = nil
         return .step(step)
+    }
+
+    /// `.pace` if `--limit` says wait before `next` more bytes, else nil.
+    private mutating func paceWait(now: UInt64, next: UInt64) -> Decision? {
+        guard var p = pacer else { return nil }
+        let wait = p.wait(now: now, next: next)
+        pacer = p
+        guard wait > 0 else { return nil }
+        pacing = true
+        return .pace(nanoseconds: wait)
     }
 
     private mutating func nextStep() -> SendPlan.Step? {

@@ -178,6 +178,7 @@ extension Sender {
             return batch.length
         }
         for id in lost { conn.channel.enqueue(.fileEnd(FileEnd(fileID: id, size: 0, digest: nil, unreadable: true))) }
+        scheduler.chunkOut(Int(total))
         if let last = ids.last, let item = items[last],
            let ev = meter.advance(by: total, path: item.displayPath, fileBytes: item.entry.size, fileSize: item.entry.size) {
             events(ev)
