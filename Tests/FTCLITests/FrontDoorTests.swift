@@ -137,4 +137,29 @@ import FTWire
         expectSame(readFile(dst + "/big.bin"), bytes)
         _ = recv.stop()
     }
+
+    /// After a resume both sides count the same: what was sent and what
+    /// was already there.
+    @Test func bothSidesCountAResumeAlike() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let src = tmp.sub("src") + "/big.bin"
+        writeFile(src, patternBytes(40 << 20, seed: 12))
+        let dst = tmp.sub("dst")
+        let recv = try FTReceiver(dir: dst)
+        let first = try Child(ftPath, ["send", recv.address, src, "-q", "--limit", "16M"])
+        // Past the first map (written every 16 MiB), then killed.
+        for _ in 0..<1000 where !listTree(dst).contains(where: { $0.hasSuffix(".map") }) { usleep(10_000) }
+        first.kill(SIGKILL)
+        _ = first.wait()
+        let again = try run(ftPath, ["send", recv.address, src, "-q", "--json"])
+        #expect(again.status == 0, "\(again.stderr)")
+        _ = recv.stop()
+        let sender = try #require(doneEvent(again.stdout))
+        let receiver = try #require(recv.events.last { $0["event"] as? String == "done" })
+        #expect((sender["bytes_skipped"] as? Int ?? 0) >= 16 << 20, "\(sender)")
+        for key in ["bytes_sent", "bytes_skipped", "files"] {
+            #expect(sender[key] as? Int == receiver[key] as? Int, "\(key): sender \(sender[key] ?? "-"), receiver \(receiver[key] ?? "-")")
+        }
+    }
 }
