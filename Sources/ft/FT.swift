@@ -39,4 +39,6 @@ struct FT: ParsableCommand {
 /// A failure already reported to the user; only the exit code is left.
 struct Failure: Error {
     var code: Int32 = 1
+    /// Some entries could not be read; the rest arrived (rsync uses 23).
+    static let partial: Int32 = 23
 }

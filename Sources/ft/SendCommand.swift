@@ -49,7 +49,8 @@ struct Send: ParsableCommand {
 
             Exit status is 0 once the receiver (with --to: every host)
             confirmed every file, 1 if the push failed (the reason is printed, naming the path or address),
-            2 for bad arguments.
+            2 for bad arguments, 23 if some entries could not be read (each is
+            named; the rest arrived verified).
             """)
 
     @Argument(help: ArgumentHelp("Receiver as HOST[:PORT]; port \(Endpoint.ftPort) by default. With --to, the first PATH.",
@@ -233,11 +234,21 @@ struct Send: ParsableCommand {
         } catch {
             throw fail(error.description, program: "ft", json: output.json)
         }
+        let summary: ProgressEvent.Summary
         do {
-            _ = try sender.run { renderer.handle($0) }
+            summary = try sender.run { renderer.handle($0) }
         } catch {
             // Already reported through the .failed event.
             throw Failure()
+        }
+        // Like rsync's 23: what could be read arrived verified, but not all
+        // of what was asked for.
+        let unreadable = summary.tally.skipped["unreadable", default: 0]
+        if unreadable > 0 {
+            if !output.json {
+                Console.stderr.line("ft: \(unreadable) \(unreadable == 1 ? "entry" : "entries") could not be read and \(unreadable == 1 ? "was" : "were") left out (named above); exit \(Failure.partial)")
+            }
+            throw Failure(code: Failure.partial)
         }
     }
 }

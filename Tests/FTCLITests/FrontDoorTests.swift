@@ -162,4 +162,29 @@ import FTWire
             #expect(sender[key] as? Int == receiver[key] as? Int, "\(key): sender \(sender[key] ?? "-"), receiver \(receiver[key] ?? "-")")
         }
     }
+
+    /// One unreadable file does not abort a tree: the rest arrives, the
+    /// file is named, nothing is counted as "already there", and the exit
+    /// code (23, as rsync's) says the push was partial.
+    @Test func anUnreadableFileLeavesTheRestAndExits23() throws {
+        try #require(geteuid() == 0, "runs the sender as another user (setpriv), which needs root")
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        chmod(tmp.path, 0o755)
+        let root = tmp.sub("src/t")
+        chmod(tmp.path + "/src", 0o755)
+        chmod(root, 0o755)
+        writeFile(root + "/a", [1, 2])
+        writeFile(root + "/secret", [3, 4])
+        chmod(root + "/a", 0o644)
+        chmod(root + "/secret", 0o000)
+        let dst = tmp.sub("dst")
+        let recv = try FTReceiver(dir: dst, extra: ["--once"])
+        let r = try run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", ftPath, "send", recv.address, root])
+        #expect(r.status == 23, "\(r.stderr)")
+        #expect(r.stderr.contains("t/secret") && r.stderr.contains("EACCES"), "\(r.stderr)")
+        #expect(!r.stderr.contains("already there"), "\(r.stderr)")
+        _ = recv.child.wait()
+        #expect(listTree(dst) == ["t", "t/a"], "\(listTree(dst))")
+    }
 }

@@ -556,6 +556,8 @@ public struct ReceiverMachine: Sendable {
 
     private mutating func count(_ e: IncomingEntry, _ status: BatchAck.Status, _ bytes: UInt64) {
         guard status == .committed || status == .skipped else { return }
+        // The sender could not read it: nothing arrived, nothing was there.
+        if e.trailer?.unreadable == true { return }
         switch e.entry.kind {
         case .file, .stdin:
             if status == .skipped || e.decision == .skip {
