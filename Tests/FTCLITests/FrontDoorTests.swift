@@ -138,8 +138,8 @@ import FTWire
         _ = recv.stop()
     }
 
-    /// After a resume both sides count the same: what was sent and what
-    /// was already there.
+    /// After a resume both sides count the same (what was sent, what was
+    /// already there) and name the push by the same session label.
     @Test func bothSidesCountAResumeAlike() throws {
         let tmp = TempDir()
         defer { tmp.cleanup() }
@@ -158,6 +158,8 @@ import FTWire
         let sender = try #require(doneEvent(again.stdout))
         let receiver = try #require(recv.events.last { $0["event"] as? String == "done" })
         #expect((sender["bytes_skipped"] as? Int ?? 0) >= 16 << 20, "\(sender)")
+        #expect((sender["session"] as? String)?.count == 8 && sender["session"] as? String == receiver["session"] as? String,
+                "both logs name the push alike: sender \(sender["session"] ?? "-"), receiver \(receiver["session"] ?? "-")")
         for key in ["bytes_sent", "bytes_skipped", "files"] {
             #expect(sender[key] as? Int == receiver[key] as? Int, "\(key): sender \(sender[key] ?? "-"), receiver \(receiver[key] ?? "-")")
         }

@@ -12,7 +12,9 @@ import Glibc
 /// on another: file work that could block runs on the offload thread.
 final class ReceiverSession: LoopHandler {
     unowned let server: Receiver
-    let id: String
+    /// A random name until the push's hello, then the sender's session
+    /// label (`PushLabel`), so both sides' events name the push alike.
+    private(set) var id: String
     let peer: String
     /// The peer's address without the port, for per-host auth throttling.
     let peerHost: String
@@ -241,6 +243,7 @@ final class ReceiverSession: LoopHandler {
             read()
         case .established(.push(let version, let sender, let features, let keys)):
             channel.bodyLimit = nil
+            id = PushLabel.of(sender.sessionID)
             if let keys {
                 // Our proof left in the clear; everything after it is sealed.
                 channel.cipher = SessionCipher(keys, role: .receiver)

@@ -120,7 +120,7 @@ extension Sender {
             let hasStdin = roots.roots.contains { $0.local == nil }
             meter.totalBytes = hasStdin ? nil : totals.bytes
             conn.channel.enqueue(.totals(totals))
-            events(.started(.init(session: "send", peer: peer, files: dataFiles, directories: directories,
+            events(.started(.init(session: sessionLabel, peer: peer, files: dataFiles, directories: directories,
                                   totalBytes: meter.totalBytes, skippedBytes: 0)))
             if batchesPlanned == lastBatch { scheduler.allPlanned() }
         }
@@ -145,7 +145,7 @@ extension Sender {
             tally.hardLinks = d.hardLinks
             // What the receiver wrote, not what was offered: files it had are
             // in the tally.
-            summary = .init(session: "send", peer: peer, files: config.dryRun ? Int(dryRunCounts.files) : Int(d.files),
+            summary = .init(session: sessionLabel, peer: peer, files: config.dryRun ? Int(dryRunCounts.files) : Int(d.files),
                             directories: directories, bytes: config.dryRun ? dryRunCounts.bytes : d.bytes, skippedBytes: d.skippedBytes, seconds: seconds, verified: config.verify,
                             digests: agreed,
                             engine: EngineReport(backend: loop.backend.kind, dataPath: config.path.rawValue, stats: loop.stats),
@@ -323,7 +323,7 @@ extension Sender {
                     if agreed.count < ProgressEvent.Summary.digestCap { agreed.append((path, mine)) }
                 }
                 let size = item.entry.kind == .stdin ? (stdinResult?.size ?? 0) : item.entry.size
-                events(.fileDone(.init(session: "send", path: path, bytes: size, digest: sentDigests[r.fileID])))
+                events(.fileDone(.init(session: sessionLabel, path: path, bytes: size, digest: sentDigests[r.fileID])))
             case .skipped:
                 break
             case .hashMismatch, .ioError:

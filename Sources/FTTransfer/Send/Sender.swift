@@ -24,6 +24,8 @@ public final class Sender: LoopHandler {
 
     let code: [UInt8]?
     let sessionID = AuthCode.randomBytes(16)
+    /// The push's name in events and logs, the same on both sides.
+    var sessionLabel: String { PushLabel.of(sessionID) }
     var addresses: [SocketAddress] = []
     var addressIndex = 0
     private let addressStorage = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
@@ -142,7 +144,7 @@ public final class Sender: LoopHandler {
         clock = SenderClock(connectTimeoutSeconds: config.connectTimeoutSeconds, idleTimeoutSeconds: config.idleTimeoutSeconds)
         scheduler = WriteScheduler(rateLimit: config.rateLimit)
         peer = config.endpoint.description
-        meter = ProgressMeter(session: "send", totalBytes: nil)
+        meter = ProgressMeter(session: PushLabel.of(sessionID), totalBytes: nil)
         do {
             let backend = try Engine.makeBackend(config.engine, logger: logger)
             loop = try EventLoop(backend: backend, logger: logger)
@@ -181,7 +183,7 @@ public final class Sender: LoopHandler {
             }
             guard !addresses.isEmpty else { throw .io(IOError(.noSuchAddressOrDevice, "resolve", config.endpoint.description)) }
         } catch {
-            events(.failed(.init(session: "send", peer: peer, message: error.description)))
+            events(.failed(.init(session: sessionLabel, peer: peer, message: error.description)))
             throw error
         }
         connectNext()
@@ -191,7 +193,7 @@ public final class Sender: LoopHandler {
             failure = failure ?? .io(error)
         }
         if let failure {
-            events(.failed(.init(session: "send", peer: peer, message: failure.description)))
+            events(.failed(.init(session: sessionLabel, peer: peer, message: failure.description)))
             throw failure
         }
         return summary!
