@@ -6,11 +6,9 @@ import FTWire
 /// A local user who can write into the destination races a real push: a
 /// second process, started as another user (nobody), plays the attacker.
 @Suite(.serialized) struct DestinationRaceTests {
-    static let nobody: UInt32 = 65534
-
     /// Runs `script` with sh as the user nobody, in `dir`.
     static func asNobody(_ script: String, in dir: String) throws -> Finished {
-        try run("/usr/bin/setpriv", ["--reuid=\(nobody)", "--regid=\(nobody)", "--clear-groups", "sh", "-c", "cd '\(dir)' && " + script])
+        try runAsNobody("/bin/sh", ["-c", "cd '\(dir)' && " + script])
     }
 
     /// A directory the attacker may write into (a shared incoming folder).

@@ -273,3 +273,10 @@ package func raiseOpenFiles(_ need: Int, sourceLocation: SourceLocation = #_sour
     setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
     try #require(lim.rlim_cur >= need, "needs \(need) open files; the hard limit is \(lim.rlim_max)", sourceLocation: sourceLocation)
 }
+
+/// Runs `executable` as the user nobody (setpriv), for tests that play a
+/// second local user; they need root and say so.
+package func runAsNobody(_ executable: String, _ args: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> Finished {
+    try #require(geteuid() == 0, "plays another user with setpriv, which needs root", sourceLocation: sourceLocation)
+    return try run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", executable] + args)
+}

@@ -1,44 +1,5 @@
 import FTWire
 
-/// A small file that arrived whole, for entry `id`.
-public struct SmallArrival: Equatable, Sendable {
-    public var id: UInt32
-    public var file: SmallFiles.File
-    public init(id: UInt32, file: SmallFiles.File) {
-        self.id = id
-        self.file = file
-    }
-}
-
-/// One announced entry of a batch still in flight, after it passed every rule.
-public struct IncomingEntry: Equatable, Sendable {
-    public var entry: ManifestEntry
-    public var path: PeerPath
-    public var batchID: UInt32
-    public var received = ReceivedRanges()
-    public var trailer: FileEnd?
-    /// Set once the entry is settled; its batch's acknowledgement holds it.
-    public var result: BatchAck.Result?
-    /// Parallel streams: chunks whose payload is still on its way to the
-    /// file, and whether `finish` was handed out.
-    public var pending = 0
-    public var finishing = false
-    /// What the receiver offered for it, and what the sender decided.
-    public var offer: BatchAnswer.Offer?
-    public var decision: BatchPlan.Decision = .whole
-
-    public var id: UInt32 { entry.fileID }
-    public var isData: Bool { entry.kind == .file || entry.kind == .stdin }
-    public var finished: Bool { result != nil }
-}
-
-/// An entry's name as a message shows it, escaped only when a message is
-/// made: the checks on every chunk and small file must not pay for it.
-struct MessageName: CustomStringConvertible {
-    let path: PeerPath
-    var description: String { Escape.forMessage(bytes: Array(path.description.utf8)) }
-}
-
 /// The receiver's protocol logic for one push, after the handshake, with no
 /// I/O. The manifest streams in batches: each is checked as it arrives
 /// (paths, order, kinds, links), reviewed against the destination by the
@@ -94,7 +55,7 @@ public struct ReceiverMachine: Sendable {
         case failed
     }
 
-    private enum BatchStage: Equatable, Sendable {
+    enum BatchStage: Equatable, Sendable {
         /// Waiting for its turn, or for the driver's review.
         case reviewing
         /// Answered with offers; the plan comes next.
@@ -103,7 +64,7 @@ public struct ReceiverMachine: Sendable {
         case receiving
     }
 
-    private struct ActiveBatch: Sendable {
+    struct ActiveBatch: Sendable {
         var entries: [IncomingEntry]
         var stage = BatchStage.reviewing
         var unsettled: Int
@@ -111,7 +72,7 @@ public struct ReceiverMachine: Sendable {
 
     public private(set) var phase = Phase.awaitingInfo
     public private(set) var info = PushInfo()
-    private var batches: [UInt32: ActiveBatch] = [:]
+    var batches: [UInt32: ActiveBatch] = [:]
     /// Batches announced and not yet reviewed, in order.
     private var toReview: [UInt32] = []
     private var reviewing: UInt32?
@@ -168,7 +129,7 @@ public struct ReceiverMachine: Sendable {
         return batches[at.batch]?.entries[at.index]
     }
 
-    private mutating func update(_ id: UInt32, _ change: (inout IncomingEntry) -> Void) {
+    mutating func update(_ id: UInt32, _ change: (inout IncomingEntry) -> Void) {
         guard let at = byID[id] else { return }
         change(&batches[at.batch]!.entries[at.index])
     }
@@ -208,7 +169,7 @@ public struct ReceiverMachine: Sendable {
         }
     }
 
-    private var phaseText: String {
+    var phaseText: String {
         switch phase {
         case .awaitingInfo: return "waiting for the push's first frame"
         case .receiving: return sawEnd ? "finishing the push" : "receiving"
@@ -354,172 +315,6 @@ public struct ReceiverMachine: Sendable {
         return .plan(batchID: p.batchID, p.items)
     }
 
-    // MARK: Data
-
-    /// The active entry `id`, and its name for messages.
-    private func dataEntry(_ id: UInt32, _ what: String) -> (IncomingEntry, MessageName)? {
-        guard let e = entry(id) else { return nil }
-        return (e, MessageName(path: e.path))
-    }
-
-    private mutating func data(_ h: DataHeader) -> Action {
-        guard let (e, name) = dataEntry(h.fileID, "chunk") else { return fail(.protocolViolation, "chunk for unknown file id \(h.fileID)") }
-        guard batches[e.batchID]?.stage == .receiving else {
-            return fail(.protocolViolation, "chunk for '\(name)' before its batch was answered and planned")
-        }
-        guard e.isData else { return fail(.protocolViolation, "chunk for '\(name)', which is not a file") }
-        guard e.decision != .skip else { return fail(.protocolViolation, "chunk for '\(name)', which the plan skips") }
-        let (end, overflow) = h.offset.addingReportingOverflow(UInt64(h.length))
-        guard !overflow else { return fail(.protocolViolation, "chunk at \(h.offset)+\(h.length) of '\(name)' is past any size") }
-        if e.entry.kind == .file, end > e.entry.size {
-            return fail(.protocolViolation, "chunk at \(h.offset)+\(h.length) is past the \(e.entry.size) bytes announced for '\(name)'")
-        }
-        // With parallel streams a chunk whose stream broke is sent again on
-        // another, and may have arrived whole after all.
-        if parallel, h.length > 0, e.received.contains(h.offset..<end) { return .discard(length: h.length) }
-        guard e.trailer == nil || (parallel && !e.finishing) else {
-            return fail(.protocolViolation, "chunk for '\(name)' after its trailer")
-        }
-        var inserted = false
-        update(h.fileID) { inserted = $0.received.insert(h.offset..<end) }
-        guard inserted else {
-            return fail(.protocolViolation, "chunk at \(h.offset)+\(h.length) of '\(name)' overlaps bytes already received")
-        }
-        if let refusal = scattered(h.fileID, name) { return refusal }
-        if parallel { update(h.fileID) { $0.pending += 1 } }
-        return .store(id: h.fileID, offset: h.offset, length: h.length)
-    }
-
-    /// A file's pieces merge as they arrive: an honest sender sends each
-    /// file in order on each stream, so only a few gaps are ever open. A
-    /// peer scattering tiny pieces would grow the range lists (and this
-    /// host's memory) without bound.
-    private mutating func scattered(_ id: UInt32, _ name: MessageName) -> Action? {
-        guard let now = entry(id), now.received.ranges.count > Self.maxGaps else { return nil }
-        return fail(.protocolViolation, "'\(name)' arrived in more than \(Self.maxGaps) separate pieces at once (a sender sends each file's extents in order)")
-    }
-
-    private mutating func hole(_ h: Hole) -> Action {
-        guard let (e, name) = dataEntry(h.fileID, "hole") else { return fail(.protocolViolation, "hole for unknown file id \(h.fileID)") }
-        guard batches[e.batchID]?.stage == .receiving, e.entry.kind == .file, e.entry.flags.contains(.sparse), e.trailer == nil else {
-            return fail(.protocolViolation, "hole for '\(name)', which is not a sparse file taking data")
-        }
-        let (end, overflow) = h.offset.addingReportingOverflow(h.length)
-        guard !overflow, end <= e.entry.size else {
-            return fail(.protocolViolation, "hole at \(h.offset)+\(h.length) is past the \(e.entry.size) bytes announced for '\(name)'")
-        }
-        guard h.length > 0 else { return .none }
-        var inserted = false
-        update(h.fileID) { inserted = $0.received.insert(h.offset..<end) }
-        guard inserted else {
-            return fail(.protocolViolation, "hole at \(h.offset)+\(h.length) of '\(name)' overlaps bytes already received")
-        }
-        if let refusal = scattered(h.fileID, name) { return refusal }
-        return .hole(id: h.fileID, range: h.offset..<end)
-    }
-
-    /// A data frame that arrived on one of this push's extra streams.
-    public mutating func dataStreamChunk(_ h: DataHeader) -> Action {
-        guard parallel, phase == .receiving else {
-            return fail(.protocolViolation, "a data stream sent a chunk while the push is \(phaseText)")
-        }
-        if let e = entry(h.fileID), e.entry.kind == .stdin {
-            return fail(.protocolViolation, "stdin content came on an extra data stream")
-        }
-        return data(h)
-    }
-
-    /// A chunk's payload is in the file: `finish` if that was the last
-    /// piece a trailer was waiting for.
-    public mutating func chunkStored(id: UInt32) -> Action {
-        guard parallel else { return .none }
-        update(id) { $0.pending -= 1 }
-        return finishIfWhole(id)
-    }
-
-    /// A chunk's stream broke before its payload was all in: its bytes are
-    /// to come again, on another stream.
-    public mutating func chunkLost(id: UInt32, range: Range<UInt64>) {
-        guard parallel else { return }
-        update(id) {
-            $0.pending -= 1
-            $0.received.remove(range)
-        }
-    }
-
-    private mutating func finishIfWhole(_ id: UInt32) -> Action {
-        guard let e = entry(id), let t = e.trailer, !e.finishing, !e.finished, e.pending == 0,
-              e.received.contiguous == t.size, e.received.total == t.size else { return .none }
-        update(id) { $0.finishing = true }
-        return .finish(id: id)
-    }
-
-    private mutating func trailer(_ t: FileEnd) -> Action {
-        guard let (e, name) = dataEntry(t.fileID, "trailer") else { return fail(.protocolViolation, "trailer for unknown file id \(t.fileID)") }
-        guard batches[e.batchID]?.stage == .receiving else {
-            return fail(.protocolViolation, "trailer for '\(name)' before its batch was answered and planned")
-        }
-        guard e.isData, e.decision != .skip else { return fail(.protocolViolation, "trailer for '\(name)', which takes no data") }
-        guard e.trailer == nil else { return fail(.protocolViolation, "second trailer for '\(name)'") }
-        if t.unreadable {
-            // The sender could not read it after all: nothing lands.
-            update(t.fileID) { $0.trailer = t }
-            return .finish(id: t.fileID)
-        }
-        if e.entry.kind == .file, t.size != e.entry.size {
-            return fail(.protocolViolation, "trailer says \(t.size) bytes for '\(name)' but the manifest said \(e.entry.size)")
-        }
-        if verify, t.digest == nil {
-            return fail(.protocolViolation, "trailer for '\(name)' has no digest but verification is on")
-        }
-        if parallel {
-            guard e.received.total <= t.size else {
-                return fail(.protocolViolation, "'\(name)' has \(e.received.total) bytes but its trailer says \(t.size)")
-            }
-            update(t.fileID) { $0.trailer = t }
-            return finishIfWhole(t.fileID)
-        }
-        guard e.received.contiguous == t.size, e.received.total == t.size else {
-            return fail(.protocolViolation, "'\(name)' ended after \(e.received.total) of \(t.size) bytes")
-        }
-        update(t.fileID) {
-            $0.trailer = t
-            $0.finishing = true
-        }
-        return .finish(id: t.fileID)
-    }
-
-    private mutating func small(_ batch: SmallFiles) -> Action {
-        var out: [SmallArrival] = []
-        for f in batch.files {
-            guard let (e, name) = dataEntry(f.fileID, "small file") else {
-                return fail(.protocolViolation, "small file for unknown file id \(f.fileID)")
-            }
-            guard batches[e.batchID]?.stage == .receiving else {
-                return fail(.protocolViolation, "'\(name)' arrived before its batch was answered and planned")
-            }
-            guard e.entry.kind == .file, e.decision == .whole, !e.entry.flags.contains(.sparse) else {
-                return fail(.protocolViolation, "small-files frame for '\(name)', which does not take it whole")
-            }
-            guard e.trailer == nil, e.received.total == 0 else {
-                return fail(.protocolViolation, "'\(name)' arrived whole after it had started")
-            }
-            guard UInt64(f.bytes.count) == e.entry.size else {
-                return fail(.protocolViolation, "'\(name)' arrived with \(f.bytes.count) bytes but the manifest said \(e.entry.size)")
-            }
-            if verify, f.digest == nil {
-                return fail(.protocolViolation, "'\(name)' has no digest but verification is on")
-            }
-            update(f.fileID) {
-                _ = $0.received.insert(0..<$0.entry.size)
-                $0.trailer = FileEnd(fileID: f.fileID, size: $0.entry.size, digest: f.digest)
-                $0.finishing = true
-            }
-            out.append(SmallArrival(id: f.fileID, file: f))
-        }
-        return .storeSmall(out)
-    }
-
     // MARK: Settling
 
     /// Entry `id` is settled (committed, skipped, linked, or failed with a
@@ -591,7 +386,7 @@ public struct ReceiverMachine: Sendable {
         return .complete(done)
     }
 
-    private mutating func fail(_ code: ErrorFrame.Code, _ message: String) -> Action {
+    mutating func fail(_ code: ErrorFrame.Code, _ message: String) -> Action {
         phase = .failed
         return .fail(ErrorFrame(code, message))
     }

@@ -173,16 +173,12 @@ extension PushSession {
             fileBytes += e.entry.size
             // Each host of a chain gets the whole stream: no offers.
             guard !machine.chain, e.entry.size > 0, let dir = parentDir else { continue }
+            // The part first: without one there is nothing to offer (one
+            // lookup for the common case). A part another session holds
+            // locked is a push of this entry still running, or one that
+            // just died, even before it wrote its first map.
             let p = Partial(e.entry)
-            guard let prefix = p.storedPrefix(in: dir), prefix > 0, prefix <= e.entry.size,
-                  let part = try? dir.openRegular(p.partName, flags: O_RDWR) else {
-                // No prefix to offer, but a session may still hold the part
-                // (a push of this entry that died before its first map).
-                if let part = try? dir.openRegular(p.partName, flags: O_RDONLY), flock(part.raw, LOCK_EX | LOCK_NB) != 0 {
-                    throw refusal(.busy, "another push of '\(name)' is writing into this directory right now")
-                }
-                continue
-            }
+            guard let part = try? dir.openRegular(p.partName, flags: O_RDWR) else { continue }
             let fd = part.release()
             guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
                 close(fd)
@@ -191,7 +187,8 @@ extension PushSession {
             // Only a partial this receiver made is resumed, not a file a
             // local user put under its name.
             var st = stat()
-            guard fstat(fd, &st) == 0, UInt64(st.st_size) >= prefix, st.st_uid == geteuid() else {
+            guard let prefix = p.storedPrefix(in: dir), prefix > 0, prefix <= e.entry.size,
+                  fstat(fd, &st) == 0, UInt64(st.st_size) >= prefix, st.st_uid == geteuid() else {
                 close(fd)
                 continue
             }
@@ -235,8 +232,7 @@ extension PushSession {
                 // so that --delete can say what it would remove.
                 if e.entry.kind == .directory {
                     let exists = (try? server.destination.openDirectory(e.path.components[...], create: false)) != nil
-                    let prunes = machine.info.flags.contains(.delete) && exists
-                    openDirs.append(OpenDirectory(path: e.path, entry: e.entry, created: false, keep: prunes ? [] : nil))
+                    track(e, made: false, existed: exists)
                 }
                 continue
             }
@@ -244,10 +240,7 @@ extension PushSession {
             case .directory:
                 do {
                     let (_, created) = try server.destination.openDirectory(e.path.components[...], create: true)
-                    // An existing directory of a --delete push keeps only
-                    // the names the push announces in it.
-                    let prunes = machine.info.flags.contains(.delete) && created == 0
-                    openDirs.append(OpenDirectory(path: e.path, entry: e.entry, created: created > 0, keep: prunes ? [] : nil))
+                    track(e, made: created > 0, existed: created == 0)
                 } catch {
                     fail(.io(error), frame: TransferError.io(error).frame)
                     return
@@ -371,6 +364,14 @@ extension PushSession {
             if let keep = d.keep { prune(d.path, keep: keep) }
         }
         for i in openDirs.indices { openDirs[i].keep = nil }
+    }
+
+    /// Directory entry `e` is open while its names are announced. One this
+    /// push made gets its metadata once complete; an existing one of a
+    /// --delete push keeps only the names the push announces in it.
+    private func track(_ e: IncomingEntry, made: Bool, existed: Bool) {
+        let prunes = existed && machine.info.flags.contains(.delete)
+        openDirs.append(OpenDirectory(path: e.path, entry: e.entry, created: made, keep: prunes ? [] : nil))
     }
 
     /// Removes (dry run: counts) what `path` holds beyond `keep`, off the loop.
