@@ -14,8 +14,8 @@ let package = Package(
     products: [
         .executable(name: "ft", targets: ["ft"]),
         .executable(name: "ftbench", targets: ["ftbench"]),
-        .library(name: "FTWire", targets: ["FTWire"]),
-        .library(name: "FTEngine", targets: ["FTEngine"]),
+        // The one library for embedding (docs/EMBEDDING.md); the other
+        // modules are its internals and the tools'.
         .library(name: "FTTransfer", targets: ["FTTransfer"]),
     ],
     dependencies: [

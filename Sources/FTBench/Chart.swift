@@ -7,13 +7,13 @@ import Glibc
 
 /// A self-contained SVG of a report: throughput against chunk size (one line
 /// per io path, peers as dashed reference lines) and the latency CDF.
-public enum Chart {
+package enum Chart {
     static let width = 760.0
     static let panelHeight = 360.0
     static let legendRow = 16.0
     static let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
-    public static func svg(_ report: BenchReport) -> String {
+    package static func svg(_ report: BenchReport) -> String {
         // Each panel: its legend length (it sits under the plot) and drawing.
         var panels: [(Int, (Double) -> String)] = []
         let series = throughputSeries(report)

@@ -11,8 +11,8 @@ import Glibc
 /// client B is timed until it reads `a: ping N` (client → room → other
 /// client, two network hops like a ping-pong round trip). The room is the
 /// system under test; the two clients are plain blocking sockets.
-public enum ChatRoomLatency {
-    public static func run(ft: String, seconds: Double, engine: EnginePreference) throws(IOError) -> LatencyResult {
+package enum ChatRoomLatency {
+    package static func run(ft: String, seconds: Double, engine: EnginePreference) throws(IOError) -> LatencyResult {
         let port = Ports.free()
         // The room's stderr is kept until it listens, so a room that fails
         // to start says why instead of leaving only a timeout.

@@ -10,40 +10,40 @@ import Glibc
 
 /// `ftbench compare`: ft and its peers on the same workloads, in
 /// alternating order, with the goals the project tracks.
-public struct CompareSuite {
-    public struct Options: Sendable {
-        public var fileBytes: UInt64 = 2 << 30
-        public var smallFiles = 10_000
-        public var smallFileBytes = 4096
+package struct CompareSuite {
+    package struct Options: Sendable {
+        package var fileBytes: UInt64 = 2 << 30
+        package var smallFiles = 10_000
+        package var smallFileBytes = 4096
         /// The second small-files row: this many files of 0.5-1 KiB (0: none).
-        public var manyFiles = 100_000
+        package var manyFiles = 100_000
         /// A tree the user names (`--tree`): pushed as it is.
-        public var tree: String?
+        package var tree: String?
         /// Where tree workloads write, one fresh directory per run (tmpfs
         /// by default: ext4 swings after mass deletions).
-        public var treeOutput: String?
+        package var treeOutput: String?
         /// Sender on CPU 0, receiver on CPU 1: two one-core hosts.
-        public var pin = false
+        package var pin = false
         /// Peers of the tree workloads ("tar", "rsync").
-        public var treePeers: Set<String> = ["tar", "rsync"]
-        public var latencySeconds = 5.0
-        public var messageBytes = 64
-        public var repeats = 5
-        public var timeoutSeconds = 120.0
-        public var workloads: Set<String> = ["file", "memory", "small", "latency"]
-        public var work: String
-        public var engine: EnginePreference = .auto
+        package var treePeers: Set<String> = ["tar", "rsync"]
+        package var latencySeconds = 5.0
+        package var messageBytes = 64
+        package var repeats = 5
+        package var timeoutSeconds = 120.0
+        package var workloads: Set<String> = ["file", "memory", "small", "latency"]
+        package var work: String
+        package var engine: EnginePreference = .auto
 
-        public init(work: String) { self.work = work }
+        package init(work: String) { self.work = work }
     }
 
-    public let options: Options
-    public let recipes: Recipes
-    public let logger: Logger
+    package let options: Options
+    package let recipes: Recipes
+    package let logger: Logger
     let bench: Workbench
     let progress: (String) -> Void
 
-    public init(options: Options, ft: String, logger: Logger, progress: @escaping (String) -> Void) {
+    package init(options: Options, ft: String, logger: Logger, progress: @escaping (String) -> Void) {
         self.options = options
         self.recipes = Recipes(ft: ft, engine: options.engine)
         self.logger = logger
@@ -65,7 +65,7 @@ public struct CompareSuite {
         return missing.isEmpty ? nil : "\(missing.joined(separator: ", ")) not on PATH (tools/deps installs it)"
     }
 
-    public func run() throws(IOError) -> BenchReport {
+    package func run() throws(IOError) -> BenchReport {
         var report = BenchReport(mode: "compare", command: CommandLine.arguments)
         let w = options.work
         let src = w + "/source.bin"

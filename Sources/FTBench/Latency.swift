@@ -8,19 +8,19 @@ import Glibc
 #endif
 
 /// Round-trip times, in nanoseconds, with the percentiles reports need.
-public struct LatencyResult: Sendable {
-    public var name: String
-    public var messageBytes: Int
-    public var samples: UInt64
-    public var p50: UInt64
-    public var p90: UInt64
-    public var p99: UInt64
-    public var p999: UInt64
-    public var max: UInt64
+package struct LatencyResult: Sendable {
+    package var name: String
+    package var messageBytes: Int
+    package var samples: UInt64
+    package var p50: UInt64
+    package var p90: UInt64
+    package var p99: UInt64
+    package var p999: UInt64
+    package var max: UInt64
     /// (latency ns, fraction of samples at or below) for a CDF chart.
-    public var cdf: [(UInt64, Double)]
+    package var cdf: [(UInt64, Double)]
     /// What a sample is: "round trip", or "one way through the room".
-    public var measures: String
+    package var measures: String
 
     init(name: String, messageBytes: Int, histogram h: Histogram<UInt64>, measures: String) {
         self.name = name
@@ -36,7 +36,7 @@ public struct LatencyResult: Sendable {
     }
 
     /// For results parsed from a peer tool's own output (microseconds).
-    public init(name: String, messageBytes: Int, samples: UInt64, microseconds p: [Double: Double], measures: String) {
+    package init(name: String, messageBytes: Int, samples: UInt64, microseconds p: [Double: Double], measures: String) {
         func ns(_ q: Double) -> UInt64 { UInt64((p[q] ?? 0) * 1000) }
         self.name = name
         self.messageBytes = messageBytes
@@ -59,8 +59,8 @@ func newHistogram() -> Histogram<UInt64> {
 /// Ping-pong of `messageBytes` over TCP or UDP on loopback, both ends on
 /// the engine: an echo server on its own thread and ring, and a client
 /// that sends, waits for the echo, and records the round trip.
-public enum EnginePingPong {
-    public static func run(udp: Bool, messageBytes: Int, seconds: Double, engine: EnginePreference,
+package enum EnginePingPong {
+    package static func run(udp: Bool, messageBytes: Int, seconds: Double, engine: EnginePreference,
                            logger: Logger) throws(IOError) -> LatencyResult {
         let port = Ports.free()
         let server = EchoServer(udp: udp, port: port, messageBytes: messageBytes, engine: engine, logger: logger)

@@ -5,14 +5,14 @@ import Glibc
 #endif
 
 /// What a result was measured on, recorded in every report.
-public struct MachineInfo: Sendable {
-    public var cores: Int
-    public var kernel: String
-    public var cpuModel: String
-    public var memoryBytes: UInt64
-    public var hostname: String
+package struct MachineInfo: Sendable {
+    package var cores: Int
+    package var kernel: String
+    package var cpuModel: String
+    package var memoryBytes: UInt64
+    package var hostname: String
 
-    public static func current() -> MachineInfo {
+    package static func current() -> MachineInfo {
         var u = utsname()
         uname(&u)
         func field<T>(_ v: T) -> String {

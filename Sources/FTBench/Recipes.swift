@@ -7,13 +7,13 @@ import Glibc
 #endif
 
 /// Where a transfer's bytes end up.
-public enum Sink: Sendable, Equatable, CustomStringConvertible {
+package enum Sink: Sendable, Equatable, CustomStringConvertible {
     /// Discarded after arriving (stdout to /dev/null, or a discarding peer).
     case null
     /// Written into this directory.
     case file(String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .null: return "null"
         case .file: return "file"
@@ -22,17 +22,17 @@ public enum Sink: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Command lines for ft and for the peers (docs/BENCHMARKS.md).
-public struct Recipes: Sendable {
-    public var ft: String
-    public var engine: EnginePreference
+package struct Recipes: Sendable {
+    package var ft: String
+    package var engine: EnginePreference
 
-    public init(ft: String, engine: EnginePreference = .auto) {
+    package init(ft: String, engine: EnginePreference = .auto) {
         self.ft = ft
         self.engine = engine
     }
 
     /// One file with ft.
-    public func ftFile(_ source: String, bytes: UInt64, sink: Sink, io: String = "sendfile", chunk: String? = nil,
+    package func ftFile(_ source: String, bytes: UInt64, sink: Sink, io: String = "sendfile", chunk: String? = nil,
                        verify: Bool = true, encrypt: Bool = false, streams: Int = 1, target: String? = nil) -> TransferCommand {
         let port = Ports.free()
         var recv = [ft, "recv", "--listen", "127.0.0.1:\(port)", "--once", "-q", "--engine", engine.rawValue]
@@ -59,7 +59,7 @@ public struct Recipes: Sendable {
     }
 
     /// One file with socat -b 1M (the strongest plain-copy peer).
-    public func socat(_ source: String, bytes: UInt64, sink: Sink) -> TransferCommand {
+    package func socat(_ source: String, bytes: UInt64, sink: Sink) -> TransferCommand {
         let port = Ports.free()
         var t = TransferCommand(
             label: "socat -b 1M",
@@ -75,7 +75,7 @@ public struct Recipes: Sendable {
     }
 
     /// One file with netcat.
-    public func nc(_ source: String, bytes: UInt64, sink: Sink) -> TransferCommand {
+    package func nc(_ source: String, bytes: UInt64, sink: Sink) -> TransferCommand {
         let port = Ports.free()
         var t = TransferCommand(label: "nc", receiver: ["nc", "-l", "127.0.0.1", "\(port)"], receiverPort: port,
                                 sender: ["nc", "-N", "127.0.0.1", "\(port)"])
@@ -89,7 +89,7 @@ public struct Recipes: Sendable {
     }
 
     /// iperf3 sending the file with sendfile; its server discards.
-    public func iperf3File(_ source: String, bytes: UInt64) -> TransferCommand {
+    package func iperf3File(_ source: String, bytes: UInt64) -> TransferCommand {
         let port = Ports.free()
         return TransferCommand(
             label: "iperf3 -F -Z", receiver: ["iperf3", "-s", "-1", "-p", "\(port)"], receiverPort: port,
@@ -97,7 +97,7 @@ public struct Recipes: Sendable {
     }
 
     /// A tree of small files with ft.
-    public func ftTree(_ source: String, into dir: String) -> TransferCommand {
+    package func ftTree(_ source: String, into dir: String) -> TransferCommand {
         let port = Ports.free()
         var t = TransferCommand(
             label: "ft", receiver: [ft, "recv", "--listen", "127.0.0.1:\(port)", "--once", "-q", "--dir", dir,
@@ -109,7 +109,7 @@ public struct Recipes: Sendable {
 
     /// A tree through `tar c | nc` → `nc | tar x`, keeping what ft keeps
     /// (symlinks and hard links by default, holes with --sparse).
-    public func tarNC(_ source: String, into dir: String) -> TransferCommand {
+    package func tarNC(_ source: String, into dir: String) -> TransferCommand {
         let port = Ports.free()
         let out = dir + "/tar-nc"
         var t = TransferCommand(
@@ -123,7 +123,7 @@ public struct Recipes: Sendable {
 
     /// A tree to an rsync daemon (no ssh) with -aHS, so it keeps what ft
     /// keeps; the module runs as root without chroot (docs/BENCHMARKS.md).
-    public func rsyncDaemon(_ source: String, into dir: String, work: String) -> TransferCommand {
+    package func rsyncDaemon(_ source: String, into dir: String, work: String) -> TransferCommand {
         let port = Ports.free()
         let out = dir + "/rsync"
         let conf = work + "/rsyncd-\(port).conf"
@@ -154,8 +154,8 @@ func writeText(_ path: String, _ text: String) {
 
 /// Test data: incompressible bytes from a fast generator, warmed into the
 /// page cache first (docs/BENCHMARKS.md).
-public enum Fixtures {
-    public static func file(_ path: String, bytes: UInt64) throws(IOError) {
+package enum Fixtures {
+    package static func file(_ path: String, bytes: UInt64) throws(IOError) {
         var st = stat()
         if stat(path, &st) == 0, UInt64(st.st_size) == bytes {
             warm(path)
@@ -184,7 +184,7 @@ public enum Fixtures {
 
     /// `count` files with sizes spread over `bytes`, 100 per directory up
     /// to 10,000 files and 1,000 per directory beyond.
-    public static func tree(_ dir: String, count: Int, bytes: ClosedRange<Int>) throws(IOError) {
+    package static func tree(_ dir: String, count: Int, bytes: ClosedRange<Int>) throws(IOError) {
         let marker = dir + ".complete-\(count)-\(bytes.lowerBound)-\(bytes.upperBound)"
         if access(marker, F_OK) == 0 { return }
         removeTree(dir)
@@ -206,7 +206,7 @@ public enum Fixtures {
 
     /// Reads every file of a tree once (into the page cache); returns the
     /// bytes of its regular files.
-    public static func warmTree(_ dir: String) -> UInt64 {
+    package static func warmTree(_ dir: String) -> UInt64 {
         var total: UInt64 = 0
         var buf = [UInt8](repeating: 0, count: 1 << 20)
         func walk(_ path: String) {

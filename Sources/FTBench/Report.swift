@@ -6,15 +6,15 @@ import Glibc
 #endif
 
 /// One cell of a throughput sweep.
-public struct ThroughputCell: Sendable {
-    public var tool: String
-    public var io: String
-    public var chunk: UInt64?
-    public var streams: Int
-    public var sink: String
-    public var trial: Trial
+package struct ThroughputCell: Sendable {
+    package var tool: String
+    package var io: String
+    package var chunk: UInt64?
+    package var streams: Int
+    package var sink: String
+    package var trial: Trial
 
-    public init(tool: String, io: String, chunk: UInt64?, streams: Int, sink: String, trial: Trial) {
+    package init(tool: String, io: String, chunk: UInt64?, streams: Int, sink: String, trial: Trial) {
         self.tool = tool
         self.io = io
         self.chunk = chunk
@@ -25,29 +25,29 @@ public struct ThroughputCell: Sendable {
 }
 
 /// One line of a comparison table: ft against one peer on one workload.
-public struct Comparison: Sendable {
-    public enum Status: Sendable, Equatable {
+package struct Comparison: Sendable {
+    package enum Status: Sendable, Equatable {
         case measured
         case skipped(String)
         case failed(String)
     }
 
-    public var workload: String
+    package var workload: String
     /// "wall s (median)", "p50 µs", ...
-    public var metric: String
-    public var peer: String
-    public var ftValue: Double?
-    public var peerValue: Double?
+    package var metric: String
+    package var peer: String
+    package var ftValue: Double?
+    package var peerValue: Double?
     /// ft / peer; goals are upper bounds on it.
-    public var goal: Double?
-    public var status: Status
+    package var goal: Double?
+    package var status: Status
 
-    public var ratio: Double? {
+    package var ratio: Double? {
         guard let f = ftValue, let p = peerValue, p > 0 else { return nil }
         return f / p
     }
 
-    public var verdict: String {
+    package var verdict: String {
         switch status {
         case .skipped(let why): return "skipped: \(why)"
         case .failed(let why): return "failed: \(why)"
@@ -61,25 +61,25 @@ public struct Comparison: Sendable {
 
 /// Everything one ftbench invocation measured. `json` documents schema v1
 /// (docs/ftbench-json.md).
-public struct BenchReport: Sendable {
-    public static let schemaVersion = 1
+package struct BenchReport: Sendable {
+    package static let schemaVersion = 1
 
-    public var mode: String
-    public var command: [String]
-    public var machine = MachineInfo.current()
-    public var startedUnix = Int64(time(nil))
-    public var throughput: [ThroughputCell] = []
-    public var latency: [LatencyResult] = []
-    public var comparisons: [Comparison] = []
+    package var mode: String
+    package var command: [String]
+    package var machine = MachineInfo.current()
+    package var startedUnix = Int64(time(nil))
+    package var throughput: [ThroughputCell] = []
+    package var latency: [LatencyResult] = []
+    package var comparisons: [Comparison] = []
     /// Reference throughputs drawn as horizontal lines (peers, GB/s).
-    public var references: [(String, Double)] = []
+    package var references: [(String, Double)] = []
 
-    public init(mode: String, command: [String]) {
+    package init(mode: String, command: [String]) {
         self.mode = mode
         self.command = command
     }
 
-    public var json: JSON {
+    package var json: JSON {
         .object([
             ("schema", "ftbench"), ("version", .int(Int64(Self.schemaVersion))), ("mode", .string(mode)),
             ("command", .array(command.map { .string($0) })),
@@ -135,7 +135,7 @@ public struct BenchReport: Sendable {
 
     // MARK: Tables
 
-    public var text: String {
+    package var text: String {
         var out = "ftbench \(mode) on \(machine.cores) cores, \(machine.cpuModel), kernel \(machine.kernel)\n"
         if !throughput.isEmpty {
             var rows = [["tool", "io", "chunk", "streams", "sink", "runs", "wall s (med/min/max)", "GB/s", "Gbit/s", "cpu s/GiB snd", "rcv", "rss MiB snd", "rcv"]]

@@ -7,8 +7,8 @@ import Glibc
 
 /// sockperf ping-pong, the latency reference. Run with --full-rtt so its
 /// numbers are round trips, like ours (by default it prints half of one).
-public enum Sockperf {
-    public static func run(udp: Bool, messageBytes: Int, seconds: Double, work: String, timeoutSeconds: Double) throws(IOError) -> LatencyResult {
+package enum Sockperf {
+    package static func run(udp: Bool, messageBytes: Int, seconds: Double, work: String, timeoutSeconds: Double) throws(IOError) -> LatencyResult {
         let port = Ports.free()
         var server = ["sockperf", "sr", "-i", "127.0.0.1", "-p", "\(port)"]
         if !udp { server.insert("--tcp", at: 2) }
@@ -33,7 +33,7 @@ public enum Sockperf {
     }
 
     /// Percentiles (µs) and the observation count from `sockperf pp` output.
-    public static func parse(_ text: String) -> (percentiles: [Double: Double], count: UInt64)? {
+    package static func parse(_ text: String) -> (percentiles: [Double: Double], count: UInt64)? {
         var p: [Double: Double] = [:]
         var count: UInt64 = 0
         for line in text.split(separator: "\n") {

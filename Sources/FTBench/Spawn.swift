@@ -9,26 +9,26 @@ import Glibc
 
 /// A benchmark participant: a child process started with posix_spawn, with
 /// its resource usage collected by wait4 when it exits.
-public final class Spawned {
-    public let pid: pid_t
-    public let command: [String]
+package final class Spawned {
+    package let pid: pid_t
+    package let command: [String]
     private var result: Exit?
     /// Highest VmHWM seen so far (see `sample`).
     private var peakKiB = 0
 
-    public struct Exit: Sendable {
+    package struct Exit: Sendable {
         /// Exit code, or 128 + signal.
-        public var status: Int32
-        public var timedOut: Bool
-        public var userSeconds: Double
-        public var systemSeconds: Double
-        public var maxRSSKiB: Int
-        public var cpuSeconds: Double { userSeconds + systemSeconds }
+        package var status: Int32
+        package var timedOut: Bool
+        package var userSeconds: Double
+        package var systemSeconds: Double
+        package var maxRSSKiB: Int
+        package var cpuSeconds: Double { userSeconds + systemSeconds }
     }
 
     /// Starts `command[0]` (searched on PATH) with stdin/stdout/stderr from
     /// or to the given paths ("/dev/null" by default).
-    public init(_ command: [String], stdin: String = "/dev/null", stdout: String = "/dev/null",
+    package init(_ command: [String], stdin: String = "/dev/null", stdout: String = "/dev/null",
                 stderr: String = "/dev/null", appendStdout: Bool = false) throws(IOError) {
         self.command = command
         var actions = posix_spawn_file_actions_t()
@@ -64,7 +64,7 @@ public final class Spawned {
     /// Records the process's memory high-water mark while it is alive.
     /// ru_maxrss survives execve, so a child spawned from us starts with our
     /// own peak; its own mm's high-water mark is in /proc while it runs.
-    public func sample() {
+    package func sample() {
         guard result == nil else { return }
         peakKiB = max(peakKiB, Self.highWaterKiB(pid))
     }
@@ -72,7 +72,7 @@ public final class Spawned {
     /// Waits for exit, sampling `others` too so none exits unobserved; after
     /// `timeoutSeconds` the process group is killed and the exit is marked
     /// as timed out.
-    public func wait(timeoutSeconds: Double, sampling others: [Spawned] = []) -> Exit {
+    package func wait(timeoutSeconds: Double, sampling others: [Spawned] = []) -> Exit {
         if let result { return result }
         let deadline = monotonicNanoseconds() + UInt64(max(0, timeoutSeconds) * 1e9)
         var timedOut = false
@@ -105,7 +105,7 @@ public final class Spawned {
         }
     }
 
-    public func signal(_ s: Int32) { kill(pid, s) }
+    package func signal(_ s: Int32) { kill(pid, s) }
 
     /// VmHWM of a live process, in KiB (0 once it is a zombie).
     static func highWaterKiB(_ pid: pid_t) -> Int {
@@ -115,15 +115,15 @@ public final class Spawned {
     }
 
     /// Runs `sh -c script` (for peer pipelines such as `tar c | nc`).
-    public static func shell(_ script: String, stdout: String = "/dev/null", stderr: String = "/dev/null") throws(IOError) -> Spawned {
+    package static func shell(_ script: String, stdout: String = "/dev/null", stderr: String = "/dev/null") throws(IOError) -> Spawned {
         try Spawned(["/bin/sh", "-c", script], stdout: stdout, stderr: stderr)
     }
 }
 
 /// Whether something listens on a TCP or UDP port, read from /proc without
 /// connecting (a probe connection would count as a session to ft recv).
-public enum Ports {
-    public static func isListening(_ port: UInt16, udp: Bool = false) -> Bool {
+package enum Ports {
+    package static func isListening(_ port: UInt16, udp: Bool = false) -> Bool {
         let files = udp ? ["/proc/net/udp", "/proc/net/udp6"] : ["/proc/net/tcp", "/proc/net/tcp6"]
         let hex = String(port, radix: 16, uppercase: true)
         let padded = String(repeating: "0", count: 4 - hex.count) + hex
@@ -140,7 +140,7 @@ public enum Ports {
     }
 
     /// Waits until the port listens (or `seconds` pass).
-    public static func waitListening(_ port: UInt16, udp: Bool = false, seconds: Double = 10) -> Bool {
+    package static func waitListening(_ port: UInt16, udp: Bool = false, seconds: Double = 10) -> Bool {
         let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
         while monotonicNanoseconds() < deadline {
             if isListening(port, udp: udp) { return true }
@@ -155,7 +155,7 @@ public enum Ports {
     /// (seen as "socat did not listen within 10 s" on a busy machine).
     /// Successive calls in one process walk the range, so concurrent callers
     /// do not pick the same port.
-    public static func free() -> UInt16 {
+    package static func free() -> UInt16 {
         let range = unclaimedRange()
         let span = UInt32(range.count)
         for _ in 0..<span {
@@ -209,7 +209,7 @@ func readText(_ path: String, limit: Int = 1 << 20) -> String? {
 }
 
 /// Looks a program up on PATH.
-public func which(_ name: String) -> String? {
+package func which(_ name: String) -> String? {
     if name.contains("/") { return access(name, X_OK) == 0 ? name : nil }
     guard let path = getenv("PATH") else { return nil }
     for dir in String(cString: path).split(separator: ":") {

@@ -6,58 +6,58 @@ import Glibc
 #endif
 
 /// One measured transfer.
-public struct Run: Sendable {
+package struct Run: Sendable {
     /// From the sender's start until both sides exited (or, for a daemon
     /// receiver, until the sender exited).
-    public var wall: Double
-    public var senderCPU: Double
-    public var receiverCPU: Double
-    public var senderRSSKiB: Int
-    public var receiverRSSKiB: Int
-    public var timedOut: Bool
+    package var wall: Double
+    package var senderCPU: Double
+    package var receiverCPU: Double
+    package var senderRSSKiB: Int
+    package var receiverRSSKiB: Int
+    package var timedOut: Bool
     /// Why the run does not count, if it does not.
-    public var failure: String?
+    package var failure: String?
 
-    public var ok: Bool { failure == nil && !timedOut }
+    package var ok: Bool { failure == nil && !timedOut }
 }
 
 /// How to move one workload with one tool: who listens, who sends.
-public struct TransferCommand: Sendable {
-    public var label: String
+package struct TransferCommand: Sendable {
+    package var label: String
     /// Either argv or, for pipelines, a shell script.
-    public var receiver: [String]
-    public var receiverIsShell = false
-    public var receiverStdout = "/dev/null"
-    public var receiverPort: UInt16
+    package var receiver: [String]
+    package var receiverIsShell = false
+    package var receiverStdout = "/dev/null"
+    package var receiverPort: UInt16
     /// A daemon that keeps running after the transfer (rsync): stopped by
     /// us, and not part of the wall time.
-    public var receiverPersists = false
-    public var sender: [String]
-    public var senderIsShell = false
-    public var senderStdin = "/dev/null"
+    package var receiverPersists = false
+    package var sender: [String]
+    package var senderIsShell = false
+    package var senderStdin = "/dev/null"
     /// What must exist afterwards with how many bytes (file sinks).
-    public var expectFile: (path: String, bytes: UInt64)?
+    package var expectFile: (path: String, bytes: UInt64)?
     /// Removed before each run (the previous run's output).
-    public var cleanup: [String] = []
+    package var cleanup: [String] = []
 }
 
 /// Runs transfer commands and measures them.
-public struct Workbench: Sendable {
-    public var timeoutSeconds: Double
-    public var syncBeforeRuns: Bool
+package struct Workbench: Sendable {
+    package var timeoutSeconds: Double
+    package var syncBeforeRuns: Bool
     /// Two one-core hosts on one machine: the receiver (and whatever it
     /// starts) on CPU 1, the sender on CPU 0.
-    public var pin = false
+    package var pin = false
     /// Where stderr of every participant goes, for post-mortems.
-    public var log: String
+    package var log: String
 
-    public init(timeoutSeconds: Double = 120, syncBeforeRuns: Bool = true, log: String = "/dev/null") {
+    package init(timeoutSeconds: Double = 120, syncBeforeRuns: Bool = true, log: String = "/dev/null") {
         self.timeoutSeconds = timeoutSeconds
         self.syncBeforeRuns = syncBeforeRuns
         self.log = log
     }
 
-    public func measure(_ t: TransferCommand) -> Run {
+    package func measure(_ t: TransferCommand) -> Run {
         var run = Run(wall: 0, senderCPU: 0, receiverCPU: 0, senderRSSKiB: 0, receiverRSSKiB: 0, timedOut: false)
         for path in t.cleanup { removeTree(path) }
         if syncBeforeRuns { sync() }
@@ -124,7 +124,7 @@ extension Workbench {
 
     /// Only the sender, against a receiver elsewhere (`ftbench serve`):
     /// receiver figures stay zero.
-    public func measureSender(_ argv: [String]) -> Run {
+    package func measureSender(_ argv: [String]) -> Run {
         var run = Run(wall: 0, senderCPU: 0, receiverCPU: 0, senderRSSKiB: 0, receiverRSSKiB: 0, timedOut: false)
         let start = monotonicNanoseconds()
         let sender: Spawned
@@ -143,46 +143,46 @@ extension Workbench {
 }
 
 /// Summary of several runs of one tool on one workload.
-public struct Trial: Sendable {
-    public var label: String
-    public var parameters: [(String, String)]
-    public var runs: [Run]
+package struct Trial: Sendable {
+    package var label: String
+    package var parameters: [(String, String)]
+    package var runs: [Run]
     /// Bytes moved per run, for rates (nil for latency-like workloads).
-    public var bytes: UInt64?
+    package var bytes: UInt64?
 
-    public init(label: String, parameters: [(String, String)] = [], runs: [Run] = [], bytes: UInt64?) {
+    package init(label: String, parameters: [(String, String)] = [], runs: [Run] = [], bytes: UInt64?) {
         self.label = label
         self.parameters = parameters
         self.runs = runs
         self.bytes = bytes
     }
 
-    public var good: [Run] { runs.filter(\.ok) }
-    public var failures: [String] { runs.compactMap(\.failure) }
-    public var timedOut: Int { runs.filter(\.timedOut).count }
+    package var good: [Run] { runs.filter(\.ok) }
+    package var failures: [String] { runs.compactMap(\.failure) }
+    package var timedOut: Int { runs.filter(\.timedOut).count }
 
-    public var medianWall: Double? { median(good.map(\.wall)) }
-    public var minWall: Double? { good.map(\.wall).min() }
-    public var maxWall: Double? { good.map(\.wall).max() }
-    public var medianCPU: Double? { median(good.map { $0.senderCPU + $0.receiverCPU }) }
-    public var peakSenderRSSKiB: Int { runs.map(\.senderRSSKiB).max() ?? 0 }
-    public var peakReceiverRSSKiB: Int { runs.map(\.receiverRSSKiB).max() ?? 0 }
+    package var medianWall: Double? { median(good.map(\.wall)) }
+    package var minWall: Double? { good.map(\.wall).min() }
+    package var maxWall: Double? { good.map(\.wall).max() }
+    package var medianCPU: Double? { median(good.map { $0.senderCPU + $0.receiverCPU }) }
+    package var peakSenderRSSKiB: Int { runs.map(\.senderRSSKiB).max() ?? 0 }
+    package var peakReceiverRSSKiB: Int { runs.map(\.receiverRSSKiB).max() ?? 0 }
 
     /// Decimal gigabytes per second at the median.
-    public var gigabytesPerSecond: Double? {
+    package var gigabytesPerSecond: Double? {
         guard let bytes, let w = medianWall, w > 0 else { return nil }
         return Double(bytes) / w / 1e9
     }
 
     /// CPU seconds per GiB moved, per side.
-    public func cpuPerGiB(sender: Bool) -> Double? {
+    package func cpuPerGiB(sender: Bool) -> Double? {
         guard let bytes, bytes > 0 else { return nil }
         let values = good.map { sender ? $0.senderCPU : $0.receiverCPU }
         return median(values).map { $0 / (Double(bytes) / Double(1 << 30)) }
     }
 }
 
-public func median(_ values: [Double]) -> Double? {
+package func median(_ values: [Double]) -> Double? {
     guard !values.isEmpty else { return nil }
     let s = values.sorted()
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2

@@ -10,16 +10,16 @@ import Glibc
 /// Lines typed are sent as they are; lines received are shown escaped.
 /// With `retry`, a lost server is dialled again with backoff, and lines
 /// typed meanwhile wait in the outbox.
-public final class ChatClient: LoopHandler {
-    public struct Config: Sendable {
-        public var endpoint: Endpoint
-        public var retry: Bool
+package final class ChatClient: LoopHandler {
+    package struct Config: Sendable {
+        package var endpoint: Endpoint
+        package var retry: Bool
         /// Sent as `/nick NAME` after each connect.
-        public var name: String?
-        public var engine: EnginePreference
-        public var connectTimeoutSeconds: Double
+        package var name: String?
+        package var engine: EnginePreference
+        package var connectTimeoutSeconds: Double
 
-        public init(endpoint: Endpoint, retry: Bool = false, name: String? = nil, engine: EnginePreference = .auto,
+        package init(endpoint: Endpoint, retry: Bool = false, name: String? = nil, engine: EnginePreference = .auto,
                     connectTimeoutSeconds: Double = 10) {
             self.endpoint = endpoint
             self.retry = retry
@@ -29,14 +29,14 @@ public final class ChatClient: LoopHandler {
         }
     }
 
-    public enum Outcome: Sendable, Equatable {
+    package enum Outcome: Sendable, Equatable {
         /// stdin ended (or /quit) and everything typed was sent.
         case finished
         /// The server went away (or never answered) and retry was off.
         case lost(String)
     }
 
-    public let config: Config
+    package let config: Config
     let loop: EventLoop
     private let console: ChatConsole
     private var reg: Registration!
@@ -54,7 +54,7 @@ public final class ChatClient: LoopHandler {
     private var connectDeadline: UInt64 = 0
     private var wasConnected = false
 
-    public init(config: Config, console: ChatConsole, logger: Logger) throws(IOError) {
+    package init(config: Config, console: ChatConsole, logger: Logger) throws(IOError) {
         self.config = config
         self.console = console
         loop = try EventLoop(backend: try Engine.makeBackend(config.engine, logger: logger), logger: logger)
@@ -62,9 +62,9 @@ public final class ChatClient: LoopHandler {
 
     deinit { addressStorage.deallocate() }
 
-    public var backend: BackendKind { loop.backend.kind }
+    package var backend: BackendKind { loop.backend.kind }
 
-    public func run() throws(IOError) -> Outcome {
+    package func run() throws(IOError) -> Outcome {
         reg = loop.register(self)
         addresses = try config.endpoint.resolve()
         guard let first = addresses.first else { throw IOError(.noSuchAddressOrDevice, "resolve", config.endpoint.description) }
@@ -92,7 +92,7 @@ public final class ChatClient: LoopHandler {
         }
     }
 
-    public func complete(_ c: Completion, on loop: EventLoop) {
+    package func complete(_ c: Completion, on loop: EventLoop) {
         guard c.userData.tag == 1 else { return }
         let fd = connecting
         connecting = -1
@@ -117,7 +117,7 @@ public final class ChatClient: LoopHandler {
         if inputDone { conn.finishWriting() }
     }
 
-    public func tick(now: UInt64, on loop: EventLoop) {
+    package func tick(now: UInt64, on loop: EventLoop) {
         if connecting >= 0, now > connectDeadline {
             connectDeadline = .max
             loop.backend.queue(.cancelFD(fd: connecting), reg.userData(2))

@@ -2,27 +2,27 @@ import FTWire
 
 /// Text a peer sent, kept as bytes: it may not be valid UTF-8, and it is
 /// only made safe to print at the last moment.
-public struct ChatText: Sendable, Equatable {
-    public let bytes: [UInt8]
+package struct ChatText: Sendable, Equatable {
+    package let bytes: [UInt8]
     /// The line was longer than the cap and this is its beginning.
-    public let truncated: Bool
+    package let truncated: Bool
 
-    public init(_ bytes: [UInt8], truncated: Bool = false) {
+    package init(_ bytes: [UInt8], truncated: Bool = false) {
         self.bytes = bytes
         self.truncated = truncated
     }
 
-    public init(_ text: String) { self.init(Array(text.utf8)) }
+    package init(_ text: String) { self.init(Array(text.utf8)) }
 
     /// Controls, ANSI sequences and invalid bytes shown escaped.
-    public var display: String { Escape.forChat(bytes: bytes) }
+    package var display: String { Escape.forChat(bytes: bytes) }
 
-    public var isValidUTF8: Bool { String(validating: bytes, as: UTF8.self) != nil }
+    package var isValidUTF8: Bool { String(validating: bytes, as: UTF8.self) != nil }
 }
 
 /// What the chat engine tells its front end. Peer-controlled strings arrive
 /// as `ChatText` or already escaped.
-public enum ChatEvent: Sendable, Equatable {
+package enum ChatEvent: Sendable, Equatable {
     /// Listening, bound, or connecting: where and how to reach us.
     case ready(String)
     case connected(peer: String)
@@ -39,7 +39,7 @@ public enum ChatEvent: Sendable, Equatable {
 }
 
 /// What the user did at the keyboard (or what stdin held).
-public enum InputEvent: Sendable, Equatable {
+package enum InputEvent: Sendable, Equatable {
     case line([UInt8])
     case eof
     /// Leave now (Ctrl-C on a terminal, or /quit).
@@ -48,17 +48,17 @@ public enum InputEvent: Sendable, Equatable {
 
 /// The front end's side of a chat: it turns stdin bytes into input events
 /// (a line editor on a terminal, plain lines otherwise) and shows events.
-public protocol ChatConsole: AnyObject {
+package protocol ChatConsole: AnyObject {
     func feed(_ bytes: UnsafeRawBufferPointer) -> [InputEvent]
     func show(_ event: ChatEvent)
 }
 
 /// Stdin as plain lines, for pipes, files and tests.
-public final class PlainLines {
+package final class PlainLines {
     private var buffer = LineBuffer()
-    public init() {}
+    package init() {}
 
-    public func feed(_ bytes: UnsafeRawBufferPointer) -> [InputEvent] {
+    package func feed(_ bytes: UnsafeRawBufferPointer) -> [InputEvent] {
         if bytes.isEmpty {
             if case .line(let l)? = buffer.finish() { return [.line(l), .eof] }
             return [.eof]

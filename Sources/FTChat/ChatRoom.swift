@@ -10,17 +10,17 @@ import Glibc
 /// relayed to the others as `name: text`, already escaped, so plain `nc`
 /// clients see safe text too. Lines typed here go to everyone. One ring,
 /// one thread, any number of clients.
-public final class ChatRoom {
-    public struct Config: Sendable {
-        public var listen: Endpoint
+package final class ChatRoom {
+    package struct Config: Sendable {
+        package var listen: Endpoint
         /// Exit when the last client leaves (after at least one came).
-        public var once: Bool
+        package var once: Bool
         /// How the room signs lines typed at the server.
-        public var name: String
-        public var maxMembers: Int
-        public var engine: EnginePreference
+        package var name: String
+        package var maxMembers: Int
+        package var engine: EnginePreference
 
-        public init(listen: Endpoint, once: Bool = false, name: String = "server", maxMembers: Int = 1024,
+        package init(listen: Endpoint, once: Bool = false, name: String = "server", maxMembers: Int = 1024,
                     engine: EnginePreference = .auto) {
             self.listen = listen
             self.once = once
@@ -30,8 +30,8 @@ public final class ChatRoom {
         }
     }
 
-    public let config: Config
-    public let address: SocketAddress
+    package let config: Config
+    package let address: SocketAddress
     let loop: EventLoop
     private let acceptor: Acceptor
     private let stopSignal: StopSignal
@@ -41,7 +41,7 @@ public final class ChatRoom {
     private var roster: RoomRoster<ObjectIdentifier>
     private var stopping = false
 
-    public init(config: Config, console: ChatConsole, logger: Logger) throws(IOError) {
+    package init(config: Config, console: ChatConsole, logger: Logger) throws(IOError) {
         self.config = config
         self.console = console
         loop = try EventLoop(backend: try Engine.makeBackend(config.engine, logger: logger), logger: logger)
@@ -52,11 +52,11 @@ public final class ChatRoom {
     }
 
     /// Writes to this fd (from a signal handler or a thread) end the room.
-    public var stopDescriptor: CInt { stopSignal.descriptor }
+    package var stopDescriptor: CInt { stopSignal.descriptor }
 
-    public var backend: BackendKind { loop.backend.kind }
+    package var backend: BackendKind { loop.backend.kind }
 
-    public func run() throws(IOError) {
+    package func run() throws(IOError) {
         ResourceLimits.raiseOpenFiles()
         stdin = StdinReader(loop: loop, console: console) { [unowned self] events in input(events) }
         stdin.start(loop)

@@ -3,8 +3,8 @@ import FTWire
 /// The chat room's rules, with no I/O: who is in, under which name, and who
 /// hears what. The room feeds it joins, lines and leaves; it answers with
 /// what to send to whom and what to show on the room's own console.
-public struct RoomRoster<Member: Hashable & Sendable>: Sendable {
-    public enum Action: Equatable, Sendable {
+package struct RoomRoster<Member: Hashable & Sendable>: Sendable {
+    package enum Action: Equatable, Sendable {
         /// Send this text to one member.
         case send(Member, String)
         /// Send this text to every member but `except`, in join order.
@@ -15,31 +15,31 @@ public struct RoomRoster<Member: Hashable & Sendable>: Sendable {
         case finish(Member)
     }
 
-    public let maxMembers: Int
+    package let maxMembers: Int
     /// How the room signs lines typed at its own console.
-    public let operatorName: String
+    package let operatorName: String
     private var names: [Member: String] = [:]
     /// Where each member connected from, and how many seats each host holds.
     private var hosts: [Member: String] = [:]
     private var seatsByHost: [String: Int] = [:]
     /// No host may hold more than this many seats: one host cannot fill
     /// the room.
-    public var hostShare: Int { max(8, maxMembers / 8) }
+    package var hostShare: Int { max(8, maxMembers / 8) }
     /// Join order, for /who and for a stable relay order.
-    public private(set) var order: [Member] = []
-    public private(set) var everJoined = false
+    package private(set) var order: [Member] = []
+    package private(set) var everJoined = false
 
-    public init(maxMembers: Int, operatorName: String) {
+    package init(maxMembers: Int, operatorName: String) {
         self.maxMembers = maxMembers
         self.operatorName = operatorName
     }
 
-    public var count: Int { names.count }
-    public func name(of m: Member) -> String? { names[m] }
+    package var count: Int { names.count }
+    package func name(of m: Member) -> String? { names[m] }
 
     /// Why a newcomer from `host` gets no seat, or nil if it gets one. The
     /// room answers a refused one with this line and closes it at once.
-    public func refusal(host: String) -> String? {
+    package func refusal(host: String) -> String? {
         if names.count >= maxMembers { return "* the room is full (\(maxMembers)); try again later\n" }
         if seatsByHost[host, default: 0] >= hostShare {
             return "* your host already holds \(hostShare) seats, its share of the room; try again later\n"
@@ -48,7 +48,7 @@ public struct RoomRoster<Member: Hashable & Sendable>: Sendable {
     }
 
     /// A member connected from `address` (its host is `host`).
-    public mutating func join(_ m: Member, address: String, host: String? = nil) -> [Action] {
+    package mutating func join(_ m: Member, address: String, host: String? = nil) -> [Action] {
         let host = host ?? address
         if let why = refusal(host: host) { return [.send(m, why), .finish(m)] }
         names[m] = address
@@ -64,7 +64,7 @@ public struct RoomRoster<Member: Hashable & Sendable>: Sendable {
     }
 
     /// A member's connection ended.
-    public mutating func leave(_ m: Member, reason: String) -> [Action] {
+    package mutating func leave(_ m: Member, reason: String) -> [Action] {
         guard let name = names.removeValue(forKey: m) else { return [] }
         order.removeAll { $0 == m }
         if let host = hosts.removeValue(forKey: m) {
@@ -76,7 +76,7 @@ public struct RoomRoster<Member: Hashable & Sendable>: Sendable {
     }
 
     /// A line from a member (`truncated`: it was cut at the line cap).
-    public mutating func line(_ bytes: [UInt8], truncated: Bool, from m: Member) -> [Action] {
+    package mutating func line(_ bytes: [UInt8], truncated: Bool, from m: Member) -> [Action] {
         guard let name = names[m] else { return [] }
         if !truncated, let command = Command(bytes) { return run(command, from: m, name: name) }
         let text = ChatText(bytes, truncated: truncated)
@@ -86,13 +86,13 @@ public struct RoomRoster<Member: Hashable & Sendable>: Sendable {
     }
 
     /// A line typed at the room's own console.
-    public func operatorLine(_ bytes: [UInt8]) -> [Action] {
+    package func operatorLine(_ bytes: [UInt8]) -> [Action] {
         guard !bytes.isEmpty else { return [] }
         if bytes == Array("/who".utf8) { return [.show(.notice(who))] }
         return [.broadcast("\(operatorName): \(Escape.forChat(bytes: bytes))\n", except: nil)]
     }
 
-    public var who: String {
+    package var who: String {
         "in the room (\(names.count)): " + order.compactMap { names[$0] }.joined(separator: ", ")
     }
 
@@ -137,7 +137,7 @@ public struct RoomRoster<Member: Hashable & Sendable>: Sendable {
         }
     }
 
-    public static func validNick(_ s: String) -> Bool {
+    package static func validNick(_ s: String) -> Bool {
         guard (1...32).contains(s.count) else { return false }
         return s.unicodeScalars.allSatisfy { c in
             c.properties.isAlphabetic || c.properties.numericType != nil || "._-".unicodeScalars.contains(c)

@@ -10,13 +10,13 @@ import Glibc
 /// datagram to the peer (with its newline, as `nc -u` sends them); each
 /// datagram received is shown line by line, with its source when it is not
 /// the peer. The socket is bound to exactly the address given.
-public final class UDPChat: LoopHandler {
-    public struct Config: Sendable {
-        public var bind: Endpoint
-        public var peer: Endpoint
-        public var engine: EnginePreference
+package final class UDPChat: LoopHandler {
+    package struct Config: Sendable {
+        package var bind: Endpoint
+        package var peer: Endpoint
+        package var engine: EnginePreference
 
-        public init(bind: Endpoint, peer: Endpoint, engine: EnginePreference = .auto) {
+        package init(bind: Endpoint, peer: Endpoint, engine: EnginePreference = .auto) {
             self.bind = bind
             self.peer = peer
             self.engine = engine
@@ -24,11 +24,11 @@ public final class UDPChat: LoopHandler {
     }
 
     /// Largest line sent as one datagram; longer lines are cut, with a notice.
-    public static let maxDatagram = 65_000
+    package static let maxDatagram = 65_000
 
-    public let config: Config
-    public let boundAddress: SocketAddress
-    public let peerAddress: SocketAddress
+    package let config: Config
+    package let boundAddress: SocketAddress
+    package let peerAddress: SocketAddress
     let loop: EventLoop
     private let fd: CInt
     private let console: ChatConsole
@@ -51,7 +51,7 @@ public final class UDPChat: LoopHandler {
     private var inputDone = false
     private var done = false
 
-    public init(config: Config, console: ChatConsole, logger: Logger) throws(IOError) {
+    package init(config: Config, console: ChatConsole, logger: Logger) throws(IOError) {
         self.config = config
         self.console = console
         guard let peer = try config.peer.resolve().first else {
@@ -86,9 +86,9 @@ public final class UDPChat: LoopHandler {
         outMessage.deallocate()
     }
 
-    public var backend: BackendKind { loop.backend.kind }
+    package var backend: BackendKind { loop.backend.kind }
 
-    public func run() throws(IOError) {
+    package func run() throws(IOError) {
         reg = loop.register(self)
         stdin = StdinReader(loop: loop, console: console) { [unowned self] events in input(events) }
         stdin.start(loop)
@@ -144,7 +144,7 @@ public final class UDPChat: LoopHandler {
         loop.backend.queue(.sendmsg(fd: fd, message: outMessage, flags: 0), reg.userData(2))
     }
 
-    public func complete(_ c: Completion, on loop: EventLoop) {
+    package func complete(_ c: Completion, on loop: EventLoop) {
         switch c.userData.tag {
         case 1:
             if c.result >= 0 {

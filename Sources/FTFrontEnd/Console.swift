@@ -6,15 +6,15 @@ import Glibc
 
 /// Writes straight to a file descriptor: no buffering to lose on exit, and
 /// each line leaves in one write so concurrent lines do not interleave.
-public struct Console: Sendable {
-    public let fd: CInt
+package struct Console: Sendable {
+    package let fd: CInt
 
-    public static let stdout = Console(fd: 1)
-    public static let stderr = Console(fd: 2)
+    package static let stdout = Console(fd: 1)
+    package static let stderr = Console(fd: 2)
 
-    public var isTTY: Bool { isatty(fd) == 1 }
+    package var isTTY: Bool { isatty(fd) == 1 }
 
-    public func write(_ s: String) {
+    package func write(_ s: String) {
         var bytes = Array(s.utf8)
         var off = 0
         while off < bytes.count {
@@ -24,10 +24,10 @@ public struct Console: Sendable {
         bytes.removeAll()
     }
 
-    public func line(_ s: String) { write(s + "\n") }
+    package func line(_ s: String) { write(s + "\n") }
 
     /// Columns of the terminal, or 80.
-    public var width: Int {
+    package var width: Int {
         var ws = winsize()
         if ioctl(fd, UInt(TIOCGWINSZ), &ws) == 0, ws.ws_col > 0 { return Int(ws.ws_col) }
         return 80
@@ -35,23 +35,23 @@ public struct Console: Sendable {
 }
 
 /// "ft: warning: message" on stderr, the way command-line tools speak.
-public struct CLILogHandler: LogHandler {
-    public var metadata: Logger.Metadata = [:]
-    public var logLevel: Logger.Level = .info
+package struct CLILogHandler: LogHandler {
+    package var metadata: Logger.Metadata = [:]
+    package var logLevel: Logger.Level = .info
     let program: String
     let console: Console
 
-    public init(program: String, console: Console = .stderr) {
+    package init(program: String, console: Console = .stderr) {
         self.program = program
         self.console = console
     }
 
-    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    package subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
-    public func log(event: LogEvent) {
+    package func log(event: LogEvent) {
         let level: String
         switch event.level {
         case .trace, .debug: level = "debug: "
@@ -65,16 +65,16 @@ public struct CLILogHandler: LogHandler {
 }
 
 /// The live bar's line, so that anything else printed clears it first.
-public final class ProgressLine: @unchecked Sendable {
-    public static let shared = ProgressLine()
+package final class ProgressLine: @unchecked Sendable {
+    package static let shared = ProgressLine()
     private var drawn = false
 
-    public func draw(_ text: String, _ console: Console) {
+    package func draw(_ text: String, _ console: Console) {
         console.write("\r\u{1B}[2K" + text)
         drawn = true
     }
 
-    public func clear(_ console: Console) {
+    package func clear(_ console: Console) {
         guard drawn else { return }
         console.write("\r\u{1B}[2K")
         drawn = false

@@ -1,5 +1,5 @@
 /// A JSON value, written by hand so the executables need no Foundation.
-public enum JSON: Sendable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral {
+package enum JSON: Sendable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral {
     case null
     case bool(Bool)
     case int(Int64)
@@ -10,16 +10,16 @@ public enum JSON: Sendable, ExpressibleByStringLiteral, ExpressibleByIntegerLite
     /// Keys keep their order, so output reads the same every run.
     case object([(String, JSON)])
 
-    public init(stringLiteral value: String) { self = .string(value) }
-    public init(integerLiteral value: Int) { self = .int(Int64(value)) }
-    public init(booleanLiteral value: Bool) { self = .bool(value) }
+    package init(stringLiteral value: String) { self = .string(value) }
+    package init(integerLiteral value: Int) { self = .int(Int64(value)) }
+    package init(booleanLiteral value: Bool) { self = .bool(value) }
 
-    public static func opt(_ v: UInt64?) -> JSON { v.map { .uint($0) } ?? .null }
-    public static func opt(_ v: Double?) -> JSON { v.map { .double($0) } ?? .null }
-    public static func opt(_ v: String?) -> JSON { v.map { .string($0) } ?? .null }
+    package static func opt(_ v: UInt64?) -> JSON { v.map { .uint($0) } ?? .null }
+    package static func opt(_ v: Double?) -> JSON { v.map { .double($0) } ?? .null }
+    package static func opt(_ v: String?) -> JSON { v.map { .string($0) } ?? .null }
 
     /// Compact, one line: fit for NDJSON.
-    public var text: String {
+    package var text: String {
         var out = ""
         write(to: &out)
         return out

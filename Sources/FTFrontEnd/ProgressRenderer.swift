@@ -8,15 +8,19 @@ import Glibc
 
 /// Turns library progress events into what a person or a tool reads:
 /// a live bar on a terminal, a line every few seconds elsewhere, or NDJSON.
-public final class ProgressRenderer {
-    public enum Mode: Sendable {
+///
+/// Unchecked Sendable: a push (or a receiver) calls `handle` from its own
+/// thread, one event at a time; the command reads the renderer again only
+/// after that push returned.
+package final class ProgressRenderer: @unchecked Sendable {
+    package enum Mode: Sendable {
         case bar
         case lines
         case json
         case quiet
     }
 
-    public let mode: Mode
+    package let mode: Mode
     let program: String
     let human: Console
     let json: Console
@@ -27,7 +31,7 @@ public final class ProgressRenderer {
     static let barInterval: UInt64 = 100_000_000
 
     /// `verb` reads "sent" or "received" in summaries.
-    public init(program: String, verb: String, json: Bool, quiet: Bool, human: Console = .stderr, jsonTo: Console = .stdout) {
+    package init(program: String, verb: String, json: Bool, quiet: Bool, human: Console = .stderr, jsonTo: Console = .stdout) {
         self.program = program
         self.verb = verb
         self.human = human
@@ -41,7 +45,11 @@ public final class ProgressRenderer {
         }
     }
 
-    public func handle(_ event: ProgressEvent) {
+    /// A `.failed` event was shown: the command need not say it again.
+    package private(set) var reportedFailure = false
+
+    package func handle(_ event: ProgressEvent) {
+        if case .failed = event { reportedFailure = true }
         switch mode {
         case .json: json.line(Self.json(event).text)
         // The message names the peer where it matters, as in the other modes.
@@ -124,7 +132,7 @@ public final class ProgressRenderer {
     }
 
     /// A remark outside the event stream: a line for people, or an object.
-    public func note(_ text: String, json fields: [(String, JSON)]) {
+    package func note(_ text: String, json fields: [(String, JSON)]) {
         switch mode {
         case .json: json.line(JSON.object(fields).text)
         case .quiet: break
@@ -134,7 +142,7 @@ public final class ProgressRenderer {
 
     /// The end of a chain push: one line per host (messages from other
     /// hosts are escaped like any peer text).
-    public func hosts(_ outcomes: [ChainPush.HostOutcome], verified: Bool) {
+    package func hosts(_ outcomes: [ChainPush.HostOutcome], verified: Bool) {
         if mode == .json {
             json.line(JSON.object([("event", "hosts"), ("hosts", .array(outcomes.map { o in
                 .object([("host", .string(o.host)), ("ok", .bool(o.ok)), ("files", .uint(o.files)), ("bytes", .uint(o.bytes)),
@@ -200,7 +208,7 @@ public final class ProgressRenderer {
 
     // MARK: NDJSON
 
-    public static func json(_ event: ProgressEvent) -> JSON {
+    package static func json(_ event: ProgressEvent) -> JSON {
         switch event {
         case .started(let s):
             return .object([

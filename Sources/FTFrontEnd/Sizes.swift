@@ -1,9 +1,9 @@
 import FTWire
 
 /// Byte counts as people write and read them.
-public enum Sizes {
+package enum Sizes {
     /// "4M", "256K", "1G", "1.5GiB", "4096": binary multiples (K = 1024).
-    public static func parse(_ text: String) -> UInt64? {
+    package static func parse(_ text: String) -> UInt64? {
         var s = Substring(text.trimmed)
         guard !s.isEmpty else { return nil }
         let lower = s.lowercased()
@@ -26,24 +26,24 @@ public enum Sizes {
     }
 
     /// "1.5 GiB", "812 B".
-    public static func format(_ n: UInt64) -> String { ByteCount.format(n) }
+    package static func format(_ n: UInt64) -> String { ByteCount.format(n) }
 
     /// Decimal megabytes per second, as network people read rates.
     /// In the units sizes and `--limit` use (KiB, MiB, GiB: powers of
     /// 1024), so `--limit 16M` shows as 16.0 MiB/s.
-    public static func rate(_ bytesPerSecond: Double) -> String {
+    package static func rate(_ bytesPerSecond: Double) -> String {
         if bytesPerSecond >= Double(1 << 30) { return fixed(bytesPerSecond / Double(1 << 30), 2) + " GiB/s" }
         return fixed(bytesPerSecond / Double(1 << 20), 1) + " MiB/s"
     }
 
-    public static func duration(_ seconds: Double) -> String {
+    package static func duration(_ seconds: Double) -> String {
         guard seconds.isFinite, seconds >= 0 else { return "--:--" }
         let s = Int(seconds.rounded())
         if s >= 3600 { return "\(s / 3600):\(pad2((s % 3600) / 60)):\(pad2(s % 60))" }
         return "\(s / 60):\(pad2(s % 60))"
     }
 
-    public static func fixed(_ v: Double, _ digits: Int) -> String { ByteCount.fixed(v, digits) }
+    package static func fixed(_ v: Double, _ digits: Int) -> String { ByteCount.fixed(v, digits) }
 
     static func pad2(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
 }

@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 @main
-struct FT: ParsableCommand {
+struct FT: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ft",
         abstract: "Move files across a LAN as fast as the kernel allows.",
@@ -25,14 +25,14 @@ struct FT: ParsableCommand {
     @Flag(help: "Print the version, the commit, the protocol versions and whether io_uring works here.")
     var version = false
 
-    func run() throws {
+    func run() async throws {
         guard version else { throw CleanExit.helpRequest(self) }
         print(BuildInfo.versionText(program: "ft"))
     }
 
     /// Usage errors exit 2, failures 1, success 0.
-    static func main() {
-        runExiting { ($0 as? Failure)?.code }
+    static func main() async {
+        await runExiting { ($0 as? Failure)?.code }
     }
 }
 

@@ -9,6 +9,16 @@ extension SendPath: ExpressibleByArgument {}
 extension ReceivePath: ExpressibleByArgument {}
 extension LinkPolicy: ExpressibleByArgument {}
 
+extension IOEngine {
+    init(_ preference: EnginePreference) {
+        switch preference {
+        case .auto: self = .auto
+        case .ioUring: self = .ioUring
+        case .poll: self = .poll
+        }
+    }
+}
+
 /// Flags every subcommand shares.
 struct OutputOptions: ParsableArguments {
     @Flag(help: "Print NDJSON events (start, progress, file-done, done, error), one per line.")

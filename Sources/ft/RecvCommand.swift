@@ -8,7 +8,7 @@ import FTWire
 import Glibc
 #endif
 
-struct Recv: ParsableCommand {
+struct Recv: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Receive pushes into a directory (or stdout), many senders at once.",
         discussion: """
@@ -101,8 +101,7 @@ struct Recv: ParsableCommand {
         }
     }
 
-    func run() throws {
-        let endpoint = try! Endpoint.parse(listen, defaultPort: Endpoint.ftPort, allowPortZero: true)
+    func run() async throws {
         // With --stdout the data owns stdout, so events go to stderr.
         let jsonConsole: Console = stdout ? .stderr : .stdout
         let logger = output.logger("ft recv")
@@ -120,31 +119,36 @@ struct Recv: ParsableCommand {
                 logger.warning("the code from \(codeFile ?? "FT_CODE") \(weak): anyone could guess it; let ft recv make one (leave FT_CODE unset)")
             }
             if code == nil {
-                code = AuthCode.generate()
+                code = Receiver.makeCode()
                 made = true
             }
         }
-        var config = ReceiverConfig(
-            listen: endpoint, directory: dir, once: once || stdout, overwrite: overwrite, toStdout: stdout,
-            path: io, engine: output.engine, maxSessions: maxSessions, idleTimeoutSeconds: timeout, code: code)
-        config.allowSensitive = allowSensitive
-        config.requireEncryption = encrypt
-        config.keepPartialHours = keepPartial
-        config.links = links
-        config.maxPending = maxPending
-        config.allowDelete = allowDelete
+        var options = ReceiveOptions()
+        options.once = once || stdout
+        options.overwrite = overwrite
+        options.toStdout = stdout
+        options.dataPath = io
+        options.engine = IOEngine(output.engine)
+        options.maxSessions = maxSessions
+        options.maxPending = maxPending
+        options.idleTimeout = .seconds(timeout)
+        options.allowSensitive = allowSensitive
+        options.requireEncryption = encrypt
+        options.keepPartials = .seconds(keepPartial * 3600)
+        options.links = links
+        options.allowDelete = allowDelete
         let receiver: Receiver
         do {
-            receiver = try Receiver(config: config, logger: logger)
+            receiver = try Receiver(directory: dir, listen: listen, code: code, options: options, logger: logger)
         } catch {
             throw fail(error.description, program: "ft recv", json: output.json, console: jsonConsole)
         }
         announce(receiver, jsonConsole, code: code, shown: made)
         let renderer = ProgressRenderer(program: "ft recv", verb: "received", json: output.json, quiet: output.quiet, jsonTo: jsonConsole)
-        StopSignals.install(fd: receiver.stopHandle.descriptor)
+        StopSignals.install(fd: receiver.stopDescriptor)
         let outcome: Receiver.Outcome
         do {
-            outcome = try receiver.run { renderer.handle($0) }
+            outcome = try await receiver.run { renderer.handle($0) }
         } catch {
             throw fail(error.description, program: "ft recv", json: output.json, console: jsonConsole)
         }
@@ -153,19 +157,19 @@ struct Recv: ParsableCommand {
             let kept = unfinished > 0 ? "; what the unfinished ones stored is kept as .ft-*.part files, and pushing them again resumes" : ""
             Console.stderr.line("ft recv: interrupted; \(outcome.succeeded) of \(outcome.sessions) pushes completed\(kept)")
         }
-        let failed = !outcome.failures.isEmpty && (config.once || outcome.succeeded == 0)
-        if failed || (config.once && outcome.succeeded == 0) { throw Failure() }
+        let failed = !outcome.failures.isEmpty && (options.once || outcome.succeeded == 0)
+        if failed || (options.once && outcome.succeeded == 0) { throw Failure() }
     }
 
     /// The ready line: where we listen and the command that reaches us.
     private func announce(_ r: Receiver, _ jsonConsole: Console, code: String?, shown: Bool) {
-        let port = r.address.port
+        let port = r.bound.port
         var hosts: [String]
-        if r.address.isUnspecified {
+        if r.bound.isUnspecified {
             hosts = Socket.interfaceAddresses()
             if hosts.isEmpty { hosts = ["127.0.0.1"] }
         } else {
-            hosts = [r.address.host]
+            hosts = [r.bound.host]
         }
         let targets = hosts.map { Endpoint(host: $0, port: port).description }
         let absolute = absolutePath(dir)

@@ -10,7 +10,7 @@ import SystemPackage
 import Glibc
 #endif
 
-struct Send: ParsableCommand {
+struct Send: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Push files, directory trees or stdin to an ft receiver.",
         discussion: """
@@ -214,32 +214,23 @@ struct Send: ParsableCommand {
         if encrypt { throw ValidationError("--encrypt is not relayed: a chain sends in the clear (each host checks the code and the hashes)") }
     }
 
-    func run() throws {
+    func run() async throws {
         if chain != nil {
             try runChain()
             return
         }
-        let endpoint = try! Endpoint.parse(destination, defaultPort: Endpoint.ftPort)
-        guard endpoint.host != nil else {
-            throw fail("destination '\(destination)' has no host", program: "ft", json: output.json)
-        }
         let logger = output.logger("ft")
-        var config = try config(to: endpoint, logger: logger)
-        config.encrypt = encrypt
-        config.streams = streams
+        let code = try loadCode(logger)
+        let options = try options()
         let renderer = ProgressRenderer(program: "ft", verb: "sent", json: output.json, quiet: output.quiet)
-        let sender: Sender
+        let summary: PushSummary
         do {
-            sender = try Sender(config: config, logger: logger)
+            summary = try await push(sources, to: destination, code: code, options: options, logger: logger) {
+                renderer.handle($0)
+            }
         } catch {
+            if renderer.reportedFailure { throw Failure() }
             throw fail(error.description, program: "ft", json: output.json)
-        }
-        let summary: ProgressEvent.Summary
-        do {
-            summary = try sender.run { renderer.handle($0) }
-        } catch {
-            // Already reported through the .failed event.
-            throw Failure()
         }
         // Like rsync's 23: what could be read arrived verified, but not all
         // of what was asked for.
@@ -254,33 +245,41 @@ struct Send: ParsableCommand {
 }
 
 extension Send {
-    /// What every push shares: paths, data path, chunk, verification,
-    /// pace, timeouts, and the code (from FT_CODE or --code-file).
-    func config(to endpoint: Endpoint, logger: Logger) throws -> SendConfig {
-        let code: String?
+    /// The receiver's code, from FT_CODE or --code-file.
+    func loadCode(_ logger: Logger) throws -> String? {
         do {
-            code = try AuthCode.load(file: codeFile) { logger.warning("\($0)") }
+            return try AuthCode.load(file: codeFile) { logger.warning("\($0)") }
         } catch {
             throw fail(error.description, program: "ft", json: output.json)
         }
-        var config = SendConfig(
-            endpoint: endpoint, paths: sources, stdinName: name ?? "stdin", path: io, chunkSize: UInt32(chunkBytes),
-            verify: !noVerify, engine: output.engine, idleTimeoutSeconds: timeout, code: code)
-        config.rateLimit = limit.flatMap { Sizes.parse($0) }
-        config.links = links
-        config.owner = owner
-        config.filter = try pathFilter()
-        config.delete = delete
-        config.dryRun = dryRun
-        config.sync = sync || checksum
-        config.checksum = checksum
-        return config
+    }
+
+    /// The push the flags describe (validate() has checked them).
+    func options() throws -> PushOptions {
+        var o = PushOptions()
+        o.verify = !noVerify
+        o.encrypt = encrypt
+        o.streams = streams
+        o.rateLimit = limit.flatMap { Sizes.parse($0) }
+        o.sync = sync || checksum
+        o.checksum = checksum
+        o.delete = delete
+        o.dryRun = dryRun
+        o.links = links
+        o.keepOwner = owner
+        o.filter = try pathFilter()
+        o.dataPath = io
+        o.chunkSize = Int(chunkBytes)
+        o.stdinName = name ?? "stdin"
+        o.idleTimeout = .seconds(timeout)
+        o.engine = IOEngine(output.engine)
+        return o
     }
 
     func runChain() throws {
         let logger = output.logger("ft")
         let hosts = chainHosts
-        let base = try config(to: try! Endpoint.parse(hosts[0], defaultPort: Endpoint.ftPort), logger: logger)
+        let base = try SendConfig(sources, to: hosts[0], code: try loadCode(logger), options: try options())
         let renderer = ProgressRenderer(program: "ft", verb: "sent", json: output.json, quiet: output.quiet)
         let outcomes = ChainPush(hosts: hosts, base: base, logger: logger).run(
             events: { renderer.handle($0) },

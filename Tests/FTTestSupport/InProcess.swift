@@ -29,7 +29,7 @@ package final class ReceiverThread: @unchecked Sendable {
             var logger = Logger(label: "test.recv")
             logger.logLevel = .warning
             do {
-                let r = try Receiver(config: config, logger: logger)
+                let r = try ReceiverDriver(config: config, logger: logger)
                 shared.state.withLock {
                     $0.address = r.address
                     $0.stop = r.stopHandle

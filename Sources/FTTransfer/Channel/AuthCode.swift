@@ -13,11 +13,11 @@ import Glibc
 /// `k7mq-2fxp-93rd`, 60 bits, easy to read aloud. The code never crosses
 /// the wire: each side sends HMAC-SHA256(code, role ‖ session ‖ both
 /// nonces), so a proof is useless in any other session or direction.
-public enum AuthCode {
+package enum AuthCode {
     static let alphabet = Array("0123456789abcdefghjkmnpqrstvwxyz".utf8)
 
     /// A fresh random code.
-    public static func generate() -> String {
+    package static func generate() -> String {
         var rng = SystemRandomNumberGenerator()
         let chars = (0..<12).map { _ in Character(Unicode.Scalar(alphabet[Int.random(in: 0..<32, using: &rng)])) }
         return String(chars[0..<4]) + "-" + String(chars[4..<8]) + "-" + String(chars[8..<12])
@@ -26,7 +26,7 @@ public enum AuthCode {
     /// The code as keyed bytes: lower case, separators dropped, and the
     /// letters people confuse with digits read as those digits. nil if it
     /// is not a plausible code.
-    public static func normalize(_ text: String) -> [UInt8]? {
+    package static func normalize(_ text: String) -> [UInt8]? {
         var out: [UInt8] = []
         for b in text.lowercased().utf8 {
             switch b {
@@ -41,7 +41,7 @@ public enum AuthCode {
         return (8...64).contains(out.count) ? out : nil
     }
 
-    public static func proof(code: [UInt8], role: Hello.Role, session: [UInt8], senderNonce: [UInt8], receiverNonce: [UInt8]) -> AuthProof {
+    package static func proof(code: [UInt8], role: Hello.Role, session: [UInt8], senderNonce: [UInt8], receiverNonce: [UInt8]) -> AuthProof {
         var mac = HMAC<SHA256>(key: SymmetricKey(data: code))
         mac.update(data: Array("ft-auth-v1".utf8) + [role.rawValue])
         mac.update(data: session)
@@ -51,7 +51,7 @@ public enum AuthCode {
     }
 
     /// Constant-time equality of two proofs.
-    public static func matches(_ a: AuthProof, _ b: AuthProof) -> Bool {
+    package static func matches(_ a: AuthProof, _ b: AuthProof) -> Bool {
         guard a.mac.count == b.mac.count else { return false }
         var diff: UInt8 = 0
         for i in a.mac.indices { diff |= a.mac[i] ^ b.mac[i] }
@@ -68,7 +68,7 @@ public enum AuthCode {
     /// Why a code someone chose is easy to guess, or nil: few different
     /// characters (1111-1111-1111, abab-abab-abab) or a run up or down the
     /// alphabet (0123-4567-89ab). A made code has 12 random characters.
-    public static func weakness(_ text: String) -> String? {
+    package static func weakness(_ text: String) -> String? {
         guard let c = normalize(text) else { return nil }
         let distinct = Set(c).count
         if distinct < 6 { return "has only \(distinct) different characters" }
@@ -77,7 +77,7 @@ public enum AuthCode {
         return nil
     }
 
-    public static func load(file: String?, warn: (String) -> Void) throws(TransferError) -> String? {
+    package static func load(file: String?, warn: (String) -> Void) throws(TransferError) -> String? {
         if let file {
             let fd = open(file, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { throw .io(IOError(Errno(rawValue: errno), "read the code file", file)) }

@@ -4,13 +4,13 @@ import FTWire
 
 /// What both sides of a handshake know once the proofs are exchanged: the
 /// code and the three random values that make this session's keys.
-public struct SessionKeys: Equatable, Sendable {
-    public var code: [UInt8]
-    public var sessionID: [UInt8]
-    public var senderNonce: [UInt8]
-    public var receiverNonce: [UInt8]
+package struct SessionKeys: Equatable, Sendable {
+    package var code: [UInt8]
+    package var sessionID: [UInt8]
+    package var senderNonce: [UInt8]
+    package var receiverNonce: [UInt8]
 
-    public init(code: [UInt8], sessionID: [UInt8], senderNonce: [UInt8], receiverNonce: [UInt8]) {
+    package init(code: [UInt8], sessionID: [UInt8], senderNonce: [UInt8], receiverNonce: [UInt8]) {
         self.code = code
         self.sessionID = sessionID
         self.senderNonce = senderNonce
@@ -18,7 +18,7 @@ public struct SessionKeys: Equatable, Sendable {
     }
 
     /// The proof that `role` knows the code, bound to this session.
-    public func proof(_ role: Hello.Role) -> AuthProof {
+    package func proof(_ role: Hello.Role) -> AuthProof {
         AuthCode.proof(code: code, role: role, session: sessionID, senderNonce: senderNonce, receiverNonce: receiverNonce)
     }
 }

@@ -2,18 +2,18 @@
 /// from one host, each further attempt from it waits twice as long as the
 /// last (1 s, 2 s, … up to 60 s). A right code does not reset the count;
 /// ten minutes without a failure do. Pure: the caller passes the clock.
-public struct AuthThrottle: Sendable {
-    public static let freeTries = 3
-    public static let maxWaitSeconds = 60
-    public static let forgetAfterNanoseconds: UInt64 = 600_000_000_000
+package struct AuthThrottle: Sendable {
+    package static let freeTries = 3
+    package static let maxWaitSeconds = 60
+    package static let forgetAfterNanoseconds: UInt64 = 600_000_000_000
 
     private var hosts: [String: (count: Int, until: UInt64)] = [:]
 
-    public init() {}
+    package init() {}
 
     /// Records a wrong code from `host`; returns how many it has sent.
     @discardableResult
-    public mutating func failed(_ host: String, now: UInt64) -> Int {
+    package mutating func failed(_ host: String, now: UInt64) -> Int {
         var entry = hosts[host] ?? (0, 0)
         if entry.until != 0, now > entry.until + Self.forgetAfterNanoseconds { entry = (0, 0) }
         entry.count += 1
@@ -28,7 +28,7 @@ public struct AuthThrottle: Sendable {
     }
 
     /// Seconds `host` must still wait before it may try again (0: now).
-    public func waitSeconds(_ host: String, now: UInt64) -> Int {
+    package func waitSeconds(_ host: String, now: UInt64) -> Int {
         guard let e = hosts[host], e.count > Self.freeTries, e.until > now else { return 0 }
         return Int((e.until - now + 999_999_999) / 1_000_000_000)
     }

@@ -10,8 +10,8 @@ import FTWire
 ///
 /// A data stream's receiver does not answer the proof: the push it joins
 /// already proved both sides, and an error is the only reply it may send.
-public struct SenderHandshake: Sendable {
-    public enum Purpose: Sendable, Equatable {
+package struct SenderHandshake: Sendable {
+    package enum Purpose: Sendable, Equatable {
         /// A push of its own.
         case push
         /// An extra data stream of the push named by the session id.
@@ -20,7 +20,7 @@ public struct SenderHandshake: Sendable {
         case relayHop
     }
 
-    public enum Failure: Error, Equatable, Sendable {
+    package enum Failure: Error, Equatable, Sendable {
         /// The receiver wants the code and this side has none.
         case needCode
         /// The receiver's proof does not match our code.
@@ -34,25 +34,25 @@ public struct SenderHandshake: Sendable {
         case violation(String)
     }
 
-    public struct Established: Equatable, Sendable {
-        public var version: UInt16
-        public var receiverFeatures: Features
+    package struct Established: Equatable, Sendable {
+        package var version: UInt16
+        package var receiverFeatures: Features
         /// Keys for `--encrypt`, when both sides proved the code.
-        public var keys: SessionKeys?
+        package var keys: SessionKeys?
         /// The receiver takes anyone, although we hold a code.
-        public var unauthenticated: Bool
+        package var unauthenticated: Bool
     }
 
-    public enum Outcome: Equatable, Sendable {
+    package enum Outcome: Equatable, Sendable {
         case waiting
         case established(Established)
         case failed(Failure)
     }
 
     /// Frames to send now, and where the handshake stands.
-    public struct Step: Equatable, Sendable {
-        public var send: [Frame] = []
-        public var outcome: Outcome
+    package struct Step: Equatable, Sendable {
+        package var send: [Frame] = []
+        package var outcome: Outcome
     }
 
     private enum State: Sendable {
@@ -61,14 +61,14 @@ public struct SenderHandshake: Sendable {
         case over
     }
 
-    public let purpose: Purpose
-    public let features: Features
+    package let purpose: Purpose
+    package let features: Features
     let code: [UInt8]?
     let sessionID: [UInt8]
     let nonce: [UInt8]
     private var state = State.awaitingHello
 
-    public init(purpose: Purpose, features: Features, code: [UInt8]?, sessionID: [UInt8], nonce: [UInt8]) {
+    package init(purpose: Purpose, features: Features, code: [UInt8]?, sessionID: [UInt8], nonce: [UInt8]) {
         self.purpose = purpose
         self.features = features
         self.code = code
@@ -77,9 +77,9 @@ public struct SenderHandshake: Sendable {
     }
 
     /// The frame that opens the connection.
-    public var hello: Frame { .hello(Hello(role: .sender, features: features, sessionID: sessionID, nonce: nonce)) }
+    package var hello: Frame { .hello(Hello(role: .sender, features: features, sessionID: sessionID, nonce: nonce)) }
 
-    public mutating func receive(_ frame: Frame) -> Step {
+    package mutating func receive(_ frame: Frame) -> Step {
         if case .error(let e) = frame { return fail(.refused(e)) }
         switch (state, frame) {
         case (.awaitingHello, .hello(let h)):
@@ -113,7 +113,7 @@ public struct SenderHandshake: Sendable {
     }
 
     /// Nothing has come from the receiver yet that looked like ft.
-    public var awaitingHello: Bool {
+    package var awaitingHello: Bool {
         if case .awaitingHello = state { return true }
         return false
     }
@@ -140,23 +140,23 @@ public struct SenderHandshake: Sendable {
 /// The opening of a connection on the receiving side, with no I/O: the
 /// hello's version and features, the admission rules that depend only on
 /// the hello and the receiver's settings, and the code's proofs.
-public struct ReceiverHandshake: Sendable {
-    public struct Settings: Sendable, Equatable {
+package struct ReceiverHandshake: Sendable {
+    package struct Settings: Sendable, Equatable {
         /// The one-time code senders must prove; nil takes anyone.
-        public var code: [UInt8]?
+        package var code: [UInt8]?
         /// Refuse pushes that are not sealed (`ft recv --encrypt`).
-        public var requireEncryption = false
+        package var requireEncryption = false
         /// The receiver writes to stdout: one connection carries the push.
-        public var toStdout = false
+        package var toStdout = false
 
-        public init(code: [UInt8]?, requireEncryption: Bool = false, toStdout: Bool = false) {
+        package init(code: [UInt8]?, requireEncryption: Bool = false, toStdout: Bool = false) {
             self.code = code
             self.requireEncryption = requireEncryption
             self.toStdout = toStdout
         }
     }
 
-    public enum Established: Equatable, Sendable {
+    package enum Established: Equatable, Sendable {
         /// A push of its own, speaking `version`, with the features agreed.
         /// `keys`: encrypt everything from here on.
         case push(version: UInt16, sender: Hello, features: Features, keys: SessionKeys?)
@@ -164,7 +164,7 @@ public struct ReceiverHandshake: Sendable {
         case dataStream(sessionID: [UInt8])
     }
 
-    public enum Outcome: Equatable, Sendable {
+    package enum Outcome: Equatable, Sendable {
         case waiting
         case established(Established)
         /// Send this error and close. `wrongCode`: count it against the
@@ -174,9 +174,9 @@ public struct ReceiverHandshake: Sendable {
         case peerFailed(ErrorFrame)
     }
 
-    public struct Step: Equatable, Sendable {
-        public var send: [Frame] = []
-        public var outcome: Outcome
+    package struct Step: Equatable, Sendable {
+        package var send: [Frame] = []
+        package var outcome: Outcome
     }
 
     private enum State: Sendable {
@@ -185,23 +185,23 @@ public struct ReceiverHandshake: Sendable {
         case over
     }
 
-    public let settings: Settings
+    package let settings: Settings
     let nonce: [UInt8]
     private var state = State.awaitingHello
 
-    public init(settings: Settings, nonce: [UInt8]) {
+    package init(settings: Settings, nonce: [UInt8]) {
         self.settings = settings
         self.nonce = nonce
     }
 
     /// Whether the hello has not come yet (a connection that only says
     /// nothing is a stranger's).
-    public var awaitingHello: Bool {
+    package var awaitingHello: Bool {
         if case .awaitingHello = state { return true }
         return false
     }
 
-    public mutating func receive(_ frame: Frame) -> Step {
+    package mutating func receive(_ frame: Frame) -> Step {
         if case .error(let e) = frame {
             state = .over
             return Step(outcome: .peerFailed(e))

@@ -5,15 +5,15 @@
 /// Every edit finds its place by binary search and touches only the ranges
 /// it merges with, so a peer sending many tiny chunks at scattered offsets
 /// costs O(log n) per chunk plus the array move, never a sort.
-public struct ReceivedRanges: Equatable, Sendable {
+package struct ReceivedRanges: Equatable, Sendable {
     /// Sorted, disjoint, non-adjacent half-open ranges.
-    public private(set) var ranges: [Range<UInt64>] = []
+    package private(set) var ranges: [Range<UInt64>] = []
     /// Bytes in all ranges.
-    public private(set) var total: UInt64 = 0
+    package private(set) var total: UInt64 = 0
 
-    public init() {}
+    package init() {}
 
-    public var contiguous: UInt64 {
+    package var contiguous: UInt64 {
         guard let first = ranges.first, first.lowerBound == 0 else { return 0 }
         return first.upperBound
     }
@@ -30,7 +30,7 @@ public struct ReceivedRanges: Equatable, Sendable {
     }
 
     /// Adds a range; false if it overlaps bytes already received.
-    public mutating func insert(_ r: Range<UInt64>) -> Bool {
+    package mutating func insert(_ r: Range<UInt64>) -> Bool {
         guard !r.isEmpty else { return true }
         let i = firstEnding(atOrAfter: r.lowerBound)
         // Ranges at i and after end at or after r's start: the first may
@@ -43,28 +43,28 @@ public struct ReceivedRanges: Equatable, Sendable {
     }
 
     /// The range holding `offset`, if any.
-    public func range(containing offset: UInt64) -> Range<UInt64>? {
+    package func range(containing offset: UInt64) -> Range<UInt64>? {
         let i = firstEnding(atOrAfter: offset + 1)
         guard i < ranges.count, ranges[i].lowerBound <= offset else { return nil }
         return ranges[i]
     }
 
     /// Where the first range starting after `offset` starts, if any.
-    public func firstStart(after offset: UInt64) -> UInt64? {
+    package func firstStart(after offset: UInt64) -> UInt64? {
         let i = firstEnding(atOrAfter: offset + 1)
         guard i < ranges.count else { return nil }
         return ranges[i].lowerBound > offset ? ranges[i].lowerBound : ranges[safe: i + 1]?.lowerBound
     }
 
     /// Whether every byte of `r` is received.
-    public func contains(_ r: Range<UInt64>) -> Bool {
+    package func contains(_ r: Range<UInt64>) -> Bool {
         guard !r.isEmpty else { return true }
         let i = firstEnding(atOrAfter: r.upperBound)
         return i < ranges.count && ranges[i].lowerBound <= r.lowerBound
     }
 
     /// Adds a range, merging with whatever it overlaps or touches.
-    public mutating func formUnion(_ r: Range<UInt64>) {
+    package mutating func formUnion(_ r: Range<UInt64>) {
         guard !r.isEmpty else { return }
         let from = firstEnding(atOrAfter: r.lowerBound)
         var to = from
@@ -81,7 +81,7 @@ public struct ReceivedRanges: Equatable, Sendable {
     }
 
     /// Takes a range out again (its bytes are to be received anew).
-    public mutating func remove(_ r: Range<UInt64>) {
+    package mutating func remove(_ r: Range<UInt64>) {
         guard !r.isEmpty else { return }
         // Ranges that end after r starts and begin before r ends.
         let from = firstEnding(atOrAfter: r.lowerBound + 1)

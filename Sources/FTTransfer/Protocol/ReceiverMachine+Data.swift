@@ -68,7 +68,7 @@ extension ReceiverMachine {
     }
 
     /// A data frame that arrived on one of this push's extra streams.
-    public mutating func dataStreamChunk(_ h: DataHeader) -> Action {
+    package mutating func dataStreamChunk(_ h: DataHeader) -> Action {
         guard parallel, phase == .receiving else {
             return fail(.protocolViolation, "a data stream sent a chunk while the push is \(phaseText)")
         }
@@ -80,7 +80,7 @@ extension ReceiverMachine {
 
     /// A chunk's payload is in the file: `finish` if that was the last
     /// piece a trailer was waiting for.
-    public mutating func chunkStored(id: UInt32) -> Action {
+    package mutating func chunkStored(id: UInt32) -> Action {
         guard parallel else { return .none }
         update(id) { $0.pending -= 1 }
         return finishIfWhole(id)
@@ -88,7 +88,7 @@ extension ReceiverMachine {
 
     /// A chunk's stream broke before its payload was all in: its bytes are
     /// to come again, on another stream.
-    public mutating func chunkLost(id: UInt32, range: Range<UInt64>) {
+    package mutating func chunkLost(id: UInt32, range: Range<UInt64>) {
         guard parallel else { return }
         update(id) {
             $0.pending -= 1

@@ -6,8 +6,8 @@ import FTWire
 /// driver, answered, fed its data, and acknowledged once every entry of it
 /// is settled; then the batch is forgotten, so memory follows the batches
 /// in flight, not the size of the push.
-public struct ReceiverMachine: Sendable {
-    public enum Action: Equatable, Sendable {
+package struct ReceiverMachine: Sendable {
+    package enum Action: Equatable, Sendable {
         /// Look at the destination for batch `batchID` (conflicts, partials
         /// to offer, free space), create its directories, then call
         /// `answered(_:offers:)` and send the answer.
@@ -48,7 +48,7 @@ public struct ReceiverMachine: Sendable {
         case none
     }
 
-    public enum Phase: Equatable, Sendable {
+    package enum Phase: Equatable, Sendable {
         case awaitingInfo
         case receiving
         case finished
@@ -70,8 +70,8 @@ public struct ReceiverMachine: Sendable {
         var unsettled: Int
     }
 
-    public private(set) var phase = Phase.awaitingInfo
-    public private(set) var info = PushInfo()
+    package private(set) var phase = Phase.awaitingInfo
+    package private(set) var info = PushInfo()
     var batches: [UInt32: ActiveBatch] = [:]
     /// Batches announced and not yet reviewed, in order.
     private var toReview: [UInt32] = []
@@ -88,23 +88,23 @@ public struct ReceiverMachine: Sendable {
     private var waitingLinks: [UInt32: [UInt32]] = [:]
     private var done = Done(files: 0, bytes: 0)
 
-    public let version: UInt16
+    package let version: UInt16
     let allowSensitive: Bool
     let links: LinkPolicy
     /// Batches in flight the receiver holds at once.
-    public static let maxActiveBatches = 16
+    package static let maxActiveBatches = 16
     /// Files one push may mark as hard-link sources.
-    public static let maxLinkSources = 1 << 16
+    package static let maxLinkSources = 1 << 16
     /// Separate received pieces one file may have at once.
-    public static let maxGaps = 4096
+    package static let maxGaps = 4096
     /// Part of a chain push: no offers (each host gets the whole stream),
     /// and a `report` goes before `done`.
-    public private(set) var chain = false
+    package private(set) var chain = false
     /// The push may add data streams: chunks may arrive out of order, after
     /// their file's trailer, or again after a stream broke.
-    public let parallel: Bool
+    package let parallel: Bool
 
-    public init(version: UInt16 = ProtocolVersion.max, allowSensitive: Bool = false, links: LinkPolicy = .safe,
+    package init(version: UInt16 = ProtocolVersion.max, allowSensitive: Bool = false, links: LinkPolicy = .safe,
                 parallel: Bool = false) {
         self.version = version
         self.allowSensitive = allowSensitive
@@ -112,19 +112,19 @@ public struct ReceiverMachine: Sendable {
         self.parallel = parallel
     }
 
-    public var verify: Bool { !info.flags.contains(.noVerify) }
+    package var verify: Bool { !info.flags.contains(.noVerify) }
     /// Whether a data stream may join now.
-    public var takesDataStreams: Bool { parallel && phase == .receiving }
-    public var activeBatches: Int { batches.count }
+    package var takesDataStreams: Bool { parallel && phase == .receiving }
+    package var activeBatches: Int { batches.count }
 
     /// Where a hard-link source of this push goes.
-    public func linkSourcePath(_ id: UInt32) -> PeerPath? { linkSources[id]?.path }
+    package func linkSourcePath(_ id: UInt32) -> PeerPath? { linkSources[id]?.path }
 
     /// The entries of an active batch.
-    public func entries(of batchID: UInt32) -> [IncomingEntry] { batches[batchID]?.entries ?? [] }
+    package func entries(of batchID: UInt32) -> [IncomingEntry] { batches[batchID]?.entries ?? [] }
 
     /// Entry `id` of an active batch.
-    public func entry(_ id: UInt32) -> IncomingEntry? {
+    package func entry(_ id: UInt32) -> IncomingEntry? {
         guard let at = byID[id] else { return nil }
         return batches[at.batch]?.entries[at.index]
     }
@@ -134,7 +134,7 @@ public struct ReceiverMachine: Sendable {
         change(&batches[at.batch]!.entries[at.index])
     }
 
-    public mutating func receive(_ frame: Frame) -> Action {
+    package mutating func receive(_ frame: Frame) -> Action {
         if case .error(let e) = frame {
             phase = .failed
             return .peerFailed(e)
@@ -255,7 +255,7 @@ public struct ReceiverMachine: Sendable {
     /// none: every entry is needed whole). Returns what to do next: links
     /// whose sources are committed, an acknowledgement if nothing is left,
     /// the next review.
-    public mutating func answered(_ batchID: UInt32, offers: [UInt32: BatchAnswer.Offer]) -> [Action] {
+    package mutating func answered(_ batchID: UInt32, offers: [UInt32: BatchAnswer.Offer]) -> [Action] {
         precondition(reviewing == batchID)
         reviewing = nil
         guard var b = batches[batchID] else { return [] }
@@ -321,7 +321,7 @@ public struct ReceiverMachine: Sendable {
     /// status the sender will see). Returns the links that waited for it,
     /// its batch's acknowledgement when that was the last, and `complete`
     /// when the push is done.
-    public mutating func settled(_ id: UInt32, _ status: BatchAck.Status, digest: Digest128 = .zero,
+    package mutating func settled(_ id: UInt32, _ status: BatchAck.Status, digest: Digest128 = .zero,
                                  bytes: UInt64 = 0) -> [Action] {
         guard let at = byID[id], let e = entry(id), !e.finished else { return [] }
         update(id) { $0.result = BatchAck.Result(fileID: id, status: status, digest: digest) }
@@ -372,7 +372,7 @@ public struct ReceiverMachine: Sendable {
 
     /// A batch whose entries all settled before its plan arrived waits for
     /// the plan; batches with nothing offered are receiving from the start.
-    public func batchStage(_ id: UInt32) -> String {
+    package func batchStage(_ id: UInt32) -> String {
         switch batches[id]?.stage {
         case .reviewing?: return "reviewing"
         case .awaitingPlan?: return "waiting for its plan"

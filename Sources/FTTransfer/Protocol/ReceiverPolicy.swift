@@ -2,39 +2,39 @@ import FTWire
 
 /// The receiver's rules that depend on its settings and on what is already
 /// in the destination, with no I/O: the driver looks, the policy decides.
-public struct ReceiverPolicy: Sendable {
-    public var overwrite = false
-    public var toStdout = false
+package struct ReceiverPolicy: Sendable {
+    package var overwrite = false
+    package var toStdout = false
     /// Senders prove a code (a receiver that takes anyone never relays).
-    public var hasCode = true
-    public var handshakeTimeoutSeconds = 10.0
-    public var idleTimeoutSeconds = 60.0
-    public var maxSessions = 128
+    package var hasCode = true
+    package var handshakeTimeoutSeconds = 10.0
+    package var idleTimeoutSeconds = 60.0
+    package var maxSessions = 128
     /// For messages: the destination as the user named it.
-    public var destination = "."
+    package var destination = "."
 
-    public init() {}
+    package init() {}
 
     /// What stands at an entry's path in the destination.
-    public enum Existing: Sendable, Equatable {
+    package enum Existing: Sendable, Equatable {
         case directory
         case notDirectory
     }
 
     /// What the receiver's copy at an entry's path is, as far as a quick
     /// look tells: enough to call a file identical without reading it.
-    public struct Found: Sendable, Equatable {
-        public var existing: Existing
-        public var isRegularFile: Bool
-        public var size: UInt64
-        public var mtimeSeconds: Int64
-        public var mtimeNanoseconds: UInt32
+    package struct Found: Sendable, Equatable {
+        package var existing: Existing
+        package var isRegularFile: Bool
+        package var size: UInt64
+        package var mtimeSeconds: Int64
+        package var mtimeNanoseconds: UInt32
         /// A symlink's target, read when the entry is a symlink too.
-        public var linkTarget: [UInt8]?
+        package var linkTarget: [UInt8]?
         /// For a hard-link entry: whether this is already the inode of the
         /// file it links to.
-        public var sameInodeAsSource = false
-        public init(existing: Existing, isRegularFile: Bool, size: UInt64, mtimeSeconds: Int64, mtimeNanoseconds: UInt32,
+        package var sameInodeAsSource = false
+        package init(existing: Existing, isRegularFile: Bool, size: UInt64, mtimeSeconds: Int64, mtimeNanoseconds: UInt32,
                     linkTarget: [UInt8]? = nil, sameInodeAsSource: Bool = false) {
             self.existing = existing
             self.isRegularFile = isRegularFile
@@ -46,7 +46,7 @@ public struct ReceiverPolicy: Sendable {
         }
     }
 
-    public enum Verdict: Equatable, Sendable {
+    package enum Verdict: Equatable, Sendable {
         /// Write the entry.
         case proceed
         /// The receiver has it, identical by size and mtime: skip it (a push
@@ -62,10 +62,10 @@ public struct ReceiverPolicy: Sendable {
     }
 
     /// What the push asked for, from its push-info.
-    public struct SyncRequest: Equatable, Sendable {
-        public var sync = false
-        public var checksum = false
-        public init(sync: Bool = false, checksum: Bool = false) {
+    package struct SyncRequest: Equatable, Sendable {
+        package var sync = false
+        package var checksum = false
+        package init(sync: Bool = false, checksum: Bool = false) {
             self.sync = sync
             self.checksum = checksum
         }
@@ -73,20 +73,20 @@ public struct ReceiverPolicy: Sendable {
 
     /// Files smaller than this are sent whole: their chunk list would cost
     /// about as much as the file.
-    public static let patchMinimum: UInt64 = 1 << 20
+    package static let patchMinimum: UInt64 = 1 << 20
 
     /// Chunk size for patching a file of `size` bytes: 1 MiB, doubled until
     /// the file has at most 16,384 chunks (256 KiB of digests). 1 MiB keeps
     /// a small change to one or two chunks of payload, and hashing the copy
     /// costs the same whatever the chunk size.
-    public static func patchChunkSize(for size: UInt64) -> UInt32 {
+    package static func patchChunkSize(for size: UInt64) -> UInt32 {
         var chunk: UInt64 = 1 << 20
         while size / chunk >= 16_384 { chunk <<= 1 }
         return UInt32(chunk)
     }
 
     /// What to do with `entry` given what stands at its path (nil: nothing).
-    public func verdict(_ entry: ManifestEntry, _ name: String, found: Found?, request: SyncRequest = SyncRequest()) -> Verdict {
+    package func verdict(_ entry: ManifestEntry, _ name: String, found: Found?, request: SyncRequest = SyncRequest()) -> Verdict {
         guard let found else { return .proceed }
         let quickMatch = found.size == entry.size && found.mtimeSeconds == entry.mtimeSeconds
             && found.mtimeNanoseconds == entry.mtimeNanoseconds
@@ -110,7 +110,7 @@ public struct ReceiverPolicy: Sendable {
     }
 
     /// Why a push cannot have `entry` at `path`, given what is there.
-    public func conflict(_ kind: ManifestEntry.Kind, _ name: String, existing: Existing) -> ErrorFrame? {
+    package func conflict(_ kind: ManifestEntry.Kind, _ name: String, existing: Existing) -> ErrorFrame? {
         switch (kind, existing) {
         case (.directory, .directory):
             return nil
@@ -125,18 +125,18 @@ public struct ReceiverPolicy: Sendable {
     }
 
     /// A stdout receiver takes exactly one file or stdin entry.
-    public func stdoutRefusal(entries: Int, dataEntries: Int) -> ErrorFrame? {
+    package func stdoutRefusal(entries: Int, dataEntries: Int) -> ErrorFrame? {
         guard toStdout, entries != 1 || dataEntries != 1 else { return nil }
         return ErrorFrame(.refused, "this receiver writes one file to stdout, but the push has \(entries) entries")
     }
 
-    public func spaceRefusal(needed: UInt64, free: UInt64) -> ErrorFrame? {
+    package func spaceRefusal(needed: UInt64, free: UInt64) -> ErrorFrame? {
         guard needed > free else { return nil }
         return ErrorFrame(.noSpace, "push needs \(ByteCount.format(needed)) but \(destination) has \(ByteCount.format(free)) free")
     }
 
     /// Why this receiver does not relay a chain push onward, or nil.
-    public func relayRefusal(encrypted: Bool, dataStreams: Bool) -> ErrorFrame? {
+    package func relayRefusal(encrypted: Bool, dataStreams: Bool) -> ErrorFrame? {
         let why: String? = !hasCode
             ? "this receiver accepts anyone (--no-auth), so it does not relay: anyone could aim it at other hosts"
             : toStdout ? "this receiver writes to stdout and does not relay"
@@ -145,7 +145,7 @@ public struct ReceiverPolicy: Sendable {
         return why.map { ErrorFrame(.refused, $0) }
     }
 
-    public func sessionLimitRefusal(active: Int) -> ErrorFrame? {
+    package func sessionLimitRefusal(active: Int) -> ErrorFrame? {
         guard active >= maxSessions else { return nil }
         return ErrorFrame(.busy, "the receiver is serving \(maxSessions) pushes, its limit; try again later")
     }
@@ -155,7 +155,7 @@ public struct ReceiverPolicy: Sendable {
     /// protocol or a bad hash does not (those bytes are suspect). A chain
     /// host never keeps: a later pass sends it the whole stream again, and
     /// a kept, locked partial would only make that pass find the file busy.
-    public func keepsPartials(after error: TransferError, chain: Bool) -> Bool {
+    package func keepsPartials(after error: TransferError, chain: Bool) -> Bool {
         if chain { return false }
         switch error {
         case .refused, .protocolViolation, .verification: return false
@@ -165,14 +165,14 @@ public struct ReceiverPolicy: Sendable {
 
     /// Seconds a connection may go without progress: short while it has
     /// not finished its handshake (a stranger's connection), long after.
-    public func timeoutSeconds(handshaking: Bool) -> Double {
+    package func timeoutSeconds(handshaking: Bool) -> Double {
         handshaking ? handshakeTimeoutSeconds : idleTimeoutSeconds
     }
 
     /// How long a push may sit idle: `--timeout`, or while every session
     /// slot is taken the handshake's shorter clock, so idle pushes cannot
     /// keep the receiver full.
-    public func idleLimitSeconds(active: Int) -> Double {
+    package func idleLimitSeconds(active: Int) -> Double {
         active >= maxSessions ? min(idleTimeoutSeconds, handshakeTimeoutSeconds) : idleTimeoutSeconds
     }
 }

@@ -4,14 +4,14 @@ import FTWire
 /// and the ranges that travel as holes (zeros, nothing sent), in offset
 /// order. A whole file is one data range; a resumed one starts after its
 /// prefix; a sparse one is its extents; a patched one is its changed chunks.
-public struct FileSend: Equatable, Sendable {
-    public var id: UInt32
-    public var kind: ManifestEntry.Kind
-    public var size: UInt64
-    public var data: [Range<UInt64>]
-    public var holes: [Range<UInt64>]
+package struct FileSend: Equatable, Sendable {
+    package var id: UInt32
+    package var kind: ManifestEntry.Kind
+    package var size: UInt64
+    package var data: [Range<UInt64>]
+    package var holes: [Range<UInt64>]
 
-    public init(id: UInt32, kind: ManifestEntry.Kind, size: UInt64, data: [Range<UInt64>]? = nil, holes: [Range<UInt64>] = []) {
+    package init(id: UInt32, kind: ManifestEntry.Kind, size: UInt64, data: [Range<UInt64>]? = nil, holes: [Range<UInt64>] = []) {
         self.id = id
         self.kind = kind
         self.size = size
@@ -32,8 +32,8 @@ public struct FileSend: Equatable, Sendable {
 /// then small files batched whole into `small-files` frames; each big
 /// file's chunks and holes in offset order, then its trailer. Pure, so
 /// ordering, resume, holes and patches are testable.
-public struct SendPlan: Sendable {
-    public enum Step: Equatable, Sendable {
+package struct SendPlan: Sendable {
+    package enum Step: Equatable, Sendable {
         /// Send bytes [offset, offset+length) of entry `id`.
         case chunk(id: UInt32, offset: UInt64, length: UInt32)
         /// Say that [offset, offset+length) of entry `id` reads as zeros.
@@ -62,10 +62,10 @@ public struct SendPlan: Sendable {
 
     /// Files sent in chunks (not stdin, not small-file batches), in the
     /// order they go out: what a helper hashing ahead must read.
-    public let chunkedFiles: [UInt32]
+    package let chunkedFiles: [UInt32]
 
     /// `smallFiles`: batch files up to `SmallFiles.maxFileSize`.
-    public init(files: [FileSend], chunkSize: UInt32, smallFiles: Bool = true) {
+    package init(files: [FileSend], chunkSize: UInt32, smallFiles: Bool = true) {
         precondition(chunkSize > 0)
         self.chunkSize = UInt64(chunkSize)
         var piped: [FileSend] = []
@@ -98,7 +98,7 @@ public struct SendPlan: Sendable {
     }
 
     /// The next write, or nil when this batch's writes are all handed out.
-    public mutating func next() -> Step? {
+    package mutating func next() -> Step? {
         while position < order.count {
             let f: FileSend
             switch order[position] {

@@ -1,30 +1,30 @@
 /// The sender's deadlines, with no I/O: given the clock and what is in
 /// flight, what has run out of time. Checked on every loop tick.
-public struct SenderClock: Sendable {
-    public var connectTimeoutSeconds: Double
-    public var idleTimeoutSeconds: Double
+package struct SenderClock: Sendable {
+    package var connectTimeoutSeconds: Double
+    package var idleTimeoutSeconds: Double
 
-    public init(connectTimeoutSeconds: Double, idleTimeoutSeconds: Double) {
+    package init(connectTimeoutSeconds: Double, idleTimeoutSeconds: Double) {
         self.connectTimeoutSeconds = connectTimeoutSeconds
         self.idleTimeoutSeconds = idleTimeoutSeconds
     }
 
     /// A data stream may sit on one chunk this long before its chunks go
     /// on the others.
-    public var streamStallSeconds: Double { max(5, idleTimeoutSeconds / 4) }
+    package var streamStallSeconds: Double { max(5, idleTimeoutSeconds / 4) }
 
-    public struct Stream: Equatable, Sendable {
-        public var connecting: Bool
-        public var busy: Bool
-        public var lastProgress: UInt64
-        public init(connecting: Bool, busy: Bool, lastProgress: UInt64) {
+    package struct Stream: Equatable, Sendable {
+        package var connecting: Bool
+        package var busy: Bool
+        package var lastProgress: UInt64
+        package init(connecting: Bool, busy: Bool, lastProgress: UInt64) {
             self.connecting = connecting
             self.busy = busy
             self.lastProgress = lastProgress
         }
     }
 
-    public enum Verdict: Equatable, Sendable {
+    package enum Verdict: Equatable, Sendable {
         case none
         /// The connect is taking too long: cancel it.
         case cancelConnect
@@ -37,7 +37,7 @@ public struct SenderClock: Sendable {
         case idle(seconds: Int)
     }
 
-    public func check(now: UInt64, connected: Bool, connectDeadline: UInt64, writeErrorDeadline: UInt64?,
+    package func check(now: UInt64, connected: Bool, connectDeadline: UInt64, writeErrorDeadline: UInt64?,
                       lastActivity: UInt64, streams: [Stream]) -> Verdict {
         if !connected { return now > connectDeadline ? .cancelConnect : .none }
         if let d = writeErrorDeadline, now > d { return .reportWriteError }

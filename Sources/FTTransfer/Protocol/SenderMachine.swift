@@ -3,15 +3,15 @@ import FTWire
 /// The sender's protocol logic after the handshake, with no I/O: it is told
 /// which batches went out and is fed the receiver's answers and
 /// acknowledgements, each checked against what was announced.
-public struct SenderMachine: Sendable {
-    public enum Phase: Equatable, Sendable {
+package struct SenderMachine: Sendable {
+    package enum Phase: Equatable, Sendable {
         case sending
         case awaitingDone
         case finished
         case failed
     }
 
-    public enum Action: Equatable, Sendable {
+    package enum Action: Equatable, Sendable {
         /// The receiver's whole answer to batch `batchID`: decide on its
         /// offers, then send the batch's plan (if it offered anything) and data.
         case answered(batchID: UInt32, [BatchAnswer.Item])
@@ -34,22 +34,22 @@ public struct SenderMachine: Sendable {
         var answered = false
     }
 
-    public private(set) var phase = Phase.sending
+    package private(set) var phase = Phase.sending
     private var batches: [UInt32: Outstanding] = [:]
     private var nextAnswer: UInt32 = 1
     private var reported = false
 
-    public init() {}
+    package init() {}
 
     /// Batches announced and not yet acknowledged.
-    public var outstanding: Int { batches.count }
+    package var outstanding: Int { batches.count }
 
     /// Batch `batchID` with these entries went out.
-    public mutating func announced(_ batchID: UInt32, ids: [UInt32]) {
+    package mutating func announced(_ batchID: UInt32, ids: [UInt32]) {
         batches[batchID] = Outstanding(ids: Set(ids))
     }
 
-    public mutating func receive(_ frame: Frame) -> Action {
+    package mutating func receive(_ frame: Frame) -> Action {
         if case .error(let e) = frame {
             phase = .failed
             return .peerFailed(e)
@@ -107,7 +107,7 @@ public struct SenderMachine: Sendable {
     }
 
     /// The sender wrote its `end` frame.
-    public mutating func endSent() {
+    package mutating func endSent() {
         if phase == .sending { phase = .awaitingDone }
     }
 
@@ -118,7 +118,7 @@ public struct SenderMachine: Sendable {
 }
 
 extension SenderMachine.Phase: CustomStringConvertible {
-    public var description: String {
+    package var description: String {
         switch self {
         case .sending: return "sending"
         case .awaitingDone: return "waiting for the receiver to confirm the push"

@@ -8,7 +8,7 @@
 /// as outstanding until the file commits (its first bytes already lowered
 /// the free count), so a push may be refused up to a window of data early,
 /// never admitted into a disk it cannot fit.
-public struct SpaceLedger: Sendable, Equatable {
+package struct SpaceLedger: Sendable, Equatable {
     /// Bytes answered batches need in all.
     private var claimed: UInt64 = 0
     /// Bytes of committed files since.
@@ -20,7 +20,7 @@ public struct SpaceLedger: Sendable, Equatable {
     private var fresh = true
     private var announced: UInt64?
 
-    public init() {}
+    package init() {}
 
     private var outstanding: UInt64 { claimed > landed ? claimed - landed : 0 }
 
@@ -31,7 +31,7 @@ public struct SpaceLedger: Sendable, Equatable {
     }
 
     /// The sender's total (`Totals.bytes`): what must be free now.
-    public mutating func announce(_ total: UInt64) -> UInt64 {
+    package mutating func announce(_ total: UInt64) -> UInt64 {
         announced = total
         return outstanding + remainder(after: 0)
     }
@@ -39,19 +39,19 @@ public struct SpaceLedger: Sendable, Equatable {
     /// What must be free to take a batch that needs `needed` bytes, whose
     /// files hold `fileBytes` in all (some may be there already; `allNew`
     /// says none is).
-    public func required(needed: UInt64, fileBytes: UInt64, allNew: Bool) -> UInt64 {
+    package func required(needed: UInt64, fileBytes: UInt64, allNew: Bool) -> UInt64 {
         outstanding + needed + (allNew ? remainder(after: fileBytes) : 0)
     }
 
     /// The batch was answered.
-    public mutating func accept(needed: UInt64, fileBytes: UInt64, allNew: Bool) {
+    package mutating func accept(needed: UInt64, fileBytes: UInt64, allNew: Bool) {
         claimed += needed
         reviewed += fileBytes
         if !allNew { fresh = false }
     }
 
     /// A file of an answered batch committed `bytes`.
-    public mutating func land(_ bytes: UInt64) {
+    package mutating func land(_ bytes: UInt64) {
         landed += bytes
     }
 }

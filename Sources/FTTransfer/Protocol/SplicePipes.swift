@@ -12,8 +12,8 @@
 /// first pipe goes to the file and the second to the next host's socket.
 /// Sends to the next host go one at a time in stream order, and only when
 /// the driver says that socket is free of control frames.
-public struct SplicePipes {
-    public struct PipeState: Equatable, Sendable {
+package struct SplicePipes {
+    package struct PipeState: Equatable, Sendable {
         /// Bytes in the pipe not yet written to the file.
         var inPipe = 0
         /// File offset of the first of those bytes.
@@ -33,7 +33,7 @@ public struct SplicePipes {
         var free: Bool { idle && inPipe == 0 && toSend == 0 }
     }
 
-    public enum Action: Equatable, Sendable {
+    package enum Action: Equatable, Sendable {
         /// socket → the pipe, up to `length` bytes.
         case fill(pipe: Int, length: Int)
         /// the pipe → file at `offset`.
@@ -44,15 +44,15 @@ public struct SplicePipes {
         case send(pipe: Int, length: Int)
     }
 
-    public private(set) var pipes: [PipeState]
-    public let capacity: Int
-    public private(set) var nextOffset: UInt64 = 0
+    package private(set) var pipes: [PipeState]
+    package let capacity: Int
+    package private(set) var nextOffset: UInt64 = 0
     /// Bytes still to pull from the socket.
-    public private(set) var remaining: UInt64 = 0
+    package private(set) var remaining: UInt64 = 0
     /// Whether bytes are relayed; `dropRelay()` ends it for good.
-    public private(set) var relaying: Bool
+    package private(set) var relaying: Bool
 
-    public init(pipes: Int, capacity: Int, relaying: Bool = false) {
+    package init(pipes: Int, capacity: Int, relaying: Bool = false) {
         precondition(pipes > 0 && capacity > 0)
         self.pipes = Array(repeating: PipeState(), count: pipes)
         self.capacity = capacity
@@ -60,16 +60,16 @@ public struct SplicePipes {
     }
 
     /// Every byte pulled, written (and relayed), nothing in flight.
-    public var finished: Bool { remaining == 0 && pipes.allSatisfy(\.free) }
+    package var finished: Bool { remaining == 0 && pipes.allSatisfy(\.free) }
 
-    public mutating func start(offset: UInt64, length: UInt64) {
+    package mutating func start(offset: UInt64, length: UInt64) {
         precondition(finished, "a chunk is still moving")
         nextOffset = offset
         remaining = length
     }
 
     /// A fill moved `bytes` (> 0) from the socket into the pipe.
-    public mutating func filled(pipe i: Int, bytes: Int) {
+    package mutating func filled(pipe i: Int, bytes: Int) {
         precondition(bytes > 0 && UInt64(bytes) <= remaining)
         pipes[i].filling = false
         pipes[i].inPipe += bytes
@@ -79,7 +79,7 @@ public struct SplicePipes {
     }
 
     /// A drain wrote `bytes` (> 0); returns the range now stored.
-    public mutating func drained(pipe i: Int, bytes: Int) -> Range<UInt64> {
+    package mutating func drained(pipe i: Int, bytes: Int) -> Range<UInt64> {
         precondition(bytes > 0 && bytes <= pipes[i].inPipe)
         pipes[i].draining = false
         let stored = pipes[i].offset..<pipes[i].offset + UInt64(bytes)
@@ -90,7 +90,7 @@ public struct SplicePipes {
 
     /// A tee copied `bytes`; false if that was not all of the pipe's bytes
     /// (the twin was not empty or too small: the relay cannot go on).
-    public mutating func teed(pipe i: Int, bytes: Int) -> Bool {
+    package mutating func teed(pipe i: Int, bytes: Int) -> Bool {
         pipes[i].teeing = false
         guard relaying, bytes == pipes[i].inPipe else { return false }
         pipes[i].teed = true
@@ -100,7 +100,7 @@ public struct SplicePipes {
     }
 
     /// A send to the next host moved `bytes` (> 0) out of the twin.
-    public mutating func sent(pipe i: Int, bytes: Int) {
+    package mutating func sent(pipe i: Int, bytes: Int) {
         precondition(bytes > 0 && bytes <= pipes[i].toSend)
         pipes[i].sending = false
         pipes[i].toSend -= bytes
@@ -110,7 +110,7 @@ public struct SplicePipes {
     /// The next host is gone: forget what was still to go to it. Operations
     /// on the twins still in flight are `abandoned(pipe:)` when they
     /// complete.
-    public mutating func dropRelay() {
+    package mutating func dropRelay() {
         relaying = false
         for i in pipes.indices {
             pipes[i].toSend = 0
@@ -119,14 +119,14 @@ public struct SplicePipes {
     }
 
     /// A tee or send completed after `dropRelay()`.
-    public mutating func abandoned(pipe i: Int) {
+    package mutating func abandoned(pipe i: Int) {
         pipes[i].teeing = false
         pipes[i].sending = false
     }
 
     /// What to queue now. `canSend`: the next host's socket has no control
     /// frame in flight, so payload may follow the header already sent.
-    public mutating func next(canSend: Bool = false) -> [Action] {
+    package mutating func next(canSend: Bool = false) -> [Action] {
         var actions: [Action] = []
         if relaying {
             // Tee as soon as a pipe is filled: its file drain waits for it.

@@ -7,15 +7,15 @@ import FTWire
 /// ancestors of the entry before it, so a stack as deep as the tree is all
 /// the memory it needs, whatever the push's size. A repeated entry, or one
 /// announced again in a later batch, is out of order.
-public struct TreeOrder: Sendable {
+package struct TreeOrder: Sendable {
     private var last: [UInt8]?
     /// The announced ancestors of the last entry, and that entry, with kinds.
     private var stack: [(path: [UInt8], kind: ManifestEntry.Kind)] = []
 
-    public init() {}
+    package init() {}
 
     /// Why `raw` (already a valid path) cannot come next, or nil.
-    public mutating func admit(_ raw: [UInt8], kind: ManifestEntry.Kind) -> String? {
+    package mutating func admit(_ raw: [UInt8], kind: ManifestEntry.Kind) -> String? {
         if let last, !PeerPath.precedesInTree(last, raw) {
             let dup = last == raw
             return dup ? "'\(Escape.forMessage(bytes: raw))' announced twice"
@@ -48,12 +48,12 @@ public enum LinkPolicy: String, Sendable, CaseIterable {
     case none
 
     /// Whether a link at `path` pointing at `target` is kept.
-    public func keeps(target: [UInt8], at path: PeerPath) -> Bool {
+    package func keeps(target: [UInt8], at path: PeerPath) -> Bool {
         keeps(target: target, depth: path.components.count)
     }
 
     /// The same, for a link whose path has `depth` components.
-    public func keeps(target: [UInt8], depth: Int) -> Bool {
+    package func keeps(target: [UInt8], depth: Int) -> Bool {
         switch self {
         case .all: return true
         case .none: return false
@@ -64,7 +64,7 @@ public enum LinkPolicy: String, Sendable, CaseIterable {
     /// Resolves `target` lexically from the link's directory; false if it
     /// is absolute or climbs above the push's top directory (the first
     /// component of the link's path, which has `depth` components).
-    public static func staysInside(target: [UInt8], depth linkDepth: Int) -> Bool {
+    package static func staysInside(target: [UInt8], depth linkDepth: Int) -> Bool {
         guard !target.isEmpty, target.first != UInt8(ascii: "/") else { return false }
         var depth = linkDepth - 1
         guard depth >= 1 else { return false }

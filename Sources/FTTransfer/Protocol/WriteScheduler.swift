@@ -1,11 +1,11 @@
 /// A chunk of entry `id`: what a connection carries, and what goes again
 /// on another data stream when one breaks.
-public struct FileChunk: Equatable, Sendable {
-    public var id: UInt32
-    public var offset: UInt64
-    public var length: Int
+package struct FileChunk: Equatable, Sendable {
+    package var id: UInt32
+    package var offset: UInt64
+    package var length: Int
 
-    public init(id: UInt32, offset: UInt64, length: Int) {
+    package init(id: UInt32, offset: UInt64, length: Int) {
         self.id = id
         self.offset = offset
         self.length = length
@@ -18,22 +18,22 @@ public struct FileChunk: Equatable, Sendable {
 /// when there is none left: a chunk there would hold the control frames
 /// back. `--limit` spaces chunks out. Batches' plans queue up as their
 /// answers arrive; `end` goes once the last is done.
-public struct WriteScheduler: Sendable {
+package struct WriteScheduler: Sendable {
     /// What the driver sees at this moment.
-    public struct Situation: Equatable, Sendable {
+    package struct Situation: Equatable, Sendable {
         /// Control frames wait in the channel.
-        public var controlQueued = false
+        package var controlQueued = false
         /// Something is being written on the push's own connection.
-        public var writeBusy = false
+        package var writeBusy = false
         /// The plans may move on (`end` not sent).
-        public var sending = true
+        package var sending = true
         /// A data stream ready to take a chunk.
-        public var idleStream: Int?
+        package var idleStream: Int?
         /// No data stream is connecting or alive (or there never were any).
-        public var streamsGone = true
-        public var now: UInt64 = 0
+        package var streamsGone = true
+        package var now: UInt64 = 0
 
-        public init(controlQueued: Bool = false, writeBusy: Bool = false, sending: Bool = true, idleStream: Int? = nil,
+        package init(controlQueued: Bool = false, writeBusy: Bool = false, sending: Bool = true, idleStream: Int? = nil,
                     streamsGone: Bool = true, now: UInt64 = 0) {
             self.controlQueued = controlQueued
             self.writeBusy = writeBusy
@@ -44,7 +44,7 @@ public struct WriteScheduler: Sendable {
         }
     }
 
-    public enum Decision: Equatable, Sendable {
+    package enum Decision: Equatable, Sendable {
         /// Send the queued control frames.
         case flushControl
         /// Send this chunk on data stream `stream`, or on the push's own
@@ -70,11 +70,11 @@ public struct WriteScheduler: Sendable {
     private var pacer: Pacer?
     private var pacing = false
 
-    public init(rateLimit: UInt64? = nil) {
+    package init(rateLimit: UInt64? = nil) {
         pacer = rateLimit.flatMap { $0 > 0 ? Pacer(bytesPerSecond: $0) : nil }
     }
 
-    public mutating func next(_ s: Situation) -> Decision {
+    package mutating func next(_ s: Situation) -> Decision {
         let busy = s.writeBusy || pacing
         if !busy, s.controlQueued { return .flushControl }
         if held == nil, s.sending { held = nextStep() }
@@ -131,29 +131,29 @@ public struct WriteScheduler: Sendable {
     }
 
     /// A batch's writes, after the ones queued so far.
-    public mutating func add(_ plan: SendPlan) {
+    package mutating func add(_ plan: SendPlan) {
         precondition(!planned)
         plans.append(plan)
     }
 
     /// No more plans will come (the scan is done and every batch planned).
-    public mutating func allPlanned() { planned = true }
+    package mutating func allPlanned() { planned = true }
 
     /// A step handed out cannot go yet (a trailer whose digest is still
     /// being computed): it is the next one again.
-    public mutating func putBack(_ step: SendPlan.Step) {
+    package mutating func putBack(_ step: SendPlan.Step) {
         precondition(held == nil)
         held = step
     }
 
-    public mutating func paceTimerFired() { pacing = false }
+    package mutating func paceTimerFired() { pacing = false }
 
     /// A chunk is out: it counts against `--limit`.
-    public mutating func chunkOut(_ bytes: Int) { pacer?.sent(UInt64(bytes)) }
+    package mutating func chunkOut(_ bytes: Int) { pacer?.sent(UInt64(bytes)) }
 
     /// A data stream broke: these of its chunks go again.
-    public mutating func resend(_ chunks: [FileChunk]) { retry.append(contentsOf: chunks) }
+    package mutating func resend(_ chunks: [FileChunk]) { retry.append(contentsOf: chunks) }
 
     /// Entries are acknowledged: none of their chunks need go again.
-    public mutating func forget(_ ids: Set<UInt32>) { retry.removeAll { ids.contains($0.id) } }
+    package mutating func forget(_ ids: Set<UInt32>) { retry.removeAll { ids.contains($0.id) } }
 }

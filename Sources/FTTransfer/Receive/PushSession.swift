@@ -86,7 +86,7 @@ final class PushSession {
         meter = ProgressMeter(session: connection.id, totalBytes: nil)
     }
 
-    var server: Receiver { connection.server }
+    var server: ReceiverDriver { connection.server }
     var config: ReceiverConfig { server.config }
     var id: String { connection.id }
     var peer: String { connection.peer }

@@ -11,7 +11,7 @@ import Glibc
 /// Every connection runs on the receiver's one loop thread and none waits
 /// on another: file work that could block runs on the offload thread.
 final class ReceiverSession: LoopHandler {
-    unowned let server: Receiver
+    unowned let server: ReceiverDriver
     /// A random name until the push's hello, then the sender's session
     /// label (`PushLabel`), so both sides' events name the push alike.
     private(set) var id: String
@@ -61,7 +61,7 @@ final class ReceiverSession: LoopHandler {
         var deadline: UInt64
     }
 
-    init(server: Receiver, socket: CInt, peer: String, peerHost: String) {
+    init(server: ReceiverDriver, socket: CInt, peer: String, peerHost: String) {
         self.server = server
         self.socket = OwnedSocket(socket)
         self.peer = peer

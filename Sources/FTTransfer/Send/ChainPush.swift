@@ -10,24 +10,24 @@ import Logging
 /// there: the hosts after it get nothing in this pass, so another pass
 /// starts a new chain of exactly those hosts. Passes repeat until every
 /// host succeeded or failed, at most once per host.
-public final class ChainPush {
-    public struct HostOutcome: Sendable, Equatable {
-        public var host: String
-        public var ok: Bool
-        public var files: UInt64
-        public var bytes: UInt64
+package final class ChainPush {
+    package struct HostOutcome: Sendable, Equatable {
+        package var host: String
+        package var ok: Bool
+        package var files: UInt64
+        package var bytes: UInt64
         /// Why it failed; empty when ok.
-        public var message: String
+        package var message: String
         /// The pass (1-based) that reached it, or failed it.
-        public var pass: Int
+        package var pass: Int
     }
 
-    public let hosts: [String]
-    public let base: SendConfig
-    public let logger: Logger
+    package let hosts: [String]
+    package let base: SendConfig
+    package let logger: Logger
 
     /// `base` gives everything but the endpoint and relay list.
-    public init(hosts: [String], base: SendConfig, logger: Logger) {
+    package init(hosts: [String], base: SendConfig, logger: Logger) {
         precondition(!hosts.isEmpty)
         self.hosts = hosts
         self.base = base
@@ -36,7 +36,7 @@ public final class ChainPush {
 
     /// Runs the passes; `events` gets each pass's push events, and
     /// `passStarted` the hosts each pass starts with.
-    public func run(events: @escaping ProgressHandler,
+    package func run(events: @escaping ProgressHandler,
                     passStarted: (_ pass: Int, _ chain: [String]) -> Void = { _, _ in }) -> [HostOutcome] {
         var results: [String: HostOutcome] = [:]
         var pass = 0

@@ -13,9 +13,9 @@ import Glibc
 /// and the order of writes (`WriteScheduler`) are pure; this driver carries
 /// out what they decide. Writes on the push's connection are serialised,
 /// so frames never interleave.
-public final class Sender: LoopHandler {
-    public let config: SendConfig
-    public let logger: Logger
+package final class Sender: LoopHandler {
+    package let config: SendConfig
+    package let logger: Logger
     let roots: SourceRoots
     let loop: EventLoop
     let offload: Offload
@@ -126,7 +126,7 @@ public final class Sender: LoopHandler {
         var inflight: Int { channel.inflight + writer.inflight }
     }
 
-    public init(config: SendConfig, logger: Logger) throws(TransferError) {
+    package init(config: SendConfig, logger: Logger) throws(TransferError) {
         self.config = config
         self.logger = logger
         roots = try SourceRoots(config.paths, stdinName: config.stdinName)
@@ -158,7 +158,7 @@ public final class Sender: LoopHandler {
         addressStorage.deallocate()
     }
 
-    public var backend: BackendKind { loop.backend.kind }
+    package var backend: BackendKind { loop.backend.kind }
 
     /// Operations of this push still in flight, on every connection.
     var inflight: Int {
@@ -167,7 +167,7 @@ public final class Sender: LoopHandler {
     }
 
     /// Runs the push to completion.
-    public func run(events: @escaping ProgressHandler) throws(TransferError) -> ProgressEvent.Summary {
+    package func run(events: @escaping ProgressHandler) throws(TransferError) -> ProgressEvent.Summary {
         self.events = events
         reg = loop.register(self)
         offload.arm()
@@ -262,7 +262,7 @@ public final class Sender: LoopHandler {
 
     // MARK: Completions
 
-    public func complete(_ c: Completion, on loop: EventLoop) {
+    package func complete(_ c: Completion, on loop: EventLoop) {
         lastActivity = monotonicNanoseconds()
         guard let tag = c.tag else { return }
         switch tag.op {
@@ -312,7 +312,7 @@ public final class Sender: LoopHandler {
         }
     }
 
-    public func tick(now: UInt64, on loop: EventLoop) {
+    package func tick(now: UInt64, on loop: EventLoop) {
         guard !done else { return }
         let verdict = clock.check(
             now: now, connected: connection != nil, connectDeadline: connectDeadline, writeErrorDeadline: writeError?.deadline,

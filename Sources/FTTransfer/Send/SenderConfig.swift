@@ -17,55 +17,55 @@ public enum SendPath: String, Sendable, CaseIterable {
     public static let `default` = SendPath.sendfile
 }
 
-public struct SendConfig: Sendable {
-    public var endpoint: Endpoint
-    public var paths: [String]
+package struct SendConfig: Sendable {
+    package var endpoint: Endpoint
+    package var paths: [String]
     /// Name under which stdin (`-`) arrives.
-    public var stdinName: String
-    public var path: SendPath
+    package var stdinName: String
+    package var path: SendPath
     /// Payload bytes per data frame. The splice path caps it at the pipe size.
-    public var chunkSize: UInt32
+    package var chunkSize: UInt32
     /// Hash every file and let the receiver check it (on by default).
-    public var verify: Bool
-    public var engine: EnginePreference
-    public var connectTimeoutSeconds: Double
+    package var verify: Bool
+    package var engine: EnginePreference
+    package var connectTimeoutSeconds: Double
     /// A push that makes no progress for this long fails.
-    public var idleTimeoutSeconds: Double
+    package var idleTimeoutSeconds: Double
     /// The receiver's one-time code, if we have it.
-    public var code: String?
+    package var code: String?
     /// At most this many payload bytes per second (nil: as fast as possible).
-    public var rateLimit: UInt64?
+    package var rateLimit: UInt64?
     /// Seal every frame after the proofs (needs the receiver's code).
-    public var encrypt = false
+    package var encrypt = false
     /// A chain push: the hosts the receiver relays to, in order (empty:
     /// the receiver is the chain's last host). Nil: a plain push.
-    public var relay: [String]?
+    package var relay: [String]?
     /// Data streams (`-P N`): beside the push's own connection, N more
     /// carry the chunks. 1: everything on one connection.
-    public var streams = 1
+    package var streams = 1
     /// Files up to `SmallFiles.maxFileSize` travel whole, many to a frame.
     /// Off, every file goes in chunks by the data path (tests of a path
     /// use it so that tiny files take that path too).
-    public var batchSmallFiles = true
+    package var batchSmallFiles = true
     /// Which symlinks travel as links (the others are skipped, each named).
-    public var links = LinkPolicy.safe
+    package var links = LinkPolicy.safe
     /// Keep uid and gid (the receiver applies them only as root).
-    public var owner = false
+    package var owner = false
     /// Ask the receiver to patch changed files it may replace (`--sync`):
     /// it sends chunk digests of its copy and only differing chunks travel.
-    public var sync = false
+    package var sync = false
     /// Identical means the same content, not the same size and mtime
     /// (`--checksum`; implies `sync`).
-    public var checksum = false
+    package var checksum = false
     /// Remove what the pushed directories no longer hold at the receiver
     /// (it must allow it: `ft recv --allow-delete`).
-    public var delete = false
+    package var delete = false
     /// Say what would be sent, patched, skipped and deleted; write nothing.
-    public var dryRun = false
+    package var dryRun = false
     /// Entries of pushed directories that stay home.
-    public var filter = PathFilter()
+    package var filter = PathFilter()
 
-    public init(
+    package init(
         endpoint: Endpoint, paths: [String], stdinName: String = "stdin", path: SendPath = .default,
         chunkSize: UInt32 = 4 << 20, verify: Bool = true, engine: EnginePreference = .auto,
         connectTimeoutSeconds: Double = 10, idleTimeoutSeconds: Double = 60, code: String? = nil

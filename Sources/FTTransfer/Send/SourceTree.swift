@@ -7,8 +7,8 @@ import Glibc
 #endif
 
 /// One thing the sender will push, and where its bytes come from.
-public struct SourceItem: Sendable {
-    public enum Origin: Sendable, Equatable {
+package struct SourceItem: Sendable {
+    package enum Origin: Sendable, Equatable {
         /// Bytes read from this file.
         case file(String)
         /// Nothing to read: a directory, a symlink (its target is in the
@@ -17,54 +17,54 @@ public struct SourceItem: Sendable {
         case stdin
     }
 
-    public var entry: ManifestEntry
-    public var origin: Origin
+    package var entry: ManifestEntry
+    package var origin: Origin
 
-    public init(entry: ManifestEntry, origin: Origin) {
+    package init(entry: ManifestEntry, origin: Origin) {
         self.entry = entry
         self.origin = origin
     }
 
     /// The wire path as text, for display.
-    public var displayPath: String { Escape.forDisplay(bytes: entry.path) }
+    package var displayPath: String { Escape.forDisplay(bytes: entry.path) }
 
-    public var localPath: String? {
+    package var localPath: String? {
         if case .file(let p) = origin { return p }
         return nil
     }
 }
 
 /// What a scan does with what it finds.
-public struct ScanOptions: Sendable {
-    public var stdinName = "stdin"
-    public var links = LinkPolicy.safe
+package struct ScanOptions: Sendable {
+    package var stdinName = "stdin"
+    package var links = LinkPolicy.safe
     /// Keep uid and gid in the entries.
-    public var owner = false
+    package var owner = false
     /// Files with holes travel as extents.
-    public var sparse = true
+    package var sparse = true
     /// What stays home (--exclude, --include, --exclude-from).
-    public var filter = PathFilter()
+    package var filter = PathFilter()
 
-    public init() {}
+    package init() {}
 }
 
 /// The command line's paths, each arriving under its own name (like
 /// `scp -r`): checked before anything connects, so a typo fails at once.
-public struct SourceRoots: Sendable {
-    public static let stdinArgument = "-"
+package struct SourceRoots: Sendable {
+    package static let stdinArgument = "-"
 
-    public struct Root: Sendable {
+    package struct Root: Sendable {
         /// The name it arrives under.
-        public var name: [UInt8]
+        package var name: [UInt8]
         /// Where it is here; nil for stdin.
-        public var local: String?
-        public var isDirectory: Bool
+        package var local: String?
+        package var isDirectory: Bool
     }
 
     /// In tree order of their names, as the walk announces them.
-    public let roots: [Root]
+    package let roots: [Root]
 
-    public init(_ paths: [String], stdinName: String) throws(TransferError) {
+    package init(_ paths: [String], stdinName: String) throws(TransferError) {
         var roots: [Root] = []
         var topNames: [String: String] = [:]
         for arg in paths {

@@ -104,14 +104,14 @@ public struct EngineReport: Sendable {
     public var dataPath: String
     public var operations: [(kind: OpKind, count: UInt64, bytes: UInt64)]
 
-    public init(backend: BackendKind, dataPath: String, stats: EngineStats) {
+    package init(backend: BackendKind, dataPath: String, stats: EngineStats) {
         self.backend = backend
         self.dataPath = dataPath
         self.operations = stats.summary
     }
 }
 
-public typealias ProgressHandler = (ProgressEvent) -> Void
+package typealias ProgressHandler = (ProgressEvent) -> Void
 
 /// Counts bytes and emits `.progress` at a bounded rate (every `interval`),
 /// with a rate averaged over a sliding window.

@@ -19,10 +19,10 @@ extension UnsafeMutableRawBufferPointer {
 
 /// Streaming xxh3-128. One state per file being hashed, reused across files
 /// with `reset()`; `update` allocates nothing.
-public final class StreamHasher {
+package final class StreamHasher {
     private let state: OpaquePointer
 
-    public init() {
+    package init() {
         guard let s = ft_xxh3_new() else { fatalError("out of memory creating an xxh3 state") }
         state = s
     }
@@ -30,17 +30,17 @@ public final class StreamHasher {
     deinit { ft_xxh3_free(state) }
 
     /// "avx2" or "sse2": the code that hashes on this CPU.
-    public static var implementation: String { String(cString: ft_xxh3_implementation()) }
+    package static var implementation: String { String(cString: ft_xxh3_implementation()) }
 
-    public func reset() { ft_xxh3_reset(state) }
+    package func reset() { ft_xxh3_reset(state) }
 
-    public func update(_ bytes: UnsafeRawBufferPointer) {
+    package func update(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         ft_xxh3_update(state, base, bytes.count)
     }
 
     /// Feeds `count` zero bytes (a hole) from one buffer in memory.
-    public func updateZeros(_ count: UInt64) {
+    package func updateZeros(_ count: UInt64) {
         var left = count
         while left > 0 {
             let n = Int(min(left, UInt64(zeros.count)))
@@ -49,14 +49,14 @@ public final class StreamHasher {
         }
     }
 
-    public func digest() -> Digest128 {
+    package func digest() -> Digest128 {
         var d = Digest128.zero
         ft_xxh3_digest(state, &d.high, &d.low)
         return d
     }
 
     /// One-shot hash of a buffer.
-    public static func hash(_ bytes: UnsafeRawBufferPointer) -> Digest128 {
+    package static func hash(_ bytes: UnsafeRawBufferPointer) -> Digest128 {
         var d = Digest128.zero
         ft_xxh3_oneshot(bytes.baseAddress, bytes.count, &d.high, &d.low)
         return d
@@ -66,7 +66,7 @@ public final class StreamHasher {
     /// through a mapped window: no copy (profiling showed pread's copy
     /// costing more than the hash), resident memory bounded by the window,
     /// and a file truncated underneath is an error, not a SIGBUS.
-    public func update(fd: CInt, offset: UInt64, length: UInt64) throws(IOError) {
+    package func update(fd: CInt, offset: UInt64, length: UInt64) throws(IOError) {
         let r = ft_xxh3_update_file(state, fd, offset, length, Self.window)
         if r == -EIO { throw IOError(.ioError, "read for hashing (the file shrank while being read)") }
         if r < 0 { throw IOError(Errno(rawValue: -r), "map for hashing") }

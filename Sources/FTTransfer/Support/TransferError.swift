@@ -2,7 +2,7 @@ import FTEngine
 import FTWire
 
 /// Why a push failed, worded for the person who ran it.
-public enum TransferError: Error, CustomStringConvertible, Sendable {
+package enum TransferError: Error, CustomStringConvertible, Sendable {
     /// A system call failed; the IOError names the path or address.
     case io(IOError)
     /// Something on this side cannot be sent as asked.
@@ -19,8 +19,10 @@ public enum TransferError: Error, CustomStringConvertible, Sendable {
     case timeout(String, peer: String)
     /// Bytes arrived but do not hash to what the sender said.
     case verification(String)
+    /// The caller cancelled the push (the receiver keeps what arrived).
+    case cancelled(peer: String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .io(let e): return e.description
         case .source(let s): return s
@@ -30,6 +32,7 @@ public enum TransferError: Error, CustomStringConvertible, Sendable {
         case .disconnected(let s, let peer): return "connection to \(peer) lost: \(s)"
         case .timeout(let s, let peer): return "\(peer) timed out: \(s)"
         case .verification(let s): return s
+        case .cancelled(let peer): return "the push to \(peer) was cancelled; what arrived is kept there, and pushing again resumes"
         }
     }
 
@@ -45,6 +48,7 @@ public enum TransferError: Error, CustomStringConvertible, Sendable {
         case .disconnected(let s, _): return ErrorFrame(.io, s)
         case .timeout(let s, _): return ErrorFrame(.timeout, s)
         case .verification(let s): return ErrorFrame(.hashMismatch, s)
+        case .cancelled: return ErrorFrame(.io, "the sender cancelled the push")
         }
     }
 }

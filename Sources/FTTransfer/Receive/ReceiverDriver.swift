@@ -8,22 +8,22 @@ import Glibc
 #endif
 
 /// Stops a running receiver from another thread or a signal handler.
-public struct StopHandle: Sendable {
+package struct StopHandle: Sendable {
     let fd: CInt
     /// The eventfd behind the handle, for a signal handler to write to.
-    public var descriptor: CInt { fd }
+    package var descriptor: CInt { fd }
     /// Async-signal-safe: one eventfd write.
-    public func stop() {
+    package func stop() {
         signalEventFD(fd)
     }
 }
 
-/// `ft recv`: listens, and serves many sessions at once on one ring, each
+/// `ft recv`'s engine: listens, and serves many sessions at once on one ring, each
 /// writing beneath the destination directory.
-public final class Receiver {
-    public let config: ReceiverConfig
-    public let logger: Logger
-    public let address: SocketAddress
+package final class ReceiverDriver {
+    package let config: ReceiverConfig
+    package let logger: Logger
+    package let address: SocketAddress
     let loop: EventLoop
     let offload: Offload
     let destination: Directory
@@ -41,14 +41,9 @@ public final class Receiver {
     /// Wrong codes per host, to slow down guessing.
     private var throttle = AuthThrottle()
 
-    public struct Outcome: Sendable {
-        public var sessions = 0
-        public var succeeded = 0
-        public var failures: [String] = []
-        public var interrupted = false
-    }
+    package typealias Outcome = Receiver.Outcome
 
-    public init(config: ReceiverConfig, logger: Logger) throws(TransferError) {
+    package init(config: ReceiverConfig, logger: Logger) throws(TransferError) {
         self.config = config
         self.logger = logger
         if let text = config.code {
@@ -87,12 +82,12 @@ public final class Receiver {
     }
 
     /// A handle that makes `run` wind down and return, from any thread.
-    public var stopHandle: StopHandle { StopHandle(fd: stopSignal.descriptor) }
+    package var stopHandle: StopHandle { StopHandle(fd: stopSignal.descriptor) }
 
-    public var backend: BackendKind { loop.backend.kind }
+    package var backend: BackendKind { loop.backend.kind }
 
     /// Serves until stopped (or, with `once`, until the first session ends).
-    public func run(events: @escaping ProgressHandler) throws(TransferError) -> Outcome {
+    package func run(events: @escaping ProgressHandler) throws(TransferError) -> Outcome {
         self.events = events
         ResourceLimits.raiseOpenFiles()
         offload.arm()

@@ -1,0 +1,193 @@
+import Dispatch
+import FTEngine
+import Logging
+import Synchronization
+
+/// A receiver, as `ft recv` runs one: it listens as soon as it is made,
+/// serves pushes into a directory from ``run(progress:)`` until
+/// ``stop()`` (or, with ``ReceiveOptions/once``, the end of one push), and
+/// never writes outside that directory.
+///
+/// Every file lands under a temp name and gets its final name only after
+/// its hash matches the sender's. What an interrupted push left is kept as
+/// partials that the next push of the same files resumes.
+public final class Receiver: Sendable {
+    /// What the served pushes came to.
+    public struct Outcome: Sendable {
+        /// Pushes that passed the handshake.
+        public var sessions = 0
+        /// Pushes that completed, verified.
+        public var succeeded = 0
+        /// Why each of the others failed, as `ft recv` logs it.
+        public var failures: [String] = []
+        /// ``Receiver/stop()`` ended the serving.
+        public var interrupted = false
+    }
+
+    /// The address it listens on, like `0.0.0.0:7878` or `[::1]:9000`.
+    public var address: String { bound.description }
+    /// The port it listens on (useful after listening on port 0).
+    public var port: Int { Int(bound.port) }
+    /// The code pushes must prove, or nil if it accepts anyone.
+    public let code: String?
+
+    package let bound: SocketAddress
+    package let backend: BackendKind
+    private let stopHandle: StopHandle
+    private let thread: DriverThread
+
+    /// Listens on `listen` (`[ADDR:]PORT`; port 0 picks a free one) and
+    /// prepares to write into `directory`.
+    ///
+    /// - Parameter code: The one-time code senders must prove (make one
+    ///   with ``makeCode()``), or nil to accept anyone.
+    /// - Throws: ``FTError`` with `ft recv`'s words: a directory this user
+    ///   cannot write, an address in use, a malformed code.
+    public convenience init(directory: String, listen: String = ":\(Endpoint.ftPort)", code: String?,
+                options: ReceiveOptions = ReceiveOptions(), logger: Logger? = nil) throws(FTError) {
+        let endpoint: Endpoint
+        do {
+            endpoint = try Endpoint.parse(listen, defaultPort: Endpoint.ftPort, allowPortZero: true)
+        } catch {
+            throw .invalid("listen address '\(listen)': \(error)")
+        }
+        if let why = options.problem() { throw .invalid(why) }
+        var config = ReceiverConfig(
+            listen: endpoint, directory: directory, once: options.once || options.toStdout, overwrite: options.overwrite,
+            toStdout: options.toStdout, path: options.dataPath,
+            engine: EnginePreference(rawValue: options.engine.rawValue) ?? .auto, maxSessions: options.maxSessions,
+            idleTimeoutSeconds: options.idleTimeout.seconds, code: code)
+        config.allowSensitive = options.allowSensitive
+        config.requireEncryption = options.requireEncryption
+        config.keepPartialHours = options.keepPartials.seconds / 3600
+        config.links = options.links
+        config.maxPending = options.maxPending
+        config.allowDelete = options.allowDelete
+        try self.init(config: config, logger: logger ?? .silent)
+    }
+
+    /// From the command line's settings (`ft recv` builds one).
+    package init(config: ReceiverConfig, logger: Logger) throws(FTError) {
+        let (thread, ready) = DriverThread.start(config: config, logger: logger)
+        switch ready {
+        case .failure(let e): throw e
+        case .success(let r):
+            self.thread = thread
+            bound = r.address
+            backend = r.backend
+            stopHandle = r.stop
+            code = config.code
+        }
+    }
+
+    deinit {
+        // Never run: let the thread drop its driver and end.
+        thread.abandon()
+    }
+
+    /// A fresh one-time code, as `ft recv` makes one: 12 characters of
+    /// Crockford base32 in groups of four, such as `k7mq-2fxp-93rd`.
+    public static func makeCode() -> String { AuthCode.generate() }
+
+    /// Serves until ``stop()``, the task is cancelled, or (with
+    /// ``ReceiveOptions/once``) the one push ended. Call it once.
+    ///
+    /// - Parameter progress: Called on the receiver's thread with every
+    ///   push's events; `session` tells concurrent pushes apart.
+    public func run(progress: @escaping @Sendable (ProgressEvent) -> Void = { _ in }) async throws(FTError) -> Outcome {
+        let result = await withTaskCancellationHandler {
+            await thread.run(progress)
+        } onCancel: {
+            stopHandle.stop()
+        }
+        return try result.get()
+    }
+
+    /// Ends ``run(progress:)`` from any thread: no new pushes are taken,
+    /// running ones end with their partials kept. Before `run`, it makes
+    /// `run` return at once.
+    public func stop() { stopHandle.stop() }
+
+    /// The eventfd that stops the receiver, for a signal handler (one
+    /// `write` is async-signal-safe).
+    package var stopDescriptor: CInt { stopHandle.descriptor }
+}
+
+/// The thread a receiver's driver lives on, from its making to its end
+/// (its ring accepts submissions from that thread only).
+private final class DriverThread: Sendable {
+    struct Ready: Sendable {
+        var address: SocketAddress
+        var backend: BackendKind
+        var stop: StopHandle
+    }
+
+    private enum Order {
+        case waiting
+        case run(@Sendable (ProgressEvent) -> Void, CheckedContinuation<Result<Receiver.Outcome, FTError>, Never>)
+        case abandon
+        case taken
+    }
+    private let order = Mutex(Order.waiting)
+    private let wake = DispatchSemaphore(value: 0)
+
+    static func start(config: ReceiverConfig, logger: Logger) -> (DriverThread, Result<Ready, FTError>) {
+        let t = DriverThread()
+        let made = DispatchSemaphore(value: 0)
+        let ready = Mutex<Result<Ready, FTError>?>(nil)
+        DispatchQueue(label: "ft.recv").async {
+            let driver: ReceiverDriver
+            do throws(TransferError) {
+                driver = try ReceiverDriver(config: config, logger: logger)
+            } catch {
+                ready.withLock { $0 = .failure(FTError(error)) }
+                made.signal()
+                return
+            }
+            ready.withLock { $0 = .success(Ready(address: driver.address, backend: driver.backend, stop: driver.stopHandle)) }
+            made.signal()
+            t.serve(driver)
+        }
+        made.wait()
+        return (t, ready.withLock { $0! })
+    }
+
+    /// On the driver's thread: waits for `run` or `abandon`, then serves.
+    private func serve(_ driver: ReceiverDriver) {
+        wake.wait()
+        let taken = order.withLock { o -> Order in
+            defer { o = .taken }
+            return o
+        }
+        guard case .run(let progress, let continuation) = taken else { return }
+        do throws(TransferError) {
+            continuation.resume(returning: .success(try driver.run(events: progress)))
+        } catch {
+            continuation.resume(returning: .failure(FTError(error)))
+        }
+    }
+
+    func run(_ progress: @escaping @Sendable (ProgressEvent) -> Void) async -> Result<Receiver.Outcome, FTError> {
+        await withCheckedContinuation { c in
+            let accepted = order.withLock { o -> Bool in
+                guard case .waiting = o else { return false }
+                o = .run(progress, c)
+                return true
+            }
+            if accepted {
+                wake.signal()
+            } else {
+                c.resume(returning: .failure(.invalid("this receiver has already run; make a new one")))
+            }
+        }
+    }
+
+    func abandon() {
+        let wasWaiting = order.withLock { o -> Bool in
+            guard case .waiting = o else { return false }
+            o = .abandon
+            return true
+        }
+        if wasWaiting { wake.signal() }
+    }
+}
