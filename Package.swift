@@ -14,8 +14,8 @@ let package = Package(
     products: [
         .executable(name: "ft", targets: ["ft"]),
         .executable(name: "ftbench", targets: ["ftbench"]),
-        // The one library for embedding (docs/EMBEDDING.md); the other
-        // modules are its internals and the tools'.
+        // The one library for embedding (its DocC catalog has the article
+        // "Embedding ft"); the other modules are its internals and the tools'.
         .library(name: "FTTransfer", targets: ["FTTransfer"]),
     ],
     dependencies: [
@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        // `swift package generate-documentation --target FTTransfer`.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin.git", from: "1.5.0"),
     ],
     targets: [
         // liburing from its static archive (liburing-dev ships it): the

@@ -39,8 +39,15 @@ public final class Receiver: Sendable {
     /// Listens on `listen` (`[ADDR:]PORT`; port 0 picks a free one) and
     /// prepares to write into `directory`.
     ///
-    /// - Parameter code: The one-time code senders must prove (make one
-    ///   with ``makeCode()``), or nil to accept anyone.
+    /// - Parameters:
+    ///   - directory: Where pushes land; it must exist and be writable.
+    ///   - listen: `[ADDR:]PORT`, every interface on port 7878 by default;
+    ///     IPv6 as `[ADDR]:PORT`.
+    ///   - code: The one-time code senders must prove (make one with
+    ///     ``makeCode()``), or nil to accept anyone.
+    ///   - options: How it serves; the defaults are `ft recv`'s.
+    ///   - logger: Where the receiver's log goes (each push, each
+    ///     refusal); nowhere by default.
     /// - Throws: ``FTError`` with `ft recv`'s words: a directory this user
     ///   cannot write, an address in use, a malformed code.
     public convenience init(directory: String, listen: String = ":\(Endpoint.ftPort)", code: String?,
