@@ -142,7 +142,7 @@ package final class ProgressRenderer: @unchecked Sendable {
 
     /// The end of a chain push: one line per host (messages from other
     /// hosts are escaped like any peer text).
-    package func hosts(_ outcomes: [ChainPush.HostOutcome], verified: Bool) {
+    package func hosts(_ outcomes: [HostOutcome], verified: Bool) {
         if mode == .json {
             json.line(JSON.object([("event", "hosts"), ("hosts", .array(outcomes.map { o in
                 .object([("host", .string(o.host)), ("ok", .bool(o.ok)), ("files", .uint(o.files)), ("bytes", .uint(o.bytes)),

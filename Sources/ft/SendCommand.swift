@@ -150,7 +150,7 @@ struct Send: AsyncParsableCommand {
     }
 
     func validate() throws {
-        if chain != nil { try validateChain() }
+        if chain != nil, let why = chainProblem(chainHosts, options: try options()) { throw ValidationError(why) }
         let paths = sources
         guard !paths.isEmpty else { throw ValidationError("give at least one PATH to send (or - for stdin)") }
         if paths.filter({ $0 == "-" }).count > 1 { throw ValidationError("stdin (-) can be sent once per push") }
@@ -167,7 +167,6 @@ struct Send: AsyncParsableCommand {
         if delete, !(exclude.isEmpty && excludeFrom == nil) {
             throw ValidationError("--delete with --exclude would remove the excluded entries at the receiver; push without one of them")
         }
-        if chain != nil, delete || dryRun { throw ValidationError("--delete and --dry-run are for a push to one receiver, not --to") }
         _ = try pathFilter()
         if chain == nil {
             do {
@@ -197,26 +196,9 @@ struct Send: AsyncParsableCommand {
         return f
     }
 
-    private func validateChain() throws {
-        let hosts = chainHosts
-        guard hosts.count <= Relay.maxHops else { throw ValidationError("--to names \(hosts.count) hosts; a chain holds at most \(Relay.maxHops)") }
-        for h in hosts {
-            guard !h.isEmpty else { throw ValidationError("--to has an empty host; write h1,h2,h3") }
-            guard Relay.isValidHost(h) else { throw ValidationError("--to host '\(h)' is not HOST[:PORT]") }
-            do {
-                let e = try Endpoint.parse(h, defaultPort: Endpoint.ftPort)
-                guard e.host != nil else { throw ValidationError("--to host '\(h)' has no host") }
-            } catch let e as Endpoint.ParseError {
-                throw ValidationError("--to host '\(h)': \(e)")
-            }
-        }
-        guard Set(hosts).count == hosts.count else { throw ValidationError("--to names a host twice") }
-        if encrypt { throw ValidationError("--encrypt is not relayed: a chain sends in the clear (each host checks the code and the hashes)") }
-    }
-
     func run() async throws {
         if chain != nil {
-            try runChain()
+            try await runChain()
             return
         }
         let logger = output.logger("ft")
@@ -276,18 +258,23 @@ extension Send {
         return o
     }
 
-    func runChain() throws {
+    func runChain() async throws {
         let logger = output.logger("ft")
-        let hosts = chainHosts
-        let base = try SendConfig(sources, to: hosts[0], code: try loadCode(logger), options: try options())
+        let code = try loadCode(logger)
+        let options = try options()
         let renderer = ProgressRenderer(program: "ft", verb: "sent", json: output.json, quiet: output.quiet)
-        let outcomes = ChainPush(hosts: hosts, base: base, logger: logger).run(
-            events: { renderer.handle($0) },
-            passStarted: { pass, chain in
+        let outcomes: [HostOutcome]
+        do {
+            outcomes = try await push(sources, along: chainHosts, code: code, options: options, logger: logger,
+                                      progress: { renderer.handle($0) },
+                                      passStarted: { pass, chain in
                 guard pass > 1 else { return }
                 renderer.note("pass \(pass): a new chain over \(chain.joined(separator: ", ")), the hosts the last pass did not reach",
                               json: [("event", "pass"), ("pass", .int(Int64(pass))), ("chain", .array(chain.map { .string($0) }))])
             })
+        } catch {
+            throw fail(error.description, program: "ft", json: output.json)
+        }
         renderer.hosts(outcomes, verified: !noVerify)
         if outcomes.contains(where: { !$0.ok }) { throw Failure() }
     }
