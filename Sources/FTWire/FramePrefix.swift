@@ -96,14 +96,16 @@ public struct FramePrefix: Equatable, Sendable {
     }
 
     /// Decodes and checks a prefix. `bytes` must hold at least 8 bytes.
-    public static func decode(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> FramePrefix {
+    /// `extra`: bytes a body may hold beyond its type's cap (a frame's tag
+    /// on a connection whose frames are tagged).
+    public static func decode(_ bytes: UnsafeRawBufferPointer, extra: UInt32 = 0) throws(WireError) -> FramePrefix {
         precondition(bytes.count >= size)
         guard let type = FrameType(rawValue: bytes[0]) else {
             throw .unknownFrameType(bytes[0])
         }
         guard bytes[2] == 0, bytes[3] == 0 else { throw .reservedBitsSet }
         let length = UInt32(bytes[4]) << 24 | UInt32(bytes[5]) << 16 | UInt32(bytes[6]) << 8 | UInt32(bytes[7])
-        guard length <= type.bodyCap else {
+        guard length <= type.bodyCap + extra else {
             throw .frameTooLarge(type: type, length: length, cap: type.bodyCap)
         }
         return FramePrefix(type: type, flags: bytes[1], length: length)

@@ -54,7 +54,22 @@ package final class RawPeer {
         }
     }
 
-    package func send(_ frame: Frame) { send(FrameCodec.encode(frame)) }
+    /// After a proven handshake, frames are tagged as ft tags them.
+    package private(set) var mac: SessionMAC?
+
+    package func send(_ frame: Frame) { send(encoded(frame)) }
+
+    /// The frame's bytes as this connection sends them (tagged once proven;
+    /// each call takes the next place in the tag sequence).
+    package func encoded(_ frame: Frame) -> [UInt8] {
+        var bytes = FrameCodec.encode(frame)
+        if let mac, SessionMAC.tags(frame.type) {
+            let body = bytes.count - FramePrefix.size
+            bytes += [UInt8](repeating: 0, count: SessionMAC.tagSize)
+            bytes.withUnsafeMutableBytes { mac.seal($0, type: frame.type, bodyLength: body) }
+        }
+        return bytes
+    }
 
     /// Reads exactly n bytes; nil on EOF, error or timeout.
     package func read(_ n: Int) -> [UInt8]? {
@@ -72,10 +87,15 @@ package final class RawPeer {
 
     package func readFrame() -> Frame? {
         guard let prefix = read(FramePrefix.size) else { return nil }
-        guard let p = try? prefix.withUnsafeBytes({ try FramePrefix.decode($0) }) else { return nil }
+        let extra = mac == nil ? 0 : UInt32(SessionMAC.tagSize)
+        guard let p = try? prefix.withUnsafeBytes({ try FramePrefix.decode($0, extra: extra) }) else { return nil }
         let body = p.length == 0 ? [] : (read(Int(p.length)) ?? [])
         guard body.count == Int(p.length) else { return nil }
-        return try? body.withUnsafeBytes { try FrameCodec.decodeBody(p, $0) }
+        guard let mac, SessionMAC.tags(p.type) else { return try? body.withUnsafeBytes { try FrameCodec.decodeBody(p, $0) } }
+        let verified = prefix.withUnsafeBytes { pre in body.withUnsafeBytes { mac.verify(prefix: pre, body: $0) } }
+        guard verified else { return nil }
+        let plain = Array(body.dropLast(SessionMAC.tagSize))
+        return try? plain.withUnsafeBytes { try FrameCodec.decodeBody(FramePrefix(type: p.type, length: UInt32(plain.count)), $0) }
     }
 
     /// Frames until the receiver closes.
@@ -96,9 +116,14 @@ package final class RawPeer {
         send(.hello(Hello(role: .sender, features: features, sessionID: session, nonce: nonce)))
         let reply = readFrame()
         guard case .hello(let h)? = reply, h.features.contains(.auth) else { return reply }
-        send(.auth(AuthCode.proof(code: AuthCode.normalize(code)!, role: .sender, session: session,
-                                  senderNonce: nonce, receiverNonce: h.nonce)))
-        return readFrame()
+        let keys = SessionKeys(code: AuthCode.normalize(code)!, sessionID: session, senderNonce: nonce, receiverNonce: h.nonce)
+        send(.auth(keys.proof(.sender)))
+        let answer = readFrame()
+        // The receiver proved the code too: from here on frames are tagged.
+        if case .auth(let proof)? = answer, AuthCode.matches(proof, keys.proof(.receiver)) {
+            mac = SessionMAC(keys, role: .sender)
+        }
+        return answer
     }
 
     /// Handshake, push-info, one batch of `entries` and the totals;

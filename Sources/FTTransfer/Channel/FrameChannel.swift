@@ -50,6 +50,10 @@ final class FrameChannel {
     /// With `--encrypt`, set once the code's proofs are exchanged: from then
     /// on frames travel in sealed records (SessionCipher).
     var cipher: SessionCipher?
+    /// Without `--encrypt`, set once the code's proofs are exchanged: from
+    /// then on every frame but data headers carries a tag (SessionMAC).
+    var mac: SessionMAC?
+    private var tagAllowance: UInt32 { mac == nil ? 0 : UInt32(SessionMAC.tagSize) }
     /// The opened record frames are read from, and how far.
     private var plain = UnsafeMutableRawBufferPointer(start: nil, count: 0)
     private var plainCount = 0
@@ -137,7 +141,8 @@ final class FrameChannel {
         }
         do {
             guard let p = awaited else {
-                let p = try FramePrefix.decode(UnsafeRawBufferPointer(prefix))
+                let p = try FramePrefix.decode(UnsafeRawBufferPointer(prefix), extra: tagAllowance)
+                if mac != nil, let why = SessionMAC.problem(with: p) { return .failed(.protocolViolation(why, peer: peer)) }
                 if let limit = bodyLimit, p.length > limit {
                     return .failed(.protocolViolation("a \(p.type) frame of \(p.length) bytes before the code was proved (at most \(limit) then)", peer: peer))
                 }
@@ -153,16 +158,52 @@ final class FrameChannel {
                 queue(.recv(fd: fd, buffer: body.baseAddress!, length: Int(p.length), flags: CInt(MSG_WAITALL)), .readBody)
                 return nil
             }
-            let frame = try FrameCodec.decodeBody(p, UnsafeRawBufferPointer(start: body.baseAddress, count: Int(p.length)))
+            let frame = try decodeBody(p, prefix: UnsafeRawBufferPointer(prefix),
+                                       body: UnsafeRawBufferPointer(start: body.baseAddress, count: Int(p.length)))
             if body.count > 1 << 16 {
                 // Give back a manifest-sized buffer once the frame is decoded.
                 body.deallocate()
                 body = .allocate(byteCount: 4096, alignment: 8)
             }
             return .frame(frame)
+        } catch let e as TransferError {
+            return .failed(e)
         } catch {
-            return .failed(.protocolViolation(error.description, peer: peer))
+            return .failed(.protocolViolation("\(error)", peer: peer))
         }
+    }
+
+    /// A frame's body decoded; on a tagged connection its tag is checked
+    /// first and is not part of what is decoded.
+    private func decodeBody(_ p: FramePrefix, prefix: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer) throws -> Frame {
+        guard let mac, SessionMAC.tags(p.type) else { return try FrameCodec.decodeBody(p, body) }
+        guard mac.verify(prefix: prefix, body: body) else {
+            throw TransferError.protocolViolation("a \(p.type) frame failed its tag check (altered, replayed, injected, or a different code)", peer: peer)
+        }
+        let length = body.count - SessionMAC.tagSize
+        return try FrameCodec.decodeBody(FramePrefix(type: p.type, length: UInt32(length)),
+                                         UnsafeRawBufferPointer(rebasing: body[..<length]))
+    }
+
+    /// The next frame in `bytes`, or how many more bytes it needs.
+    private func decode(_ bytes: UnsafeRawBufferPointer) throws -> Decoded {
+        guard mac != nil else { return try FrameCodec.decode(bytes) }
+        guard bytes.count >= FramePrefix.size else { return .needMore(FramePrefix.size - bytes.count) }
+        let p = try FramePrefix.decode(bytes, extra: tagAllowance)
+        if let why = SessionMAC.problem(with: p) { throw TransferError.protocolViolation(why, peer: peer) }
+        let total = FramePrefix.size + Int(p.length)
+        guard bytes.count >= total else { return .needMore(total - bytes.count) }
+        let frame = try decodeBody(p, prefix: UnsafeRawBufferPointer(rebasing: bytes[..<FramePrefix.size]),
+                                   body: UnsafeRawBufferPointer(rebasing: bytes[FramePrefix.size..<total]))
+        return .frame(frame, consumed: total)
+    }
+
+    /// Whether `bytes` start with a whole frame (by its announced length;
+    /// decoding it checks the rest).
+    private static func holdsWholeFrame(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count >= FramePrefix.size else { return false }
+        let length = Int(bytes[4]) << 24 | Int(bytes[5]) << 16 | Int(bytes[6]) << 8 | Int(bytes[7])
+        return bytes.count >= FramePrefix.size + length
     }
 
     /// A record's length, then its body; then frames one by one from the
@@ -225,7 +266,7 @@ final class FrameChannel {
     /// inbox is compacted and refilled with whatever the socket holds.
     private func readAhead() {
         if inbox.count == 0 { inbox = .allocate(byteCount: 64 << 10, alignment: 16) }
-        if case .frame? = try? FrameCodec.decode(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(inbox)[inStart..<inEnd])) {
+        if Self.holdsWholeFrame(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(inbox)[inStart..<inEnd])) {
             queue(.nop, .readBody)
             return
         }
@@ -247,7 +288,7 @@ final class FrameChannel {
             inEnd += Int(c.result)
         }
         do {
-            switch try FrameCodec.decode(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(inbox)[inStart..<inEnd])) {
+            switch try decode(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(inbox)[inStart..<inEnd])) {
             case .frame(let f, let used):
                 inStart += used
                 return .frame(f)
@@ -265,8 +306,10 @@ final class FrameChannel {
                 readAhead()
                 return nil
             }
+        } catch let e as TransferError {
+            return .failed(e)
         } catch {
-            return .failed(.protocolViolation(error.description, peer: peer))
+            return .failed(.protocolViolation("\(error)", peer: peer))
         }
     }
 
@@ -278,10 +321,25 @@ final class FrameChannel {
         return UnsafeRawBufferPointer(start: plain.baseAddress! + plainAt, count: length)
     }
 
+    /// Once the code's proofs are exchanged: every frame from here on is
+    /// sealed (`encrypt`) or tagged, in both directions.
+    func bind(_ keys: SessionKeys, role: Hello.Role, encrypt: Bool) {
+        if encrypt {
+            cipher = SessionCipher(keys, role: role)
+        } else {
+            mac = SessionMAC(keys, role: role)
+        }
+    }
+
     /// Queues a control frame; it goes out with the next `flush`.
     func enqueue(_ frame: Frame) {
         let bytes = FrameCodec.encode(frame)
-        if let cipher {
+        if let mac, SessionMAC.tags(frame.type) {
+            let room = queued.reserve(bytes.count + SessionMAC.tagSize)
+            bytes.withUnsafeBytes { room.copyMemory(from: $0) }
+            mac.seal(room, type: frame.type, bodyLength: bytes.count - FramePrefix.size)
+            queued.commit(bytes.count + SessionMAC.tagSize)
+        } else if let cipher {
             bytes.withUnsafeBytes { cipher.seal($0, appendingTo: queued) }
         } else {
             queued.append(bytes)
@@ -294,11 +352,16 @@ final class FrameChannel {
     func enqueue<E: Error>(_ type: FrameType, bodyCapacity: Int,
                            build: (UnsafeMutableRawBufferPointer) throws(E) -> Int) throws(E) {
         let target = cipher == nil ? queued : sealing
-        let room = target.reserve(FramePrefix.size + bodyCapacity)
-        let length = try build(UnsafeMutableRawBufferPointer(rebasing: room[FramePrefix.size...]))
+        let tag = mac != nil && SessionMAC.tags(type) ? SessionMAC.tagSize : 0
+        let room = target.reserve(FramePrefix.size + bodyCapacity + tag)
+        let length = try build(UnsafeMutableRawBufferPointer(rebasing: room[FramePrefix.size..<(FramePrefix.size + bodyCapacity)]))
         precondition(length <= bodyCapacity && UInt32(length) <= type.bodyCap)
-        FramePrefix(type: type, length: UInt32(length)).encode(into: room)
-        target.commit(FramePrefix.size + length)
+        if tag > 0 {
+            mac!.seal(room, type: type, bodyLength: length)
+        } else {
+            FramePrefix(type: type, length: UInt32(length)).encode(into: room)
+        }
+        target.commit(FramePrefix.size + length + tag)
         if let cipher {
             cipher.seal(sealing.bytes, appendingTo: queued)
             sealing.reset()

@@ -37,7 +37,8 @@ package struct SenderHandshake: Sendable {
     package struct Established: Equatable, Sendable {
         package var version: UInt16
         package var receiverFeatures: Features
-        /// Keys for `--encrypt`, when both sides proved the code.
+        /// The session's keys, once both sides proved the code: they seal
+        /// (`--encrypt`) or tag every frame from here on.
         package var keys: SessionKeys?
         /// The receiver takes anyone, although we hold a code.
         package var unauthenticated: Bool
@@ -105,8 +106,7 @@ package struct SenderHandshake: Sendable {
             return Step(send: [proof], outcome: .waiting)
         case (.awaitingProof(let version, let receiverFeatures, let keys), .auth(let proof)):
             guard AuthCode.matches(proof, keys.proof(.receiver)) else { return fail(.receiverUnproven) }
-            return done(Established(version: version, receiverFeatures: receiverFeatures,
-                                    keys: features.contains(.encrypt) ? keys : nil, unauthenticated: false))
+            return done(Established(version: version, receiverFeatures: receiverFeatures, keys: keys, unauthenticated: false))
         default:
             return fail(.violation("unexpected \(frame.type) frame while \(waitingFor)"))
         }
@@ -158,7 +158,8 @@ package struct ReceiverHandshake: Sendable {
 
     package enum Established: Equatable, Sendable {
         /// A push of its own, speaking `version`, with the features agreed.
-        /// `keys`: encrypt everything from here on.
+        /// `keys`, once the sender proved the code: seal (`encrypt` among
+        /// the features) or tag every frame from here on.
         case push(version: UInt16, sender: Hello, features: Features, keys: SessionKeys?)
         /// An extra data stream of the push with this session id.
         case dataStream(sessionID: [UInt8])
@@ -220,7 +221,7 @@ package struct ReceiverHandshake: Sendable {
                 return Step(outcome: .established(.dataStream(sessionID: sender.sessionID)))
             }
             return Step(send: [.auth(keys.proof(.receiver))], outcome: .established(
-                .push(version: version, sender: sender, features: features, keys: features.contains(.encrypt) ? keys : nil)))
+                .push(version: version, sender: sender, features: features, keys: keys)))
         case (.awaitingProof, _):
             return refuse(.auth, "this receiver needs the one-time code; the sender sent a \(frame.type) frame instead of proving it knows the code (set FT_CODE or --code-file on the sender)")
         default:

@@ -245,8 +245,8 @@ final class ReceiverSession: LoopHandler {
             channel.bodyLimit = nil
             id = PushLabel.of(sender.sessionID)
             if let keys {
-                // Our proof left in the clear; everything after it is sealed.
-                channel.cipher = SessionCipher(keys, role: .receiver)
+                // Our proof left as it is; everything after it is sealed or tagged.
+                channel.bind(keys, role: .receiver, encrypt: features.contains(.encrypt))
             }
             let push = PushSession(connection: self, version: version, sender: sender, features: features)
             stage = .push(push)

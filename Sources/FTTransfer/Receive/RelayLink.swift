@@ -304,8 +304,10 @@ final class RelayLink: LoopHandler {
             switch step.outcome {
             case .waiting:
                 a.channel.read()
-            case .established:
+            case .established(let e):
                 a.established = true
+                // A chain is never encrypted; the next host's frames are tagged.
+                if let keys = e.keys { a.channel.bind(keys, role: .sender, encrypt: false) }
                 sendChainHead(a)
             case .failed(let why):
                 switch why {

@@ -23,14 +23,15 @@ extension Sender {
                 receiverFeatures = e.receiverFeatures
                 if e.unauthenticated { logger.warning("\(peer) accepts anyone (--no-auth); the code was not needed") }
                 if let keys = e.keys {
-                    // Both proofs are in: everything from here on is sealed.
-                    // The receiver sends nothing after its proof until our
-                    // first batch, so nothing plain may wait in the read-ahead.
+                    // Both proofs are in: everything from here on is sealed
+                    // or tagged. The receiver sends nothing after its proof
+                    // until our first batch, so nothing may wait in the
+                    // read-ahead that was read as plain frames.
                     guard !conn.channel.hasBufferedInput else {
                         finish(.protocolViolation("the receiver sent more after its proof", peer: peer))
                         return
                     }
-                    conn.channel.cipher = SessionCipher(keys, role: .sender)
+                    conn.channel.bind(keys, role: .sender, encrypt: config.encrypt)
                 }
                 startPush(conn)
             case .failed(let why):

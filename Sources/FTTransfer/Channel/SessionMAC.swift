@@ -1,0 +1,101 @@
+import Crypto
+import FTWire
+
+/// Binds a push to its connection when it is not encrypted. The proofs
+/// show each side knows the code, but on their own they leave the rest of
+/// the connection to whoever carries it: a look-alike receiver could relay
+/// both proofs and then push its own manifest. So after the proofs every
+/// control frame (push-info, batches, answers, plans, holes, trailers with
+/// their digests, small files with their bytes, acks, done, relay, report)
+/// carries a tag:
+///
+///     prefix (flags |= tagged, length = body + 16) | body | tag (16)
+///
+/// The tag is HMAC-SHA256, cut to 16 bytes, over the frame's counter in
+/// its direction and the prefix and body as sent. Keys come from the code
+/// through HKDF, salted with the session id and both nonces, one per
+/// direction: a frame cannot be forged without the code, replayed,
+/// reordered, dropped without the next one failing, or moved to the other
+/// direction or to another session.
+///
+/// Data headers and chunk payloads are not tagged: they stay on the
+/// zero-copy path, and what protects them is the per-file digest in the
+/// tagged trailer. That digest is xxh3-128, which is not cryptographic, so
+/// an on-path attacker who can rewrite bytes in flight can still read
+/// payloads and alter them undetected; `--encrypt` closes both.
+package final class SessionMAC {
+    package static let tagSize = 16
+    /// Set in the prefix's flags of a tagged frame.
+    package static let taggedFlag: UInt8 = 0x80
+
+    private let sendKey: SymmetricKey
+    private let receiveKey: SymmetricKey
+    private var sent: UInt64 = 0
+    private var received: UInt64 = 0
+
+    package init(_ keys: SessionKeys, role: Hello.Role) {
+        let salt = keys.sessionID + keys.senderNonce + keys.receiverNonce
+        func key(_ label: String) -> SymmetricKey {
+            HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: keys.code), salt: salt,
+                                   info: Array("ft-v2 frame tags \(label)".utf8), outputByteCount: 32)
+        }
+        let s2r = key("sender to receiver")
+        let r2s = key("receiver to sender")
+        sendKey = role == .sender ? s2r : r2s
+        receiveKey = role == .sender ? r2s : s2r
+    }
+
+    /// Whether frames of this type are tagged (all but data headers).
+    package static func tags(_ type: FrameType) -> Bool { type != .data }
+
+    /// Finishes a frame built in place: `frame` holds the prefix and
+    /// `bodyLength` body bytes, with room for the tag after them. Sets the
+    /// flag and the length in the prefix, then writes the tag.
+    package func seal(_ frame: UnsafeMutableRawBufferPointer, type: FrameType, bodyLength: Int) {
+        FramePrefix(type: type, flags: Self.taggedFlag, length: UInt32(bodyLength + Self.tagSize)).encode(into: frame)
+        let signed = UnsafeRawBufferPointer(rebasing: frame[..<(FramePrefix.size + bodyLength)])
+        let tag = Self.tag(signed, counter: sent, key: sendKey)
+        sent += 1
+        withUnsafeBytes(of: tag) { frame.baseAddress!.advanced(by: signed.count).copyMemory(from: $0.baseAddress!, byteCount: Self.tagSize) }
+    }
+
+    /// Checks a received tagged frame: its 8-byte prefix, and its body
+    /// with the tag last. False if it was altered, forged, replayed or
+    /// reordered.
+    package func verify(prefix: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer) -> Bool {
+        guard body.count >= Self.tagSize else { return false }
+        let signed = UnsafeRawBufferPointer(rebasing: body[..<(body.count - Self.tagSize)])
+        let expected = Self.tag(prefix, signed, counter: received, key: receiveKey)
+        var diff: UInt8 = 0
+        withUnsafeBytes(of: expected) { e in
+            for i in 0..<Self.tagSize { diff |= e[i] ^ body[signed.count + i] }
+        }
+        guard diff == 0 else { return false }
+        received += 1
+        return true
+    }
+
+    /// What a received prefix must look like on a tagged connection; the
+    /// reason if it does not.
+    static func problem(with p: FramePrefix) -> String? {
+        let tagged = p.flags & taggedFlag != 0
+        if tags(p.type) {
+            guard tagged, p.length >= UInt32(tagSize) else {
+                return "a \(p.type) frame without its tag: this connection's frames must be tagged with keys from the code (a relayed or injected frame?)"
+            }
+        } else if tagged {
+            return "a tagged \(p.type) frame"
+        }
+        return nil
+    }
+
+    private static func tag(_ head: UnsafeRawBufferPointer, _ rest: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+                            counter: UInt64, key: SymmetricKey) -> (UInt64, UInt64) {
+        var h = HMAC<SHA256>(key: key)
+        withUnsafeBytes(of: counter.bigEndian) { h.update(data: $0) }
+        h.update(data: head)
+        if !rest.isEmpty { h.update(data: rest) }
+        let mac = h.finalize()
+        return mac.withUnsafeBytes { ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+    }
+}
