@@ -97,7 +97,26 @@ public final class EventLoop {
         armWake()
         armTick()
         while running && !done() {
-            try backend.run(timeoutNanoseconds: nil) { c in dispatch(c) }
+            var busySince: UInt64 = 0
+            try backend.run(timeoutNanoseconds: nil) { c in
+                if busySince == 0 { busySince = monotonicNanoseconds() }
+                dispatch(c)
+            }
+            if busySince != 0 { noteBusy(monotonicNanoseconds() - busySince) }
+        }
+    }
+
+    /// The longest the loop spent on one batch of completions, in
+    /// nanoseconds: while it works on one, every other connection on this
+    /// loop waits. What one session's input may cost the others.
+    public private(set) var longestBusy: UInt64 = 0
+    /// Busy spells over this are logged (debug), with their length.
+    public static let stallReportNanoseconds: UInt64 = 100_000_000
+
+    private func noteBusy(_ ns: UInt64) {
+        if ns > longestBusy { longestBusy = ns }
+        if ns > Self.stallReportNanoseconds {
+            logger.debug("the loop was busy for \(ns / 1_000_000) ms on one batch of completions; every other connection waited that long")
         }
     }
 

@@ -104,6 +104,7 @@ package final class ReceiverDriver {
         } catch {
             throw .io(error)
         }
+        logger.debug("longest loop stall: \(loop.longestBusy / 1_000_000) ms")
         return outcome
     }
 
