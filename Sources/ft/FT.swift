@@ -36,9 +36,8 @@ struct FT: AsyncParsableCommand {
     }
 }
 
-/// A failure already reported to the user; only the exit code is left.
+/// A failure already reported to the user; only the exit code is left
+/// (ExitStatus has the table).
 struct Failure: Error {
-    var code: Int32 = 1
-    /// Some entries could not be read; the rest arrived (rsync uses 23).
-    static let partial: Int32 = 23
+    var code: Int32 = ExitStatus.failed
 }

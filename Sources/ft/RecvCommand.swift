@@ -23,6 +23,12 @@ struct Recv: AsyncParsableCommand {
               ft recv --dir ~/incoming
               ft recv --listen 127.0.0.1:9000 --once
               ft recv --stdout | tar x
+
+            EXIT STATUS
+              0   served until interrupted (with --once: the push arrived verified)
+              1   with --once (or --stdout), the push failed (the reason is printed)
+              2   bad arguments
+              6   cannot listen (address in use, not allowed) or write into DIR
             """)
 
     @Option(help: ArgumentHelp("Address to listen on, [ADDR:]PORT.", discussion: "Default: every interface, port \(Endpoint.ftPort). IPv6: [ADDR]:PORT. Port 0 picks a free port.", valueName: "addr:port"))
@@ -113,7 +119,8 @@ struct Recv: AsyncParsableCommand {
             do {
                 code = try AuthCode.load(file: codeFile) { logger.warning("\($0)") }
             } catch {
-                throw fail(error.description, program: "ft recv", json: output.json, console: jsonConsole)
+                _ = fail(error.description, program: "ft recv", json: output.json, console: jsonConsole)
+                throw Failure(code: ExitStatus.of(FTError(error)))
             }
             if let given = code, let weak = AuthCode.weakness(given) {
                 logger.warning("the code from \(codeFile ?? "FT_CODE") \(weak): anyone could guess it; let ft recv make one (leave FT_CODE unset)")
@@ -141,7 +148,8 @@ struct Recv: AsyncParsableCommand {
         do {
             receiver = try Receiver(directory: dir, listen: listen, code: code, options: options, logger: logger)
         } catch {
-            throw fail(error.description, program: "ft recv", json: output.json, console: jsonConsole)
+            _ = fail(error.description, program: "ft recv", json: output.json, console: jsonConsole)
+            throw Failure(code: ExitStatus.of(error))
         }
         announce(receiver, jsonConsole, code: code, shown: made)
         let renderer = ProgressRenderer(program: "ft recv", verb: "received", json: output.json, quiet: output.quiet, jsonTo: jsonConsole)

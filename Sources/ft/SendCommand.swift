@@ -47,10 +47,7 @@ struct Send: AsyncParsableCommand {
               FT_CODE=k7mq-2fxp-93rd ft send --to rack1,rack2,rack3 image.raw
               ft send -P 4 far-site:7878 dataset/
 
-            Exit status is 0 once the receiver (with --to: every host)
-            confirmed every file, 1 if the push failed (the reason is printed, naming the path or address),
-            2 for bad arguments, 23 if some entries could not be read (each is
-            named; the rest arrived verified).
+            \(ExitStatus.help)
             """)
 
     @Argument(help: ArgumentHelp("Receiver as HOST[:PORT]; port \(Endpoint.ftPort) by default. With --to, the first PATH.",
@@ -211,17 +208,17 @@ struct Send: AsyncParsableCommand {
                 renderer.handle($0)
             }
         } catch {
-            if renderer.reportedFailure { throw Failure() }
-            throw fail(error.description, program: "ft", json: output.json)
+            if !renderer.reportedFailure { _ = fail(error.description, program: "ft", json: output.json) }
+            throw Failure(code: ExitStatus.of(error))
         }
         // Like rsync's 23: what could be read arrived verified, but not all
         // of what was asked for.
         let unreadable = summary.tally.skipped["unreadable", default: 0]
         if unreadable > 0 {
             if !output.json {
-                Console.stderr.line("ft: \(unreadable) \(unreadable == 1 ? "entry" : "entries") could not be read and \(unreadable == 1 ? "was" : "were") left out (named above); exit \(Failure.partial)")
+                Console.stderr.line("ft: \(unreadable) \(unreadable == 1 ? "entry" : "entries") could not be read and \(unreadable == 1 ? "was" : "were") left out (named above); exit \(ExitStatus.partial)")
             }
-            throw Failure(code: Failure.partial)
+            throw Failure(code: ExitStatus.partial)
         }
     }
 }
@@ -232,7 +229,8 @@ extension Send {
         do {
             return try AuthCode.load(file: codeFile) { logger.warning("\($0)") }
         } catch {
-            throw fail(error.description, program: "ft", json: output.json)
+            _ = fail(error.description, program: "ft", json: output.json)
+            throw Failure(code: ExitStatus.of(FTError(error)))
         }
     }
 
@@ -273,7 +271,8 @@ extension Send {
                               json: [("event", "pass"), ("pass", .int(Int64(pass))), ("chain", .array(chain.map { .string($0) }))])
             })
         } catch {
-            throw fail(error.description, program: "ft", json: output.json)
+            _ = fail(error.description, program: "ft", json: output.json)
+            throw Failure(code: ExitStatus.of(error))
         }
         renderer.hosts(outcomes, verified: !noVerify)
         if outcomes.contains(where: { !$0.ok }) { throw Failure() }

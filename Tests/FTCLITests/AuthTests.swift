@@ -19,10 +19,10 @@ import FTWire
         let dst = tmp.sub("dst")
         let recv = try FTReceiver(dir: dst, extra: ["--once"])
         let wrong = try run(ftPath, ["send", recv.address, source(tmp)], environment: ["FT_CODE": "aaaa-bbbb-cccc"])
-        #expect(wrong.status == 1)
+        #expect(wrong.status == 3)
         #expect(wrong.stderr.contains("wrong code"), "\(wrong.stderr)")
         let none = try run(ftPath, ["send", recv.address, source(tmp)], environment: ["FT_CODE": "<unset>"])
-        #expect(none.status == 1)
+        #expect(none.status == 3)
         #expect(none.stderr.contains("requires its one-time code") && none.stderr.contains("FT_CODE"), "\(none.stderr)")
         #expect(recv.child.isRunning, "a refused sender ended the --once receiver")
         #expect(listTree(dst).isEmpty)
@@ -130,7 +130,7 @@ import FTWire
         }
         fake.start()
         let result = try run(ftPath, ["send", "127.0.0.1:\(port)", source(tmp)])
-        #expect(result.status == 1)
+        #expect(result.status == 3)
         #expect(result.stderr.contains("could not prove it knows the code"), "\(result.stderr)")
     }
 }

@@ -14,7 +14,7 @@ import FTWire
 
         var recv = try FTReceiver(dir: dst, extra: ["--once"])
         let refused = try run(ftPath, ["send", recv.address, src])
-        #expect(refused.status == 1)
+        #expect(refused.status == 4)
         #expect(refused.stderr.contains("'f.txt' exists") && refused.stderr.contains("--overwrite"), "\(refused.stderr)")
         #expect(recv.child.wait().status == 1)
         expectSame(readFile(dst + "/f.txt"), Array("precious\n".utf8), "kept file")
@@ -150,10 +150,10 @@ import FTWire
         writeFile(f, [1])
         // Nothing listens on port 1.
         let refused = try run(ftPath, ["send", "127.0.0.1:1", f])
-        #expect(refused.status == 1)
+        #expect(refused.status == 6)
         #expect(refused.stderr.contains("127.0.0.1:1") && refused.stderr.contains("ECONNREFUSED"), "\(refused.stderr)")
         let missing = try run(ftPath, ["send", "127.0.0.1:1", tmp.path + "/nope"])
-        #expect(missing.status == 1)
+        #expect(missing.status == 6)
         #expect(missing.stderr.contains(tmp.path + "/nope") && missing.stderr.contains("ENOENT"), "\(missing.stderr)")
         for args in [["send", "127.0.0.1"], ["send", "h:99999", f], ["send", "h", f, "--chunk", "0"],
                      ["send", "h", f, "--io", "bogus"], ["recv", "--listen", "x:y"]] {

@@ -149,9 +149,10 @@ import FTTransfer
                 return error
             }
         }
-        func viaCLI(_ paths: [String], _ destination: String, code: String) throws -> String {
+        /// ft send's stderr, and its exit status checked against the table.
+        func viaCLI(_ paths: [String], _ destination: String, code: String, status: Int32) throws -> String {
             let r = try run(ftPath, ["send", destination] + paths, environment: ["FT_CODE": code])
-            #expect(r.status == 1, "\(r.stderr)")
+            #expect(r.status == status, "\(r.stderr)")
             return r.stderr
         }
 
@@ -162,7 +163,7 @@ import FTTransfer
             let serving = Task { try await recv.run() }
             let e = try #require(await viaAPI([file], "127.0.0.1:\(recv.port)", code: wrongCode))
             #expect(e.kind == .refusedByPeer && e.refusal == .wrongCode, "\(e.kind) \(String(describing: e.refusal))")
-            let cli = try viaCLI([file], "127.0.0.1:\(recv.port)", code: wrongCode)
+            let cli = try viaCLI([file], "127.0.0.1:\(recv.port)", code: wrongCode, status: 3)
             #expect(cli.contains("ft: " + e.description), "API: \(e)\nCLI: \(cli)")
             recv.stop()
             _ = try await serving.value
@@ -172,14 +173,14 @@ import FTTransfer
             let port = freePort()
             let e = try #require(await viaAPI([file], "127.0.0.1:\(port)", code: testCode))
             #expect(e.kind == .system && e.errno == ECONNREFUSED && e.path?.hasPrefix("127.0.0.1:\(port)") == true, "\(e)")
-            let cli = try viaCLI([file], "127.0.0.1:\(port)", code: testCode)
+            let cli = try viaCLI([file], "127.0.0.1:\(port)", code: testCode, status: 6)
             #expect(cli.contains("ft: " + e.description), "API: \(e)\nCLI: \(cli)")
         }
         // A host that does not resolve.
         do {
             let e = try #require(await viaAPI([file], "no-such-host.invalid", code: testCode))
             #expect(e.kind == .system && e.path?.contains("no-such-host.invalid") == true, "\(e)")
-            let cli = try viaCLI([file], "no-such-host.invalid", code: testCode)
+            let cli = try viaCLI([file], "no-such-host.invalid", code: testCode, status: 6)
             #expect(cli.contains("ft: " + e.description), "API: \(e)\nCLI: \(cli)")
         }
         // A refused entry: a start-up file the receiver does not take.
@@ -189,7 +190,7 @@ import FTTransfer
             let e = try #require(await viaAPI([tmp.path + "/home/.bashrc"], "127.0.0.1:\(recv.port)", code: testCode))
             #expect(e.kind == .refusedByPeer && e.refusal == .refused, "\(e.kind) \(String(describing: e.refusal)): \(e)")
             #expect(e.description.contains(".bashrc"))
-            let cli = try viaCLI([tmp.path + "/home/.bashrc"], "127.0.0.1:\(recv.port)", code: testCode)
+            let cli = try viaCLI([tmp.path + "/home/.bashrc"], "127.0.0.1:\(recv.port)", code: testCode, status: 4)
             #expect(cli.contains("ft: " + e.description), "API: \(e)\nCLI: \(cli)")
             #expect(listTree(tmp.path + "/dst2").isEmpty)
             recv.stop()

@@ -123,7 +123,7 @@ func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
         let (src, _) = markedFile(tmp)
         var recv = try FTReceiver(dir: tmp.sub("a"), extra: ["--once", "--no-auth"])
         var r = try run(ftPath, ["send", recv.address, src, "--encrypt"])
-        #expect(r.status == 1)
+        #expect(r.status == 4)
         #expect(r.stderr.contains("--no-auth"), "\(r.stderr)")
         // Refused in the handshake: the --once receiver still waits for its push.
         #expect(recv.child.isRunning)
@@ -131,7 +131,7 @@ func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
 
         recv = try FTReceiver(dir: tmp.sub("b"), extra: ["--once", "--encrypt"])
         r = try run(ftPath, ["send", recv.address, src])
-        #expect(r.status == 1)
+        #expect(r.status == 4)
         #expect(r.stderr.contains("encrypted pushes only"), "\(r.stderr)")
         #expect(recv.child.isRunning)
         _ = recv.stop()

@@ -76,7 +76,7 @@ import FTWire
         writeFile(big, patternBytes(12 << 20, seed: 5))
         var recv = try FTReceiver(dir: mnt, extra: ["--once"])
         let refused = try run(ftPath, ["send", recv.address, big])
-        #expect(refused.status == 1)
+        #expect(refused.status == 4)
         #expect(refused.stderr.contains("free") && refused.stderr.contains(mnt), "\(refused.stderr)")
         _ = recv.child.wait()
         #expect(listTree(mnt).isEmpty)
@@ -97,7 +97,7 @@ import FTWire
         // A stream has no size to check: the disk fills mid-push.
         recv = try FTReceiver(dir: mnt, extra: ["--once"])
         let stream = try run(ftPath, ["send", recv.address, "-", "--name", "stream.bin"], stdinFile: big)
-        #expect(stream.status == 1)
+        #expect(stream.status == 4)
         #expect(stream.stderr.contains("ENOSPC") || stream.stderr.contains("No space left"), "\(stream.stderr)")
         let end = recv.child.wait()
         #expect(end.stdout.contains("No space left"), "\(end.stdout)")
@@ -151,7 +151,7 @@ import FTWire
         let f = tmp.sub("src") + "/f.bin"
         writeFile(f, patternBytes(32 << 20, seed: 9))
         let r = try run(ftPath, ["send", "127.0.0.1:\(port)", f, "--timeout", "2"], seconds: 30)
-        #expect(r.status == 1)
+        #expect(r.status == 7)
         #expect(r.stderr.contains("127.0.0.1:\(port)") && (r.stderr.contains("timed out") || r.stderr.contains("EAGAIN")), "\(r.stderr)")
     }
 

@@ -51,7 +51,7 @@ extension Sender {
             // Tell the receiver why we leave, directly: finish() closes at once.
             let bytes = FrameCodec.encode(.error(ErrorFrame(.auth, "the sender has no code (FT_CODE or --code-file)")))
             _ = bytes.withUnsafeBytes { send(conn.socket.fd, $0.baseAddress, $0.count, CInt(MSG_NOSIGNAL | MSG_DONTWAIT)) }
-            finish(.source("\(peer) requires its one-time code: run ft send with FT_CODE=CODE or --code-file FILE (ft recv printed the code)"))
+            finish(.peer(ErrorFrame(.auth, "it requires its one-time code: run ft send with FT_CODE=CODE or --code-file FILE (ft recv printed the code)"), peer: peer))
         case .receiverUnproven:
             finish(.peer(ErrorFrame(.auth, "it could not prove it knows the code: a wrong code, or not the receiver you meant"), peer: peer))
         case .receiverTakesAnyone:
