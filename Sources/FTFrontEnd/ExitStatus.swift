@@ -1,5 +1,9 @@
 import FTTransfer
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// What `ft send` and `ft recv` exit with, so a script can tell failures
 /// apart without reading the message. The same table is in each command's
 /// --help, the man pages (made from it) and the README.
@@ -41,7 +45,13 @@ package enum ExitStatus {
         switch error.kind {
         case .verification: return verification
         case .timeout: return timeout
-        case .system: return error.errno == 110 /* ETIMEDOUT */ ? timeout : io
+        case .system:
+            switch error.errno {
+            case ETIMEDOUT?: return timeout
+            // A connection that was up and went: lost, not an I/O error here.
+            case ECONNRESET?, EPIPE?, ECONNABORTED?: return failed
+            default: return io
+            }
         case .refusedByPeer, .refusedPeer: return refused
         case .invalidRequest, .protocolViolation, .disconnected, .cancelled: return failed
         }

@@ -9,17 +9,47 @@ public struct PeerPath: Hashable, Sendable, CustomStringConvertible {
     public static let maxComponentBytes = 255
     public static let maxDepth = 256
 
-    public let components: [String]
+    /// The path as the peer sent it, checked. Equality, hashing, display
+    /// and "is inside" work on these bytes in one pass, not component by
+    /// component: a batch of deep paths costs its bytes, not depth² string
+    /// comparisons.
+    public let bytes: [UInt8]
+    /// How many components the path has.
+    public let depth: Int
 
-    public var description: String { components.joined(separator: "/") }
-
-    public var parent: PeerPath? {
-        components.count > 1 ? PeerPath(unchecked: Array(components.dropLast())) : nil
+    /// The names along the path, made when asked (to open directories):
+    /// checking a path makes none of them.
+    public var components: [String] {
+        bytes.split(separator: UInt8(ascii: "/")).map { String(decoding: $0, as: UTF8.self) }
     }
 
-    public var name: String { components[components.count - 1] }
+    public var description: String { String(decoding: bytes, as: UTF8.self) }
 
-    init(unchecked components: [String]) { self.components = components }
+    public var parent: PeerPath? {
+        guard depth > 1, let slash = bytes.lastIndex(of: UInt8(ascii: "/")) else { return nil }
+        return PeerPath(unchecked: Array(bytes[..<slash]), depth: depth - 1)
+    }
+
+    public var name: String {
+        let start = bytes.lastIndex(of: UInt8(ascii: "/")).map { $0 + 1 } ?? 0
+        return String(decoding: bytes[start...], as: UTF8.self)
+    }
+
+    init(unchecked bytes: [UInt8], depth: Int) {
+        self.bytes = bytes
+        self.depth = depth
+    }
+
+    public static func == (a: PeerPath, b: PeerPath) -> Bool { a.bytes == b.bytes }
+
+    public func hash(into hasher: inout Hasher) {
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
+
+    /// Whether this path is strictly beneath `dir`.
+    public func isInside(_ dir: PeerPath) -> Bool {
+        bytes.count > dir.bytes.count && bytes[dir.bytes.count] == UInt8(ascii: "/") && bytes.starts(with: dir.bytes)
+    }
 
     public enum Violation: Error, Equatable, Sendable, CustomStringConvertible {
         case empty
@@ -62,7 +92,7 @@ public struct PeerPath: Hashable, Sendable, CustomStringConvertible {
         }
         // One pass: each component is checked and made where it ends.
         let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
-        var components: [String] = []
+        var depth = 0
         var start = 0
         for i in 0...bytes.count where i == bytes.count || bytes[i] == slash {
             let n = i - start
@@ -71,11 +101,11 @@ public struct PeerPath: Hashable, Sendable, CustomStringConvertible {
             if bytes[start] == dot, n == 1 || (n == 2 && bytes[start + 1] == dot) {
                 throw .dotComponent(n == 1 ? "." : "..")
             }
-            guard components.count < maxDepth else { throw .tooDeep(components.count + 1) }
-            components.append(String(decoding: bytes[start..<i], as: UTF8.self))
+            guard depth < maxDepth else { throw .tooDeep(depth + 1) }
+            depth += 1
             start = i + 1
         }
-        return PeerPath(unchecked: components)
+        return PeerPath(unchecked: bytes, depth: depth)
     }
 
     /// Checks a symlink target a peer sent: as hostile as a path (length,
@@ -115,9 +145,15 @@ public struct PeerPath: Hashable, Sendable, CustomStringConvertible {
 
     /// The first component that is a credential or start-up name, if any.
     public var sensitiveComponent: String? {
-        for (i, c) in components.enumerated() {
+        var start = 0
+        for i in 0...bytes.count where i == bytes.count || bytes[i] == UInt8(ascii: "/") {
+            defer { start = i + 1 }
+            // Every sensitive name starts with "." or "a": most names are
+            // passed without making a string of them.
+            guard bytes[start] == UInt8(ascii: ".") || bytes[start] == UInt8(ascii: "a") else { continue }
+            let c = String(decoding: bytes[start..<i], as: UTF8.self)
             if Self.sensitiveDirectories.contains(c) { return c }
-            if i == components.count - 1, Self.sensitiveFiles.contains(c) { return c }
+            if i == bytes.count, Self.sensitiveFiles.contains(c) { return c }
         }
         return nil
     }

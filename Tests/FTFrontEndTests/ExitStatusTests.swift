@@ -25,6 +25,7 @@ struct ExitStatusTests {
         #expect(status(.timeout("no progress for 60 s", peer: peer)) == 7)
         #expect(status(.peer(ErrorFrame(.timeout, "no progress"), peer: peer)) == 7)
         #expect(status(.disconnected("closed", peer: peer)) == 1)
+        #expect(status(.io(IOError(.connectionReset, "receive from", peer))) == 1)
         #expect(status(.protocolViolation("garbage", peer: peer)) == 1)
         #expect(status(.cancelled(peer: peer)) == 1)
     }

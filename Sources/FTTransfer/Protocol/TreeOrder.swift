@@ -49,7 +49,7 @@ public enum LinkPolicy: String, Sendable, CaseIterable {
 
     /// Whether a link at `path` pointing at `target` is kept.
     package func keeps(target: [UInt8], at path: PeerPath) -> Bool {
-        keeps(target: target, depth: path.components.count)
+        keeps(target: target, depth: path.depth)
     }
 
     /// The same, for a link whose path has `depth` components.

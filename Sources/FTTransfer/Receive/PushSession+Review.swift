@@ -99,7 +99,8 @@ extension PushSession {
         var absent = Set<PeerPath>()
         var parents: [PeerPath: Directory] = [:]
         for e in entries {
-            let name = Escape.forDisplay(e.path.description)
+            // Only messages use the name: made when one is.
+            var name: String { Escape.forDisplay(e.path.description) }
             var existing: stat?
             var parentDir: Directory?
             if let parent = e.path.parent, absent.contains(parent) || freshlyMade(parent) {
@@ -212,7 +213,7 @@ extension PushSession {
     /// Whether `path` is a directory this push made in this review, or
     /// around it (nothing was there before it).
     private func freshlyMade(_ path: PeerPath) -> Bool {
-        openDirs.contains { $0.created && $0.path == path }
+        madeOpenDirs.contains(path)
     }
 
     /// The batch passed: make its directories and symlinks, then answer
@@ -353,6 +354,7 @@ extension PushSession {
     private func closeDirectories(before path: PeerPath, batch: UInt32) {
         while let top = openDirs.last, !path.isInside(top.path) {
             openDirs.removeLast()
+            if top.created { madeOpenDirs.remove(top.path) }
             if top.created { closedDirs.append((top.path, top.entry, batch)) }
             if let keep = top.keep { prune(top.path, keep: keep) }
         }
@@ -372,6 +374,7 @@ extension PushSession {
     private func track(_ e: IncomingEntry, made: Bool, existed: Bool) {
         let prunes = existed && machine.info.flags.contains(.delete)
         openDirs.append(OpenDirectory(path: e.path, entry: e.entry, created: made, keep: prunes ? [] : nil))
+        if made { madeOpenDirs.insert(e.path) }
     }
 
     /// Removes (dry run: counts) what `path` holds beyond `keep`, off the loop.
@@ -411,11 +414,12 @@ extension PushSession {
         if batch == .max {
             for d in openDirs where d.created { closedDirs.append((d.path, d.entry, 0)) }
             openDirs.removeAll()
+            madeOpenDirs.removeAll()
         }
         var ready = closedDirs.filter { $0.batch <= batch }
         guard !ready.isEmpty else { return }
         closedDirs.removeAll { $0.batch <= batch }
-        ready.sort { $0.path.components.count > $1.path.components.count }
+        ready.sort { $0.path.depth > $1.path.depth }
         for d in ready {
             do {
                 let (dir, _) = try server.destination.openDirectory(d.path.components[...], create: false)
@@ -435,9 +439,4 @@ extension PushSession {
     }
 }
 
-extension PeerPath {
-    /// Whether this path is `dir` or beneath it.
-    func isInside(_ dir: PeerPath) -> Bool {
-        components.count > dir.components.count && components.starts(with: dir.components)
-    }
-}
+

@@ -47,6 +47,8 @@ final class PushSession {
     /// and those whose subtree is announced, waiting for their batches'
     /// acknowledgements before their mode and mtime go on.
     var openDirs: [OpenDirectory] = []
+    /// The paths of `openDirs` this push made, to ask "made here?" in one lookup.
+    var madeOpenDirs = Set<PeerPath>()
     /// `--delete`: prunes running on the offload thread, what they
     /// removed, and a `done` that waits for them.
     /// A batch whose review found a partial still locked, asked again on
