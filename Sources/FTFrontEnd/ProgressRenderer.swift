@@ -144,7 +144,7 @@ package final class ProgressRenderer: @unchecked Sendable {
     /// hosts are escaped like any peer text).
     package func hosts(_ outcomes: [HostOutcome], verified: Bool) {
         if mode == .json {
-            json.line(JSON.object([("event", "hosts"), ("hosts", .array(outcomes.map { o in
+            json.line(JSON.object([("event", "hosts"), ("v", 1), ("hosts", .array(outcomes.map { o in
                 .object([("host", .string(o.host)), ("ok", .bool(o.ok)), ("files", .uint(o.files)), ("bytes", .uint(o.bytes)),
                          ("pass", .int(Int64(o.pass))), ("message", .string(o.message))])
             }))]).text)
@@ -212,13 +212,13 @@ package final class ProgressRenderer: @unchecked Sendable {
         switch event {
         case .started(let s):
             return .object([
-                ("event", "start"), ("session", .string(s.session)), ("peer", .string(s.peer)),
+                ("event", "start"), ("v", 1), ("session", .string(s.session)), ("peer", .string(s.peer)),
                 ("files", .int(Int64(s.files))), ("directories", .int(Int64(s.directories))),
                 ("total_bytes", .opt(s.totalBytes)), ("bytes_skipped", .uint(s.skippedBytes)),
             ])
         case .progress(let p):
             return .object([
-                ("event", "progress"), ("session", .string(p.session)), ("file", .string(p.path)),
+                ("event", "progress"), ("v", 1), ("session", .string(p.session)), ("file", .string(p.path)),
                 ("file_bytes", .uint(p.fileBytes)), ("file_size", .opt(p.fileSize)),
                 ("bytes", .uint(p.bytes)), ("total_bytes", .opt(p.totalBytes)),
                 ("rate_bytes_per_second", .double(p.rate)), ("elapsed_seconds", .double(p.elapsed)),
@@ -226,12 +226,12 @@ package final class ProgressRenderer: @unchecked Sendable {
             ])
         case .fileDone(let f):
             return .object([
-                ("event", "file-done"), ("session", .string(f.session)), ("path", .string(f.path)),
+                ("event", "file-done"), ("v", 1), ("session", .string(f.session)), ("path", .string(f.path)),
                 ("bytes", .uint(f.bytes)), ("xxh3_128", .opt(f.digest?.hex)),
             ])
         case .finished(let s):
             return .object([
-                ("event", "done"), ("session", .string(s.session)), ("peer", .string(s.peer)),
+                ("event", "done"), ("v", 1), ("session", .string(s.session)), ("peer", .string(s.peer)),
                 ("files", .int(Int64(s.files))), ("directories", .int(Int64(s.directories))),
                 ("bytes_sent", .uint(s.bytes)), ("bytes_skipped", .uint(s.skippedBytes)),
                 ("identical_files", .uint(s.tally.identicalFiles)), ("patched_files", .uint(s.tally.patchedFiles)),
@@ -249,8 +249,10 @@ package final class ProgressRenderer: @unchecked Sendable {
             ])
         case .failed(let f):
             return .object([
-                ("event", "error"), ("session", .string(f.session)), ("peer", .string(f.peer)),
-                ("message", .string(f.message)),
+                ("event", "error"), ("v", 1), ("session", .string(f.session)), ("peer", .string(f.peer)),
+                ("message", .string(f.message)), ("kind", .string(f.error.kind.rawValue)),
+                ("errno", f.error.errno.map { JSON.int(Int64($0)) } ?? .null), ("path", .opt(f.error.path)),
+                ("refusal", .opt(f.error.refusal?.rawValue)),
             ])
         }
     }

@@ -78,18 +78,18 @@ final class ChatTerminal: ChatConsole {
             return [("text", .string(raw ?? t.display)), ("valid_utf8", .bool(raw != nil)), ("truncated", .bool(t.truncated))]
         }
         switch event {
-        case .ready(let s): return .object([("event", "ready"), ("detail", .string(s))])
-        case .connected(let peer): return .object([("event", "connected"), ("peer", .string(peer))])
-        case .message(let from, let t): return .object([("event", "message"), ("from", .string(from))] + text(t))
-        case .stranger(let from, let t): return .object([("event", "message"), ("from", .string(from)), ("stranger", true)] + text(t))
-        case .joined(let who, let count): return .object([("event", "join"), ("who", .string(who)), ("count", .int(Int64(count)))])
+        case .ready(let s): return .object([("event", "ready"), ("v", 1), ("detail", .string(s))])
+        case .connected(let peer): return .object([("event", "connected"), ("v", 1), ("peer", .string(peer))])
+        case .message(let from, let t): return .object([("event", "message"), ("v", 1), ("from", .string(from))] + text(t))
+        case .stranger(let from, let t): return .object([("event", "message"), ("v", 1), ("from", .string(from)), ("stranger", true)] + text(t))
+        case .joined(let who, let count): return .object([("event", "join"), ("v", 1), ("who", .string(who)), ("count", .int(Int64(count)))])
         case .left(let who, let count, let reason):
-            return .object([("event", "leave"), ("who", .string(who)), ("count", .int(Int64(count))), ("reason", .string(reason))])
-        case .renamed(let from, let to): return .object([("event", "rename"), ("from", .string(from)), ("to", .string(to))])
-        case .notice(let s): return .object([("event", "notice"), ("text", .string(s))])
+            return .object([("event", "leave"), ("v", 1), ("who", .string(who)), ("count", .int(Int64(count))), ("reason", .string(reason))])
+        case .renamed(let from, let to): return .object([("event", "rename"), ("v", 1), ("from", .string(from)), ("to", .string(to))])
+        case .notice(let s): return .object([("event", "notice"), ("v", 1), ("text", .string(s))])
         case .disconnected(let peer, let reason):
-            return .object([("event", "disconnected"), ("peer", .string(peer)), ("reason", .string(reason))])
-        case .error(let s): return .object([("event", "error"), ("message", .string(s))])
+            return .object([("event", "disconnected"), ("v", 1), ("peer", .string(peer)), ("reason", .string(reason))])
+        case .error(let s): return .object([("event", "error"), ("v", 1), ("message", .string(s))])
         }
     }
 }

@@ -45,7 +45,7 @@ struct OutputOptions: ParsableArguments {
 /// Reports an error in the user's chosen format and ends with exit 1.
 func fail(_ message: String, program: String, json: Bool, console: Console = .stdout) -> Failure {
     if json {
-        console.line(JSON.object([("event", "error"), ("message", .string(message))]).text)
+        console.line(JSON.object([("event", "error"), ("v", 1), ("message", .string(message))]).text)
     } else {
         ProgressLine.shared.clear(.stderr)
         Console.stderr.line("\(program): \(message)")

@@ -183,7 +183,7 @@ struct Recv: AsyncParsableCommand {
         let absolute = absolutePath(dir)
         if output.json {
             jsonConsole.line(JSON.object([
-                ("event", "ready"), ("listen", .string(r.address.description)),
+                ("event", "ready"), ("v", 1), ("listen", .string(r.address.description)),
                 ("send_to", .array(targets.map { .string($0) })), ("dir", .string(stdout ? "-" : absolute)),
                 ("engine", .string(r.backend.rawValue)), ("code", .opt(shown ? code : nil)),
                 ("auth", .string(code == nil ? "none" : shown ? "made" : codeFile != nil ? "code-file" : "FT_CODE")),

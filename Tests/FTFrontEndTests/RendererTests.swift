@@ -65,17 +65,21 @@ import FTWire
             (.fileDone(.init(session: "s", path: "f", bytes: 2, digest: digest)), "file-done"),
             (.finished(.init(session: "s", peer: "p", files: 1, directories: 0, bytes: 2, skippedBytes: 0, seconds: 1, verified: true,
                              digests: [("f", digest)], engine: engine)), "done"),
-            (.failed(.init(session: "s", peer: "p", message: "no")), "error"),
+            (.failed(.init(session: "s", peer: "p", error: FTError(.io(IOError(.connectionRefused, "connect to", "p"))))), "error"),
         ]
         for (event, name) in events {
             let text = ProgressRenderer.json(event).text
             let o = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
             #expect(o["event"] as? String == name)
+            #expect(o["v"] as? Int == 1, "every event says which version of these events it is")
             #expect(o["session"] as? String == (name == "progress" ? "ab12" : "s"))
         }
         let done = ProgressRenderer.json(events[3].0).text
         #expect(done.contains("\"hashes\":{\"f\":\"\(digest.hex)\"}") && done.contains("\"data_path\":\"splice\""))
         #expect(ProgressRenderer.json(events[0].0).text.contains("\"total_bytes\":null"))
+        let error = try #require(try JSONSerialization.jsonObject(with: Data(ProgressRenderer.json(events[4].0).text.utf8)) as? [String: Any])
+        #expect(error["kind"] as? String == "system" && error["errno"] as? Int == Int(ECONNREFUSED) && error["path"] as? String == "p", "\(error)")
+        #expect((error["message"] as? String)?.contains("ECONNREFUSED") == true)
     }
 }
 

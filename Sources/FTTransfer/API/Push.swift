@@ -37,7 +37,7 @@ public func push(
     do throws(FTError) {
         config = try SendConfig(paths, to: destination, code: code, options: options)
     } catch {
-        progress(.failed(.init(session: "", peer: destination, message: error.description)))
+        progress(.failed(.init(session: "", peer: destination, error: error)))
         throw error
     }
     return try await runPush(config, logger: logger ?? .silent, progress: progress)
@@ -52,12 +52,12 @@ package func runPush(_ config: SendConfig, logger: Logger, progress: @escaping @
             do throws(TransferError) {
                 sender = try Sender(config: config, logger: logger)
             } catch {
-                progress(.failed(.init(session: "", peer: config.endpoint.description, message: error.description)))
+                progress(.failed(.init(session: "", peer: config.endpoint.description, error: FTError(error))))
                 return .failure(FTError(error))
             }
             guard control.started(sender.canceller) else {
                 let e = TransferError.cancelled(peer: config.endpoint.description)
-                progress(.failed(.init(session: sender.sessionLabel, peer: config.endpoint.description, message: e.description)))
+                progress(.failed(.init(session: sender.sessionLabel, peer: config.endpoint.description, error: FTError(e))))
                 return .failure(FTError(e))
             }
             defer { control.ended() }

@@ -368,7 +368,7 @@ final class ReceiverSession: LoopHandler {
             channel.enqueue(.error(frame))
             channel.flush()
         }
-        if !silent { server.emit(.failed(.init(session: id, peer: peer, message: error.description))) }
+        if !silent { server.emit(.failed(.init(session: id, peer: peer, error: FTError(error)))) }
         beginClose()
     }
 

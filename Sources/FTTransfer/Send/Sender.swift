@@ -183,7 +183,7 @@ package final class Sender: LoopHandler {
             }
             guard !addresses.isEmpty else { throw .io(IOError(.noSuchAddressOrDevice, "resolve", config.endpoint.description)) }
         } catch {
-            events(.failed(.init(session: sessionLabel, peer: peer, message: error.description)))
+            events(.failed(.init(session: sessionLabel, peer: peer, error: FTError(error))))
             throw error
         }
         connectNext()
@@ -193,7 +193,7 @@ package final class Sender: LoopHandler {
             failure = failure ?? .io(error)
         }
         if let failure {
-            events(.failed(.init(session: sessionLabel, peer: peer, message: failure.description)))
+            events(.failed(.init(session: sessionLabel, peer: peer, error: FTError(failure))))
             throw failure
         }
         return summary!

@@ -94,7 +94,17 @@ public enum ProgressEvent: Sendable {
     public struct Failure: Sendable {
         public var session: String
         public var peer: String
+        /// The same words as `error.description`.
         public var message: String
+        /// What failed, for programs: kind, errno, path, the peer's reason.
+        public var error: FTError
+
+        package init(session: String, peer: String, error: FTError) {
+            self.session = session
+            self.peer = peer
+            self.message = error.description
+            self.error = error
+        }
     }
 }
 
