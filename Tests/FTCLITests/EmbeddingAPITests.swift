@@ -25,13 +25,13 @@ import FTTransfer
         let dst = tmp.sub("dst")
 
         let receiver = try Receiver(directory: dst, listen: "127.0.0.1:0", code: testCode)
-        let serving = Task { try await receiver.run() }
+        try receiver.start()
         var options = PushOptions()
         options.rateLimit = 8 << 20  // about 1.5 s: several progress intervals
         let events = Events()
         let summary = try await push([src], to: "127.0.0.1:\(receiver.port)", code: testCode, options: options) { events.add($0) }
         receiver.stop()
-        let outcome = try await serving.value
+        let outcome = try await receiver.outcome()
 
         #expect(summary.files == 51 && summary.bytes == UInt64(big.count + (0..<50).reduce(0) { $0 + 100 + $1 }))
         #expect(summary.verified)
@@ -59,7 +59,7 @@ import FTTransfer
         writeFile(src, bytes)
         let dst = tmp.sub("dst")
         let receiver = try Receiver(directory: dst, listen: "127.0.0.1:0", code: testCode)
-        let serving = Task { try await receiver.run() }
+        try receiver.start()
         defer { receiver.stop() }
         let destination = "127.0.0.1:\(receiver.port)"
 
@@ -100,7 +100,7 @@ import FTTransfer
         #expect(summary.bytes + summary.skippedBytes == UInt64(bytes.count))
         #expect(listTree(dst) == ["data.bin"], "\(listTree(dst))")
         receiver.stop()
-        _ = try await serving.value
+        _ = try await receiver.outcome()
     }
 
     @Test func aTaskCancelledBeforeThePushStartsSendsNothing() async throws {
@@ -109,7 +109,7 @@ import FTTransfer
         writeFile(tmp.sub("src") + "/a", [1, 2, 3])
         let dst = tmp.sub("dst")
         let receiver = try Receiver(directory: dst, listen: "127.0.0.1:0", code: testCode)
-        let serving = Task { try await receiver.run() }
+        try receiver.start()
         let pushing = Task {
             withUnsafeCurrentTask { $0?.cancel() }
             return try await push([tmp.path + "/src/a"], to: "127.0.0.1:\(receiver.port)", code: testCode)
@@ -119,7 +119,7 @@ import FTTransfer
         #expect(error.kind == .cancelled)
         #expect(listTree(dst).isEmpty)
         receiver.stop()
-        let outcome = try await serving.value
+        let outcome = try await receiver.outcome()
         #expect(outcome.succeeded == 0)
     }
 
@@ -160,13 +160,13 @@ import FTTransfer
         let wrongCode = "zzzz-zzzz-zzzz"
         do {
             let recv = try Receiver(directory: tmp.sub("dst1"), listen: "127.0.0.1:0", code: testCode)
-            let serving = Task { try await recv.run() }
+            try recv.start()
             let e = try #require(await viaAPI([file], "127.0.0.1:\(recv.port)", code: wrongCode))
             #expect(e.kind == .refusedByPeer && e.refusal == .wrongCode, "\(e.kind) \(String(describing: e.refusal))")
             let cli = try viaCLI([file], "127.0.0.1:\(recv.port)", code: wrongCode, status: 3)
             #expect(cli.contains("ft: " + e.description), "API: \(e)\nCLI: \(cli)")
             recv.stop()
-            _ = try await serving.value
+            _ = try await recv.outcome()
         }
         // Nothing listening.
         do {
@@ -186,7 +186,7 @@ import FTTransfer
         // A refused entry: a start-up file the receiver does not take.
         do {
             let recv = try Receiver(directory: tmp.sub("dst2"), listen: "127.0.0.1:0", code: testCode)
-            let serving = Task { try await recv.run() }
+            try recv.start()
             let e = try #require(await viaAPI([tmp.path + "/home/.bashrc"], "127.0.0.1:\(recv.port)", code: testCode))
             #expect(e.kind == .refusedByPeer && e.refusal == .refused, "\(e.kind) \(String(describing: e.refusal)): \(e)")
             #expect(e.description.contains(".bashrc"))
@@ -194,7 +194,7 @@ import FTTransfer
             #expect(cli.contains("ft: " + e.description), "API: \(e)\nCLI: \(cli)")
             #expect(listTree(tmp.path + "/dst2").isEmpty)
             recv.stop()
-            _ = try await serving.value
+            _ = try await recv.outcome()
         }
         // Bad input never reaches the network, and reads as ft send's usage error does.
         let e = try #require(await viaAPI([], "127.0.0.1:1", code: nil))

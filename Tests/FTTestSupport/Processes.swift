@@ -12,7 +12,9 @@ package let productsDirectory: String = {
     return dir.path
 }()
 
-package let ftPath = productsDirectory + "/ft"
+/// The ft binary the tests run: the debug build, or FT_TEST_FT (a release
+/// or packaged binary, for figures).
+package let ftPath = ProcessInfo.processInfo.environment["FT_TEST_FT"] ?? productsDirectory + "/ft"
 
 /// The one-time code every test receiver and sender uses by default.
 package let testCode = "k7mq-2fxp-93rd"

@@ -4,7 +4,8 @@ import Logging
 import Synchronization
 
 /// A receiver, as `ft recv` runs one: it listens as soon as it is made,
-/// serves pushes into a directory from ``run(progress:)`` until
+/// serves pushes into a directory from ``start(progress:)`` (or
+/// ``run(progress:)``, which also waits) until
 /// ``stop()`` (or, with ``ReceiveOptions/once``, the end of one push), and
 /// never writes outside that directory.
 ///
@@ -97,13 +98,30 @@ public final class Receiver: Sendable {
     public static func makeCode() -> String { AuthCode.generate() }
 
     /// Serves until ``stop()``, the task is cancelled, or (with
-    /// ``ReceiveOptions/once``) the one push ended. Call it once.
+    /// ``ReceiveOptions/once``) the one push ended: ``start(progress:)``,
+    /// then ``outcome()``. Call it once.
     ///
     /// - Parameter progress: Called on the receiver's thread with every
     ///   push's events; `session` tells concurrent pushes apart.
     public func run(progress: @escaping @Sendable (ProgressEvent) -> Void = { _ in }) async throws(FTError) -> Outcome {
+        try start(progress: progress)
+        return try await outcome()
+    }
+
+    /// Starts serving now, on the receiver's own thread, and returns at
+    /// once: pushes are served even while no task of yours runs (Swift's
+    /// cooperative threads may all be busy). Call it once.
+    public func start(progress: @escaping @Sendable (ProgressEvent) -> Void = { _ in }) throws(FTError) {
+        guard thread.start(progress) else { throw .invalid("this receiver was already started; make a new one") }
+    }
+
+    /// Waits until serving ends (``stop()``, or with ``ReceiveOptions/once``
+    /// the one push) and says what the pushes came to. Cancelling the
+    /// waiting task stops the receiver.
+    public func outcome() async throws(FTError) -> Outcome {
+        guard thread.started else { throw .invalid("this receiver was not started: call start(progress:) or run(progress:)") }
         let result = await withTaskCancellationHandler {
-            await thread.run(progress)
+            await thread.finished()
         } onCancel: {
             stopHandle.stop()
         }
@@ -131,12 +149,20 @@ private final class DriverThread: Sendable {
 
     private enum Order {
         case waiting
-        case run(@Sendable (ProgressEvent) -> Void, CheckedContinuation<Result<Receiver.Outcome, FTError>, Never>)
+        case start(@Sendable (ProgressEvent) -> Void)
         case abandon
         case taken
     }
     private let order = Mutex(Order.waiting)
     private let wake = DispatchSemaphore(value: 0)
+
+    /// How serving ended, and who waits to hear it.
+    private struct End {
+        var result: Result<Receiver.Outcome, FTError>?
+        var waiter: CheckedContinuation<Result<Receiver.Outcome, FTError>, Never>?
+        var waited = false
+    }
+    private let end = Mutex(End())
 
     static func start(config: ReceiverConfig, logger: Logger) -> (DriverThread, Result<Ready, FTError>) {
         let t = DriverThread()
@@ -159,33 +185,57 @@ private final class DriverThread: Sendable {
         return (t, ready.withLock { $0! })
     }
 
-    /// On the driver's thread: waits for `run` or `abandon`, then serves.
+    /// On the driver's thread: waits for `start` or `abandon`, then serves.
     private func serve(_ driver: ReceiverDriver) {
         wake.wait()
         let taken = order.withLock { o -> Order in
             defer { o = .taken }
             return o
         }
-        guard case .run(let progress, let continuation) = taken else { return }
+        guard case .start(let progress) = taken else { return }
+        let result: Result<Receiver.Outcome, FTError>
         do throws(TransferError) {
-            continuation.resume(returning: .success(try driver.run(events: progress)))
+            result = .success(try driver.run(events: progress))
         } catch {
-            continuation.resume(returning: .failure(FTError(error)))
+            result = .failure(FTError(error))
+        }
+        let waiter = end.withLock { e -> CheckedContinuation<Result<Receiver.Outcome, FTError>, Never>? in
+            e.result = result
+            defer { e.waiter = nil }
+            return e.waiter
+        }
+        waiter?.resume(returning: result)
+    }
+
+    var started: Bool {
+        order.withLock {
+            if case .waiting = $0 { return false }
+            return true
         }
     }
 
-    func run(_ progress: @escaping @Sendable (ProgressEvent) -> Void) async -> Result<Receiver.Outcome, FTError> {
+    /// False if it was started before.
+    func start(_ progress: @escaping @Sendable (ProgressEvent) -> Void) -> Bool {
+        let accepted = order.withLock { o -> Bool in
+            guard case .waiting = o else { return false }
+            o = .start(progress)
+            return true
+        }
+        if accepted { wake.signal() }
+        return accepted
+    }
+
+    /// How serving ended, once it has.
+    func finished() async -> Result<Receiver.Outcome, FTError> {
         await withCheckedContinuation { c in
-            let accepted = order.withLock { o -> Bool in
-                guard case .waiting = o else { return false }
-                o = .run(progress, c)
-                return true
+            let now = end.withLock { e -> Result<Receiver.Outcome, FTError>? in
+                if e.waited { return .failure(.invalid("someone already waits for this receiver's outcome")) }
+                e.waited = true
+                if let r = e.result { return r }
+                e.waiter = c
+                return nil
             }
-            if accepted {
-                wake.signal()
-            } else {
-                c.resume(returning: .failure(.invalid("this receiver has already run; make a new one")))
-            }
+            if let now { c.resume(returning: now) }
         }
     }
 
