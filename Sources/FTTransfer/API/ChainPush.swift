@@ -28,6 +28,13 @@ public struct HostOutcome: Sendable, Equatable {
 /// host succeeded or failed, at most once per host.
 ///
 /// - Parameters:
+///   - paths: Files and directories, as for a push to one host.
+///   - hosts: `HOST[:PORT]` of each host, in chain order (at most 64).
+///   - code: The one code every host of the chain was started with.
+///   - options: As for a push to one host; a chain takes neither
+///     `encrypt`, `streams` over 1, `delete` nor `dryRun`.
+///   - logger: Where warnings go; nowhere by default.
+///   - progress: Each pass's push events, on its push's thread.
 ///   - passStarted: Called before each pass with its number and its hosts.
 /// - Returns: Every host's outcome, in the order given.
 /// - Throws: ``FTError`` for a request that cannot be made (a malformed
