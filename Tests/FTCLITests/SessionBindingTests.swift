@@ -9,26 +9,6 @@ import FTWire
 /// stop it (they are bound to the session, not to the connection); the
 /// tags on every frame after them do.
 @Suite(.serialized) struct SessionBindingTests {
-    /// One frame as raw bytes from a blocking socket (prefix, then body).
-    static func rawFrame(_ fd: CInt) -> [UInt8]? {
-        func exactly(_ n: Int) -> [UInt8]? {
-            var buf = [UInt8](repeating: 0, count: n)
-            var got = 0
-            while got < n {
-                let r = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, n - got, 0) }
-                if r < 0, errno == EINTR { continue }
-                if r <= 0 { return nil }
-                got += r
-            }
-            return buf
-        }
-        guard let prefix = exactly(FramePrefix.size) else { return nil }
-        let length = Int(prefix[4]) << 24 | Int(prefix[5]) << 16 | Int(prefix[6]) << 8 | Int(prefix[7])
-        guard length <= 1 << 20 else { return nil }
-        guard let body = length == 0 ? [] : exactly(length) else { return nil }
-        return prefix + body
-    }
-
     static func sendAll(_ fd: CInt, _ bytes: [UInt8]) {
         _ = bytes.withUnsafeBytes { Foundation.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
@@ -51,18 +31,14 @@ import FTWire
         let toReceiver = try RawPeer(port: receiverPort)
         // hello →, ← hello, proof →, ← proof: all four pass untouched.
         for toward in [true, false, true, false] {
-            let frame = toward ? Self.rawFrame(fromSender) : toReceiver.read(FramePrefix.size).flatMap { prefix in
-                let length = Int(prefix[4]) << 24 | Int(prefix[5]) << 16 | Int(prefix[6]) << 8 | Int(prefix[7])
-                return length == 0 ? prefix : toReceiver.read(length).map { prefix + $0 }
-            }
-            guard let frame else { throw TestFailure("the handshake did not pass through the relay") }
+            guard let frame = readRawFrame(toward ? fromSender : toReceiver.fd) else { throw TestFailure("the handshake did not pass through the relay") }
             if toward { toReceiver.send(frame) } else { Self.sendAll(fromSender, frame) }
         }
-        attack(toReceiver, { Self.rawFrame(fromSender) }, { Self.sendAll(fromSender, $0) })
+        attack(toReceiver, { readRawFrame(fromSender) }, { Self.sendAll(fromSender, $0) })
         // The receiver's frames are tagged too; the relay can still read
         // them (tags authenticate, they do not hide), so drop the tag.
         var replies: [Frame] = []
-        while readReplies, let raw = Self.rawFrame(toReceiver.fd) {
+        while readReplies, let raw = readRawFrame(toReceiver.fd) {
             let tagged = raw[1] & SessionMAC.taggedFlag != 0
             let body = Array(raw[FramePrefix.size..<(raw.count - (tagged ? SessionMAC.tagSize : 0))])
             guard let type = FrameType(rawValue: raw[0]),
@@ -77,13 +53,25 @@ import FTWire
         return replies
     }
 
-    @Test func aRelayThatKnowsNoCodeCannotPushItsOwnFiles() throws {
+    /// A destination, a receiver serving it, and the honest sender's file.
+    struct Scene {
         let tmp = TempDir()
-        defer { tmp.cleanup() }
-        let dst = tmp.sub("dst")
-        let src = tmp.sub("src") + "/honest.txt"
-        writeFile(src, Array("the sender's own file\n".utf8))
-        let recv = try FTReceiver(dir: dst)
+        let dst: String
+        let src: String
+        let recv: FTReceiver
+
+        init() throws {
+            dst = tmp.sub("dst")
+            src = tmp.sub("src") + "/honest.txt"
+            writeFile(src, Array("the sender's own file\n".utf8))
+            recv = try FTReceiver(dir: dst)
+        }
+    }
+
+    @Test func aRelayThatKnowsNoCodeCannotPushItsOwnFiles() throws {
+        let scene = try Scene()
+        defer { scene.tmp.cleanup() }
+        let (dst, src, recv) = (scene.dst, scene.src, scene.recv)
 
         let replies = try relayHandshake(receiverPort: recv.port, source: src) { receiver, _, _ in
             // The proofs passed; now the relay pushes a file of its own,
@@ -100,12 +88,9 @@ import FTWire
     }
 
     @Test func aRelayThatAltersOneTaggedFrameIsCaught() throws {
-        let tmp = TempDir()
-        defer { tmp.cleanup() }
-        let dst = tmp.sub("dst")
-        let src = tmp.sub("src") + "/honest.txt"
-        writeFile(src, Array("the sender's own file\n".utf8))
-        let recv = try FTReceiver(dir: dst)
+        let scene = try Scene()
+        defer { scene.tmp.cleanup() }
+        let (dst, src, recv) = (scene.dst, scene.src, scene.recv)
 
         let replies = try relayHandshake(receiverPort: recv.port, source: src) { receiver, senderFrames, _ in
             // Pass the sender's push-info, then its first batch with one
@@ -122,12 +107,9 @@ import FTWire
     }
 
     @Test func replayingATaggedFrameIsCaught() throws {
-        let tmp = TempDir()
-        defer { tmp.cleanup() }
-        let dst = tmp.sub("dst")
-        let src = tmp.sub("src") + "/honest.txt"
-        writeFile(src, Array("the sender's own file\n".utf8))
-        let recv = try FTReceiver(dir: dst)
+        let scene = try Scene()
+        defer { scene.tmp.cleanup() }
+        let (dst, src, recv) = (scene.dst, scene.src, scene.recv)
 
         let replies = try relayHandshake(receiverPort: recv.port, source: src) { receiver, senderFrames, _ in
             guard let info = senderFrames() else { return }
@@ -141,12 +123,9 @@ import FTWire
     }
 
     @Test func aRelayCannotTellTheSenderThatThePushSucceeded() throws {
-        let tmp = TempDir()
-        defer { tmp.cleanup() }
-        let dst = tmp.sub("dst")
-        let src = tmp.sub("src") + "/honest.txt"
-        writeFile(src, Array("the sender's own file\n".utf8))
-        let recv = try FTReceiver(dir: dst)
+        let scene = try Scene()
+        defer { scene.tmp.cleanup() }
+        let (dst, src, recv) = (scene.dst, scene.src, scene.recv)
         var said: Finished?
         _ = try relayHandshake(receiverPort: recv.port, source: src, attack: { _, senderFrames, toSender in
             // Swallow the push and answer the sender as if it had landed.

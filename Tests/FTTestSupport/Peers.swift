@@ -63,27 +63,12 @@ package final class RawPeer {
     /// each call takes the next place in the tag sequence).
     package func encoded(_ frame: Frame) -> [UInt8] {
         var bytes = FrameCodec.encode(frame)
-        if let mac, SessionMAC.tags(frame.type) {
-            let body = bytes.count - FramePrefix.size
-            bytes += [UInt8](repeating: 0, count: SessionMAC.tagSize)
-            bytes.withUnsafeMutableBytes { mac.seal($0, type: frame.type, bodyLength: body) }
-        }
+        mac?.tag(&bytes, type: frame.type)
         return bytes
     }
 
     /// Reads exactly n bytes; nil on EOF, error or timeout.
-    package func read(_ n: Int) -> [UInt8]? {
-        var buf = [UInt8](repeating: 0, count: n)
-        var got = 0
-        while got < n {
-            let r = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, n - got, 0) }
-            // Other tests' children exiting deliver SIGCHLD here.
-            if r < 0, errno == EINTR { continue }
-            if r <= 0 { return nil }
-            got += r
-        }
-        return buf
-    }
+    package func read(_ n: Int) -> [UInt8]? { readExactly(fd, n) }
 
     package func readFrame() -> Frame? {
         guard let prefix = read(FramePrefix.size) else { return nil }
@@ -91,11 +76,12 @@ package final class RawPeer {
         guard let p = try? prefix.withUnsafeBytes({ try FramePrefix.decode($0, extra: extra) }) else { return nil }
         let body = p.length == 0 ? [] : (read(Int(p.length)) ?? [])
         guard body.count == Int(p.length) else { return nil }
-        guard let mac, SessionMAC.tags(p.type) else { return try? body.withUnsafeBytes { try FrameCodec.decodeBody(p, $0) } }
-        let verified = prefix.withUnsafeBytes { pre in body.withUnsafeBytes { mac.verify(prefix: pre, body: $0) } }
-        guard verified else { return nil }
-        let plain = Array(body.dropLast(SessionMAC.tagSize))
-        return try? plain.withUnsafeBytes { try FrameCodec.decodeBody(FramePrefix(type: p.type, length: UInt32(plain.count)), $0) }
+        return prefix.withUnsafeBytes { pre in
+            body.withUnsafeBytes { b in
+                guard let (plain, plainBody) = mac.map({ $0.untag(p, prefix: pre, body: b) }) ?? (p, b) else { return nil }
+                return try? FrameCodec.decodeBody(plain, plainBody)
+            }
+        }
     }
 
     /// Frames until the receiver closes.
@@ -142,6 +128,30 @@ package final class RawPeer {
         send(.totals(Totals(entries: UInt64(entries.count), bytes: total)))
         return h
     }
+}
+
+/// Reads exactly n bytes from a blocking socket; nil on EOF, error or timeout.
+package func readExactly(_ fd: CInt, _ n: Int) -> [UInt8]? {
+    var buf = [UInt8](repeating: 0, count: n)
+    var got = 0
+    while got < n {
+        let r = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, n - got, 0) }
+        // Other tests' children exiting deliver SIGCHLD here.
+        if r < 0, errno == EINTR { continue }
+        if r <= 0 { return nil }
+        got += r
+    }
+    return buf
+}
+
+/// One frame as its raw bytes (prefix, then the body it announces, up to
+/// 1 MiB), undecoded: what a relay in the middle passes along.
+package func readRawFrame(_ fd: CInt) -> [UInt8]? {
+    guard let prefix = readExactly(fd, FramePrefix.size) else { return nil }
+    let length = Int(prefix[4]) << 24 | Int(prefix[5]) << 16 | Int(prefix[6]) << 8 | Int(prefix[7])
+    guard length <= 1 << 20 else { return nil }
+    guard let body = length == 0 ? [] : readExactly(fd, length) else { return nil }
+    return prefix + body
 }
 
 package func fileEntry(_ path: [UInt8], id: UInt32 = 1, size: UInt64 = 5, kind: ManifestEntry.Kind = .file) -> ManifestEntry {

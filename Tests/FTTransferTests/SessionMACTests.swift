@@ -10,9 +10,7 @@ struct SessionMACTests {
     /// A frame as the sender's channel sends it: tagged in place.
     func tagged(_ frame: Frame, by mac: SessionMAC) -> [UInt8] {
         var bytes = FrameCodec.encode(frame)
-        let body = bytes.count - FramePrefix.size
-        bytes += [UInt8](repeating: 0, count: SessionMAC.tagSize)
-        bytes.withUnsafeMutableBytes { mac.seal($0, type: frame.type, bodyLength: body) }
+        mac.tag(&bytes, type: frame.type)
         return bytes
     }
 

@@ -53,7 +53,6 @@ final class FrameChannel {
     /// Without `--encrypt`, set once the code's proofs are exchanged: from
     /// then on every frame but data headers carries a tag (SessionMAC).
     var mac: SessionMAC?
-    private var tagAllowance: UInt32 { mac == nil ? 0 : UInt32(SessionMAC.tagSize) }
     /// The opened record frames are read from, and how far.
     private var plain = UnsafeMutableRawBufferPointer(start: nil, count: 0)
     private var plainCount = 0
@@ -141,8 +140,7 @@ final class FrameChannel {
         }
         do {
             guard let p = awaited else {
-                let p = try FramePrefix.decode(UnsafeRawBufferPointer(prefix), extra: tagAllowance)
-                if mac != nil, let why = SessionMAC.problem(with: p) { return .failed(.protocolViolation(why, peer: peer)) }
+                let p = try checkedPrefix(UnsafeRawBufferPointer(prefix))
                 if let limit = bodyLimit, p.length > limit {
                     return .failed(.protocolViolation("a \(p.type) frame of \(p.length) bytes before the code was proved (at most \(limit) then)", peer: peer))
                 }
@@ -173,24 +171,29 @@ final class FrameChannel {
         }
     }
 
+    /// A prefix, checked against its type's cap and, on a tagged
+    /// connection, against what a tagged frame must look like.
+    private func checkedPrefix(_ bytes: UnsafeRawBufferPointer) throws -> FramePrefix {
+        guard mac != nil else { return try FramePrefix.decode(bytes) }
+        let p = try FramePrefix.decode(bytes, extra: UInt32(SessionMAC.tagSize))
+        if let why = SessionMAC.problem(with: p) { throw TransferError.protocolViolation(why, peer: peer) }
+        return p
+    }
+
     /// A frame's body decoded; on a tagged connection its tag is checked
     /// first and is not part of what is decoded.
     private func decodeBody(_ p: FramePrefix, prefix: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer) throws -> Frame {
-        guard let mac, SessionMAC.tags(p.type) else { return try FrameCodec.decodeBody(p, body) }
-        guard mac.verify(prefix: prefix, body: body) else {
+        guard let mac else { return try FrameCodec.decodeBody(p, body) }
+        guard let (plain, plainBody) = mac.untag(p, prefix: prefix, body: body) else {
             throw TransferError.protocolViolation("a \(p.type) frame failed its tag check (altered, replayed, injected, or a different code)", peer: peer)
         }
-        let length = body.count - SessionMAC.tagSize
-        return try FrameCodec.decodeBody(FramePrefix(type: p.type, length: UInt32(length)),
-                                         UnsafeRawBufferPointer(rebasing: body[..<length]))
+        return try FrameCodec.decodeBody(plain, plainBody)
     }
 
     /// The next frame in `bytes`, or how many more bytes it needs.
     private func decode(_ bytes: UnsafeRawBufferPointer) throws -> Decoded {
-        guard mac != nil else { return try FrameCodec.decode(bytes) }
         guard bytes.count >= FramePrefix.size else { return .needMore(FramePrefix.size - bytes.count) }
-        let p = try FramePrefix.decode(bytes, extra: tagAllowance)
-        if let why = SessionMAC.problem(with: p) { throw TransferError.protocolViolation(why, peer: peer) }
+        let p = try checkedPrefix(bytes)
         let total = FramePrefix.size + Int(p.length)
         guard bytes.count >= total else { return .needMore(total - bytes.count) }
         let frame = try decodeBody(p, prefix: UnsafeRawBufferPointer(rebasing: bytes[..<FramePrefix.size]),
@@ -335,6 +338,7 @@ final class FrameChannel {
     func enqueue(_ frame: Frame) {
         let bytes = FrameCodec.encode(frame)
         if let mac, SessionMAC.tags(frame.type) {
+            // Tagged where it is queued: no second copy of the frame.
             let room = queued.reserve(bytes.count + SessionMAC.tagSize)
             bytes.withUnsafeBytes { room.copyMemory(from: $0) }
             mac.seal(room, type: frame.type, bodyLength: bytes.count - FramePrefix.size)

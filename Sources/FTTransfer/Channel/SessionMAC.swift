@@ -59,6 +59,27 @@ package final class SessionMAC {
         withUnsafeBytes(of: tag) { frame.baseAddress!.advanced(by: signed.count).copyMemory(from: $0.baseAddress!, byteCount: Self.tagSize) }
     }
 
+    /// Tags an encoded frame (prefix and body), if its type is tagged: the
+    /// tag is appended and the prefix says so. (The channel tags frames
+    /// where it queues them; this is for peers that hold frames as arrays.)
+    package func tag(_ frame: inout [UInt8], type: FrameType) {
+        guard Self.tags(type) else { return }
+        let body = frame.count - FramePrefix.size
+        frame += [UInt8](repeating: 0, count: Self.tagSize)
+        frame.withUnsafeMutableBytes { seal($0, type: type, bodyLength: body) }
+    }
+
+    /// The prefix and body of a received frame with its tag checked and
+    /// taken off (a data header, untagged, is passed through); nil if the
+    /// tag does not verify.
+    package func untag(_ p: FramePrefix, prefix: UnsafeRawBufferPointer,
+                       body: UnsafeRawBufferPointer) -> (FramePrefix, UnsafeRawBufferPointer)? {
+        guard Self.tags(p.type) else { return (p, body) }
+        guard verify(prefix: prefix, body: body) else { return nil }
+        let length = body.count - Self.tagSize
+        return (FramePrefix(type: p.type, length: UInt32(length)), UnsafeRawBufferPointer(rebasing: body[..<length]))
+    }
+
     /// Checks a received tagged frame: its 8-byte prefix, and its body
     /// with the tag last. False if it was altered, forged, replayed or
     /// reordered.
