@@ -35,6 +35,9 @@ let package = Package(
         // linked): optimised in debug builds too, or every test that moves
         // a big file spends seconds hashing it.
         .target(name: "CXXHash", cSettings: [.unsafeFlags(["-O2"])]),
+        // The AEADs of --encrypt, in place, from libcrypto's static archive
+        // (libssl-dev ships it).
+        .target(name: "CAEAD", linkerSettings: [.linkedLibrary(":libcrypto.a")]),
         .target(name: "FTWire"),
         .target(
             name: "FTEngine",
@@ -46,7 +49,7 @@ let package = Package(
         .target(
             name: "FTTransfer",
             dependencies: [
-                "FTWire", "FTEngine", "CXXHash",
+                "FTWire", "FTEngine", "CXXHash", "CAEAD",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),

@@ -107,6 +107,9 @@ public struct Features: OptionSet, Hashable, Sendable {
     /// Sender: this connection is an extra data stream of the push named
     /// by the hello's session id, not a push of its own.
     public static let dataStream = Features(rawValue: 1 << 5)
+    /// With `encrypt`: the sender offers this cipher; the receiver chose it.
+    public static let aes256GCM = Features(rawValue: 1 << 6)
+    public static let chacha20Poly1305 = Features(rawValue: 1 << 7)
 }
 
 public enum ProtocolVersion {

@@ -8,6 +8,7 @@ extension EnginePreference: ExpressibleByArgument {}
 extension SendPath: ExpressibleByArgument {}
 extension ReceivePath: ExpressibleByArgument {}
 extension LinkPolicy: ExpressibleByArgument {}
+extension Cipher: ExpressibleByArgument {}
 
 extension IOEngine {
     init(_ preference: EnginePreference) {

@@ -66,6 +66,12 @@ struct Recv: AsyncParsableCommand {
     var encrypt = false
 
     @Option(help: ArgumentHelp(
+        "The one cipher an encrypted push may use: aes-256-gcm or chacha20-poly1305.",
+        discussion: "Default: whichever the sender offers, AES-256-GCM first when this CPU has AES-NI.",
+        valueName: "name"))
+    var cipher: Cipher?
+
+    @Option(help: ArgumentHelp(
         "Symlinks a push may make: safe, all or none.",
         discussion: "safe (default): only links whose target stays inside the pushed tree; the others are skipped, each named. all: every link as sent. none: no links. No link is ever followed when writing.",
         valueName: "policy"))
@@ -141,6 +147,7 @@ struct Recv: AsyncParsableCommand {
         options.idleTimeout = .seconds(timeout)
         options.allowSensitive = allowSensitive
         options.requireEncryption = encrypt
+        options.cipher = cipher
         options.keepPartials = .seconds(keepPartial * 3600)
         options.links = links
         options.allowDelete = allowDelete

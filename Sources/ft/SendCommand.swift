@@ -123,8 +123,15 @@ struct Send: AsyncParsableCommand {
     @Option(help: ArgumentHelp("At most this many bytes per second, e.g. 50M (MiB/s) or 500K.", valueName: "rate"))
     var limit: String?
 
-    @Flag(help: ArgumentHelp("Seal everything with ChaCha20-Poly1305, keys from the code.", discussion: "Bytes then pass through user space (no zero-copy path): measure the cost with ftbench."))
+    @Flag(help: ArgumentHelp(
+        "Seal everything with AES-256-GCM or ChaCha20-Poly1305, keys from the code.",
+        discussion: "AES-256-GCM when both hosts' CPUs have AES-NI, ChaCha20-Poly1305 otherwise. Bytes then pass through user space (no zero-copy path): measure the cost with ftbench."))
     var encrypt = false
+
+    @Option(help: ArgumentHelp(
+        "With --encrypt, offer only this cipher: aes-256-gcm or chacha20-poly1305.",
+        discussion: "The push fails if the receiver takes another (ft recv --cipher).", valueName: "name"))
+    var cipher: Cipher?
 
     @Flag(help: "Do not hash; the receiver cannot verify what arrives.")
     var noVerify = false
@@ -152,6 +159,7 @@ struct Send: AsyncParsableCommand {
         guard !paths.isEmpty else { throw ValidationError("give at least one PATH to send (or - for stdin)") }
         if paths.filter({ $0 == "-" }).count > 1 { throw ValidationError("stdin (-) can be sent once per push") }
         if name != nil, !paths.contains("-") { throw ValidationError("--name names stdin; add - to the paths") }
+        if cipher != nil, !encrypt { throw ValidationError("--cipher chooses how --encrypt seals; add --encrypt") }
         guard let c = Sizes.parse(chunk) else { throw ValidationError("--chunk '\(chunk)' is not a size (try 1M or 4M)") }
         guard (16 << 10)...(64 << 20) ~= c else { throw ValidationError("--chunk must be between 16K and 64M, not \(chunk)") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
@@ -239,6 +247,7 @@ extension Send {
         var o = PushOptions()
         o.verify = !noVerify
         o.encrypt = encrypt
+        o.cipher = cipher
         o.streams = streams
         o.rateLimit = limit.flatMap { Sizes.parse($0) }
         o.sync = sync || checksum

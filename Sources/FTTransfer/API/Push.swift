@@ -123,6 +123,7 @@ extension SendConfig {
                   connectTimeoutSeconds: options.connectTimeout.seconds, idleTimeoutSeconds: options.idleTimeout.seconds,
                   code: code)
         encrypt = options.encrypt
+        ciphers = options.cipher.map { [$0] } ?? CipherSuite.offer
         streams = options.streams
         rateLimit = options.rateLimit
         sync = options.sync || options.checksum

@@ -8,6 +8,10 @@ public struct PushOptions: Sendable {
     /// Seal every frame after the handshake with keys from the code
     /// (`--encrypt`). Bytes then pass through user space.
     public var encrypt = false
+    /// The one cipher to offer with ``encrypt`` (`--cipher`); nil offers
+    /// AES-256-GCM where this CPU has AES-NI, and ChaCha20-Poly1305, and
+    /// the receiver picks.
+    public var cipher: Cipher?
     /// Extra connections for the chunks of big files (`-P`); 1 keeps
     /// everything on the push's own connection. At most 16.
     public var streams = 1

@@ -13,6 +13,9 @@ public struct ReceiveOptions: Sendable {
     public var allowSensitive = false
     /// Refuse pushes that are not encrypted (`--encrypt`).
     public var requireEncryption = false
+    /// The one cipher an encrypted push may use (`--cipher`); nil takes
+    /// either, AES-256-GCM first where this CPU has AES-NI.
+    public var cipher: Cipher?
     /// Which symlinks a push may make (`--links`). No link is ever
     /// followed when writing.
     public var links = LinkPolicy.safe

@@ -67,6 +67,7 @@ public final class Receiver: Sendable {
             idleTimeoutSeconds: options.idleTimeout.seconds, code: code)
         config.allowSensitive = options.allowSensitive
         config.requireEncryption = options.requireEncryption
+        config.ciphers = options.cipher.map { [$0] } ?? CipherSuite.preference
         config.keepPartialHours = options.keepPartials.seconds / 3600
         config.links = options.links
         config.maxPending = options.maxPending

@@ -29,8 +29,6 @@ final class FrameChannel {
     private var queued = OutBuffer()
     /// What the send in flight is reading; swapped with `queued` per send.
     private var out = OutBuffer()
-    /// Where a frame is built before sealing (`--encrypt` only).
-    private lazy var sealing = OutBuffer()
     private(set) var writing = false
 
     /// Read ahead into a buffer and decode many frames per recv. Only where
@@ -53,8 +51,9 @@ final class FrameChannel {
     /// Without `--encrypt`, set once the code's proofs are exchanged: from
     /// then on every frame but data headers carries a tag (SessionMAC).
     var mac: SessionMAC?
-    /// The opened record frames are read from, and how far.
-    private var plain = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    /// The opened record frames are read from (in `body`, opened in
+    /// place), and how far.
+    private var plain = UnsafeRawPointer(bitPattern: 0)
     private var plainCount = 0
     private var plainAt = 0
 
@@ -69,7 +68,6 @@ final class FrameChannel {
     deinit {
         prefix.deallocate()
         body.deallocate()
-        plain.deallocate()
         inbox.deallocate()
     }
 
@@ -236,17 +234,14 @@ final class FrameChannel {
             guard Int(c.result) == pendingRecord else {
                 return .failed(.disconnected("closed in the middle of a sealed record", peer: peer))
             }
-            if plain.count < SessionCipher.maxPlaintext {
-                plain.deallocate()
-                plain = .allocate(byteCount: SessionCipher.maxPlaintext, alignment: 16)
-            }
-            guard let opened = cipher.open(UnsafeRawBufferPointer(start: body.baseAddress, count: pendingRecord), into: plain) else {
+            guard let opened = cipher.open(inPlace: UnsafeMutableRawBufferPointer(rebasing: body[..<pendingRecord])) else {
                 return .failed(.protocolViolation("a sealed record failed authentication (altered, replayed, or a different code)", peer: peer))
             }
+            plain = UnsafeRawPointer(body.baseAddress!)
             plainCount = opened
             plainAt = 0
         }
-        let rest = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(plain)[plainAt..<plainCount])
+        let rest = UnsafeRawBufferPointer(start: plain! + plainAt, count: plainCount - plainAt)
         do {
             switch try FrameCodec.decode(rest) {
             case .needMore:
@@ -321,14 +316,14 @@ final class FrameChannel {
     func takePayload(_ length: Int) -> UnsafeRawBufferPointer? {
         guard cipher != nil, plainCount - plainAt >= length else { return nil }
         defer { plainAt += length }
-        return UnsafeRawBufferPointer(start: plain.baseAddress! + plainAt, count: length)
+        return UnsafeRawBufferPointer(start: plain! + plainAt, count: length)
     }
 
     /// Once the code's proofs are exchanged: every frame from here on is
-    /// sealed (`encrypt`) or tagged, in both directions.
-    func bind(_ keys: SessionKeys, role: Hello.Role, encrypt: Bool) {
-        if encrypt {
-            cipher = SessionCipher(keys, role: role)
+    /// sealed (by `cipher`, with `--encrypt`) or tagged, in both directions.
+    func bind(_ keys: SessionKeys, role: Hello.Role, cipher chosen: Cipher?) {
+        if let chosen {
+            cipher = SessionCipher(keys, role: role, cipher: chosen)
         } else {
             mac = SessionMAC(keys, role: role)
         }
@@ -355,37 +350,46 @@ final class FrameChannel {
     /// throws.
     func enqueue<E: Error>(_ type: FrameType, bodyCapacity: Int,
                            build: (UnsafeMutableRawBufferPointer) throws(E) -> Int) throws(E) {
-        let target = cipher == nil ? queued : sealing
-        let tag = mac != nil && SessionMAC.tags(type) ? SessionMAC.tagSize : 0
-        let room = target.reserve(FramePrefix.size + bodyCapacity + tag)
-        let length = try build(UnsafeMutableRawBufferPointer(rebasing: room[FramePrefix.size..<(FramePrefix.size + bodyCapacity)]))
+        // Sealed: built where its record will be sent from, sealed there.
+        let at = cipher == nil ? 0 : SessionCipher.headerSize
+        let tag = mac != nil && SessionMAC.tags(type) ? SessionMAC.tagSize
+            : cipher != nil ? SessionCipher.tagSize : 0
+        let room = queued.reserve(at + FramePrefix.size + bodyCapacity + tag)
+        let frame = UnsafeMutableRawBufferPointer(rebasing: room[at...])
+        let length = try build(UnsafeMutableRawBufferPointer(rebasing: frame[FramePrefix.size..<(FramePrefix.size + bodyCapacity)]))
         precondition(length <= bodyCapacity && UInt32(length) <= type.bodyCap)
-        if tag > 0 {
-            mac!.seal(room, type: type, bodyLength: length)
-        } else {
-            FramePrefix(type: type, length: UInt32(length)).encode(into: room)
-        }
-        target.commit(FramePrefix.size + length + tag)
         if let cipher {
-            cipher.seal(sealing.bytes, appendingTo: queued)
-            sealing.reset()
+            FramePrefix(type: type, length: UInt32(length)).encode(into: frame)
+            queued.commit(cipher.seal(record: room, plaintextCount: FramePrefix.size + length))
+        } else if tag > 0 {
+            mac!.seal(frame, type: type, bodyLength: length)
+            queued.commit(FramePrefix.size + length + tag)
+        } else {
+            FramePrefix(type: type, length: UInt32(length)).encode(into: frame)
+            queued.commit(FramePrefix.size + length)
         }
     }
 
-    /// Queues a data frame with its payload in one sealed record: `frame`
-    /// holds the 24-byte data header followed by the payload.
-    func enqueueSealed(frame: UnsafeRawBufferPointer) {
-        cipher!.seal(frame, appendingTo: queued)
+    /// Queues a data frame and its payload as one sealed record, sealed in
+    /// the caller's buffer: `record` holds, from `SessionCipher.headerSize`,
+    /// the 24-byte data header and the payload (`frameCount` bytes in all),
+    /// with room for the tag after them. `look` sees each piece of the frame
+    /// just before it is sealed. The sealed record is queued at once: the
+    /// order records are sealed in is the order they are sent in.
+    func enqueueSealed(record: UnsafeMutableRawBufferPointer, frameCount: Int,
+                       look: (_ piece: UnsafeRawBufferPointer, _ at: Int) -> Void) {
+        let n = cipher!.seal(record: record, plaintextCount: frameCount, look: look)
+        queued.append(UnsafeRawBufferPointer(rebasing: record[..<n]))
     }
 
-    /// The same, for a payload without room for its header in front.
+    /// Queues a data frame and its payload as one sealed record, for a
+    /// payload without room around it: copied once, sealed in the queue.
     func enqueueSealed(_ header: DataHeader, _ payload: UnsafeRawBufferPointer) {
-        let frame = sealing.reserve(DataHeader.wireSize + payload.count)
-        header.encode(into: frame)
-        UnsafeMutableRawBufferPointer(rebasing: frame[DataHeader.wireSize...]).copyMemory(from: payload)
-        sealing.commit(frame.count)
-        enqueueSealed(frame: sealing.bytes)
-        sealing.reset()
+        let frameCount = DataHeader.wireSize + payload.count
+        let room = queued.reserve(frameCount + SessionCipher.overhead)
+        header.encode(into: UnsafeMutableRawBufferPointer(rebasing: room[SessionCipher.headerSize...]))
+        UnsafeMutableRawBufferPointer(rebasing: room[(SessionCipher.headerSize + DataHeader.wireSize)...]).copyMemory(from: payload)
+        queued.commit(cipher!.seal(record: room, plaintextCount: frameCount))
     }
 
     var hasQueued: Bool { !queued.isEmpty }

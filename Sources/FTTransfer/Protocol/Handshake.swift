@@ -30,6 +30,8 @@ package struct SenderHandshake: Sendable {
         case receiverTakesAnyone
         /// The receiver said no, and why.
         case refused(ErrorFrame)
+        /// The receiver chose a cipher this side did not offer.
+        case cipher(CipherMismatch)
         /// The receiver broke the protocol.
         case violation(String)
     }
@@ -40,6 +42,8 @@ package struct SenderHandshake: Sendable {
         /// The session's keys, once both sides proved the code: they seal
         /// (`--encrypt`) or tag every frame from here on.
         package var keys: SessionKeys?
+        /// What seals the session (`--encrypt`), as the receiver chose it.
+        package var cipher: Cipher?
         /// The receiver takes anyone, although we hold a code.
         package var unauthenticated: Bool
     }
@@ -58,7 +62,7 @@ package struct SenderHandshake: Sendable {
 
     private enum State: Sendable {
         case awaitingHello
-        case awaitingProof(version: UInt16, features: Features, keys: SessionKeys)
+        case awaitingProof(version: UInt16, features: Features, keys: SessionKeys, cipher: Cipher?)
         case over
     }
 
@@ -92,7 +96,16 @@ package struct SenderHandshake: Sendable {
             }
             guard h.features.contains(.auth) else {
                 if purpose == .relayHop || features.contains(.encrypt) { return fail(.receiverTakesAnyone) }
-                return done(Established(version: version, receiverFeatures: h.features, keys: nil, unauthenticated: code != nil))
+                return done(Established(version: version, receiverFeatures: h.features, keys: nil, cipher: nil,
+                                        unauthenticated: code != nil))
+            }
+            var cipher: Cipher?
+            if features.contains(.encrypt), purpose != .dataStream {
+                guard h.features.contains(.encrypt) else { return fail(.violation("the receiver did not agree to seal the push")) }
+                switch Cipher.chosen(by: h.features, offered: Cipher.offered(by: features)) {
+                case .success(let c): cipher = c
+                case .failure(let m): return fail(.cipher(m))
+                }
             }
             guard let code else { return fail(.needCode) }
             let keys = SessionKeys(code: code, sessionID: sessionID, senderNonce: nonce, receiverNonce: h.nonce)
@@ -100,13 +113,14 @@ package struct SenderHandshake: Sendable {
             if purpose == .dataStream {
                 state = .over
                 return Step(send: [proof], outcome: .established(
-                    Established(version: version, receiverFeatures: h.features, keys: keys, unauthenticated: false)))
+                    Established(version: version, receiverFeatures: h.features, keys: keys, cipher: nil, unauthenticated: false)))
             }
-            state = .awaitingProof(version: version, features: h.features, keys: keys)
+            state = .awaitingProof(version: version, features: h.features, keys: keys, cipher: cipher)
             return Step(send: [proof], outcome: .waiting)
-        case (.awaitingProof(let version, let receiverFeatures, let keys), .auth(let proof)):
+        case (.awaitingProof(let version, let receiverFeatures, let keys, let cipher), .auth(let proof)):
             guard AuthCode.matches(proof, keys.proof(.receiver)) else { return fail(.receiverUnproven) }
-            return done(Established(version: version, receiverFeatures: receiverFeatures, keys: keys, unauthenticated: false))
+            return done(Established(version: version, receiverFeatures: receiverFeatures, keys: keys, cipher: cipher,
+                                    unauthenticated: false))
         default:
             return fail(.violation("unexpected \(frame.type) frame while \(waitingFor)"))
         }
@@ -148,18 +162,23 @@ package struct ReceiverHandshake: Sendable {
         package var requireEncryption = false
         /// The receiver writes to stdout: one connection carries the push.
         package var toStdout = false
+        /// Ciphers an encrypted push may use, the preferred first.
+        package var ciphers: [Cipher]
 
-        package init(code: [UInt8]?, requireEncryption: Bool = false, toStdout: Bool = false) {
+        package init(code: [UInt8]?, requireEncryption: Bool = false, toStdout: Bool = false,
+                     ciphers: [Cipher] = CipherSuite.preference) {
             self.code = code
             self.requireEncryption = requireEncryption
             self.toStdout = toStdout
+            self.ciphers = ciphers
         }
     }
 
     package enum Established: Equatable, Sendable {
         /// A push of its own, speaking `version`, with the features agreed.
         /// `keys`, once the sender proved the code: seal (`encrypt` among
-        /// the features) or tag every frame from here on.
+        /// the features, with the one cipher chosen) or tag every frame
+        /// from here on.
         case push(version: UInt16, sender: Hello, features: Features, keys: SessionKeys?)
         /// An extra data stream of the push with this session id.
         case dataStream(sessionID: [UInt8])
@@ -245,7 +264,14 @@ package struct ReceiverHandshake: Sendable {
             return refuse(.refused, "this receiver takes encrypted pushes only: run ft send with --encrypt")
         }
         var features: Features = settings.code != nil ? [.xxh3, .auth] : [.xxh3]
-        if encrypt { features.insert(.encrypt) }
+        if encrypt, !isDataStream {
+            switch Cipher.pick(offered: Cipher.offered(by: h.features), accepted: settings.ciphers) {
+            case .success(let c): features.formUnion([.encrypt, c.feature])
+            case .failure(let m): return refuse(.refused, m.description)
+            }
+        } else if encrypt {
+            features.insert(.encrypt)
+        }
         if h.features.contains(.dataStreams), !isDataStream, !encrypt, !settings.toStdout { features.insert(.dataStreams) }
         var reply = Hello(role: .receiver, features: features, sessionID: h.sessionID, nonce: nonce)
         reply.minVersion = version

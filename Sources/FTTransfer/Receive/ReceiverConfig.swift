@@ -41,6 +41,8 @@ package struct ReceiverConfig: Sendable {
     package var allowSensitive = false
     /// Refuse pushes that are not sealed with `--encrypt`.
     package var requireEncryption = false
+    /// What an encrypted push may use, the preferred first.
+    package var ciphers = CipherSuite.preference
     /// Which symlinks of a push are made (the others are skipped, each named).
     package var links = LinkPolicy.safe
     /// Let a push (`ft send --delete`) remove what its pushed directories

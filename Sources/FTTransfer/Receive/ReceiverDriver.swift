@@ -78,7 +78,7 @@ package final class ReceiverDriver {
         policy.destination = destination.displayPath
         self.policy = policy
         handshakeSettings = ReceiverHandshake.Settings(code: code, requireEncryption: config.requireEncryption,
-                                                       toStdout: config.toStdout)
+                                                       toStdout: config.toStdout, ciphers: config.ciphers)
     }
 
     /// A handle that makes `run` wind down and return, from any thread.

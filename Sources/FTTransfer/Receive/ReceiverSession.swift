@@ -246,7 +246,8 @@ final class ReceiverSession: LoopHandler {
             id = PushLabel.of(sender.sessionID)
             if let keys {
                 // Our proof left as it is; everything after it is sealed or tagged.
-                channel.bind(keys, role: .receiver, encrypt: features.contains(.encrypt))
+                channel.bind(keys, role: .receiver,
+                             cipher: features.contains(.encrypt) ? Cipher.named(in: features).first : nil)
             }
             let push = PushSession(connection: self, version: version, sender: sender, features: features)
             stage = .push(push)

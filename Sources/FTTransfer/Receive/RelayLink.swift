@@ -307,7 +307,7 @@ final class RelayLink: LoopHandler {
             case .established(let e):
                 a.established = true
                 // A chain is never encrypted; the next host's frames are tagged.
-                if let keys = e.keys { a.channel.bind(keys, role: .sender, encrypt: false) }
+                if let keys = e.keys { a.channel.bind(keys, role: .sender, cipher: nil) }
                 sendChainHead(a)
             case .failed(let why):
                 switch why {
@@ -318,6 +318,7 @@ final class RelayLink: LoopHandler {
                 case .needCode: refused("it wants a code and this chain has none")
                 case .refused(let e): refused(e.message)
                 case .violation(let s): refused(s)
+                case .cipher(let m): refused(m.description)  // a hop never encrypts
                 }
             }
             return

@@ -183,6 +183,7 @@ final class DataStream: LoopHandler {
             case .needCode: die("the receiver wants the code and this push has none")
             case .refused(let e): die("the receiver refused it: \(e.message)")
             case .violation(let s): die(s)
+            case .cipher(let m): die(m.description)  // a data stream never encrypts
             case .receiverUnproven, .receiverTakesAnyone: die("the receiver did not take it as a data stream")
             }
         }

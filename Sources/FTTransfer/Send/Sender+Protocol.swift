@@ -31,7 +31,7 @@ extension Sender {
                         finish(.protocolViolation("the receiver sent more after its proof", peer: peer))
                         return
                     }
-                    conn.channel.bind(keys, role: .sender, encrypt: config.encrypt)
+                    conn.channel.bind(keys, role: .sender, cipher: e.cipher)
                 }
                 startPush(conn)
             case .failed(let why):
@@ -58,6 +58,10 @@ extension Sender {
             finish(.source("\(peer) accepts anyone (--no-auth), so there is no code to make keys from; --encrypt needs a receiver with a code"))
         case .refused(let e):
             finish(.peer(e, peer: peer))
+        case .cipher(let m):
+            let chose = m.accepted.map(\.rawValue).joined(separator: ", ")
+            let offered = m.offered.map(\.rawValue).joined(separator: ", ")
+            finish(.protocolViolation("it chose \(chose) to seal the push, which this side did not offer (\(offered)); run ft send with --cipher to match ft recv's", peer: peer))
         case .violation(let s):
             finish(.protocolViolation(s, peer: peer))
         }

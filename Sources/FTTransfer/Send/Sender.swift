@@ -137,7 +137,10 @@ package final class Sender: LoopHandler {
             code = nil
         }
         var features: Features = config.verify ? [.xxh3] : []
-        if config.encrypt { features.insert(.encrypt) }
+        if config.encrypt {
+            features.insert(.encrypt)
+            for c in config.ciphers { features.insert(c.feature) }
+        }
         if config.streams > 1 { features.insert(.dataStreams) }
         handshake = SenderHandshake(purpose: .push, features: features, code: code, sessionID: sessionID,
                                     nonce: AuthCode.randomBytes(32))

@@ -37,6 +37,8 @@ package struct SendConfig: Sendable {
     package var rateLimit: UInt64?
     /// Seal every frame after the proofs (needs the receiver's code).
     package var encrypt = false
+    /// Offered with `encrypt`, in no order: the receiver picks.
+    package var ciphers = CipherSuite.offer
     /// A chain push: the hosts the receiver relays to, in order (empty:
     /// the receiver is the chain's last host). Nil: a plain push.
     package var relay: [String]?
