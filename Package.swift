@@ -105,7 +105,10 @@ let package = Package(
         .testTarget(
             name: "FTEngineTests",
             dependencies: ["FTEngine", "FTWire", "CURing", "FTTestSupport", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "FTTransferTests", dependencies: ["FTTransfer", "FTEngine", "FTWire", "CXXHash", "FTTestSupport"]),
+        .testTarget(
+            name: "FTTransferTests",
+            dependencies: ["FTTransfer", "FTEngine", "FTWire", "CXXHash", "FTTestSupport",
+                           .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(
             name: "FTCLITests",
             dependencies: ["FTWire", "CXXHash", "FTFrontEnd", "FTBench", "FTTransfer", "FTTestSupport"]),

@@ -100,21 +100,51 @@ func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
         #expect(!contains(relay.bytes, marker), "plaintext crossed the wire under --encrypt")
         #expect(!contains(relay.bytes, Array("marked.txt".utf8)), "the file name crossed the wire in the clear")
         expectSame(readFile(tmp.path + "/sealed/marked.txt"), bytes, "sealed push")
-        #expect(end.stdout.contains("copy (encrypted)"))
+        #expect(end.stdout.contains("copy (encrypted, "), "\(end.stdout)")
     }
 
-    @Test func aFlippedByteIsCaughtAndNothingIsWritten() throws {
+    @Test func eachCipherCarriesATreeIntactAndAMismatchIsRefused() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let tree = tmp.sub("src/tree")
+        writeFile(tree + "/big.bin", patternBytes((3 << 20) + 5, seed: 61))
+        writeFile(tree + "/small", patternBytes(777, seed: 62))
+        for cipher in ["aes-256-gcm", "chacha20-poly1305"] {
+            let recv = try FTReceiver(dir: tmp.sub(cipher), extra: ["--once", "--encrypt", "--cipher", cipher])
+            let send = try run(ftPath, ["send", recv.address, tree, "--encrypt", "--cipher", cipher, "-q"])
+            #expect(send.status == 0, "\(cipher): \(send.stderr)")
+            let end = recv.child.wait()
+            #expect(end.stdout.contains("copy (encrypted, \(cipher))"), "\(end.stdout)")
+            expectSame(readFile(tmp.path + "/\(cipher)/tree/big.bin"), patternBytes((3 << 20) + 5, seed: 61), cipher)
+            expectSame(readFile(tmp.path + "/\(cipher)/tree/small"), patternBytes(777, seed: 62), cipher)
+        }
+        // The receiver takes one cipher, the sender offers the other.
+        let recv = try FTReceiver(dir: tmp.sub("none"), extra: ["--once", "--cipher", "aes-256-gcm"])
+        let r = try run(ftPath, ["send", recv.address, tree, "--encrypt", "--cipher", "chacha20-poly1305"])
+        #expect(r.status == 4, "\(r.stderr)")
+        #expect(r.stderr.contains("no cipher in common") && r.stderr.contains("--cipher"), "\(r.stderr)")
+        #expect(recv.child.isRunning, "a refused handshake does not use up --once")
+        _ = recv.stop()
+        #expect(listTree(tmp.path + "/none").isEmpty)
+        let bad = try run(ftPath, ["send", "127.0.0.1:1", tree, "--cipher", "aes-256-gcm"])
+        #expect(bad.status == 2 && bad.stderr.contains("add --encrypt"), "\(bad.stderr)")
+    }
+
+    @Test(arguments: ["aes-256-gcm", "chacha20-poly1305"]) func aFlippedByteIsCaughtAndNothingIsWritten(_ cipher: String) throws {
         let tmp = TempDir()
         defer { tmp.cleanup() }
         let (src, _) = markedFile(tmp)
-        let recv = try FTReceiver(dir: tmp.sub("dst"), extra: ["--once", "--encrypt"])
-        // Past the hello and the proof: inside the first sealed records.
-        let relay = Relay(to: recv.port, flipAt: 400)
-        let send = try run(ftPath, ["send", "127.0.0.1:\(relay.port)", src, "--encrypt"])
-        #expect(send.status == 1)
-        let end = recv.child.wait()
-        #expect(end.stdout.contains("failed authentication"), "\(end.stdout)")
-        #expect(listTree(tmp.path + "/dst").isEmpty)
+        // Past the hello and the proof: inside the first sealed records,
+        // then deep in the file's data.
+        for flip in [400, 30_000] {
+            let recv = try FTReceiver(dir: tmp.sub("dst\(flip)"), extra: ["--once", "--encrypt"])
+            let relay = Relay(to: recv.port, flipAt: flip)
+            let send = try run(ftPath, ["send", "127.0.0.1:\(relay.port)", src, "--encrypt", "--cipher", cipher])
+            #expect(send.status == 1, "\(send.stderr)")
+            let end = recv.child.wait()
+            #expect(end.stdout.contains("failed authentication"), "\(cipher) at \(flip): \(end.stdout)")
+            #expect(listTree(tmp.path + "/dst\(flip)").filter { !($0.split(separator: "/").last ?? "").hasPrefix(".ft-") }.isEmpty)
+        }
     }
 
     @Test func encryptionNeedsACodeAndARequiringReceiverRefusesPlaintext() throws {

@@ -30,6 +30,22 @@ final class FrameChannel {
     /// What the send in flight is reading; swapped with `queued` per send.
     private var out = OutBuffer()
     private(set) var writing = false
+    /// Sealed records sent from their owner's buffer (`enqueueSealed(
+    /// record:lend:)`), each after `at` bytes of `queued`: queued, and in
+    /// flight. A record out of a 256 KiB file read costs a 256 KiB copy
+    /// into `queued` otherwise: measured at ~25% of a sealing sender's CPU.
+    private struct Loan {
+        var at: Int
+        var bytes: UnsafeRawBufferPointer
+    }
+    private var loans: [Loan] = []
+    private var loansOut: [Loan] = []
+    /// Loans sent so far: a lender's buffers come back in the order lent.
+    private(set) var loansReturned = 0
+    static let maxLoans = 8
+    private let iov = UnsafeMutablePointer<iovec>.allocate(capacity: 2 * maxLoans + 1)
+    private let message = UnsafeMutablePointer<msghdr>.allocate(capacity: 1)
+    private var outCount = 0
 
     /// Read ahead into a buffer and decode many frames per recv. Only where
     /// no payload is ever spliced out of the socket: the sender's side,
@@ -63,12 +79,16 @@ final class FrameChannel {
         self.loop = loop
         self.reg = reg
         self.buffered = buffered
+        loans.reserveCapacity(Self.maxLoans)
+        loansOut.reserveCapacity(Self.maxLoans)
     }
 
     deinit {
         prefix.deallocate()
         body.deallocate()
         inbox.deallocate()
+        iov.deallocate()
+        message.deallocate()
     }
 
     enum ReadEvent {
@@ -376,11 +396,21 @@ final class FrameChannel {
     /// with room for the tag after them. `look` sees each piece of the frame
     /// just before it is sealed. The sealed record is queued at once: the
     /// order records are sealed in is the order they are sent in.
-    func enqueueSealed(record: UnsafeMutableRawBufferPointer, frameCount: Int,
+    ///
+    /// The record is sent from `record` itself: the caller keeps the buffer
+    /// untouched until `loansReturned` has moved past this loan (it counts
+    /// loans in the order they were made); `canLend` says whether one more
+    /// may be made.
+    func enqueueSealed(lending record: UnsafeMutableRawBufferPointer, frameCount: Int,
                        look: (_ piece: UnsafeRawBufferPointer, _ at: Int) -> Void) {
+        precondition(canLend)
         let n = cipher!.seal(record: record, plaintextCount: frameCount, look: look)
-        queued.append(UnsafeRawBufferPointer(rebasing: record[..<n]))
+        loans.append(Loan(at: queued.count, bytes: UnsafeRawBufferPointer(rebasing: record[..<n])))
     }
+
+    var canLend: Bool { loans.count < Self.maxLoans }
+    /// Loans made and not yet returned.
+    var loansOutstanding: Int { loans.count + loansOut.count }
 
     /// Queues a data frame and its payload as one sealed record, for a
     /// payload without room around it: copied once, sealed in the queue.
@@ -392,24 +422,53 @@ final class FrameChannel {
         queued.commit(cipher!.seal(record: room, plaintextCount: frameCount))
     }
 
-    var hasQueued: Bool { !queued.isEmpty }
-    var queuedCount: Int { queued.count }
+    var hasQueued: Bool { !queued.isEmpty || !loans.isEmpty }
+    /// Bytes waiting for the next write, lent records included.
+    var queuedCount: Int { loans.reduce(queued.count) { $0 + $1.bytes.count } }
 
-    /// Sends everything queued as one write, if no write is in flight.
+    /// Sends everything queued as one write, if no write is in flight; with
+    /// lent records, one sendmsg that gathers them between the queued bytes.
     func flush() {
-        guard !writing, !queued.isEmpty else { return }
+        guard !writing, hasQueued else { return }
         swap(&queued, &out)
         queued.reset()
+        swap(&loans, &loansOut)
         writing = true
-        queue(.send(fd: fd, buffer: out.base, length: out.count, flags: CInt(MSG_WAITALL) | CInt(MSG_NOSIGNAL)), .sendControl)
+        let flags = CInt(MSG_WAITALL) | CInt(MSG_NOSIGNAL)
+        guard !loansOut.isEmpty else {
+            outCount = out.count
+            queue(.send(fd: fd, buffer: out.base, length: out.count, flags: flags), .sendControl)
+            return
+        }
+        var n = 0
+        var from = 0
+        outCount = 0
+        func add(_ base: UnsafeRawPointer, _ count: Int) {
+            guard count > 0 else { return }
+            iov[n] = iovec(iov_base: UnsafeMutableRawPointer(mutating: base), iov_len: count)
+            n += 1
+            outCount += count
+        }
+        for loan in loansOut {
+            add(out.base + from, loan.at - from)
+            add(loan.bytes.baseAddress!, loan.bytes.count)
+            from = loan.at
+        }
+        add(out.base + from, out.count - from)
+        message.pointee = msghdr()
+        message.pointee.msg_iov = iov
+        message.pointee.msg_iovlen = n
+        queue(.sendmsg(fd: fd, message: message, flags: flags), .sendControl)
     }
 
     /// A completion tagged `sendControl`: nil when all of it went out.
     func onSent(_ c: Completion) -> TransferError? {
         inflight -= 1
         writing = false
+        loansReturned += loansOut.count
+        loansOut.removeAll(keepingCapacity: true)
         if c.result < 0 { return .io(IOError(result: c.result, "send to", peer)) }
-        if Int(c.result) < out.count { return .disconnected("sent \(c.result) of \(out.count) bytes", peer: peer) }
+        if Int(c.result) < outCount { return .disconnected("sent \(c.result) of \(outCount) bytes", peer: peer) }
         return nil
     }
 }

@@ -107,7 +107,7 @@ final class PushSession {
 
     var dataPath: String {
         switch intakePath {
-        case .sealed: return "copy (encrypted)"
+        case .sealed: return "copy (encrypted, \(channel.cipher!.cipher))"
         case .splice where link != nil: return "splice+tee (relay)"
         case .splice: return ReceivePath.splice.rawValue
         case .copy: return ReceivePath.copy.rawValue

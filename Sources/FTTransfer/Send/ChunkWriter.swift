@@ -68,6 +68,10 @@ final class ChunkWriter {
     static let recordSizeForMeasuring: Int? = getenv("FT_RECORD_KIB").flatMap { Int(String(cString: $0)) }.map { $0 << 10 }
     /// Where a sealed chunk's bytes are read to.
     private static let sealedPayloadAt = SessionCipher.headerSize + DataHeader.wireSize
+    /// Sealed records in their buffers, lent to the channel until sent: the
+    /// next chunk is read and sealed while earlier ones are on the wire.
+    static let sealedSlots = 4
+    private var sealedStarted = 0
     static let pipeSize = 1 << 20
     /// Registered buffers for the zc path, so reads run ahead of sends.
     static let zcSlots = 4
@@ -89,6 +93,9 @@ final class ChunkWriter {
             case .copy: self.path = .copy
             case .zc: self.path = .zc
             }
+        }
+        if case .sealed = self.path {
+            for _ in 0..<Self.sealedSlots { buffers.append(.allocate(byteCount: Self.sealedRecord, alignment: 4096)) }
         }
         if case .zc = self.path {
             for _ in 0..<Self.zcSlots { buffers.append(.allocate(byteCount: Self.bufferSize, alignment: 4096)) }
@@ -118,6 +125,7 @@ final class ChunkWriter {
     var busy: Bool {
         if current != nil { return true }
         if case .zc = path { return !zcBusy.contains(false) }
+        if case .sealed = path { return channel.loansOutstanding >= Self.sealedSlots || !channel.canLend }
         return false
     }
 
@@ -141,8 +149,11 @@ final class ChunkWriter {
         var f = InFlight(chunk: c, name: name, size: size, pending: 1)
         switch path {
         case .sealed:
-            // The completion hashes, seals and queues it.
-            queue(.read(fd: source.fd, buffer: buffer(0).baseAddress! + Self.sealedPayloadAt, length: c.length,
+            // The completion hashes, seals and lends it to the channel; the
+            // slots go round in the order the channel gives them back.
+            f.slot = sealedStarted % Self.sealedSlots
+            sealedStarted += 1
+            queue(.read(fd: source.fd, buffer: buffers[f.slot].baseAddress! + Self.sealedPayloadAt, length: c.length,
                         offset: Int64(c.offset)), OpTag(.chunkRead))
         case .sendfile:
             queue(.sendfile(socket: socket, file: source.fd, offset: Int64(c.offset), length: c.length,
@@ -208,7 +219,7 @@ final class ChunkWriter {
         case .chunkRead where result > 0:
             let base = buffers[f.slot].baseAddress!
             if case .sealed = path {
-                sealChunk(in: buffers[0], f.chunk.offset, Int(result))
+                sealChunk(in: buffers[f.slot], f.chunk.offset, Int(result))
             } else {
                 source?.hasher?.update(UnsafeRawBufferPointer(start: base, count: Int(result)))
             }
@@ -251,7 +262,7 @@ final class ChunkWriter {
         DataHeader(fileID: currentFileID, length: UInt32(count), offset: offset)
             .encode(into: UnsafeMutableRawBufferPointer(rebasing: buffer[at...]))
         let hasher = source?.hasher
-        channel.enqueueSealed(record: buffer, frameCount: DataHeader.wireSize + count) { piece, from in
+        channel.enqueueSealed(lending: buffer, frameCount: DataHeader.wireSize + count) { piece, from in
             guard let hasher else { return }
             // The frame's first bytes are its header, not the file's.
             let skip = max(0, DataHeader.wireSize - from)

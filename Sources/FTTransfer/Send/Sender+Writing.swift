@@ -84,12 +84,21 @@ extension Sender {
 
     private func situation(_ conn: Connection) -> WriteScheduler.Situation {
         WriteScheduler.Situation(
-            controlQueued: conn.channel.hasQueued,
-            writeBusy: conn.channel.writing || conn.writer.busy || stdin != nil || awaitingDigest != nil,
+            controlQueued: conn.channel.hasQueued && !conn.channel.writing,
+            writeBusy: channelBusy(conn) || conn.writer.busy || stdin != nil || awaitingDigest != nil,
             sending: machine.phase == .sending,
             idleStream: streams.firstIndex { $0.idle },
             streamsGone: streams.allSatisfy { $0.state == .dead },
             now: monotonicNanoseconds())
+    }
+
+    /// Whether the push's own connection takes no more now. Sealed, every
+    /// write goes through the channel in order, so the next record may be
+    /// read and sealed while the last is sent, up to a backlog; otherwise
+    /// a chunk goes to the socket itself, and not beside a write.
+    private func channelBusy(_ conn: Connection) -> Bool {
+        guard conn.channel.cipher != nil else { return conn.channel.writing }
+        return conn.channel.writing && conn.channel.queuedCount >= StdinPump.sealedBacklog
     }
 
     /// Entry `id`'s file for the push's own connection, hashing what it
