@@ -78,32 +78,9 @@ package struct CompareSuite {
             progress("compare: preparing a \(sizeText) source file")
             try Fixtures.file(src, bytes: size)
         }
-        if options.workloads.contains("file") {
-            let r = recipes
-            let trials = race("\(sizeText) file → file", bytes: size, [
-                Contender(label: "ft", make: { r.ftFile(src, bytes: size, sink: .file(dst)) }),
-                Contender(label: "socat -b 1M", make: { r.socat(src, bytes: size, sink: .file(dst)) }, missing: Self.need(["socat"])),
-                Contender(label: "nc", make: { r.nc(src, bytes: size, sink: .file(dst)) }, missing: Self.need(["nc"])),
-            ])
-            report.comparisons += rows("\(sizeText) file → file", trials, goals: ["socat -b 1M": 0.9])
-            report.throughput += trials.map { ThroughputCell(tool: $0.label, io: "default", chunk: nil, streams: 1, sink: "file", trial: $0.trial) }
-        }
-        if options.workloads.contains("memory") {
-            let r = recipes
-            let trials = race("\(sizeText) file → memory", bytes: size, [
-                Contender(label: "ft", make: { r.ftFile(src, bytes: size, sink: .null) }),
-                Contender(label: "ft --no-verify", make: { r.ftFile(src, bytes: size, sink: .null, verify: false) }),
-                Contender(label: "ft --encrypt", make: { r.ftFile(src, bytes: size, sink: .null, encrypt: true) }),
-                Contender(label: "socat -b 1M", make: { r.socat(src, bytes: size, sink: .null) }, missing: Self.need(["socat"])),
-                Contender(label: "nc", make: { r.nc(src, bytes: size, sink: .null) }, missing: Self.need(["nc"])),
-                Contender(label: "iperf3 -F -Z", make: { r.iperf3File(src, bytes: size) }, missing: Self.need(["iperf3"])),
-            ])
-            report.comparisons += rows("\(sizeText) file → memory", trials, goals: ["socat -b 1M": 0.6])
-            report.comparisons += cpuRows("\(sizeText) file → memory", trials, peer: "socat -b 1M", goal: 0.5)
-            report.throughput += trials.map { ThroughputCell(tool: $0.label, io: "default", chunk: nil, streams: 1, sink: "null", trial: $0.trial) }
-            for t in trials {
-                if let rate = t.trial.gigabytesPerSecond { report.references.append((t.label, rate)) }
-            }
+        // Unpinned, then (--pin) as two one-core hosts, side by side.
+        for pinned in options.pin ? [false, true] : [false] {
+            bigFile(src, dst, size: size, pinned: pinned, into: &report)
         }
         let output = options.treeOutput ?? dst
         if options.workloads.contains("small") {
@@ -152,6 +129,67 @@ package struct CompareSuite {
         return rows(name, trials, goals: goals) + rssRows(name, trials)
     }
 
+    /// One big page-cached file into a file (tmpfs or wherever `--work`
+    /// is) and into memory, against socat, nc and iperf3; with ft
+    /// encrypted by each cipher, and sealing's own cost beside `--io copy`.
+    func bigFile(_ src: String, _ dst: String, size: UInt64, pinned: Bool, into report: inout BenchReport) {
+        let r = recipes
+        let tag = pinned ? " (pinned)" : ""
+        // Pinned: two one-core hosts, where CPU on each side sets the pace.
+        let wallGoal = pinned ? 0.9 : 0.8
+        if options.workloads.contains("file") {
+            let name = "\(Sizes.format(size)) file → file\(tag)"
+            let trials = race(name, bytes: size, pinned: pinned, [
+                Contender(label: "ft", make: { r.ftFile(src, bytes: size, sink: .file(dst)) }),
+                Contender(label: "socat -b 1M", make: { r.socat(src, bytes: size, sink: .file(dst)) }, missing: Self.need(["socat"])),
+                Contender(label: "nc", make: { r.nc(src, bytes: size, sink: .file(dst)) }, missing: Self.need(["nc"])),
+            ])
+            report.comparisons += rows(name, trials, goals: ["socat -b 1M": wallGoal])
+            if pinned { report.comparisons += cpuRows(name, trials, peer: "socat -b 1M", goal: 0.9) }
+            report.throughput += trials.map { ThroughputCell(tool: $0.label + tag, io: "default", chunk: nil, streams: 1, sink: "file", trial: $0.trial) }
+        }
+        guard options.workloads.contains("memory") else { return }
+        let name = "\(Sizes.format(size)) file → memory\(tag)"
+        let trials = race(name, bytes: size, pinned: pinned, [
+            Contender(label: "ft", make: { r.ftFile(src, bytes: size, sink: .null) }),
+            Contender(label: "ft --no-verify", make: { r.ftFile(src, bytes: size, sink: .null, verify: false) }),
+            Contender(label: "ft --io copy", make: { r.ftFile(src, bytes: size, sink: .null, io: "copy") }),
+            Contender(label: "ft --encrypt", make: { r.ftFile(src, bytes: size, sink: .null, encrypt: true) }),
+            Contender(label: "ft --encrypt chacha", make: { r.ftFile(src, bytes: size, sink: .null, encrypt: true, cipher: "chacha20-poly1305") }),
+            Contender(label: "socat -b 1M", make: { r.socat(src, bytes: size, sink: .null) }, missing: Self.need(["socat"])),
+            Contender(label: "nc", make: { r.nc(src, bytes: size, sink: .null) }, missing: Self.need(["nc"])),
+            Contender(label: "iperf3 -F -Z", make: { r.iperf3File(src, bytes: size) }, missing: Self.need(["iperf3"])),
+        ])
+        // The goal into memory was set before the pinned one (0.6 unpinned).
+        report.comparisons += rows(name, trials, goals: ["socat -b 1M": pinned ? 0.9 : 0.6])
+        report.comparisons += cpuRows(name, trials, peer: "socat -b 1M", goal: pinned ? 0.9 : 0.5)
+        report.comparisons += encryptionRows(name, trials)
+        report.throughput += trials.map { ThroughputCell(tool: $0.label + tag, io: "default", chunk: nil, streams: 1, sink: "null", trial: $0.trial) }
+        for t in trials {
+            if let rate = t.trial.gigabytesPerSecond { report.references.append((t.label + tag, rate)) }
+        }
+    }
+
+    /// `--encrypt` against the same push in the clear (goal: ≥ 0.8 × its
+    /// throughput, so ≤ 1.25 × its wall time), and what sealing costs the
+    /// sender per GiB over the copy path that moves bytes through memory
+    /// the same way (goal ≤ 0.35 CPU-s).
+    func encryptionRows(_ workload: String, _ entries: [Entry]) -> [Comparison] {
+        func trial(_ label: String) -> Trial? { entries.first { $0.label == label && !$0.trial.good.isEmpty }?.trial }
+        guard let plain = trial("ft") else { return [] }
+        var out: [Comparison] = []
+        for label in ["ft --encrypt", "ft --encrypt chacha"] {
+            guard let sealed = trial(label) else { continue }
+            out.append(Comparison(workload: "\(workload) (\(label))", metric: "wall s", peer: "ft", ftValue: sealed.medianWall,
+                                  peerValue: plain.medianWall, goal: 1.25, status: .measured))
+            if let copy = trial("ft --io copy"), let a = sealed.cpuPerGiB(sender: true), let b = copy.cpuPerGiB(sender: true) {
+                out.append(Comparison(workload: "\(workload) (\(label))", metric: "sealing cpu s/GiB, sender", peer: "(limit)",
+                                      ftValue: max(0, a - b), peerValue: 0.35, goal: 1.0, status: .measured))
+            }
+        }
+        return out
+    }
+
     /// Peak RSS of each side of ft, next to the 32 MiB the project allows.
     func rssRows(_ workload: String, _ entries: [Entry]) -> [Comparison] {
         guard let f = entries.first(where: { $0.label == "ft" }), !f.trial.good.isEmpty else { return [] }
@@ -173,7 +211,9 @@ package struct CompareSuite {
 
     /// Runs every available contender `repeats` times, rotating the order
     /// each round so no tool always runs first (or right after a heavy one).
-    func race(_ workload: String, bytes: UInt64, _ contenders: [Contender]) -> [Entry] {
+    func race(_ workload: String, bytes: UInt64, pinned: Bool? = nil, _ contenders: [Contender]) -> [Entry] {
+        var bench = bench
+        if let pinned { bench.pin = pinned }
         var entries = contenders.map { Entry(label: $0.label, trial: Trial(label: $0.label, bytes: bytes), missing: $0.missing) }
         let runnable = contenders.indices.filter { contenders[$0].missing == nil }
         for round in 0..<options.repeats {

@@ -33,7 +33,8 @@ package struct Recipes: Sendable {
 
     /// One file with ft.
     package func ftFile(_ source: String, bytes: UInt64, sink: Sink, io: String = "sendfile", chunk: String? = nil,
-                       verify: Bool = true, encrypt: Bool = false, streams: Int = 1, target: String? = nil) -> TransferCommand {
+                       verify: Bool = true, encrypt: Bool = false, cipher: String? = nil, streams: Int = 1,
+                       target: String? = nil) -> TransferCommand {
         let port = Ports.free()
         var recv = [ft, "recv", "--listen", "127.0.0.1:\(port)", "--once", "-q", "--engine", engine.rawValue]
         var expect: (String, UInt64)?
@@ -51,6 +52,7 @@ package struct Recipes: Sendable {
         if let chunk { send += ["--chunk", chunk] }
         if !verify { send.append("--no-verify") }
         if encrypt { send.append("--encrypt") }
+        if let cipher { send += ["--cipher", cipher] }
         if streams > 1 { send += ["-P", "\(streams)"] }
         var t = TransferCommand(label: "ft", receiver: recv, receiverPort: port, sender: send)
         t.expectFile = expect
