@@ -52,9 +52,9 @@ struct Recv: AsyncParsableCommand {
     var stdout = false
 
     @Option(name: .customLong("io"), help: ArgumentHelp(
-        "Receive path: splice or copy.",
-        discussion: "splice (default): socket→pipe→file as linked io_uring ops, hashed from the page cache. copy: io_uring recv into a buffer, hashed there, then write."))
-    var io: ReceivePath = .splice
+        "Receive path: auto, splice or copy.",
+        discussion: "auto (default): copy for a verified push, splice for one sent with --no-verify. splice: socket→pipe→file as linked io_uring ops, hashed from the page cache afterwards. copy: io_uring recv into a buffer, hashed there while in cache, then write (less CPU than splice when verifying: README, Performance)."))
+    var io: ReceivePath = .auto
 
     @Flag(help: "Accept pushes from anyone, without the one-time code.")
     var noAuth = false

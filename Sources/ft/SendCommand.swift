@@ -108,8 +108,8 @@ struct Send: AsyncParsableCommand {
     var excludeFrom: String?
 
     @Option(name: .customLong("io"), help: ArgumentHelp(
-        "Data path: sendfile, splice, copy or zc.",
-        discussion: "sendfile (default, least CPU here): sendfile(2) from the ring's thread. splice: file→pipe→socket as linked io_uring ops. copy: io_uring read into a buffer, then send. zc: io_uring read into registered buffers, then zero-copy send (IORING_OP_SEND_ZC)."))
+        "Data path: auto, sendfile, splice, copy or zc.",
+        discussion: "auto (default): copy when verifying, sendfile with --no-verify or -P. copy: io_uring read into a buffer, hashed there while in cache, then send. sendfile: sendfile(2) from the ring's thread, least CPU when nothing is hashed; verified, a helper thread reads every byte again to hash it. splice: file→pipe→socket as linked io_uring ops. zc: io_uring read into registered buffers, then zero-copy send (IORING_OP_SEND_ZC). README, Performance, has the figures."))
     var io: SendPath = .default
 
     @Option(name: [.customShort("P"), .customLong("streams")], help: ArgumentHelp(

@@ -76,7 +76,7 @@ extension SendPath {
         switch self {
         case .sendfile: return .sendfile
         case .splice: return .splice
-        case .copy: return .read
+        case .copy, .auto: return .read  // auto, verified: copy
         case .zc: return .sendZC
         }
     }

@@ -20,10 +20,8 @@ void ft_xxh3_oneshot(const void *bytes, size_t length, uint64_t *high, uint64_t 
 /// "avx2" or "sse2": which code hashes on this CPU.
 const char *ft_xxh3_implementation(void);
 
-// Feeds `length` bytes of `fd` from `offset`, through mapped windows of
-// `window` bytes unmapped as it goes (resident memory stays bounded). A
-// file truncated underneath raises SIGBUS on access; the fault is caught
-// for this thread and reported as -EIO instead of killing the process.
-// Returns 0 or -errno.
-int ft_xxh3_update_file(ft_xxh3 *h, int fd, uint64_t offset, uint64_t length, size_t window);
+// Feeds `length` bytes of `fd` from `offset`, read through `buffer`
+// (`size` bytes, cache-sized so each piece is hashed while hot). A file
+// that ends early is -EIO. Returns 0 or -errno.
+int ft_xxh3_update_read(ft_xxh3 *h, int fd, uint64_t offset, uint64_t length, void *buffer, size_t size);
 #endif

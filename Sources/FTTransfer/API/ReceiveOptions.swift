@@ -20,7 +20,7 @@ public struct ReceiveOptions: Sendable {
     /// followed when writing.
     public var links = LinkPolicy.safe
     /// How payload bytes reach the file (`--io`).
-    public var dataPath = ReceivePath.splice
+    public var dataPath = ReceivePath.auto
     /// Pushes served at once; more are turned away (`--max-sessions`).
     public var maxSessions = 128
     /// Connections held that have not proved the code yet (`--max-pending`).

@@ -13,7 +13,7 @@ package enum DataStreamRules {
         guard streams > 1 else { return nil }
         if chain { return "-P and --to do not go together: a chain push travels on one stream" }
         if encrypt { return "-P and --encrypt do not go together: sealed records travel on one stream" }
-        if path != .sendfile, path != .splice {
+        if path != .sendfile, path != .splice, path != .auto {
             return "-P works with --io sendfile or splice (its streams splice and hash apart), not \(path.rawValue)"
         }
         return nil

@@ -207,6 +207,7 @@ final class PayloadIntake {
             // Queue the next splices before hashing, so the kernel keeps
             // moving bytes while this thread hashes.
             let stored = s.drained(pipe: tag.index, bytes: Int(result))
+            ReceiveFault.corrupt(fd: p.sink.fd, stored: stored)
             _ = pumpSplice(&s, settle: false)
             do {
                 try p.sink.didStore(stored)
@@ -273,6 +274,7 @@ final class PayloadIntake {
                     : .socketLost(.disconnected("closed in the middle of a chunk of '\(p.sink.display)'", peer: peer), tellPeer: false)
             }
             // The write of these bytes is running; both only read the buffer.
+            ReceiveFault.corrupt(UnsafeMutableRawBufferPointer(rebasing: buffer[..<piece]), at: offset)
             p.sink.hash(UnsafeRawBufferPointer(start: buffer.baseAddress, count: piece), at: offset)
             return copyInFlight == 0 ? pumpCopy() : .none
         }
@@ -310,6 +312,7 @@ final class PayloadIntake {
         guard let p = current, let bytes = channel.takePayload(Int(remaining)) else {
             return .failed(.protocolViolation("a data frame's payload is not in its sealed record", peer: peer))
         }
+        ReceiveFault.corrupt(UnsafeMutableRawBufferPointer(mutating: bytes), at: offset)
         p.sink.hash(bytes, at: offset)
         piece = bytes.count
         written = 0

@@ -91,7 +91,7 @@ extension PushSession {
             fail(error, frame: error.frame)
             return
         }
-        let path: PayloadIntake.Path = conn === connection ? intakePath : (config.path == .copy ? .copy : .splice)
+        let path: PayloadIntake.Path = conn === connection ? intakePath : streamPath
         conn.store(Payload(id: fileID, sink: sink, start: offset, length: UInt64(length)), path: path,
                    relay: conn === connection ? link : nil)
     }
@@ -215,6 +215,10 @@ extension PushSession {
     /// written, then created complete under its name.
     func storeWhole(_ a: SmallArrival, dirs: inout [PeerPath: Directory]) throws(TransferError) {
         guard let e = machine.entry(a.id) else { return }
+        #if DEBUG
+        var a = a
+        a.file.bytes.withUnsafeMutableBytes { ReceiveFault.corrupt($0, at: 0) }
+        #endif
         let display = Escape.forDisplay(e.path.description)
         var digest: Digest128?
         if machine.verify {

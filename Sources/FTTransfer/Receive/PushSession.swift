@@ -102,7 +102,17 @@ final class PushSession {
         if encrypted { return .sealed }
         if link != nil { return .splice }
         if config.toStdout, machine.verify { return .copy }
-        return config.path == .copy ? .copy : .splice
+        return streamPath
+    }
+
+    /// How payloads move on a data stream (and on a relayed push's
+    /// connection when the push is not relayed after all).
+    var streamPath: PayloadIntake.Path {
+        switch config.path {
+        case .copy: return .copy
+        case .splice: return .splice
+        case .auto: return machine.verify ? .copy : .splice
+        }
     }
 
     var dataPath: String {
@@ -317,7 +327,7 @@ final class PushSession {
         case .store(let fileID, let offset, let length):
             store(fileID, offset, length, on: stream)
         case .discard(let length):
-            stream.discard(length, path: config.path == .copy ? .copy : .splice)
+            stream.discard(length, path: streamPath)
         case .fail(let e):
             fail(.refused(e, peer: peer), frame: e)
         default:

@@ -3,6 +3,11 @@ import FTWire
 
 /// How the receiver moves payload bytes from the socket to the file.
 public enum ReceivePath: String, Sendable, CaseIterable {
+    /// `copy` for a verified push, `splice` for one that is not: a
+    /// verified payload is hashed in the buffer it arrives in, instead of
+    /// read back from the page cache after it was spliced (README,
+    /// "Performance").
+    case auto
     /// socket → pipe → file with linked splice operations on the ring.
     case splice
     /// recv into a buffer, hash it there, write it to the file.
@@ -51,7 +56,7 @@ package struct ReceiverConfig: Sendable {
 
     package init(
         listen: Endpoint = Endpoint(host: nil, port: Endpoint.ftPort), directory: String = ".", once: Bool = false,
-        overwrite: Bool = false, toStdout: Bool = false, path: ReceivePath = .splice,
+        overwrite: Bool = false, toStdout: Bool = false, path: ReceivePath = .auto,
         engine: EnginePreference = .auto, maxSessions: Int = 128, idleTimeoutSeconds: Double = 60,
         handshakeTimeoutSeconds: Double = 10, code: String? = nil
     ) {

@@ -89,7 +89,7 @@ final class ChunkWriter {
             self.path = .sealed
         } else {
             switch path {
-            case .sendfile: self.path = .sendfile
+            case .sendfile, .auto: self.path = .sendfile  // auto is resolved before
             case .splice: self.path = .splice(try Pipe(size: Self.pipeSize))
             case .copy: self.path = .copy
             case .zc: self.path = .zc

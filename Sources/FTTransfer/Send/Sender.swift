@@ -127,6 +127,8 @@ package final class Sender: LoopHandler {
     }
 
     package init(config: SendConfig, logger: Logger) throws(TransferError) {
+        var config = config
+        config.path = config.path.resolved(verify: config.verify, streams: config.streams)
         self.config = config
         self.logger = logger
         roots = try SourceRoots(config.paths, stdinName: config.stdinName)

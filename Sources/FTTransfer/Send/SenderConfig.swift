@@ -3,6 +3,12 @@ import FTWire
 
 /// How the sender moves file bytes into the socket.
 public enum SendPath: String, Sendable, CaseIterable {
+    /// `copy` when the push is verified, `sendfile` when it is not (and
+    /// with `-P`, whose streams splice). Reading each chunk into a buffer
+    /// and hashing it there while hot costs less than zero-copy saves, once
+    /// zero-copy means reading every byte a second time to hash it (README,
+    /// "Performance").
+    case auto
     /// sendfile(2) from the loop thread, the ring for everything else.
     case sendfile
     /// file → pipe → socket as linked splice operations on the ring.
@@ -14,7 +20,13 @@ public enum SendPath: String, Sendable, CaseIterable {
     case zc
 
     /// Measured fastest on this machine kind (README, "Performance").
-    public static let `default` = SendPath.sendfile
+    public static let `default` = SendPath.auto
+
+    /// The path `auto` stands for in a push with these settings.
+    package func resolved(verify: Bool, streams: Int) -> SendPath {
+        guard self == .auto else { return self }
+        return verify && streams <= 1 ? .copy : .sendfile
+    }
 }
 
 package struct SendConfig: Sendable {

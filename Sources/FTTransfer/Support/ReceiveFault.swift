@@ -1,0 +1,38 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A test build's way to corrupt what a receiver gets: with
+/// `FT_TEST_CORRUPT_AT=N` set, the byte at offset N of every file is
+/// flipped where its bytes first sit on the receiver, before they are
+/// hashed: in the buffer a copy-path recv filled, in the file a splice
+/// filled, in an opened sealed record, in a small-files frame. Verification
+/// must then refuse the file on every data path. Release builds compile it
+/// out.
+enum ReceiveFault {
+    #if DEBUG
+    private static let offset: UInt64? = getenv("FT_TEST_CORRUPT_AT").flatMap { UInt64(String(cString: $0)) }
+    #endif
+
+    /// Flips the target byte if it is among `bytes`, which hold the file's
+    /// bytes from `at`.
+    @inline(__always)
+    static func corrupt(_ bytes: UnsafeMutableRawBufferPointer, at: UInt64) {
+        #if DEBUG
+        guard let n = offset, n >= at, n - at < UInt64(bytes.count) else { return }
+        bytes[Int(n - at)] ^= 0xFF
+        #endif
+    }
+
+    /// The same, in file `fd` where the range `stored` just landed.
+    @inline(__always)
+    static func corrupt(fd: CInt, stored: Range<UInt64>) {
+        #if DEBUG
+        guard let n = offset, stored.contains(n) else { return }
+        var b: UInt8 = 0
+        guard pread(fd, &b, 1, off_t(n)) == 1 else { return }
+        b ^= 0xFF
+        _ = pwrite(fd, &b, 1, off_t(n))
+        #endif
+    }
+}
