@@ -274,7 +274,8 @@ final class PayloadIntake {
                     : .socketLost(.disconnected("closed in the middle of a chunk of '\(p.sink.display)'", peer: peer), tellPeer: false)
             }
             // The write of these bytes is running; both only read the buffer.
-            ReceiveFault.corrupt(UnsafeMutableRawBufferPointer(rebasing: buffer[..<piece]), at: offset)
+            ReceiveFault.corrupt(UnsafeMutableRawBufferPointer(rebasing: buffer[..<piece]), at: offset,
+                                 file: p.sink.isStdout ? nil : p.sink.fd)
             p.sink.hash(UnsafeRawBufferPointer(start: buffer.baseAddress, count: piece), at: offset)
             return copyInFlight == 0 ? pumpCopy() : .none
         }

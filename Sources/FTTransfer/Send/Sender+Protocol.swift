@@ -211,14 +211,17 @@ extension Sender {
             }
             if !decisions.isEmpty { conn.channel.enqueue(.plan(BatchPlan(batchID: batchID, items: decisions))) }
             var files: [FileSend] = []
+            var notWhole = Set<UInt32>()
             for id in batchIDs[batchID] ?? [] {
                 guard let item = items[id] else { continue }
                 let decision = identicalIDs.remove(id) != nil ? .skip : (byID[id] ?? .whole)
+                if case .patch = decision { notWhole.insert(id) }
+                if item.entry.flags.contains(.sparse) { notWhole.insert(id) }
                 if let f = fileSend(item, decision) { files.append(f) }
             }
             let plan = SendPlan(files: files, chunkSize: UInt32(chunkSize), smallFiles: config.batchSmallFiles)
             scheduler.add(plan)
-            startHashing(plan.chunkedFiles)
+            startHashing(plan.chunkedFiles, notWhole: notWhole)
             batchesPlanned = batchID
             if scanTotals != nil, batchesPlanned == lastBatch { scheduler.allPlanned() }
         }

@@ -4,9 +4,17 @@ import FTWire
 /// The sender's writes: the plans' steps as the scheduler hands them out,
 /// on the push's own connection or its data streams.
 extension Sender {
-    /// Chunked files of a new plan go to the helper that hashes ahead.
-    func startHashing(_ ids: [UInt32]) {
-        guard config.verify, !config.encrypt, config.path == .sendfile || config.path == .splice, !ids.isEmpty else { return }
+    /// Chunked files of a new plan that no buffer of ours sees whole go to
+    /// the helper that hashes ahead: every one on the zero-copy paths, and
+    /// on the others those whose bytes do not all pass through memory in
+    /// order (a patch sends only changed chunks, a sparse file skips its
+    /// holes). The rest are hashed in the buffer they are sent from.
+    func startHashing(_ chunked: [UInt32], notWhole: Set<UInt32>) {
+        guard config.verify else { return }
+        let zeroCopy = !config.encrypt && (config.path == .sendfile || config.path == .splice)
+        let ids = zeroCopy ? chunked : chunked.filter(notWhole.contains)
+        guard !ids.isEmpty else { return }
+        hashedAhead.formUnion(ids)
         if hashAhead == nil {
             let me = UncheckedBox(self)
             let offload = self.offload
@@ -112,7 +120,7 @@ extension Sender {
             leaveOut(id, error)
             return nil
         }
-        let hasher = config.verify && hashAhead == nil ? (resumeHashers.removeValue(forKey: id) ?? StreamHasher()) : nil
+        let hasher = config.verify && !hashedAhead.contains(id) ? (resumeHashers.removeValue(forKey: id) ?? StreamHasher()) : nil
         let s = SourceFile(id: id, fd: fd, hasher: hasher)
         source = s
         return s
@@ -147,7 +155,7 @@ extension Sender {
 
     /// A chunk is out on some connection: count it.
     func chunkOut(_ c: FileChunk) {
-        hashAhead?.sent(UInt64(c.length))
+        if hashedAhead.contains(c.id) { hashAhead?.sent(UInt64(c.length)) }
         scheduler.chunkOut(c.length)
         if let item = items[c.id],
            let ev = meter.advance(by: UInt64(c.length), path: item.displayPath, fileBytes: c.offset + UInt64(c.length),
@@ -209,11 +217,13 @@ extension Sender {
             size = stdinResult?.size ?? 0
             digest = stdinResult?.digest
         } else {
-            if hashAhead != nil, config.verify {
+            let ahead = hashedAhead.contains(id)
+            if ahead {
                 guard let result = readyDigests.removeValue(forKey: id) else {
                     awaitingDigest = id
                     return false
                 }
+                hashedAhead.remove(id)
                 do { digest = try result.get() } catch {
                     leaveOut(id, .io(error))
                     conn.channel.enqueue(.fileEnd(FileEnd(fileID: id, size: 0, digest: nil, unreadable: true)))
@@ -230,18 +240,7 @@ extension Sender {
                 finish(error)
                 return true
             }
-            if hashAhead == nil {
-                if item.entry.flags.contains(.sparse), let h = src.hasher {
-                    // Holes were never read into memory: hash the whole
-                    // logical content now, zeros from memory.
-                    h.reset()
-                    do { try Extents.hash(src.fd, 0..<item.entry.size, sparse: true, into: h) } catch {
-                        finish(.io(error))
-                        return true
-                    }
-                }
-                digest = src.hasher?.digest()
-            }
+            if !ahead { digest = src.hasher?.digest() }
             source = nil
         }
         if let digest { sentDigests[id] = digest }

@@ -85,6 +85,9 @@ package final class Sender: LoopHandler {
     var relayed: [HopReport.Outcome] = []
 
     var hashAhead: HashAhead?
+    /// Files the helper hashes (their trailer waits for its digest); the
+    /// others are hashed in the buffer they are sent from.
+    var hashedAhead = Set<UInt32>()
     /// Digests the helper finished, until their trailer is written.
     var readyDigests: [UInt32: Result<Digest128, IOError>] = [:]
     /// The trailer waiting for its digest.

@@ -15,12 +15,17 @@ enum ReceiveFault {
     #endif
 
     /// Flips the target byte if it is among `bytes`, which hold the file's
-    /// bytes from `at`.
+    /// bytes from `at`; and in `file` too, where a write of `bytes` is
+    /// already running (it may have read the byte before the flip).
     @inline(__always)
-    static func corrupt(_ bytes: UnsafeMutableRawBufferPointer, at: UInt64) {
+    static func corrupt(_ bytes: UnsafeMutableRawBufferPointer, at: UInt64, file: CInt? = nil) {
         #if DEBUG
         guard let n = offset, n >= at, n - at < UInt64(bytes.count) else { return }
         bytes[Int(n - at)] ^= 0xFF
+        if let file {
+            var b = bytes[Int(n - at)]
+            _ = pwrite(file, &b, 1, off_t(n))
+        }
         #endif
     }
 
