@@ -32,7 +32,7 @@ package struct Recipes: Sendable {
     }
 
     /// One file with ft.
-    package func ftFile(_ source: String, bytes: UInt64, sink: Sink, io: String = "sendfile", chunk: String? = nil,
+    package func ftFile(_ source: String, bytes: UInt64, sink: Sink, io: String = "auto", chunk: String? = nil,
                        verify: Bool = true, encrypt: Bool = false, cipher: String? = nil, streams: Int = 1,
                        target: String? = nil) -> TransferCommand {
         let port = Ports.free()

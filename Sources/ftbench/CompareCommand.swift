@@ -13,12 +13,12 @@ struct Compare: ParsableCommand {
             Workloads (docs/BENCHMARKS.md has the exact peer commands):
               file     a big page-cached file → file: ft, socat -b 1M, nc
                        goal: ft ≤ 0.8 × socat (wall); pinned ≤ 0.9 × (wall, CPU)
-              memory   the same file → memory: ft, ft --no-verify, ft --io copy,
+              memory   the same file → memory: ft, ft --no-verify, ft --io sendfile,
                        ft --encrypt (AES-256-GCM here if the CPU has AES-NI),
                        ft --encrypt chacha, socat, nc, iperf3 -F -Z
                        goals: ft ≤ 0.6 × socat (wall), ≤ 0.5 × (CPU); pinned ≤ 0.9 ×;
                        --encrypt ≤ 1.25 × ft's wall (≥ 0.8 × its throughput) and
-                       sealing ≤ 0.35 sender CPU-s per GiB over ft --io copy
+                       sealing ≤ 0.35 sender CPU-s per GiB over ft
               small    10,000 × 4 KiB files, then 100,000 × 0.5-1 KiB (--many-files):
                        ft, tar | nc, rsync daemon -aHS
                        goals: ft ≤ 0.7 × tar|nc and ≤ 0.3 × rsync; ≤ 0.8 × tar|nc
