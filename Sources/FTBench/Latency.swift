@@ -60,14 +60,18 @@ func newHistogram() -> Histogram<UInt64> {
 /// the engine: an echo server on its own thread and ring, and a client
 /// that sends, waits for the echo, and records the round trip.
 package enum EnginePingPong {
+    /// `spin`: each loop's idle spin (`IOBackend.idleSpinNanoseconds`),
+    /// by default what ft's chat loops use.
     package static func run(udp: Bool, messageBytes: Int, seconds: Double, engine: EnginePreference,
+                           spin: UInt64 = URingBackend.latencySpinNanoseconds,
                            logger: Logger) throws(IOError) -> LatencyResult {
         let port = Ports.free()
-        let server = EchoServer(udp: udp, port: port, messageBytes: messageBytes, engine: engine, logger: logger)
+        let server = EchoServer(udp: udp, port: port, messageBytes: messageBytes, engine: engine, spin: spin, logger: logger)
         server.start()
         defer { server.stop() }
         guard Ports.waitListening(port, udp: udp) else { throw IOError(.timedOut, "start the echo server on port", "\(port)") }
         let loop = try EventLoop(backend: try Engine.makeBackend(engine, logger: logger), logger: logger)
+        loop.backend.idleSpinNanoseconds = spin
         let client = PingClient(loop: loop, udp: udp, port: port, messageBytes: messageBytes, seconds: seconds)
         try client.run()
         return LatencyResult(name: "ft engine \(udp ? "udp" : "tcp")", messageBytes: messageBytes,
@@ -85,7 +89,10 @@ final class EchoServer: @unchecked Sendable {
     private var stopFD: CInt = -1
     private var thread = pthread_t()
 
-    init(udp: Bool, port: UInt16, messageBytes: Int, engine: EnginePreference, logger: Logger) {
+    let spin: UInt64
+
+    init(udp: Bool, port: UInt16, messageBytes: Int, engine: EnginePreference, spin: UInt64, logger: Logger) {
+        self.spin = spin
         self.udp = udp
         self.port = port
         self.messageBytes = messageBytes
@@ -112,6 +119,7 @@ final class EchoServer: @unchecked Sendable {
     private func serve() {
         do {
             let loop = try EventLoop(backend: try Engine.makeBackend(engine, logger: logger), logger: logger)
+            loop.backend.idleSpinNanoseconds = spin
             let handler = try EchoHandler(loop: loop, udp: udp, port: port, messageBytes: messageBytes, stopFD: stopFD)
             try loop.run { handler.done }
         } catch {

@@ -58,6 +58,8 @@ package final class ChatClient: LoopHandler {
         self.config = config
         self.console = console
         loop = try EventLoop(backend: try Engine.makeBackend(config.engine, logger: logger), logger: logger)
+        // People wait on every line: answer without a sleeping thread's wake-up.
+        loop.backend.idleSpinNanoseconds = URingBackend.latencySpinNanoseconds
     }
 
     deinit { addressStorage.deallocate() }

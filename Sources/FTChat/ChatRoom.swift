@@ -45,6 +45,8 @@ package final class ChatRoom {
         self.config = config
         self.console = console
         loop = try EventLoop(backend: try Engine.makeBackend(config.engine, logger: logger), logger: logger)
+        // People wait on every line: answer without a sleeping thread's wake-up.
+        loop.backend.idleSpinNanoseconds = URingBackend.latencySpinNanoseconds
         acceptor = try Acceptor(config.listen, loop: loop)
         stopSignal = try StopSignal(loop: loop)
         address = acceptor.address

@@ -72,6 +72,8 @@ package final class UDPChat: LoopHandler {
         boundAddress = try Socket.localAddress(sock.raw)
         fd = sock.release()
         loop = try EventLoop(backend: try Engine.makeBackend(config.engine, logger: logger), logger: logger)
+        // People wait on every line: answer without a sleeping thread's wake-up.
+        loop.backend.idleSpinNanoseconds = URingBackend.latencySpinNanoseconds
         loop.backend.adopt(socket: fd)
     }
 

@@ -11,6 +11,7 @@ import Glibc
 /// poll(2), so nothing above the engine knows which backend runs.
 public final class PollBackend: IOBackend {
     public let kind = BackendKind.poll
+    public var idleSpinNanoseconds: UInt64 = 0
     public private(set) var stats = EngineStats()
 
     private struct Pending {
@@ -98,6 +99,15 @@ public final class PollBackend: IOBackend {
                 waitNs = min(waitNs ?? left, left)
             }
             if waitNs == 0 && timeoutNanoseconds != nil && start &+ timeoutNanoseconds! <= now { break }
+            if idleSpinNanoseconds > 0, waitNs != 0 {
+                // Look without sleeping for a while first (see the protocol).
+                let until = now + idleSpinNanoseconds
+                repeat {
+                    try waitForReadiness(timeoutNanoseconds: 0)
+                    attemptReady()
+                } while completions.isEmpty && monotonicNanoseconds() < until
+                if !completions.isEmpty { break }
+            }
             try waitForReadiness(timeoutNanoseconds: waitNs)
         }
         let ready = completions

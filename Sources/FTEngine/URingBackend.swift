@@ -8,6 +8,7 @@ import Glibc
 /// completions are copied out of the CQ in batches.
 public final class URingBackend: IOBackend {
     public let kind = BackendKind.ioUring
+    public var idleSpinNanoseconds: UInt64 = 0
     public private(set) var stats = EngineStats()
 
     private let ring: UnsafeMutablePointer<io_uring>
@@ -161,7 +162,7 @@ public final class URingBackend: IOBackend {
             // starve every other operation.
             r = io_uring_submit_and_get_events(ring)
         } else {
-            r = io_uring_submit_and_wait(ring, waitFor)
+            r = spinThenWait()
         }
         timespecsUsed = 0
         if r < 0, r != -ETIME, r != -EINTR, r != -EAGAIN, r != -EBUSY {
@@ -183,6 +184,19 @@ public final class URingBackend: IOBackend {
             stats.record(c)
             handle(c)
         }
+    }
+
+    /// Submits, looks for completions for `idleSpinNanoseconds` (with
+    /// DEFER_TASKRUN they appear only when we ask for events), then sleeps
+    /// for one if none came.
+    private func spinThenWait() -> Int32 {
+        guard idleSpinNanoseconds > 0 else { return io_uring_submit_and_wait(ring, 1) }
+        var r = io_uring_submit_and_get_events(ring)
+        let until = monotonicNanoseconds() + idleSpinNanoseconds
+        while r >= 0, io_uring_cq_ready(ring) == 0, monotonicNanoseconds() < until {
+            r = io_uring_get_events(ring)
+        }
+        return io_uring_cq_ready(ring) == 0 ? io_uring_submit_and_wait(ring, 1) : r
     }
 
     // MARK: Inline sendfile

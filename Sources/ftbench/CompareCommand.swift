@@ -31,7 +31,8 @@ struct Compare: ParsableCommand {
             CPU 0 and the receiver on CPU 1, as two one-core hosts (their
             helper threads too): file and memory then report pinned rows
             beside the unpinned ones.
-              latency  TCP and UDP ping-pong through the engine vs sockperf (--full-rtt);
+              latency  TCP and UDP ping-pong through the engine (its loops spin 50 µs
+                       before sleeping, as ft's chat loops do) vs sockperf (--full-rtt);
                        a line through an ft chat room vs sockperf TCP
                        goals: p50 ≤ 1.1 ×, p99 ≤ 1.2 × sockperf; chat room p50 ≤ 1.5 ×
             A peer missing from PATH is listed as skipped. A run that exceeds

@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Logging
 import Testing
 import FTTestSupport
@@ -195,6 +196,33 @@ let backends: [BackendKind] = [.ioUring, .poll]
         }
         #expect(got[1] == Int32(size))
         #expect(drained == size)
+    }
+
+    /// A loop that spins before sleeping still gets a completion that
+    /// comes during the spin, and one that comes only after it (it then
+    /// sleeps as before); nothing is lost or reported twice.
+    @Test(arguments: backends)
+    func anIdleSpinThenSleepLosesNothing(kind: BackendKind) throws {
+        let b = try makeBackend(kind)
+        b.idleSpinNanoseconds = 50_000
+        let (a, c) = socketPair(b)
+        defer { close(a); close(c) }
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: 8, alignment: 1)
+        defer { buf.deallocate() }
+        for delay in [0, 2_000] as [UInt32] {  // µs: within the spin, after it
+            b.queue(.recv(fd: c, buffer: buf, length: 8, flags: 0), UserData(raw: 1))
+            try submitQueued(b)
+            let writer = Thread { usleep(delay); _ = send(a, "ft-spin!", 8, 0) }
+            writer.start()
+            var got: [Completion] = []
+            while got.isEmpty { try b.run(timeoutNanoseconds: nil) { got.append($0) } }
+            #expect(got.count == 1 && got[0].result == 8, "after \(delay) µs: \(got.map(\.result))")
+            while !writer.isFinished { usleep(100) }
+        }
+        b.queue(.timeout(nanoseconds: 5_000_000), UserData(raw: 9))
+        var got: [Completion] = []
+        while got.isEmpty { try b.run(timeoutNanoseconds: nil) { got.append($0) } }
+        #expect(got.map(\.result) == [-ETIME])
     }
 
     @Test(arguments: backends)
