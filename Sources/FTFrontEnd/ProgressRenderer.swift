@@ -87,7 +87,8 @@ package final class ProgressRenderer: @unchecked Sendable {
             break
         case .finished(let s):
             let rate = s.seconds > 0 ? Double(s.bytes) / s.seconds : 0
-            let check = s.verified ? ", verified (xxh3-128)" : ", NOT verified (--no-verify)"
+            var check = s.verified ? ", verified (xxh3-128)" : ", NOT verified (--no-verify)"
+            for c in Cipher.allCases where s.engine.dataPath.hasSuffix("(encrypted, \(c))") { check += ", sealed with \(c)" }
             let skipped = s.skippedBytes > 0 ? ", \(Sizes.format(s.skippedBytes)) already there" : ""
             let dir = verb == "sent" ? "to" : "from"
             if s.tally.dryRun {

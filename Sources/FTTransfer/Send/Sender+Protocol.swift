@@ -153,7 +153,7 @@ extension Sender {
             summary = .init(session: sessionLabel, peer: peer, files: config.dryRun ? Int(dryRunCounts.files) : Int(d.files),
                             directories: directories, bytes: config.dryRun ? dryRunCounts.bytes : d.bytes, skippedBytes: d.skippedBytes, seconds: seconds, verified: config.verify,
                             digests: agreed,
-                            engine: EngineReport(backend: loop.backend.kind, dataPath: config.path.rawValue, stats: loop.stats),
+                            engine: EngineReport(backend: loop.backend.kind, dataPath: sentDataPath, stats: loop.stats),
                             relayed: relayed, tally: tally)
             if let ev = meter.advance(by: 0, path: "", fileBytes: 0, fileSize: nil, force: true) { events(ev) }
             events(.finished(summary!))

@@ -100,6 +100,12 @@ extension Sender {
             now: monotonicNanoseconds())
     }
 
+    /// The data path as both sides' summaries name it.
+    var sentDataPath: String {
+        guard let c = connection?.channel.cipher else { return config.path.rawValue }
+        return "copy (encrypted, \(c.cipher))"
+    }
+
     /// Whether the push's own connection takes no more now. Sealed, every
     /// write goes through the channel in order, so the next record may be
     /// read and sealed while the last is sent, up to a backlog; otherwise
