@@ -48,6 +48,12 @@ struct Recv: AsyncParsableCommand {
         discussion: "Only beneath directories the push names, never through a symlink; ft's own .ft-* part files stay. Each removal is logged."))
     var allowDelete = false
 
+    @Option(name: .customLong("relay-to"), help: ArgumentHelp(
+        "Networks this host may dial as the next host of a chain push (ft send --to), e.g. 10.0.0.0/8,192.168.1.7.",
+        discussion: "Default: any address. A hop outside them is reported as refused by this host's --relay-to. Whatever the setting, the chain's report says only 'did not answer as an ft receiver' for a hop that did not answer in ft, not whether its port was closed or held by something else.",
+        valueName: "cidr,..."))
+    var relayTo: String?
+
     @Flag(help: "Write the one incoming file or stream to stdout (implies --once).")
     var stdout = false
 
@@ -97,6 +103,7 @@ struct Recv: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
+        if let r = relayTo, case .failure(let why) = RelayScope.parse(r) { throw ValidationError(why.description) }
         do {
             _ = try Endpoint.parse(listen, defaultPort: Endpoint.ftPort, allowPortZero: true)
         } catch {
@@ -151,6 +158,7 @@ struct Recv: AsyncParsableCommand {
         options.keepPartials = .seconds(keepPartial * 3600)
         options.links = links
         options.allowDelete = allowDelete
+        options.relayTo = relayTo
         let receiver: Receiver
         do {
             receiver = try Receiver(directory: dir, listen: listen, code: code, options: options, logger: logger)

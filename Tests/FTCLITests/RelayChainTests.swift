@@ -96,11 +96,63 @@ import FTTestSupport
         let hosts = try #require(hostsEvent(send.stdout), "\(send.stderr)")
         #expect(hosts.map { $0["ok"] as? Bool } == [true, false, true])
         #expect(hosts.map { $0["pass"] as? Int } == [1, 1, 1], "host 1 closed the chain around host 2 itself")
-        #expect((hosts[1]["message"] as? String)?.contains("connect") == true, "\(hosts[1])")
+        // Host 1 says only that: whether the port was closed is not the pusher's to learn.
+        #expect(hosts[1]["message"] as? String == "it did not answer as an ft receiver", "\(hosts[1])")
         expectSame(readFile(tmp.path + "/h1/data.bin"), bytes, "host 1")
         expectSame(readFile(tmp.path + "/h3/data.bin"), bytes, "host 3")
         _ = first.stop()
         _ = last.stop()
+    }
+
+    /// A hop that is no ft receiver (a closed port, or another service) is
+    /// reported alike, so a chain cannot map what listens behind a host;
+    /// `--relay-to` limits which addresses a host dials at all.
+    @Test func hopsThatAreNotFTLookAlikeAndRelayToLimitsTheHops() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let src = tmp.sub("src") + "/data.bin"
+        writeFile(src, patternBytes(200_000, seed: 95))
+        // Another service: accepts, answers with a banner of its own.
+        let (service, servicePort) = loopbackListener()
+        defer { close(service) }
+        let banner = Thread {
+            while true {
+                let c = accept(service, nil, nil)
+                if c < 0 { return }
+                _ = "SSH-2.0-OpenSSH_9.2\r\n".withCString { send(c, $0, 21, Int32(MSG_NOSIGNAL)) }
+                usleep(200_000)
+                close(c)
+            }
+        }
+        banner.start()
+        let (closed, closedPort) = loopbackListener()
+        close(closed)  // nothing listens there now
+        let first = try FTReceiver(dir: tmp.sub("h1"))
+        let last = try FTReceiver(dir: tmp.sub("h4"))
+        var push = try run(ftPath, ["send", "--to", [first.address, "127.0.0.1:\(servicePort)", "127.0.0.1:\(closedPort)", last.address].joined(separator: ","),
+                                    src, "--json"])
+        var hosts = try #require(hostsEvent(push.stdout), "\(push.stderr)")
+        #expect(hosts.map { $0["ok"] as? Bool } == [true, false, false, true])
+        #expect(hosts[1]["message"] as? String == "it did not answer as an ft receiver", "\(hosts[1])")
+        #expect(hosts[2]["message"] as? String == hosts[1]["message"] as? String, "a closed port and another service look alike: \(hosts[2])")
+        _ = first.stop()
+
+        let fenced = try FTReceiver(dir: tmp.sub("h5"), extra: ["--relay-to", "10.0.0.0/8,fd00::/8"])
+        push = try run(ftPath, ["send", "--to", [fenced.address, last.address].joined(separator: ","), src, "--json"])
+        hosts = try #require(hostsEvent(push.stdout), "\(push.stderr)")
+        #expect(hosts.map { $0["ok"] as? Bool } == [true, false])
+        #expect((hosts[1]["message"] as? String)?.contains("--relay-to") == true, "\(hosts[1])")
+        _ = fenced.stop()
+        _ = last.stop()
+        let open = try FTReceiver(dir: tmp.sub("h6"), extra: ["--relay-to", "127.0.0.0/8"])
+        let next = try FTReceiver(dir: tmp.sub("h7"))
+        push = try run(ftPath, ["send", "--to", [open.address, next.address].joined(separator: ","), src, "-q"])
+        #expect(push.status == 0, "\(push.stderr)")
+        expectSame(readFile(tmp.path + "/h7/data.bin"), readFile(src), "the host inside --relay-to")
+        _ = open.stop()
+        _ = next.stop()
+        let bad = try run(ftPath, ["recv", "--relay-to", "10.0.0.0/33"])
+        #expect(bad.status == 2 && bad.stderr.contains("prefix length"), "\(bad.stderr)")
     }
 
     @Test func aHopWithAnotherCodeIsRefusedAndPassedBy() throws {

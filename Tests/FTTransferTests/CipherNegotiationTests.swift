@@ -53,7 +53,7 @@ import FTWire
     }
 
     @Test func theReceiverRefusesWhenNothingOfferedIsTaken() {
-        var s = sender(offering: [.chacha20Poly1305])
+        let s = sender(offering: [.chacha20Poly1305])
         var r = receiver(taking: [.aes256GCM])
         let step = answer(s, &r)
         guard case .refused(let e, let wrongCode) = step.outcome else {

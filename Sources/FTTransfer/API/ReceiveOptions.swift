@@ -36,9 +36,14 @@ public struct ReceiveOptions: Sendable {
     /// directory (`--stdout`; implies ``once``).
     public var toStdout = false
 
+    /// The networks this receiver dials as the next host of a chain push,
+    /// as `10.0.0.0/8,192.168.1.7` (`--relay-to`); nil: any.
+    public var relayTo: String?
+
     public init() {}
 
     func problem() -> String? {
+        if let r = relayTo, case .failure(let why) = RelayScope.parse(r) { return why.description }
         guard maxSessions > 0 else { return "at most 0 sessions at once would serve no one; allow at least 1" }
         guard maxPending >= 8 else { return "allow at least 8 connections that have not proved the code yet" }
         guard idleTimeout > .zero, keepPartials > .zero else { return "the timeout and the partials' age must be positive" }

@@ -72,6 +72,7 @@ public final class Receiver: Sendable {
         config.links = options.links
         config.maxPending = options.maxPending
         config.allowDelete = options.allowDelete
+        config.relayTo = options.relayTo.flatMap { try? RelayScope.parse($0).get() }
         try self.init(config: config, logger: logger ?? .silent)
     }
 

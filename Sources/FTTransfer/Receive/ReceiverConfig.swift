@@ -48,6 +48,8 @@ package struct ReceiverConfig: Sendable {
     package var requireEncryption = false
     /// What an encrypted push may use, the preferred first.
     package var ciphers = CipherSuite.preference
+    /// The networks a chain push may have this host dial (nil: any).
+    package var relayTo: RelayScope?
     /// Which symlinks of a push are made (the others are skipped, each named).
     package var links = LinkPolicy.safe
     /// Let a push (`ft send --delete`) remove what its pushed directories

@@ -36,6 +36,8 @@ final class RelayLink: LoopHandler {
         var established = false
         /// The relay frame and what was pending went out.
         var headSent = false
+        /// The host answered in ft's frames (a hello, or an error).
+        var heardFT = false
         var ownInflight = 0
         init(reg: Registration, socket: OwnedSocket, channel: FrameChannel, handshake: SenderHandshake) {
             self.reg = reg
@@ -165,6 +167,10 @@ final class RelayLink: LoopHandler {
     }
 
     private func dial(_ address: SocketAddress) {
+        if let scope = session.config.relayTo, !scope.contains(address) {
+            nextHop("this host relays only to \(scope) (ft recv --relay-to), and \(host) is \(address.host)", told: true)
+            return
+        }
         let fd: CInt
         do {
             fd = try Socket.makeTCP(family: address.family).release()
@@ -187,10 +193,17 @@ final class RelayLink: LoopHandler {
     }
 
     /// The current host failed before data reached it: report it and try
-    /// the next with what it missed.
-    private func nextHop(_ reason: String) {
-        outcomes.append(.init(host: host, ok: false, message: reason))
-        session.relayNote("relay to \(host) failed: \(reason)")
+    /// the next with what it missed. Until the host answered as ft, the
+    /// report says only that (`told`: the reason is this host's own
+    /// policy): whether the port was closed, filtered or some other
+    /// service's would map the network behind this receiver for whoever
+    /// pushed. The reason stays in this host's log.
+    private func nextHop(_ reason: String, told: Bool = false) {
+        let heard = told || (attempt?.heardFT ?? false)
+        let reported = heard ? reason : "it did not answer as an ft receiver"
+        if !heard { session.server.logger.info("session \(session.id): relay to \(host): \(reason)") }
+        outcomes.append(.init(host: host, ok: false, message: reported))
+        session.relayNote("relay to \(host) failed: \(reported)")
         retire()
         hops.removeFirst()
         guard !hops.isEmpty, !dataStarted else {
@@ -287,6 +300,10 @@ final class RelayLink: LoopHandler {
     }
 
     private func receive(_ f: Frame, _ a: Attempt) {
+        switch f {
+        case .hello, .error: a.heardFT = true
+        default: break
+        }
         if case .report(let r) = f {
             // Hosts further down: theirs, after ours.
             downstream = r.outcomes
