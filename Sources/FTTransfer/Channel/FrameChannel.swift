@@ -31,17 +31,15 @@ final class FrameChannel {
     private var out = OutBuffer()
     private(set) var writing = false
     /// Sealed records sent from their owner's buffer (`enqueueSealed(
-    /// record:lend:)`), each after `at` bytes of `queued`: queued, and in
-    /// flight. A record out of a 256 KiB file read costs a 256 KiB copy
-    /// into `queued` otherwise: measured at ~25% of a sealing sender's CPU.
+    /// lending:)`), each after `at` bytes of `queued`: queued, and in
+    /// flight. Copying each record of a chunk into `queued` instead was
+    /// measured at ~25% of a sealing sender's CPU.
     private struct Loan {
         var at: Int
         var bytes: UnsafeRawBufferPointer
     }
     private var loans: [Loan] = []
     private var loansOut: [Loan] = []
-    /// Loans sent so far: a lender's buffers come back in the order lent.
-    private(set) var loansReturned = 0
     static let maxLoans = 8
     private let iov = UnsafeMutablePointer<iovec>.allocate(capacity: 2 * maxLoans + 1)
     private let message = UnsafeMutablePointer<msghdr>.allocate(capacity: 1)
@@ -398,9 +396,9 @@ final class FrameChannel {
     /// order records are sealed in is the order they are sent in.
     ///
     /// The record is sent from `record` itself: the caller keeps the buffer
-    /// untouched until `loansReturned` has moved past this loan (it counts
-    /// loans in the order they were made); `canLend` says whether one more
-    /// may be made.
+    /// untouched until `loansOutstanding` no longer counts this loan (they
+    /// come back in the order they were made, as the send that carried them
+    /// completes); `canLend` says whether one more may be made.
     func enqueueSealed(lending record: UnsafeMutableRawBufferPointer, frameCount: Int,
                        look: (_ piece: UnsafeRawBufferPointer, _ at: Int) -> Void) {
         precondition(canLend)
@@ -465,7 +463,6 @@ final class FrameChannel {
     func onSent(_ c: Completion) -> TransferError? {
         inflight -= 1
         writing = false
-        loansReturned += loansOut.count
         loansOut.removeAll(keepingCapacity: true)
         if c.result < 0 { return .io(IOError(result: c.result, "send to", peer)) }
         if Int(c.result) < outCount { return .disconnected("sent \(c.result) of \(outCount) bytes", peer: peer) }
