@@ -26,7 +26,8 @@ package struct RelayScope: Sendable, Equatable, CustomStringConvertible {
     /// host. Nil and the reason for text that is no such list.
     package static func parse(_ text: String) -> Result<RelayScope, Invalid> {
         var out: [Network] = []
-        for item in text.split(separator: ",").map({ $0.trimmingCharacters(in: " ") }) where !item.isEmpty {
+        // No address or prefix holds a space: "a, b" is "a,b".
+        for item in text.filter({ $0 != " " }).split(separator: ",").map(String.init) {
             let parts = item.split(separator: "/", maxSplits: 1).map(String.init)
             guard let bytes = Self.address(parts[0]) else { return .failure(Invalid(description: "'\(item)' is not an IPv4 or IPv6 address or network (like 10.0.0.0/8)")) }
             let most = bytes.count * 8
@@ -64,11 +65,5 @@ package struct RelayScope: Sendable, Equatable, CustomStringConvertible {
             let keep = max(0, min(8, bits - 8 * i))
             return keep == 8 ? b : b & UInt8(truncatingIfNeeded: 0xFF << (8 - keep))
         }
-    }
-}
-
-extension Substring {
-    fileprivate func trimmingCharacters(in set: Character) -> String {
-        String(drop { $0 == set }.reversed().drop { $0 == set }.reversed())
     }
 }
