@@ -59,8 +59,8 @@ package struct Comparison: Sendable {
     }
 }
 
-/// Everything one ftbench invocation measured. `json` documents schema v1
-/// (docs/ftbench-json.md).
+/// Everything one ftbench invocation measured; `document` is what --json
+/// writes (schema v1, docs/ftbench-json.md).
 package struct BenchReport: Sendable {
     package static let schemaVersion = 1
 
@@ -79,59 +79,8 @@ package struct BenchReport: Sendable {
         self.command = command
     }
 
-    package var json: JSON {
-        .object([
-            ("schema", "ftbench"), ("version", .int(Int64(Self.schemaVersion))), ("mode", .string(mode)),
-            ("command", .array(command.map { .string($0) })),
-            ("machine", .object([
-                ("cores", .int(Int64(machine.cores))), ("kernel", .string(machine.kernel)), ("cpu", .string(machine.cpuModel)),
-                ("memory_bytes", .uint(machine.memoryBytes)), ("hostname", .string(machine.hostname)),
-            ])),
-            ("time_unix", .int(startedUnix)),
-            ("throughput", .array(throughput.map(Self.json))),
-            ("latency", .array(latency.map(Self.json))),
-            ("comparisons", .array(comparisons.map(Self.json))),
-        ])
-    }
-
-    static func json(_ c: ThroughputCell) -> JSON {
-        let t = c.trial
-        return .object([
-            ("tool", .string(c.tool)), ("io", .string(c.io)), ("chunk_bytes", .opt(c.chunk)),
-            ("streams", .int(Int64(c.streams))), ("sink", .string(c.sink)), ("bytes", .opt(t.bytes)),
-            ("repeat", .int(Int64(t.runs.count))), ("ok_runs", .int(Int64(t.good.count))), ("timed_out_runs", .int(Int64(t.timedOut))),
-            ("wall_seconds", .object([("median", .opt(t.medianWall)), ("min", .opt(t.minWall)), ("max", .opt(t.maxWall))])),
-            ("gigabytes_per_second", .opt(t.gigabytesPerSecond)),
-            ("gigabits_per_second", .opt(t.gigabytesPerSecond.map { $0 * 8 })),
-            ("cpu_seconds_per_gib", .object([("sender", .opt(t.cpuPerGiB(sender: true))), ("receiver", .opt(t.cpuPerGiB(sender: false)))])),
-            ("peak_rss_kib", .object([("sender", .int(Int64(t.peakSenderRSSKiB))), ("receiver", .int(Int64(t.peakReceiverRSSKiB)))])),
-            ("runs", .array(t.runs.map { r in
-                .object([
-                    ("wall_seconds", .double(r.wall)), ("sender_cpu_seconds", .double(r.senderCPU)),
-                    ("receiver_cpu_seconds", .double(r.receiverCPU)), ("sender_rss_kib", .int(Int64(r.senderRSSKiB))),
-                    ("receiver_rss_kib", .int(Int64(r.receiverRSSKiB))), ("timed_out", .bool(r.timedOut)),
-                    ("failure", .opt(r.failure)),
-                ])
-            })),
-        ])
-    }
-
-    static func json(_ l: LatencyResult) -> JSON {
-        .object([
-            ("name", .string(l.name)), ("message_bytes", .int(Int64(l.messageBytes))), ("samples", .uint(l.samples)),
-            ("measures", .string(l.measures)),
-            ("ns", .object([("p50", .uint(l.p50)), ("p90", .uint(l.p90)), ("p99", .uint(l.p99)), ("p99_9", .uint(l.p999)), ("max", .uint(l.max))])),
-            ("cdf", .array(l.cdf.map { .array([.uint($0.0), .double($0.1)]) })),
-        ])
-    }
-
-    static func json(_ c: Comparison) -> JSON {
-        .object([
-            ("workload", .string(c.workload)), ("metric", .string(c.metric)), ("peer", .string(c.peer)),
-            ("ft", .opt(c.ftValue)), ("peer_value", .opt(c.peerValue)), ("ratio", .opt(c.ratio)),
-            ("goal", .opt(c.goal)), ("status", .string(c.verdict)),
-        ])
-    }
+    /// The report as ftbench writes it with --json.
+    package var json: String { JSONLineEncoder().line(document) }
 
     // MARK: Tables
 

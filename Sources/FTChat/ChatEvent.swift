@@ -23,8 +23,6 @@ package struct ChatText: Sendable, Equatable {
 /// What the chat engine tells its front end. Peer-controlled strings arrive
 /// as `ChatText` or already escaped.
 package enum ChatEvent: Sendable, Equatable {
-    /// Listening, bound, or connecting: where and how to reach us.
-    case ready(String)
     case connected(peer: String)
     /// A line from `from` (an address or a /nick name).
     case message(from: String, text: ChatText)

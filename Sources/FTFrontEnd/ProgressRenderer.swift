@@ -51,7 +51,7 @@ package final class ProgressRenderer: @unchecked Sendable {
     package func handle(_ event: ProgressEvent) {
         if case .failed = event { reportedFailure = true }
         switch mode {
-        case .json: json.line(Self.json(event).text)
+        case .json: json.line(event.jsonLine)
         // The message names the peer where it matters, as in the other modes.
         case .quiet: if case .failed(let f) = event { say(f.message) }
         case .bar, .lines: human(event)
@@ -133,9 +133,9 @@ package final class ProgressRenderer: @unchecked Sendable {
     }
 
     /// A remark outside the event stream: a line for people, or an object.
-    package func note(_ text: String, json fields: [(String, JSON)]) {
+    package func note(_ text: String, json event: some EventBody) {
         switch mode {
-        case .json: json.line(JSON.object(fields).text)
+        case .json: json.line(event.line)
         case .quiet: break
         case .bar, .lines: say(text)
         }
@@ -145,10 +145,9 @@ package final class ProgressRenderer: @unchecked Sendable {
     /// hosts are escaped like any peer text).
     package func hosts(_ outcomes: [HostOutcome], verified: Bool) {
         if mode == .json {
-            json.line(JSON.object([("event", "hosts"), ("v", 1), ("hosts", .array(outcomes.map { o in
-                .object([("host", .string(o.host)), ("ok", .bool(o.ok)), ("files", .uint(o.files)), ("bytes", .uint(o.bytes)),
-                         ("pass", .int(Int64(o.pass))), ("message", .string(o.message))])
-            }))]).text)
+            json.line(HostsEvent(hosts: outcomes.map {
+                .init(host: $0.host, ok: $0.ok, files: $0.files, bytes: $0.bytes, pass: $0.pass, message: $0.message)
+            }).line)
             return
         }
         let failed = outcomes.filter { !$0.ok }.count
@@ -205,57 +204,6 @@ package final class ProgressRenderer: @unchecked Sendable {
         if width - used() < minName { sizes = "" }
         let nameRoom = max(1, width - used())
         return p.path.truncatedMiddle(columns: nameRoom).padded(columns: nameRoom) + barText + sizes + pct + rate + elapsed + eta
-    }
-
-    // MARK: NDJSON
-
-    package static func json(_ event: ProgressEvent) -> JSON {
-        switch event {
-        case .started(let s):
-            return .object([
-                ("event", "start"), ("v", 1), ("session", .string(s.session)), ("peer", .string(s.peer)),
-                ("files", .int(Int64(s.files))), ("directories", .int(Int64(s.directories))),
-                ("total_bytes", .opt(s.totalBytes)), ("bytes_skipped", .uint(s.skippedBytes)),
-            ])
-        case .progress(let p):
-            return .object([
-                ("event", "progress"), ("v", 1), ("session", .string(p.session)), ("file", .string(p.path)),
-                ("file_bytes", .uint(p.fileBytes)), ("file_size", .opt(p.fileSize)),
-                ("bytes", .uint(p.bytes)), ("total_bytes", .opt(p.totalBytes)),
-                ("rate_bytes_per_second", .double(p.rate)), ("elapsed_seconds", .double(p.elapsed)),
-                ("eta_seconds", .opt(p.eta)),
-            ])
-        case .fileDone(let f):
-            return .object([
-                ("event", "file-done"), ("v", 1), ("session", .string(f.session)), ("path", .string(f.path)),
-                ("bytes", .uint(f.bytes)), ("xxh3_128", .opt(f.digest?.hex)),
-            ])
-        case .finished(let s):
-            return .object([
-                ("event", "done"), ("v", 1), ("session", .string(s.session)), ("peer", .string(s.peer)),
-                ("files", .int(Int64(s.files))), ("directories", .int(Int64(s.directories))),
-                ("bytes_sent", .uint(s.bytes)), ("bytes_skipped", .uint(s.skippedBytes)),
-                ("identical_files", .uint(s.tally.identicalFiles)), ("patched_files", .uint(s.tally.patchedFiles)),
-                ("deleted", .uint(s.tally.deleted)), ("symlinks", .uint(s.tally.symlinks)), ("hard_links", .uint(s.tally.hardLinks)),
-                ("hole_bytes", .uint(s.tally.holeBytes)), ("dry_run", .bool(s.tally.dryRun)),
-                ("skipped", .object(s.tally.skipped.keys.sorted().map { ($0, .int(Int64(s.tally.skipped[$0]!))) })),
-                ("seconds", .double(s.seconds)), ("verified", .bool(s.verified)),
-                ("hashes", .object(s.digests.map { ($0.path, .string($0.digest.hex)) })),
-                ("engine", .object([
-                    ("backend", .string(s.engine.backend.rawValue)), ("data_path", .string(s.engine.dataPath)),
-                    ("operations", .object(s.engine.operations.map {
-                        ($0.kind.description, .object([("count", .uint($0.count)), ("bytes", .uint($0.bytes))]))
-                    })),
-                ])),
-            ])
-        case .failed(let f):
-            return .object([
-                ("event", "error"), ("v", 1), ("session", .string(f.session)), ("peer", .string(f.peer)),
-                ("message", .string(f.message)), ("kind", .string(f.error.kind.rawValue)),
-                ("errno", f.error.errno.map { JSON.int(Int64($0)) } ?? .null), ("path", .opt(f.error.path)),
-                ("refusal", .opt(f.error.refusal?.rawValue)),
-            ])
-        }
     }
 }
 

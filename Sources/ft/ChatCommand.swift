@@ -94,7 +94,9 @@ extension Chat {
                 } catch let e as IOError {
                     throw fail(e.description, program: "ft chat", json: json)
                 }
-                console.show(.ready("room open on \(room.address); join with: ft chat tcp HOST:\(room.address.port) (or nc HOST \(room.address.port))"))
+                console.ready(ReadyEvent(
+                    listen: room.address.description, sendTo: reachable(at: room.address), engine: room.backend.rawValue,
+                    detail: "room open on \(room.address); join with: ft chat tcp HOST:\(room.address.port) (or nc HOST \(room.address.port))"))
                 StopSignals.install(fd: room.stopDescriptor)
                 do { try room.run() } catch { throw fail(error.description, program: "ft chat", json: json) }
             } else {
@@ -158,7 +160,10 @@ extension Chat {
                     config: .init(bind: try parseEndpoint(bind, "--bind", needHost: false),
                                   peer: try parseEndpoint(peer, "--peer", needHost: true), engine: engine),
                     console: console, logger: chatLogger())
-                console.show(.ready("bound to \(chat.boundAddress), sending to \(chat.peerAddress)"))
+                console.ready(ReadyEvent(
+                    listen: chat.boundAddress.description, sendTo: reachable(at: chat.boundAddress),
+                    peer: chat.peerAddress.description, engine: chat.backend.rawValue,
+                    detail: "bound to \(chat.boundAddress), sending to \(chat.peerAddress)"))
                 try chat.run()
             } catch let e as IOError {
                 throw fail(e.description, program: "ft chat", json: json)

@@ -41,7 +41,7 @@ final class ChatTerminal: ChatConsole {
 
     func show(_ event: ChatEvent) {
         if json {
-            out.line(Self.json(event).text)
+            out.line(Self.jsonLine(event))
             return
         }
         let text = render(event)
@@ -52,11 +52,19 @@ final class ChatTerminal: ChatConsole {
         }
     }
 
+    /// Where we listen or what we are bound to, once, before any event.
+    func ready(_ r: ReadyEvent) {
+        if json {
+            out.line(r.line)
+        } else {
+            show(.notice(r.detail))
+        }
+    }
+
     func restore() { editor?.restore() }
 
     func render(_ event: ChatEvent) -> String {
         switch event {
-        case .ready(let s): return "* \(s)"
         case .connected(let peer): return "* connected to \(peer) (type lines; /quit or Ctrl-D leaves)"
         case .message(let from, let text):
             let cut = text.truncated ? " [cut at \(LineBuffer.defaultCap >> 10) KiB]" : ""
@@ -72,24 +80,21 @@ final class ChatTerminal: ChatConsole {
         }
     }
 
-    static func json(_ event: ChatEvent) -> JSON {
-        func text(_ t: ChatText) -> [(String, JSON)] {
+    static func jsonLine(_ event: ChatEvent) -> String {
+        func message(_ from: String, _ t: ChatText, stranger: Bool) -> String {
             let raw = String(validating: t.bytes, as: UTF8.self)
-            return [("text", .string(raw ?? t.display)), ("valid_utf8", .bool(raw != nil)), ("truncated", .bool(t.truncated))]
+            return MessageEvent(from: from, text: raw ?? t.display, validUtf8: raw != nil, truncated: t.truncated, stranger: stranger).line
         }
         switch event {
-        case .ready(let s): return .object([("event", "ready"), ("v", 1), ("detail", .string(s))])
-        case .connected(let peer): return .object([("event", "connected"), ("v", 1), ("peer", .string(peer))])
-        case .message(let from, let t): return .object([("event", "message"), ("v", 1), ("from", .string(from))] + text(t))
-        case .stranger(let from, let t): return .object([("event", "message"), ("v", 1), ("from", .string(from)), ("stranger", true)] + text(t))
-        case .joined(let who, let count): return .object([("event", "join"), ("v", 1), ("who", .string(who)), ("count", .int(Int64(count)))])
-        case .left(let who, let count, let reason):
-            return .object([("event", "leave"), ("v", 1), ("who", .string(who)), ("count", .int(Int64(count))), ("reason", .string(reason))])
-        case .renamed(let from, let to): return .object([("event", "rename"), ("v", 1), ("from", .string(from)), ("to", .string(to))])
-        case .notice(let s): return .object([("event", "notice"), ("v", 1), ("text", .string(s))])
-        case .disconnected(let peer, let reason):
-            return .object([("event", "disconnected"), ("v", 1), ("peer", .string(peer)), ("reason", .string(reason))])
-        case .error(let s): return .object([("event", "error"), ("v", 1), ("message", .string(s))])
+        case .connected(let peer): return ConnectedEvent(peer: peer).line
+        case .message(let from, let t): return message(from, t, stranger: false)
+        case .stranger(let from, let t): return message(from, t, stranger: true)
+        case .joined(let who, let count): return JoinEvent(who: who, count: count).line
+        case .left(let who, let count, let reason): return LeaveEvent(who: who, count: count, reason: reason).line
+        case .renamed(let from, let to): return RenameEvent(from: from, to: to).line
+        case .notice(let s): return NoticeEvent(text: s).line
+        case .disconnected(let peer, let reason): return DisconnectedEvent(peer: peer, reason: reason).line
+        case .error(let s): return ErrorEvent(message: s).line
         }
     }
 }

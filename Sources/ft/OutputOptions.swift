@@ -43,10 +43,23 @@ struct OutputOptions: ParsableArguments {
     }
 }
 
+/// The addresses a peer can use to reach a socket bound to `bound`:
+/// this host's interfaces when it is bound to all of them.
+func reachable(at bound: SocketAddress) -> [String] {
+    var hosts: [String]
+    if bound.isUnspecified {
+        hosts = Socket.interfaceAddresses()
+        if hosts.isEmpty { hosts = ["127.0.0.1"] }
+    } else {
+        hosts = [bound.host]
+    }
+    return hosts.map { Endpoint(host: $0, port: bound.port).description }
+}
+
 /// Reports an error in the user's chosen format and ends with exit 1.
 func fail(_ message: String, program: String, json: Bool, console: Console = .stdout) -> Failure {
     if json {
-        console.line(JSON.object([("event", "error"), ("v", 1), ("message", .string(message))]).text)
+        console.line(ErrorEvent(message: message).line)
     } else {
         ProgressLine.shared.clear(.stderr)
         Console.stderr.line("\(program): \(message)")

@@ -186,23 +186,13 @@ struct Recv: AsyncParsableCommand {
 
     /// The ready line: where we listen and the command that reaches us.
     private func announce(_ r: Receiver, _ jsonConsole: Console, code: String?, shown: Bool) {
-        let port = r.bound.port
-        var hosts: [String]
-        if r.bound.isUnspecified {
-            hosts = Socket.interfaceAddresses()
-            if hosts.isEmpty { hosts = ["127.0.0.1"] }
-        } else {
-            hosts = [r.bound.host]
-        }
-        let targets = hosts.map { Endpoint(host: $0, port: port).description }
+        let targets = reachable(at: r.bound)
         let absolute = absolutePath(dir)
         if output.json {
-            jsonConsole.line(JSON.object([
-                ("event", "ready"), ("v", 1), ("listen", .string(r.address.description)),
-                ("send_to", .array(targets.map { .string($0) })), ("dir", .string(stdout ? "-" : absolute)),
-                ("engine", .string(r.backend.rawValue)), ("code", .opt(shown ? code : nil)),
-                ("auth", .string(code == nil ? "none" : shown ? "made" : codeFile != nil ? "code-file" : "FT_CODE")),
-            ]).text)
+            jsonConsole.line(ReadyEvent(
+                listen: r.address.description, sendTo: targets, dir: stdout ? "-" : absolute, engine: r.backend.rawValue,
+                code: shown ? code : nil, auth: code == nil ? "none" : shown ? "made" : codeFile != nil ? "code-file" : "FT_CODE",
+                detail: "ready on \(r.address), writing to \(stdout ? "stdout" : absolute)").line)
         } else if !output.quiet {
             let into = stdout ? "stdout" : absolute
             let flags = encrypt ? " --encrypt" : ""

@@ -277,7 +277,7 @@ extension Send {
                                       passStarted: { pass, chain in
                 guard pass > 1 else { return }
                 renderer.note("pass \(pass): a new chain over \(chain.joined(separator: ", ")), the hosts the last pass did not reach",
-                              json: [("event", "pass"), ("v", 1), ("pass", .int(Int64(pass))), ("chain", .array(chain.map { .string($0) }))])
+                              json: PassEvent(pass: pass, chain: chain))
             })
         } catch {
             _ = fail(error.description, program: "ft", json: output.json)

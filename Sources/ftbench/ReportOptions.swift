@@ -31,7 +31,7 @@ struct ReportOptions: ParsableArguments {
 
     func write(_ report: BenchReport) throws {
         Console.stdout.write(report.text)
-        if let json { try save(report.json.text + "\n", to: json) }
+        if let json { try save(report.json + "\n", to: json) }
         if let svg { try save(Chart.svg(report), to: svg) }
     }
 

@@ -5,6 +5,8 @@ import FTWire
 import FTBench
 
 let greeting = "你好, ft 👋"
+/// The fields of every `ready` event: ft recv, ft chat tcp --listen, ft chat udp.
+let readyKeys: Set<String> = ["event", "v", "listen", "send_to", "peer", "dir", "engine", "code", "auth", "detail"]
 
 @Suite(.serialized) struct ChatTests {
     @Test func ncClientTalksWithOurRoomBothWays() throws {
@@ -74,7 +76,12 @@ let greeting = "你好, ft 👋"
         let end = chat.wait(seconds: 10)
         #expect(end.status == 0)
         let events = jsonEvents(end.stdout)
-        #expect(events.contains { $0["text"] as? String == greeting + " over udp" && $0["stranger"] == nil })
+        #expect(events.contains { $0["text"] as? String == greeting + " over udp" && $0["stranger"] as? Bool == false })
+        // One shape for every ready event (ft recv's is checked against the same keys).
+        let ready = try #require(events.first { $0["event"] as? String == "ready" })
+        #expect(Set(ready.keys) == readyKeys, "\(ready)")
+        #expect(ready["listen"] as? String == "127.0.0.1:\(ours)" && ready["peer"] as? String == "127.0.0.1:\(theirs)")
+        #expect(ready["send_to"] as? [String] == ["127.0.0.1:\(ours)"] && ready["dir"] is NSNull && ready["engine"] is String)
         #expect(events.contains { $0["text"] as? String == "who is this" && $0["stranger"] as? Bool == true })
         nc.kill(SIGTERM)
         _ = nc.wait(seconds: 5)
@@ -84,6 +91,7 @@ let greeting = "你好, ft 👋"
         let port = freePort()
         let room = try Child(ftPath, ["chat", "tcp", "--listen", "127.0.0.1:\(port)", "--json"])
         #expect(room.waitForOutput("\"ready\""))
+        #expect(jsonEvents(room.stdoutSoFar).first.map { Set($0.keys) } == readyKeys, "\(room.stdoutSoFar)")
         var peers: [LinePeer] = []
         for i in 0..<50 {
             let p = try LinePeer(port: port)

@@ -12,6 +12,9 @@ let ftbenchPath = productsDirectory + "/ftbench"
 func checkSchema(_ path: String, mode: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Any] {
     let data = try #require(FileManager.default.contents(atPath: path), sourceLocation: sourceLocation)
     let root = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any], sourceLocation: sourceLocation)
+    // The types ftbench encodes read back with Foundation's decoder.
+    let document = try JSONDecoder().decode(ReportDocument.self, from: data)
+    #expect(document.schema == "ftbench" && document.mode == mode, sourceLocation: sourceLocation)
     #expect(root["schema"] as? String == "ftbench", sourceLocation: sourceLocation)
     #expect(root["version"] as? Int == 1, sourceLocation: sourceLocation)
     #expect(root["mode"] as? String == mode, sourceLocation: sourceLocation)

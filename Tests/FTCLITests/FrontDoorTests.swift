@@ -73,6 +73,7 @@ import FTWire
         let ready = jsonEvents(fromFile.child.stdoutSoFar).first { $0["event"] as? String == "ready" }
         #expect(ready?["code"] == nil || ready?["code"] is NSNull, "\(String(describing: ready))")
         #expect(ready?["auth"] as? String == "code-file")
+        #expect(ready.map { Set($0.keys) } == readyKeys, "the same shape as ft chat's ready")
         _ = fromFile.stop()
 
         let human = try Child(ftPath, ["recv", "--listen", "127.0.0.1:0", "--dir", tmp.sub("b"), "--encrypt"],

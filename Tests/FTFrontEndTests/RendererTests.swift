@@ -8,8 +8,8 @@ import FTWire
 @Suite struct JSONTests {
     @Test func textIsValidJSONWhateverTheStrings() throws {
         let tricky = "quote \" backslash \\ newline \n tab \t bell \u{07} esc \u{1B}[2J 你好 👋"
-        let v = JSON.object([("s", .string(tricky)), ("n", .null), ("b", true), ("i", .int(-3)), ("u", .uint(UInt64.max)),
-                             ("d", .double(1.23456)), ("inf", .double(.infinity)), ("a", .array([1, "x"]))])
+        let v = JSON.object([("s", .string(tricky)), ("n", .null), ("b", .bool(true)), ("i", .int(-3)), ("u", .uint(UInt64.max)),
+                             ("d", .double(1.23456)), ("inf", .double(.infinity)), ("a", .array([.int(1), .string("x")]))])
         let text = v.text
         #expect(!text.contains("\n"), "NDJSON: one line")
         let parsed = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
@@ -68,16 +68,16 @@ import FTWire
             (.failed(.init(session: "s", peer: "p", error: FTError(.io(IOError(.connectionRefused, "connect to", "p"))))), "error"),
         ]
         for (event, name) in events {
-            let text = ProgressRenderer.json(event).text
+            let text = event.jsonLine
             let o = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
             #expect(o["event"] as? String == name)
             #expect(o["v"] as? Int == 1, "every event says which version of these events it is")
             #expect(o["session"] as? String == (name == "progress" ? "ab12" : "s"))
         }
-        let done = ProgressRenderer.json(events[3].0).text
+        let done = events[3].0.jsonLine
         #expect(done.contains("\"hashes\":{\"f\":\"\(digest.hex)\"}") && done.contains("\"data_path\":\"splice\""))
-        #expect(ProgressRenderer.json(events[0].0).text.contains("\"total_bytes\":null"))
-        let error = try #require(try JSONSerialization.jsonObject(with: Data(ProgressRenderer.json(events[4].0).text.utf8)) as? [String: Any])
+        #expect(events[0].0.jsonLine.contains("\"total_bytes\":null"))
+        let error = try #require(try JSONSerialization.jsonObject(with: Data(events[4].0.jsonLine.utf8)) as? [String: Any])
         #expect(error["kind"] as? String == "system" && error["errno"] as? Int == Int(ECONNREFUSED) && error["path"] as? String == "p", "\(error)")
         #expect((error["message"] as? String)?.contains("ECONNREFUSED") == true)
     }

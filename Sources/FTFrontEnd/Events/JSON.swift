@@ -1,5 +1,5 @@
-/// A JSON value, written by hand so the executables need no Foundation.
-package enum JSON: Sendable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral {
+/// The tree `JSONLineEncoder` builds, and its compact writer.
+enum JSON: Sendable {
     case null
     case bool(Bool)
     case int(Int64)
@@ -10,16 +10,8 @@ package enum JSON: Sendable, ExpressibleByStringLiteral, ExpressibleByIntegerLit
     /// Keys keep their order, so output reads the same every run.
     case object([(String, JSON)])
 
-    package init(stringLiteral value: String) { self = .string(value) }
-    package init(integerLiteral value: Int) { self = .int(Int64(value)) }
-    package init(booleanLiteral value: Bool) { self = .bool(value) }
-
-    package static func opt(_ v: UInt64?) -> JSON { v.map { .uint($0) } ?? .null }
-    package static func opt(_ v: Double?) -> JSON { v.map { .double($0) } ?? .null }
-    package static func opt(_ v: String?) -> JSON { v.map { .string($0) } ?? .null }
-
     /// Compact, one line: fit for NDJSON.
-    package var text: String {
+    var text: String {
         var out = ""
         write(to: &out)
         return out
