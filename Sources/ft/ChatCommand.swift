@@ -18,6 +18,11 @@ struct Chat: ParsableCommand {
             shown with control characters, ANSI sequences and invalid UTF-8
             escaped (\\e[2J, \\xFF), so no peer can rewrite your screen. A line
             longer than 64 KiB is cut there, with a notice.
+
+            On a terminal the line being typed is edited as in readline: arrows,
+            Home/End, Ctrl-A/E/B/F, Alt-B/F (words), Delete, Ctrl-U/K/W (cut),
+            Up/Down or Ctrl-P/N (the lines sent), Ctrl-L (clear). Ctrl-D on an
+            empty line or Ctrl-C leaves.
             """,
         subcommands: [TCP.self, UDP.self])
 }

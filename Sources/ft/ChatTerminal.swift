@@ -11,8 +11,9 @@ import Glibc
 /// - JSON: one NDJSON event per line, stdin read as plain lines.
 /// - Plain (stdin or stdout not a terminal): one line per event, written at
 ///   once, stdin read as plain lines. This is what scripts and tests see.
-/// - Terminal: a raw-mode line editor. An incoming line clears the line
-///   being typed, prints itself, and redraws the prompt with what was typed.
+/// - Terminal: a raw-mode line editor (`LineEditor`). An incoming line
+///   clears the line being typed, prints itself, and redraws the prompt
+///   with what was typed.
 final class ChatTerminal: ChatConsole {
     enum Role {
         case room
@@ -99,17 +100,19 @@ final class ChatTerminal: ChatConsole {
     }
 }
 
-/// A minimal line editor for a raw terminal: printable text (UTF-8),
-/// Backspace, Ctrl-U, Enter, Ctrl-D on an empty line (end), Ctrl-C (quit).
-/// Escape sequences (arrows and the like) are ignored.
+/// The line editor on a raw terminal: readline's common keys (arrows,
+/// Home/End, Ctrl-A/E/B/F/P/N/U/K/W/D/L, Alt-B/F, Delete), history with
+/// Up/Down, and lines wider than the terminal (see `LineView`). The keys
+/// and the editing are pure types in FTFrontEnd, tested without a terminal.
 final class LineEditor {
-    private var line: [UInt8] = []
+    private var keys = KeyDecoder()
+    private var state: LineEditState
+    private var view = LineView()
     private var original = termios()
-    private var inEscape = false
-    private var escapeStarted = false
-    private let prompt = "> "
+    private let out = Console.stdout
 
     init() {
+        state = LineEditState(byteLimit: LineBuffer.defaultCap)
         tcgetattr(0, &original)
         var raw = original
         // No echo, no kernel line editing, no signals from keys: we draw
@@ -118,57 +121,40 @@ final class LineEditor {
         raw.c_iflag &= ~tcflag_t(IXON | ICRNL)
         tcsetattr(0, TCSAFLUSH, &raw)
         TerminalRestore.save(original)
-        Console.stdout.write(prompt)
+        out.write(view.draw(state, columns: out.width))
     }
 
     func restore() {
         var t = original
         tcsetattr(0, TCSAFLUSH, &t)
-        Console.stdout.write("\r\n")
+        out.write("\r\n")
     }
 
     func feed(_ bytes: UnsafeRawBufferPointer) -> [InputEvent] {
         if bytes.isEmpty { return [.eof] }
         var events: [InputEvent] = []
-        for b in bytes {
-            if inEscape {
-                // ESC [ ... final byte, or ESC + one byte.
-                if !escapeStarted, b == UInt8(ascii: "[") { escapeStarted = true; continue }
-                if !escapeStarted || (0x40...0x7E).contains(b) { inEscape = false; escapeStarted = false }
-                continue
-            }
-            switch b {
-            case 0x0D, 0x0A:
-                Console.stdout.write("\r\n")
-                events.append(.line(line))
-                line.removeAll()
-            case 0x7F, 0x08:
-                // Remove one whole character, not one byte of it.
-                while let last = line.popLast(), last & 0xC0 == 0x80 {}
-            case 0x15:
-                line.removeAll()
-            case 0x03:
-                events.append(.quit)
-            case 0x04:
-                if line.isEmpty { events.append(.eof) }
-            case 0x1B:
-                inEscape = true
-            case 0..<0x20:
-                break
-            default:
-                if line.count < LineBuffer.defaultCap { line.append(b) }
+        for key in keys.feed(bytes) {
+            switch state.apply(key) {
+            case .none: break
+            case .submit(let line):
+                // The typed line stays on screen as it was sent.
+                out.write(view.erase() + view.prompt + line + "\r\n")
+                events.append(.line(Array(line.utf8)))
+            case .endOfInput: events.append(.eof)
+            case .interrupt: events.append(.quit)
+            case .clearScreen: out.write(view.clearScreen())
             }
         }
         return events
     }
 
     func redraw(_ out: Console) {
-        out.write("\r\u{1B}[2K" + prompt + String(decoding: line, as: UTF8.self))
+        out.write(view.draw(state, columns: out.width))
     }
 
     /// Prints a line above the one being typed.
     func printAbove(_ text: String, _ out: Console) {
-        out.write("\r\u{1B}[2K" + text + "\r\n" + prompt + String(decoding: line, as: UTF8.self))
+        out.write(view.printAbove(text, state, columns: out.width))
     }
 }
 

@@ -87,6 +87,32 @@ let readyKeys: Set<String> = ["event", "v", "listen", "send_to", "peer", "dir", 
         _ = nc.wait(seconds: 5)
     }
 
+    /// On a terminal the client edits the line before it is sent: the
+    /// reported keys (Left, Ctrl-A) move the cursor, Up brings the last
+    /// line back, and Ctrl-D on an empty line leaves.
+    @Test func theLineEditorOnATerminalSendsTheEditedLine() throws {
+        let port = freePort()
+        let room = try Child(ftPath, ["chat", "tcp", "--listen", "127.0.0.1:\(port)", "--json"])
+        #expect(room.waitForOutput("\"ready\""))
+        let client = try Child(ftPath, ["chat", "tcp", "127.0.0.1:\(port)", "--name", "tty"], terminalColumns: 30)
+        #expect(client.waitForOutput("connected to"))
+        #expect(room.waitForOutput("\"join\""))
+        client.write(Array("half-typed line\u{1B}[DX\u{01}^\r".utf8))
+        #expect(room.waitForOutput("^half-typed linXe"), "\(room.stdoutSoFar)")
+        client.write(Array("\u{1B}[A!\r".utf8))
+        #expect(room.waitForOutput("^half-typed linXe!"), "Up recalls the line sent: \(room.stdoutSoFar)")
+        let other = try LinePeer(port: port)
+        other.say("a line from the room that is wider than thirty columns")
+        #expect(client.waitForOutput("wider than thirty"), "\(client.stdoutSoFar)")
+        client.write([0x04])
+        let end = client.wait(seconds: 20)
+        #expect(end.status == 0, "Ctrl-D on an empty line leaves: \(end.stderr)")
+        let texts = jsonEvents(room.stdoutSoFar).filter { $0["event"] as? String == "message" }.compactMap { $0["text"] as? String }
+        #expect(texts.prefix(2) == ["^half-typed linXe", "^half-typed linXe!"], "\(texts)")
+        room.kill(SIGTERM)
+        _ = room.wait(seconds: 10)
+    }
+
     @Test func fiftyClientsEachMessageReachesEveryOtherExactlyOnce() throws {
         let port = freePort()
         let room = try Child(ftPath, ["chat", "tcp", "--listen", "127.0.0.1:\(port)", "--json"])

@@ -45,7 +45,11 @@ package final class Child: @unchecked Sendable {
     private var status: Int32?
     package static let spawnLock = NSLock()
 
-    package init(_ executable: String, _ args: [String], environment: [String: String] = [:], stdinFile: String? = nil) throws {
+    /// `terminalColumns` puts stdin and stdout on a pseudo-terminal that
+    /// wide (stderr stays a pipe): `write` then types keys, and stdout is
+    /// what the terminal shows, escape sequences and all.
+    package init(_ executable: String, _ args: [String], environment: [String: String] = [:], stdinFile: String? = nil,
+                 terminalColumns: Int? = nil) throws {
         self.executable = executable
         self.arguments = args
         // pipe2 is not in the Glibc module: pipe + FD_CLOEXEC, under one
@@ -58,10 +62,30 @@ package final class Child: @unchecked Sendable {
             for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
             return (fds[0], fds[1])
         }
-        let (outR, outW) = pipePair()
+        var (outR, outW) = pipePair()
         let (errR, errW) = pipePair()
         var inR: CInt
-        if let stdinFile {
+        if let terminalColumns {
+            // posix_openpt and friends are not in the Glibc module; these are
+            // what they do on Linux: TIOCSPTLCK unlocks, TIOCGPTN names the slave.
+            let master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC)
+            var unlock: CInt = 0
+            var number: CUnsignedInt = 0
+            guard master >= 0, ioctl(master, 0x4004_5431, &unlock) == 0, ioctl(master, 0x8004_5430, &number) == 0 else {
+                throw TestFailure("no pseudo-terminal: errno \(errno)")
+            }
+            let name = "/dev/pts/\(number)"
+            var size = winsize(ws_row: 24, ws_col: UInt16(terminalColumns), ws_xpixel: 0, ws_ypixel: 0)
+            _ = ioctl(master, UInt(TIOCSWINSZ), &size)
+            close(outR)
+            close(outW)
+            inR = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC)
+            outW = dup(inR)
+            _ = fcntl(outW, F_SETFD, FD_CLOEXEC)
+            inputFD = dup(master)
+            _ = fcntl(inputFD, F_SETFD, FD_CLOEXEC)
+            outR = master
+        } else if let stdinFile {
             inR = open(stdinFile, O_RDONLY | O_CLOEXEC)
         } else {
             let (r, w) = pipePair()
@@ -100,7 +124,8 @@ package final class Child: @unchecked Sendable {
         close(errW)
         guard rc == 0 else { throw TestFailure("spawn \(executable): errno \(rc)") }
         pid = child
-        Thread { [self] in drain(outR, into: \.outData, done: outDone) }.start()
+        let stdoutFD = outR
+        Thread { [self] in drain(stdoutFD, into: \.outData, done: outDone) }.start()
         Thread { [self] in drain(errR, into: \.errData, done: errDone) }.start()
     }
 
@@ -109,6 +134,7 @@ package final class Child: @unchecked Sendable {
         while true {
             let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0, errno == EINTR { continue }
+            // A pseudo-terminal's master reads EIO once the child closed it.
             if n <= 0 { break }
             lock.withLock { self[keyPath: keyPath].append(contentsOf: buf[..<n]) }
         }
