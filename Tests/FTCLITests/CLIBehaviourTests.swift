@@ -70,6 +70,14 @@ import FTWire
             .first { $0["event"] as? String == "done" })
         let sops = try #require((sent["engine"] as? [String: Any])?["operations"] as? [String: [String: Any]])
         #expect((sops["splice"]?["bytes"] as? Int ?? 0) >= 2 * size, "\(sops)")
+        // The progress event just before done is the totals, naming the file
+        // (it named nothing, with a null size).
+        let events = send.stdoutLines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let doneAt = try #require(events.firstIndex { $0["event"] as? String == "done" })
+        let closing = events[doneAt - 1]
+        #expect(closing["event"] as? String == "progress" && closing["file"] as? String == "payload", "\(closing)")
+        #expect(closing["file_bytes"] as? Int == size && closing["file_size"] as? Int == size, "\(closing)")
+        #expect(closing["bytes"] as? Int == size && closing["total_bytes"] as? Int == size, "\(closing)")
     }
 
     @Test func noPayloadThroughReadOrWriteSyscalls() throws {

@@ -155,7 +155,7 @@ extension Sender {
                             digests: agreed,
                             engine: EngineReport(backend: loop.backend.kind, dataPath: sentDataPath, stats: loop.stats),
                             relayed: relayed, tally: tally)
-            if let ev = meter.advance(by: 0, path: "", fileBytes: 0, fileSize: nil, force: true) { events(ev) }
+            if let ev = meter.closing() { events(ev) }
             events(.finished(summary!))
             finish(nil)
         case .hopReport(let r):

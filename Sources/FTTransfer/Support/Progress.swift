@@ -134,6 +134,8 @@ struct ProgressMeter {
     var lastEmit: UInt64 = 0
     /// (time, bytes) samples for the rate, about one per interval.
     var samples: [(UInt64, UInt64)] = []
+    /// The file the last snapshot named, for the closing one.
+    var lastFile: (path: String, bytes: UInt64, size: UInt64?)?
 
     init(session: String, totalBytes: UInt64?, interval: UInt64 = 200_000_000) {
         self.session = session
@@ -155,8 +157,19 @@ struct ProgressMeter {
         while let first = samples.first, now - first.0 > 5_000_000_000, samples.count > 2 { samples.removeFirst() }
         let (t0, b0) = samples.count > 1 ? samples[0] : (start, 0)
         let rate = now > t0 ? Double(bytes - b0) / (Double(now - t0) / 1e9) : 0
+        let name = path()
+        if !name.isEmpty { lastFile = (name, fileBytes, fileSize) }
         return .progress(.init(
-            session: session, path: path(), fileBytes: fileBytes, fileSize: fileSize, bytes: bytes,
+            session: session, path: name, fileBytes: fileBytes, fileSize: fileSize, bytes: bytes,
             totalBytes: totalBytes, rate: rate, elapsed: Double(now - start) / 1e9))
+    }
+
+    /// The snapshot just before the summary: the totals, naming the last
+    /// file shown at its full size. Nil if no file was ever shown (an
+    /// empty push), rather than a snapshot that names nothing.
+    mutating func closing() -> ProgressEvent? {
+        guard let last = lastFile else { return nil }
+        // A stream's size is what went: the push's bytes, it being the only entry.
+        return advance(by: 0, path: last.path, fileBytes: last.size ?? bytes, fileSize: last.size, force: true)
     }
 }
