@@ -27,7 +27,7 @@ package struct StartEvent: EventBody {
 package struct ProgressLineEvent: EventBody {
     package static var event: String { "progress" }
     package var session: String
-    /// The file moving now; empty when none is (small files go by batch).
+    /// The file moving now (empty when none is).
     package var file: String
     package var fileBytes: UInt64
     /// Null for a stream.
