@@ -12,7 +12,11 @@ import Glibc
 /// symlink, so no name can escape the directory or be redirected by a link
 /// planted in it. Names are checked and opened in one step, never checked
 /// first and opened later.
-public final class Directory {
+///
+/// Sendable: it holds only its fd and a name, both immutable, and every
+/// method is a system call on that fd; the offload thread makes
+/// directories through the receiver's destination while the loop reads it.
+public final class Directory: @unchecked Sendable {
     public let fd: CInt
     /// For messages only.
     public let displayPath: String
@@ -80,6 +84,11 @@ public final class Directory {
                 throw e
             }
         }
+        // A tree is announced parent first, so the parent of a missing
+        // directory is most often there already: open it in one lookup
+        // and make only the last level. Walking from the top for every
+        // level would cost depth² lookups on a deep new tree.
+        if components.count > 1, let made = try makeLast(components) { return (made, 1) }
         var current = self
         var created = 0
         for name in components {
@@ -104,6 +113,26 @@ public final class Directory {
             current = Directory(fd: r, displayPath: path)
         }
         return (current, created)
+    }
+
+    /// Makes the last of `components` inside its parent, if the parent is
+    /// there (nil if not, or if something else got there first: the
+    /// level-by-level walk then sorts it out).
+    private func makeLast(_ components: ArraySlice<String>) throws(IOError) -> Directory? {
+        let parentPath = components.dropLast().joined(separator: "/")
+        let parent = ft_openat2(fd, parentPath, UInt64(O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW), 0, Self.beneath)
+        guard parent >= 0 else { return nil }
+        defer { close(parent) }
+        let name = components.last!
+        guard mkdirat(parent, name, 0o700) == 0 else {
+            if errno == EEXIST { return nil }
+            throw IOError(Errno(rawValue: errno), "create directory", child(parentPath + "/" + name))
+        }
+        let r = ft_openat2(parent, name, UInt64(O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW), 0, Self.beneath)
+        guard r >= 0 else {
+            throw IOError(Errno(rawValue: errno), "open directory", child(parentPath + "/" + name))
+        }
+        return Directory(fd: r, displayPath: child(parentPath + "/" + name))
     }
 
     /// What is at `components` (without following links), or nil.

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A path a peer asked us to write, after it passed every rule. Holding one
 /// means: relative, `/`-separated, each component a plain name.
 ///
@@ -40,7 +44,7 @@ public struct PeerPath: Hashable, Sendable, CustomStringConvertible {
         self.depth = depth
     }
 
-    public static func == (a: PeerPath, b: PeerPath) -> Bool { a.bytes == b.bytes }
+    public static func == (a: PeerPath, b: PeerPath) -> Bool { a.depth == b.depth && Bytes.equal(a.bytes, b.bytes) }
 
     public func hash(into hasher: inout Hasher) {
         bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
@@ -48,7 +52,7 @@ public struct PeerPath: Hashable, Sendable, CustomStringConvertible {
 
     /// Whether this path is strictly beneath `dir`.
     public func isInside(_ dir: PeerPath) -> Bool {
-        bytes.count > dir.bytes.count && bytes[dir.bytes.count] == UInt8(ascii: "/") && bytes.starts(with: dir.bytes)
+        bytes.count > dir.bytes.count && bytes[dir.bytes.count] == UInt8(ascii: "/") && Bytes.hasPrefix(bytes, dir.bytes)
     }
 
     public enum Violation: Error, Equatable, Sendable, CustomStringConvertible {
@@ -84,26 +88,33 @@ public struct PeerPath: Hashable, Sendable, CustomStringConvertible {
         guard bytes[0] != UInt8(ascii: "/") else { throw .absolute }
         // Printable ASCII (nearly every name) is valid UTF-8 without
         // controls: the scalar-by-scalar checks are for the rest.
-        if !bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
+        if !Bytes.allPrintableASCII(bytes) {
             guard let text = String(validating: bytes, as: UTF8.self) else { throw .notUTF8 }
             for scalar in text.unicodeScalars where isControl(scalar.value) {
                 throw .controlCharacter(scalar.value)
             }
         }
-        // One pass: each component is checked and made where it ends.
-        let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
-        var depth = 0
-        var start = 0
-        for i in 0...bytes.count where i == bytes.count || bytes[i] == slash {
-            let n = i - start
-            guard n > 0 else { throw .emptyComponent }
-            guard n <= maxComponentBytes else { throw .componentTooLong(n) }
-            if bytes[start] == dot, n == 1 || (n == 2 && bytes[start + 1] == dot) {
-                throw .dotComponent(n == 1 ? "." : "..")
+        // One pass: each component is checked where it ends.
+        let depth = try bytes.withUnsafeBufferPointer { (b) throws(Violation) -> Int in
+            let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
+            var depth = 0
+            var start = 0
+            var i = 0
+            while i <= b.count {
+                if i == b.count || b[i] == slash {
+                    let n = i - start
+                    guard n > 0 else { throw .emptyComponent }
+                    guard n <= maxComponentBytes else { throw .componentTooLong(n) }
+                    if b[start] == dot, n == 1 || (n == 2 && b[start + 1] == dot) {
+                        throw .dotComponent(n == 1 ? "." : "..")
+                    }
+                    guard depth < maxDepth else { throw .tooDeep(depth + 1) }
+                    depth += 1
+                    start = i + 1
+                }
+                i += 1
             }
-            guard depth < maxDepth else { throw .tooDeep(depth + 1) }
-            depth += 1
-            start = i + 1
+            return depth
         }
         return PeerPath(unchecked: bytes, depth: depth)
     }
@@ -127,10 +138,10 @@ public struct PeerPath: Hashable, Sendable, CustomStringConvertible {
     /// `/` counted below every other byte gives the same order.
     public static func precedesInTree(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         let slash = UInt8(ascii: "/")
-        for (x, y) in zip(a, b) where x != y {
-            return (x == slash ? 0 : x) < (y == slash ? 0 : y)
-        }
-        return a.count < b.count
+        let common = Bytes.commonPrefix(a, b)
+        guard common < a.count, common < b.count else { return a.count < b.count }
+        let x = a[common], y = b[common]
+        return (x == slash ? 0 : x) < (y == slash ? 0 : y)
     }
 
     /// Directories and files that hand over a login or run code when
@@ -145,15 +156,21 @@ public struct PeerPath: Hashable, Sendable, CustomStringConvertible {
 
     /// The first component that is a credential or start-up name, if any.
     public var sensitiveComponent: String? {
-        var start = 0
-        for i in 0...bytes.count where i == bytes.count || bytes[i] == UInt8(ascii: "/") {
-            defer { start = i + 1 }
-            // Every sensitive name starts with "." or "a": most names are
-            // passed without making a string of them.
-            guard bytes[start] == UInt8(ascii: ".") || bytes[start] == UInt8(ascii: "a") else { continue }
-            let c = String(decoding: bytes[start..<i], as: UTF8.self)
+        // Every sensitive name starts with "." or "a": most names are
+        // passed without making a string of them.
+        let starts: [Range<Int>] = bytes.withUnsafeBufferPointer { b in
+            var found: [Range<Int>] = []
+            var start = 0
+            for i in 0...b.count where i == b.count || b[i] == UInt8(ascii: "/") {
+                if b[start] == UInt8(ascii: ".") || b[start] == UInt8(ascii: "a") { found.append(start..<i) }
+                start = i + 1
+            }
+            return found
+        }
+        for r in starts {
+            let c = String(decoding: bytes[r], as: UTF8.self)
             if Self.sensitiveDirectories.contains(c) { return c }
-            if i == bytes.count, Self.sensitiveFiles.contains(c) { return c }
+            if r.upperBound == bytes.count, Self.sensitiveFiles.contains(c) { return c }
         }
         return nil
     }
@@ -168,4 +185,42 @@ public struct PeerPath: Hashable, Sendable, CustomStringConvertible {
 func hex4(_ v: UInt32) -> String {
     let s = String(v, radix: 16, uppercase: true)
     return String(repeating: "0", count: max(0, 4 - s.count)) + s
+}
+
+/// Byte-array comparisons through memcmp and unsafe buffers: a batch holds
+/// up to a MiB of paths, each looked at several times, and element-wise
+/// generic loops over `[UInt8]` cost several times as much.
+package enum Bytes {
+    package static func equal(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        a.count == b.count && a.withUnsafeBytes { x in b.withUnsafeBytes { y in memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 } }
+    }
+
+    package static func hasPrefix(_ a: [UInt8], _ prefix: [UInt8]) -> Bool {
+        guard a.count >= prefix.count else { return false }
+        guard !prefix.isEmpty else { return true }
+        return a.withUnsafeBytes { x in prefix.withUnsafeBytes { y in memcmp(x.baseAddress!, y.baseAddress!, y.count) == 0 } }
+    }
+
+    /// How many leading bytes `a` and `b` share.
+    package static func commonPrefix(_ a: [UInt8], _ b: [UInt8]) -> Int {
+        a.withUnsafeBufferPointer { x in
+            b.withUnsafeBufferPointer { y in
+                let n = min(x.count, y.count)
+                var i = 0
+                // Eight bytes at a time while they agree.
+                while i + 8 <= n, UnsafeRawPointer(x.baseAddress! + i).loadUnaligned(as: UInt64.self)
+                        == UnsafeRawPointer(y.baseAddress! + i).loadUnaligned(as: UInt64.self) { i += 8 }
+                while i < n, x[i] == y[i] { i += 1 }
+                return i
+            }
+        }
+    }
+
+    package static func allPrintableASCII(_ a: [UInt8]) -> Bool {
+        a.withUnsafeBufferPointer { b in
+            // 0x20...0x7E, as one unsigned comparison.
+            for byte in b where byte &- 0x20 >= 0x5F { return false }
+            return true
+        }
+    }
 }

@@ -38,6 +38,33 @@ import Testing
         #expect(throws: PeerPath.Violation.notUTF8) { try PeerPath.validate([0x61, 0xC0, 0xAF, 0x62]) }
     }
 
+    /// The fast comparisons agree with plain element-wise ones on paths
+    /// that differ at every offset around the 8-byte steps.
+    @Test func byteComparisonsMatchTheirDefinitions() {
+        func reference(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+            for (x, y) in zip(a, b) where x != y {
+                return (x == 0x2F ? 0 : x) < (y == 0x2F ? 0 : y)
+            }
+            return a.count < b.count
+        }
+        var rng = SystemRandomNumberGenerator()
+        let alphabet = Array("ab/.-Z".utf8)
+        for _ in 0..<2000 {
+            let n = Int.random(in: 0...40, using: &rng)
+            let a = (0..<n).map { _ in alphabet.randomElement(using: &rng)! }
+            var b = a
+            switch Int.random(in: 0...2, using: &rng) {
+            case 0 where !b.isEmpty: b[Int.random(in: 0..<b.count, using: &rng)] = alphabet.randomElement(using: &rng)!
+            case 1: b += (0..<Int.random(in: 0...9, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! }
+            default: b = Array(b.prefix(Int.random(in: 0...n, using: &rng)))
+            }
+            #expect(PeerPath.precedesInTree(a, b) == reference(a, b), "\(a) \(b)")
+            #expect(Bytes.equal(a, b) == (a == b))
+            #expect(Bytes.hasPrefix(b, a) == b.starts(with: a) && Bytes.hasPrefix(a, b) == a.starts(with: b))
+            #expect(Bytes.commonPrefix(a, b) == zip(a, b).prefix { $0 == $1 }.count)
+        }
+    }
+
     @Test func refusesOverlongPaths() {
         let long = Array(repeating: Array("abcdefgh/".utf8), count: 460).joined()
         #expect(throws: PeerPath.Violation.tooLong(4140)) { try PeerPath.validate(Array(long)) }

@@ -86,7 +86,7 @@ package struct ReceiverPolicy: Sendable {
     }
 
     /// What to do with `entry` given what stands at its path (nil: nothing).
-    package func verdict(_ entry: ManifestEntry, _ name: String, found: Found?, request: SyncRequest = SyncRequest()) -> Verdict {
+    package func verdict(_ entry: ManifestEntry, _ name: @autoclosure () -> String, found: Found?, request: SyncRequest = SyncRequest()) -> Verdict {
         guard let found else { return .proceed }
         let quickMatch = found.size == entry.size && found.mtimeSeconds == entry.mtimeSeconds
             && found.mtimeNanoseconds == entry.mtimeNanoseconds
@@ -105,7 +105,7 @@ package struct ReceiverPolicy: Sendable {
         default:
             break
         }
-        if let e = conflict(entry.kind, name, existing: found.existing) { return .refuse(e) }
+        if let e = conflict(entry.kind, name(), existing: found.existing) { return .refuse(e) }
         return .proceed
     }
 

@@ -32,7 +32,7 @@ package struct TreeOrder: Sendable {
     }
 
     static func isAncestor(_ a: [UInt8], of b: [UInt8]) -> Bool {
-        b.count > a.count && b[a.count] == UInt8(ascii: "/") && b.starts(with: a)
+        b.count > a.count && b[a.count] == UInt8(ascii: "/") && Bytes.hasPrefix(b, a)
     }
 }
 

@@ -219,7 +219,28 @@ extension PushSession {
     /// The batch passed: make its directories and symlinks, then answer
     /// (unless the next host of a chain gets its chance to answer first: a
     /// refusal there passes it by before any data is committed to it).
+    ///
+    /// The directories are made on the offload thread: a deep new tree
+    /// costs a few lookups and a mkdir per level, and a batch may hold
+    /// thousands of levels, which on the loop would hold every other
+    /// session (a 255-deep manifest held it for ~200 ms).
     private func prepare(_ batchID: UInt32, offers: [UInt32: BatchAnswer.Offer]) {
+        let dirs = machine.entries(of: batchID).filter { $0.entry.kind == .directory }.map { ($0.id, $0.path.components) }
+        guard !dirs.isEmpty else {
+            prepared(batchID, offers: offers, directories: [:])
+            return
+        }
+        let destination = server.destination
+        let create = !machine.info.flags.contains(.dryRun)
+        server.offload.run({ DirectoryJob.run(dirs, in: destination, create: create) }) { [weak self] results in
+            guard let self, !connection.isClosing else { return }
+            prepared(batchID, offers: offers, directories: results)
+        }
+    }
+
+    /// The rest of `prepare`, on the loop, with what became of each
+    /// directory entry.
+    private func prepared(_ batchID: UInt32, offers: [UInt32: BatchAnswer.Offer], directories: [UInt32: DirectoryJob.Result]) {
         let entries = machine.entries(of: batchID)
         var made: [(UInt32, BatchAck.Status, Digest128)] = []
         let dryRun = machine.info.flags.contains(.dryRun)
@@ -228,26 +249,23 @@ extension PushSession {
             if let top = openDirs.indices.last, openDirs[top].keep != nil, e.path.parent == openDirs[top].path {
                 openDirs[top].keep!.insert(Array(e.path.name.utf8))
             }
-            if dryRun {
-                // Nothing is made; existing directories are still tracked,
-                // so that --delete can say what it would remove.
-                if e.entry.kind == .directory {
-                    let exists = (try? server.destination.openDirectory(e.path.components[...], create: false)) != nil
-                    track(e, made: false, existed: exists)
-                }
-                continue
-            }
             switch e.entry.kind {
             case .directory:
-                do {
-                    let (_, created) = try server.destination.openDirectory(e.path.components[...], create: true)
-                    track(e, made: created > 0, existed: created == 0)
-                } catch {
+                switch directories[e.id] {
+                case .made(let levels)?:
+                    track(e, made: levels > 0, existed: levels == 0)
+                case .absent?:
+                    // Dry run: nothing is made; existing directories are
+                    // still tracked, so that --delete can say what it would remove.
+                    track(e, made: false, existed: false)
+                case .failed(let error)?:
                     fail(.io(error), frame: TransferError.io(error).frame)
                     return
+                case nil:
+                    preconditionFailure("directory entry \(e.id) was not made")
                 }
-                made.append((e.id, .committed, .zero))
-            case .symlink where offers[e.id] != .identical:
+                if !dryRun { made.append((e.id, .committed, .zero)) }
+            case .symlink where !dryRun && offers[e.id] != .identical:
                 guard let result = makeSymlink(e) else { return }
                 made.append((e.id, result.0, result.1))
             default:

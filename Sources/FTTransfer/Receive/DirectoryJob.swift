@@ -1,0 +1,30 @@
+import FTEngine
+
+/// Makes (or, for a dry run, looks for) a batch's directories beneath the
+/// destination, on the offload thread. Every level is opened beneath the
+/// destination's fd through no link, as on the loop.
+enum DirectoryJob {
+    enum Result: Sendable {
+        /// There now; `levels` were created (0: it was there already).
+        case made(levels: Int)
+        /// Dry run: not there.
+        case absent
+        case failed(IOError)
+    }
+
+    static func run(_ dirs: [(UInt32, [String])], in destination: Directory, create: Bool) -> [UInt32: Result] {
+        var out: [UInt32: Result] = [:]
+        out.reserveCapacity(dirs.count)
+        for (id, components) in dirs {
+            do throws(IOError) {
+                let (_, created) = try destination.openDirectory(components[...], create: create)
+                out[id] = .made(levels: created)
+            } catch {
+                // A dry run only asks whether it is there.
+                out[id] = create ? .failed(error) : .absent
+                if create { break }
+            }
+        }
+        return out
+    }
+}
