@@ -47,6 +47,8 @@ public struct ErrorFrame: Error, Equatable, Sendable, CustomStringConvertible {
         case busy = 9
         case timeout = 10
         case `internal` = 11
+        /// Not an error: the receiver's opening (`ErrorFrame.banner`).
+        case banner = 12
         case unknown = 0xFFFF
     }
 
@@ -59,6 +61,17 @@ public struct ErrorFrame: Error, Equatable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { message }
+
+    /// What a receiver sends first, on accept, before it has read a byte
+    /// (protocol 3): a sender (or a chain host dialling its next hop)
+    /// writes nothing until it has heard it, so ft never writes into a
+    /// service that is not ft. It is framed as an error on purpose: a
+    /// sender of protocol 2, which speaks first and then reads, shows this
+    /// message, which tells it who should upgrade.
+    public static let banner = ErrorFrame(.banner, "this ft receiver speaks protocol v\(ProtocolVersion.min) or later, where the receiver opens the connection; this sender speaks an older one: upgrade ft on the sending host")
+
+    /// The receiver's opening, not a failure.
+    public var isBanner: Bool { code == .banner }
 }
 
 /// HMAC-SHA256 over both nonces and the session id, keyed by the one-time

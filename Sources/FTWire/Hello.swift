@@ -114,11 +114,13 @@ public struct Features: OptionSet, Hashable, Sendable {
 
 public enum ProtocolVersion {
     /// v1 sent the whole manifest before any data; v2 streams it in
-    /// batches, each answered and acknowledged on its own. The two do not
-    /// mix: a v1 peer is told who should upgrade.
-    public static let min: UInt16 = 2
-    public static let max: UInt16 = 2
-    public static let agent = "ft/0.2"
+    /// batches, each answered and acknowledged on its own; in v3 the
+    /// receiver speaks first (`ErrorFrame.banner`), so a sender writes
+    /// nothing to a host before it knows the host runs ft. They do not
+    /// mix: an older peer is told who should upgrade.
+    public static let min: UInt16 = 3
+    public static let max: UInt16 = 3
+    public static let agent = "ft/0.3"
 
     /// Picks the highest version both ranges hold, or explains why none fits.
     public static func negotiate(

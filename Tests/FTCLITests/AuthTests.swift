@@ -118,6 +118,7 @@ import FTWire
         let fake = Thread {
             let fd = accept(listener, nil, nil)
             guard fd >= 0 else { return }
+            sendBanner(fd)
             var buf = [UInt8](repeating: 0, count: 4096)
             _ = recv(fd, &buf, buf.count, 0)
             let hello = FrameCodec.encode(.hello(Hello(role: .receiver, features: [.xxh3, .auth])))

@@ -136,6 +136,7 @@ import FTWire
             guard fd >= 0 else { return }
             var small: CInt = 4096
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<CInt>.size))
+            sendBanner(fd)
             var buf = [UInt8](repeating: 0, count: 65_536)
             _ = recv(fd, &buf, buf.count, 0)  // hello
             let hello = FrameCodec.encode(.hello(Hello(role: .receiver, features: [.xxh3])))

@@ -50,6 +50,37 @@ import FTWire
         _ = room.wait()
     }
 
+    /// The receiver speaks first: aimed at a service that waits for its
+    /// client (a web server, an ft older than protocol 3), the sender
+    /// writes nothing and says what it may be.
+    @Test func aSilentServiceIsSentNothing() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let (listener, port) = loopbackListener()
+        defer { close(listener) }
+        nonisolated(unsafe) var received = -1
+        let service = Thread {
+            let c = accept(listener, nil, nil)
+            guard c >= 0 else { return }
+            var total = 0
+            var buf = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = recv(c, &buf, buf.count, 0)
+                if n <= 0 { break }
+                total += n
+            }
+            received = total
+            close(c)
+        }
+        service.start()
+        let r = try run(ftPath, ["send", "127.0.0.1:\(port)", file(tmp)])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("did not open as an ft receiver") && r.stderr.contains("upgrade ft there")
+                && r.stderr.contains("nothing was sent to it"), "\(r.stderr)")
+        while !service.isFinished { usleep(10_000) }
+        #expect(received == 0, "the sender wrote \(received) bytes into a service that said nothing")
+    }
+
     @Test func anUnwritableDestinationIsFoundAtStart() throws {
         let tmp = TempDir()
         defer { tmp.cleanup() }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Synchronization
 import FTTestSupport
 
 /// `ft send --to`: real receivers on loopback, each keeping a copy and
@@ -112,29 +113,48 @@ import FTTestSupport
         defer { tmp.cleanup() }
         let src = tmp.sub("src") + "/data.bin"
         writeFile(src, patternBytes(200_000, seed: 95))
-        // Another service: accepts, answers with a banner of its own.
-        let (service, servicePort) = loopbackListener()
-        defer { close(service) }
-        let banner = Thread {
-            while true {
-                let c = accept(service, nil, nil)
-                if c < 0 { return }
-                _ = "SSH-2.0-OpenSSH_9.2\r\n".withCString { send(c, $0, 21, Int32(MSG_NOSIGNAL)) }
-                usleep(200_000)
-                close(c)
-            }
+        // Other services: one answers with a banner of its own, one waits
+        // for its client to speak (as a web server does). Each counts what
+        // the relaying host wrote to it: nothing, since an ft receiver
+        // speaks first and neither did.
+        let written = Mutex<[Int]>([0, 0])
+        func service(_ which: Int, greeting: String?) -> (CInt, UInt16) {
+            let (listener, port) = loopbackListener()
+            Thread {
+                while true {
+                    let c = accept(listener, nil, nil)
+                    if c < 0 { return }
+                    if let greeting { _ = greeting.withCString { send(c, $0, strlen($0), Int32(MSG_NOSIGNAL)) } }
+                    var tv = timeval(tv_sec: 0, tv_usec: 300_000)
+                    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+                    var buf = [UInt8](repeating: 0, count: 4096)
+                    while true {
+                        let n = recv(c, &buf, buf.count, 0)
+                        if n <= 0 { break }
+                        written.withLock { $0[which] += n }
+                    }
+                    close(c)
+                }
+            }.start()
+            return (listener, port)
         }
-        banner.start()
+        let (ssh, servicePort) = service(0, greeting: "SSH-2.0-OpenSSH_9.2\r\n")
+        let (web, webPort) = service(1, greeting: nil)
+        defer { close(ssh); close(web) }
         let (closed, closedPort) = loopbackListener()
         close(closed)  // nothing listens there now
         let first = try FTReceiver(dir: tmp.sub("h1"))
         let last = try FTReceiver(dir: tmp.sub("h4"))
-        var push = try run(ftPath, ["send", "--to", [first.address, "127.0.0.1:\(servicePort)", "127.0.0.1:\(closedPort)", last.address].joined(separator: ","),
+        var push = try run(ftPath, ["send", "--to", [first.address, "127.0.0.1:\(servicePort)", "127.0.0.1:\(closedPort)",
+                                                     "127.0.0.1:\(webPort)", last.address].joined(separator: ","),
                                     src, "--json"])
         var hosts = try #require(hostsEvent(push.stdout), "\(push.stderr)")
-        #expect(hosts.map { $0["ok"] as? Bool } == [true, false, false, true])
+        #expect(hosts.map { $0["ok"] as? Bool } == [true, false, false, false, true])
         #expect(hosts[1]["message"] as? String == "it did not answer as an ft receiver", "\(hosts[1])")
         #expect(hosts[2]["message"] as? String == hosts[1]["message"] as? String, "a closed port and another service look alike: \(hosts[2])")
+        #expect(hosts[3]["message"] as? String == hosts[1]["message"] as? String, "a silent service looks alike too: \(hosts[3])")
+        usleep(400_000)
+        #expect(written.withLock { $0 } == [0, 0], "the relaying host wrote nothing into either service")
         _ = first.stop()
 
         let fenced = try FTReceiver(dir: tmp.sub("h5"), extra: ["--relay-to", "10.0.0.0/8,fd00::/8"])

@@ -29,8 +29,8 @@ import FTWire
         var tv = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fromSender, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         let toReceiver = try RawPeer(port: receiverPort)
-        // hello →, ← hello, proof →, ← proof: all four pass untouched.
-        for toward in [true, false, true, false] {
+        // ← banner, hello →, ← hello, proof →, ← proof: all five pass untouched.
+        for toward in [false, true, false, true, false] {
             guard let frame = readRawFrame(toward ? fromSender : toReceiver.fd) else { throw TestFailure("the handshake did not pass through the relay") }
             if toward { toReceiver.send(frame) } else { Self.sendAll(fromSender, frame) }
         }

@@ -57,6 +57,25 @@ import FTWire
             try victimGetsThrough(recv, src, during: "4096 idle", strangers: 4096) { _ in }
         }
         try deep()
+        try receiverStalls("60,000 one-byte chunks at alternating offsets") { recv, src in
+            // Every other byte of a file, one chunk each: a range per chunk
+            // (the red team's 30 s); the receiver caps the pieces a file holds.
+            let p = try RawPeer(port: recv.port)
+            _ = p.offer([fileEntry(Array("pieces.bin".utf8), size: 240_000)])
+            nonisolated(unsafe) let reader = p
+            Thread { _ = reader.readUntilClosed() }.start()
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(60_000 * 32)
+            for i in 0..<60_000 {
+                bytes += p.encoded(.data(DataHeader(fileID: 1, length: 1, offset: UInt64(i * 2))))
+                bytes.append(0x41)
+            }
+            p.send(bytes)
+            let r = try run(ftPath, ["send", recv.address, src])
+            #expect(r.status == 0, "\(r.stderr)")
+            print("STALL victim push during one-byte chunks: status \(r.status)")
+            p.close()
+        }
         try receiverStalls("200 wrong codes") { recv, src in
             var peers: [RawPeer] = []
             for _ in 0..<200 {

@@ -70,7 +70,21 @@ package final class RawPeer {
     /// Reads exactly n bytes; nil on EOF, error or timeout.
     package func read(_ n: Int) -> [UInt8]? { readExactly(fd, n) }
 
+    /// The next frame; the receiver's banner (its opening, before
+    /// anything is read) is taken in passing.
     package func readFrame() -> Frame? {
+        let f = readAnyFrame()
+        if !openingRead {
+            openingRead = true
+            if case .error(let e)? = f, e.isBanner { return readAnyFrame() }
+        }
+        return f
+    }
+
+    private var openingRead = false
+
+    /// The next frame as it came, the banner included.
+    package func readAnyFrame() -> Frame? {
         guard let prefix = read(FramePrefix.size) else { return nil }
         let extra = mac == nil ? 0 : UInt32(SessionMAC.tagSize)
         guard let p = try? prefix.withUnsafeBytes({ try FramePrefix.decode($0, extra: extra) }) else { return nil }
@@ -166,6 +180,12 @@ extension Frame {
 }
 
 /// A listening TCP socket on 127.0.0.1 and its port, for fake peers.
+/// What a fake receiver sends first, as ft recv does on accept.
+package func sendBanner(_ fd: CInt) {
+    let banner = FrameCodec.encode(.error(.banner))
+    _ = banner.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+}
+
 package func loopbackListener() -> (CInt, UInt16) {
     let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     var addr = sockaddr_in()

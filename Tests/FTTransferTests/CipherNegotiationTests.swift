@@ -11,8 +11,10 @@ import FTWire
     func sender(offering ciphers: [Cipher]) -> SenderHandshake {
         var f: Features = [.xxh3, .encrypt]
         for c in ciphers { f.insert(c.feature) }
-        return SenderHandshake(purpose: .push, features: f, code: code, sessionID: session,
-                               nonce: [UInt8](repeating: 2, count: 32))
+        var s = SenderHandshake(purpose: .push, features: f, code: code, sessionID: session,
+                                nonce: [UInt8](repeating: 2, count: 32))
+        _ = s.receive(ReceiverHandshake.banner)
+        return s
     }
 
     func receiver(taking ciphers: [Cipher]) -> ReceiverHandshake {
@@ -97,6 +99,7 @@ import FTWire
         // Its hello asks for encryption with no cipher bit; its reply has none.
         var old = SenderHandshake(purpose: .push, features: [.xxh3, .encrypt], code: code, sessionID: session,
                                   nonce: [UInt8](repeating: 2, count: 32))
+        _ = old.receive(ReceiverHandshake.banner)
         var r = receiver(taking: [.aes256GCM, .chacha20Poly1305])
         let (sc, rc, why) = settle(&old, &r)
         #expect(why == nil && rc == .chacha20Poly1305 && sc == .chacha20Poly1305, "\(why ?? "")")

@@ -10,8 +10,47 @@ import FTWire
     let senderNonce = [UInt8](repeating: 2, count: 32)
     let receiverNonce = [UInt8](repeating: 3, count: 32)
 
+    /// A sender that heard the receiver's banner, as every sender does first.
     func sender(_ purpose: SenderHandshake.Purpose = .push, features: Features = [.xxh3], code: [UInt8]?) -> SenderHandshake {
-        SenderHandshake(purpose: purpose, features: features, code: code, sessionID: session, nonce: senderNonce)
+        var s = SenderHandshake(purpose: purpose, features: features, code: code, sessionID: session, nonce: senderNonce)
+        let opened = s.receive(ReceiverHandshake.banner)
+        precondition(opened.send == [s.hello] && opened.outcome == .waiting)
+        return s
+    }
+
+    /// The receiver speaks first; until it has, the sender writes nothing,
+    /// and takes nothing but the banner.
+    @Test(arguments: [SenderHandshake.Purpose.push, .dataStream, .relayHop])
+    func theSenderWritesNothingBeforeTheBanner(purpose: SenderHandshake.Purpose) {
+        var s = SenderHandshake(purpose: purpose, features: [.xxh3], code: code, sessionID: session, nonce: senderNonce)
+        #expect(s.awaitingBanner && s.awaitingHello)
+        let step = s.receive(ReceiverHandshake.banner)
+        #expect(step.send == [s.hello] && step.outcome == .waiting && !s.awaitingBanner)
+        guard case .failed(.violation(let why)) = s.receive(ReceiverHandshake.banner).outcome else {
+            Issue.record("a second banner was taken")
+            return
+        }
+        #expect(why.contains("second banner"))
+
+        // A hello before the banner (a receiver of protocol 2) is not taken.
+        var early = SenderHandshake(purpose: purpose, features: [.xxh3], code: code, sessionID: session, nonce: senderNonce)
+        let hello = early.receive(.hello(Hello(role: .receiver, features: [.xxh3, .auth], nonce: receiverNonce)))
+        guard case .failed(.violation) = hello.outcome else { Issue.record("a hello before the banner: \(hello.outcome)"); return }
+        #expect(hello.send.isEmpty)
+        // A real refusal before it is reported as what it is.
+        var refused = SenderHandshake(purpose: purpose, features: [.xxh3], code: code, sessionID: session, nonce: senderNonce)
+        #expect(refused.receive(.error(ErrorFrame(.busy, "full"))).outcome == .failed(.refused(ErrorFrame(.busy, "full"))))
+    }
+
+    /// A sender of protocol 2 speaks first and reads an error where it
+    /// waited for a hello: the banner's message tells it who should upgrade.
+    @Test func theBannerTellsAnOlderSenderToUpgrade() throws {
+        let bytes = FrameCodec.encode(ReceiverHandshake.banner)
+        let prefix = try bytes.withUnsafeBytes { try FramePrefix.decode($0) }
+        #expect(prefix.type == .error)
+        let frame = try bytes.withUnsafeBytes { try FrameCodec.decodeBody(prefix, UnsafeRawBufferPointer(rebasing: $0[FramePrefix.size...])) }
+        guard case .error(let e) = frame else { Issue.record("\(frame)"); return }
+        #expect(e.isBanner && e.message.contains("upgrade ft on the sending host") && e.message.contains("v\(ProtocolVersion.min)"))
     }
 
     func receiver(code: [UInt8]?, requireEncryption: Bool = false,
@@ -23,7 +62,7 @@ import FTWire
     /// Runs both machines until neither has anything to send.
     func run(_ s: inout SenderHandshake, _ r: inout ReceiverHandshake)
         -> (SenderHandshake.Outcome, ReceiverHandshake.Outcome) {
-        var toReceiver = [s.hello]
+        var toReceiver = [s.hello]  // what the banner brought out
         var sOut = SenderHandshake.Outcome.waiting
         var rOut = ReceiverHandshake.Outcome.waiting
         while let f = toReceiver.first {

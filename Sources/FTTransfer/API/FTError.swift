@@ -102,7 +102,8 @@ extension FTError.Refusal {
         case .version: self = .version
         case .io: self = .io
         case .protocolViolation: self = .protocolViolation
-        case .internal, .unknown: self = .other
+        // A banner is never a refusal; one where a refusal goes is a peer's confusion.
+        case .internal, .unknown, .banner: self = .other
         }
     }
 }

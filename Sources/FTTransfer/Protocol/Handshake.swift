@@ -4,12 +4,17 @@ import FTWire
 /// own connection, an extra data stream (`-P`), and a chain host's hop to
 /// the next host all start here.
 ///
+///     receiver → banner (on accept, before reading anything)
 ///     sender → hello(features, session id, nonce)
 ///     receiver → hello(features, nonce)
 ///     (receiver asks for the code) sender → auth(proof); receiver → auth(proof)
 ///
 /// A data stream's receiver does not answer the proof: the push it joins
 /// already proved both sides, and an error is the only reply it may send.
+///
+/// The sender writes nothing before the banner: whatever answers at an
+/// address that is not an ft receiver (a closed port, another service, a
+/// chain host's next hop that someone aimed elsewhere) never gets a byte.
 package struct SenderHandshake: Sendable {
     package enum Purpose: Sendable, Equatable {
         /// A push of its own.
@@ -61,6 +66,7 @@ package struct SenderHandshake: Sendable {
     }
 
     private enum State: Sendable {
+        case awaitingBanner
         case awaitingHello
         case awaitingProof(version: UInt16, features: Features, keys: SessionKeys, cipher: Cipher?)
         case over
@@ -71,7 +77,7 @@ package struct SenderHandshake: Sendable {
     let code: [UInt8]?
     let sessionID: [UInt8]
     let nonce: [UInt8]
-    private var state = State.awaitingHello
+    private var state = State.awaitingBanner
 
     package init(purpose: Purpose, features: Features, code: [UInt8]?, sessionID: [UInt8], nonce: [UInt8]) {
         self.purpose = purpose
@@ -81,10 +87,15 @@ package struct SenderHandshake: Sendable {
         self.nonce = nonce
     }
 
-    /// The frame that opens the connection.
+    /// This side's hello, sent once the receiver's banner came.
     package var hello: Frame { .hello(Hello(role: .sender, features: features, sessionID: sessionID, nonce: nonce)) }
 
     package mutating func receive(_ frame: Frame) -> Step {
+        if case .error(let e) = frame, e.isBanner {
+            guard case .awaitingBanner = state else { return fail(.violation("a second banner while \(waitingFor)")) }
+            state = .awaitingHello
+            return Step(send: [hello], outcome: .waiting)
+        }
         if case .error(let e) = frame { return fail(.refused(e)) }
         switch (state, frame) {
         case (.awaitingHello, .hello(let h)):
@@ -128,12 +139,22 @@ package struct SenderHandshake: Sendable {
 
     /// Nothing has come from the receiver yet that looked like ft.
     package var awaitingHello: Bool {
-        if case .awaitingHello = state { return true }
+        switch state {
+        case .awaitingBanner, .awaitingHello: return true
+        case .awaitingProof, .over: return false
+        }
+    }
+
+    /// Not even the receiver's banner has come: the peer has said nothing
+    /// that looks like ft, and this side has written nothing.
+    package var awaitingBanner: Bool {
+        if case .awaitingBanner = state { return true }
         return false
     }
 
     private var waitingFor: String {
         switch state {
+        case .awaitingBanner: return "waiting for the receiver to open the connection"
         case .awaitingHello: return "waiting for the receiver's hello"
         case .awaitingProof: return "waiting for the receiver's proof of the code"
         case .over: return "the handshake is over"
@@ -155,6 +176,9 @@ package struct SenderHandshake: Sendable {
 /// hello's version and features, the admission rules that depend only on
 /// the hello and the receiver's settings, and the code's proofs.
 package struct ReceiverHandshake: Sendable {
+    /// Sent on accept, before anything is read: the sender waits for it.
+    package static let banner = Frame.error(.banner)
+
     package struct Settings: Sendable, Equatable {
         /// The one-time code senders must prove; nil takes anyone.
         package var code: [UInt8]?

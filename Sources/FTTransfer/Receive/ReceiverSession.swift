@@ -78,6 +78,9 @@ final class ReceiverSession: LoopHandler {
         channel = FrameChannel(fd: socket.fd, peer: peer, loop: loop, reg: reg)
         channel.bodyLimit = FrameChannel.handshakeBodyLimit
         loop.backend.adopt(socket: socket.fd)
+        // The receiver speaks first: a sender writes nothing before this.
+        channel.enqueue(ReceiverHandshake.banner)
+        channel.flush()
         channel.read()
     }
 

@@ -227,8 +227,8 @@ final class RelayLink: LoopHandler {
         // The relay's splices into this socket run on io-wq threads, which
         // block: bound them.
         Socket.setSendTimeout(a.socket.fd, seconds: Int(timeoutSeconds))
-        a.channel.enqueue(a.handshake.hello)
-        a.channel.flush()
+        // Nothing is written to the next hop before it opened as an ft
+        // receiver (its banner): a hop aimed at another service gets nothing.
         a.channel.read()
     }
 
@@ -288,12 +288,19 @@ final class RelayLink: LoopHandler {
         if final { session.relayChanged() }
     }
 
+    /// How long a next hop may stay silent after the connect.
+    static let bannerSeconds: Double = 10
+
     func tick(now: UInt64, on loop: EventLoop) {
         guard !final else { return }
         if state == .connecting, now > deadline, let a = attempt {
             loop.backend.queue(.cancelFD(fd: a.socket.fd), a.reg.userData(OpTag(.shutdown)))
             a.ownInflight += 1
             deadline = .max
+        } else if state == .handshaking, attempt?.handshake.awaitingBanner == true,
+                  Double(now - lastActivity) / 1e9 > Self.bannerSeconds {
+            // Something accepted and says nothing: it was sent nothing either.
+            lost("it did not open as an ft receiver within \(Int(Self.bannerSeconds)) s")
         } else if state != .connecting, Double(now - lastActivity) / 1e9 > timeoutSeconds {
             lost("no answer for \(Int(timeoutSeconds)) s")
         }
@@ -310,7 +317,7 @@ final class RelayLink: LoopHandler {
             a.channel.read()
             return
         }
-        if case .error(let e) = f {
+        if case .error(let e) = f, !e.isBanner {
             refused(e.message)
             return
         }

@@ -149,8 +149,7 @@ final class DataStream: LoopHandler {
             Socket.setInt(socket.fd, CInt(IPPROTO_TCP), TCP_NODELAY, 1)
             state = .handshaking
             channel = FrameChannel(fd: socket.fd, peer: peer, loop: loop, reg: reg)
-            channel.enqueue(handshake.hello)
-            channel.flush()
+            // Nothing is written before the receiver's banner.
             channel.read()
         case .chunkHeader, .spliceIn, .spliceOut:
             chunkCompleted(tag.op, c.result)
