@@ -104,6 +104,48 @@ import FTWire
                 "\(listTree(dst + "/t"))")
     }
 
+    /// The attacker owns a directory the push writes into and moves it out
+    /// of the destination mid-push: from then on nothing may land in it,
+    /// wherever it is now (every file's directory is found afresh beneath
+    /// the destination, and a commit checks it is still there).
+    @Test func aDirectoryMovedOutMidPushGetsNothingMore() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let dst = try Self.shared(tmp, "dst")
+        let outside = try Self.shared(tmp, "outside")
+        let made = try Self.asNobody("mkdir -p tree/sub", in: dst)
+        #expect(made.status == 0, "\(made.stderr)")
+        _ = tmp.sub("src/tree/sub")
+        let src = tmp.path + "/src/tree"
+        for i in 0..<150 { writeFile(src + "/sub/f\(String(format: "%03d", i)).bin", patternBytes(16 << 10, seed: UInt64(i))) }
+        writeFile(src + "/sub/zz-big.bin", patternBytes(6 << 20, seed: 99))
+        let recv = try FTReceiver(dir: dst)
+        let sender = try Child(ftPath, ["send", recv.address, src, "-q", "--limit", "2M"])
+        var landed = false
+        for _ in 0..<1000 where !landed {
+            landed = listTree(dst + "/tree/sub").contains { !$0.hasPrefix(".ft-") }
+            if !landed { usleep(5_000) }
+        }
+        #expect(landed, "no file landed: \(listTree(dst)) \(sender.stderrSoFar) \(recv.child.stderrSoFar)")
+        let move = try Self.asNobody("mv tree '\(outside)/'", in: dst)
+        #expect(move.status == 0, "the attacker could not move the directory: \(move.stderr)")
+        usleep(150_000)
+        let atMove = Set(listTree(outside + "/tree/sub"))
+        let sent = sender.wait(seconds: 60)
+        _ = recv.stop()
+        let atEnd = Set(listTree(outside + "/tree/sub"))
+        print("RACE moved with \(atMove.count) entries in place; the sender: exit \(sent.status), \(sent.stderr.prefix(300))")
+        #expect(atEnd.subtracting(atMove).isEmpty, "landed in the moved directory afterwards: \(atEnd.subtracting(atMove).sorted())")
+        #expect(atMove.count < 151, "the whole push landed before the move (\(atMove.count) entries): the test raced nothing")
+        // The push went on beneath the destination: what had not landed
+        // before the move is in a tree/sub made afresh there, whole.
+        if sent.status == 0 {
+            for name in Set(listTree(src + "/sub")).subtracting(atMove) {
+                expectSame(readFile(dst + "/tree/sub/" + name), readFile(src + "/sub/" + name), name)
+            }
+        }
+    }
+
     /// A sender that claims a big file, sends one byte and hangs up leaves
     /// a partial of one byte, not a reservation of the whole size.
     @Test func aPushThatHangsUpPinsOnlyWhatArrived() throws {
