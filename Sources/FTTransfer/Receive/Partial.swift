@@ -102,6 +102,14 @@ struct Partial {
             if name.hasSuffix(".map") {
                 guard let high = stemOf(name), isMap(name, in: dir, high: high) else { continue }
             }
+            // A part some session holds (it is resuming it, or just
+            // offered it) is in use however old it is: its lock says so,
+            // for the part and for its map.
+            let part = name.hasSuffix(".map") ? String(name.dropLast(4)) + ".part" : name
+            var lock: CInt = -1
+            do { lock = try dir.openRegular(part, flags: O_RDONLY).release() } catch {}
+            defer { if lock >= 0 { close(lock) } }
+            if lock >= 0, flock(lock, LOCK_EX | LOCK_NB) != 0 { continue }
             dir.remove(name)
             removed += 1
         }

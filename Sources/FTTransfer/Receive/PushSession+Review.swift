@@ -408,10 +408,9 @@ extension PushSession {
         }
         guard fd >= 0 else { return }
         let dryRun = machine.info.flags.contains(.dryRun)
-        prunesRunning += 1
+        offloadedRunning += 1
         server.offload.run({ Prune.run(fd, display: display, keep: keep, dryRun: dryRun) }) { [weak self] out in
             guard let self else { return }
-            prunesRunning -= 1
             deletedCount += out.count
             let verb = dryRun ? "would delete" : "deleted"
             for name in out.names { server.logger.notice("session \(id): \(verb) \(name)") }
@@ -419,10 +418,17 @@ extension PushSession {
                 server.logger.notice("session \(id): \(verb) \(out.count - UInt64(out.names.count)) more in '\(display)'")
             }
             for f in out.failures { server.logger.warning("session \(id): could not delete \(f)") }
-            if prunesRunning == 0, let done = doneAfterPrunes, !connection.isClosing {
-                doneAfterPrunes = nil
-                act(.complete(done))
-            }
+            offloadedDone()
+        }
+    }
+
+    /// One of the jobs the push's end waits for (pruning, the sweep of
+    /// stale partials) is over; the last one lets the end go on.
+    func offloadedDone() {
+        offloadedRunning -= 1
+        if offloadedRunning == 0, let done = doneAfterOffloaded, !connection.isClosing {
+            doneAfterOffloaded = nil
+            act(.complete(done))
         }
     }
 

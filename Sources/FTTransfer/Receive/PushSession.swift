@@ -61,9 +61,11 @@ final class PushSession {
         if let b = busyReview, now >= b.at, !connection.isClosing { review(b.batchID) }
     }
 
-    var prunesRunning = 0
+    /// Offload jobs the push's `done` waits for: `--delete`'s pruning and
+    /// the sweeps of stale partials.
+    var offloadedRunning = 0
     var deletedCount: UInt64 = 0
-    var doneAfterPrunes: Done?
+    var doneAfterOffloaded: Done?
     var closedDirs: [(path: PeerPath, entry: ManifestEntry, batch: UInt32)] = []
     var acked = Set<UInt32>()
     var ackedThrough: UInt32 = 0
@@ -198,8 +200,8 @@ final class PushSession {
             batchAcknowledged(ack.batchID)
         case .complete(let done):
             pruneOpenDirectories()
-            if prunesRunning > 0 {
-                doneAfterPrunes = done
+            if offloadedRunning > 0 {
+                doneAfterOffloaded = done
                 return
             }
             applyDirectoryMetadata(upTo: .max)
