@@ -47,9 +47,14 @@ package final class ProgressRenderer: @unchecked Sendable {
 
     /// A `.failed` event was shown: the command need not say it again.
     package private(set) var reportedFailure = false
+    /// The first push that failed, for the exit status.
+    package private(set) var firstFailure: FTError?
 
     package func handle(_ event: ProgressEvent) {
-        if case .failed = event { reportedFailure = true }
+        if case .failed(let f) = event {
+            reportedFailure = true
+            if firstFailure == nil { firstFailure = f.error }
+        }
         switch mode {
         case .json: json.line(event.jsonLine)
         // The message names the peer where it matters, as in the other modes.

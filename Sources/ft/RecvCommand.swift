@@ -26,9 +26,12 @@ struct Recv: AsyncParsableCommand {
 
             EXIT STATUS
               0   served until interrupted (with --once: the push arrived verified)
-              1   with --once (or --stdout), the push failed (the reason is printed)
+              1   with --once (or --stdout), the push failed for another reason
               2   bad arguments
-              6   cannot listen (address in use, not allowed) or write into DIR
+              3-7 with --once (or --stdout), the push failed and this is why, as
+                  ft send's status says it: 3 the code, 4 refused by this
+                  receiver's rules, 5 verification failed, 6 I/O error, 7 timed out
+              6   also: cannot listen (address in use, not allowed) or write into DIR
             """)
 
     @Option(help: ArgumentHelp("Address to listen on, [ADDR:]PORT.", discussion: "Default: every interface, port \(Endpoint.ftPort). IPv6: [ADDR]:PORT. Port 0 picks a free port.", valueName: "addr:port"))
@@ -181,7 +184,11 @@ struct Recv: AsyncParsableCommand {
             Console.stderr.line("ft recv: interrupted; \(outcome.succeeded) of \(outcome.sessions) pushes completed\(kept)")
         }
         let failed = !outcome.failures.isEmpty && (options.once || outcome.succeeded == 0)
-        if failed || (options.once && outcome.succeeded == 0) { throw Failure() }
+        if failed || (options.once && outcome.succeeded == 0) {
+            // The status says why, as ft send's does: 4 for a push the
+            // rules refused, 5 for one that failed verification, ….
+            throw Failure(code: renderer.firstFailure.map(ExitStatus.of) ?? ExitStatus.failed)
+        }
     }
 
     /// The ready line: where we listen and the command that reaches us.

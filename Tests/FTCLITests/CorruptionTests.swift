@@ -34,6 +34,7 @@ import FTTestSupport
         #expect(send.status == 5, "\(c): sender exit \(send.status): \(send.stderr)")
         #expect(send.stderr.contains("failed verification"), "\(c): \(send.stderr)")
         #expect(end.stdout.contains("failed verification"), "\(c): \(end.stdout)")
+        #expect(end.status == 5, "\(c): ft recv --once exit \(end.status), the sender's status for the same failure")
         #expect(!FileManager.default.fileExists(atPath: tmp.path + "/dst/big.bin"), "\(c): a corrupted file got its final name")
     }
 
