@@ -73,7 +73,7 @@ public final class Directory: @unchecked Sendable {
         // something is missing and may be made.
         if !components.isEmpty {
             let joined = components.joined(separator: "/")
-            let r = ft_openat2(fd, joined, UInt64(O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW), 0, Self.beneath)
+            let r = Self.openSubdirectory(fd, joined)
             if r >= 0 { return (Directory(fd: r, displayPath: child(joined)), 0) }
             if errno != ENOENT || !create {
                 var e = IOError(Errno(rawValue: errno), "open directory", child(joined))
@@ -93,14 +93,14 @@ public final class Directory: @unchecked Sendable {
         var created = 0
         for name in components {
             let path = current.child(name)
-            var r = ft_openat2(current.fd, name, UInt64(O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW), 0, Self.beneath)
+            var r = Self.openSubdirectory(current.fd, name)
             if r < 0, errno == ENOENT, create {
                 if mkdirat(current.fd, name, 0o700) == 0 {
                     created += 1
                 } else if errno != EEXIST {
                     throw IOError(Errno(rawValue: errno), "create directory", path)
                 }
-                r = ft_openat2(current.fd, name, UInt64(O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW), 0, Self.beneath)
+                r = Self.openSubdirectory(current.fd, name)
             }
             guard r >= 0 else {
                 var e = IOError(Errno(rawValue: errno), "open directory", path)
@@ -120,19 +120,24 @@ public final class Directory: @unchecked Sendable {
     /// level-by-level walk then sorts it out).
     private func makeLast(_ components: ArraySlice<String>) throws(IOError) -> Directory? {
         let parentPath = components.dropLast().joined(separator: "/")
-        let parent = ft_openat2(fd, parentPath, UInt64(O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW), 0, Self.beneath)
+        let parent = Self.openSubdirectory(fd, parentPath)
         guard parent >= 0 else { return nil }
         defer { close(parent) }
         let name = components.last!
+        let path = child(parentPath + "/" + name)
         guard mkdirat(parent, name, 0o700) == 0 else {
             if errno == EEXIST { return nil }
-            throw IOError(Errno(rawValue: errno), "create directory", child(parentPath + "/" + name))
+            throw IOError(Errno(rawValue: errno), "create directory", path)
         }
-        let r = ft_openat2(parent, name, UInt64(O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW), 0, Self.beneath)
-        guard r >= 0 else {
-            throw IOError(Errno(rawValue: errno), "open directory", child(parentPath + "/" + name))
-        }
-        return Directory(fd: r, displayPath: child(parentPath + "/" + name))
+        let r = Self.openSubdirectory(parent, name)
+        guard r >= 0 else { throw IOError(Errno(rawValue: errno), "open directory", path) }
+        return Directory(fd: r, displayPath: path)
+    }
+
+    /// Opens the directory at `relative` beneath `at`, through no link;
+    /// the fd, or -1 with errno set.
+    private static func openSubdirectory(_ at: CInt, _ relative: String) -> CInt {
+        ft_openat2(at, relative, UInt64(O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW), 0, beneath)
     }
 
     /// What is at `components` (without following links), or nil.

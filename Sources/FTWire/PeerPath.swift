@@ -156,23 +156,19 @@ public struct PeerPath: Hashable, Sendable, CustomStringConvertible {
 
     /// The first component that is a credential or start-up name, if any.
     public var sensitiveComponent: String? {
-        // Every sensitive name starts with "." or "a": most names are
-        // passed without making a string of them.
-        let starts: [Range<Int>] = bytes.withUnsafeBufferPointer { b in
-            var found: [Range<Int>] = []
+        bytes.withUnsafeBufferPointer { b in
             var start = 0
             for i in 0...b.count where i == b.count || b[i] == UInt8(ascii: "/") {
-                if b[start] == UInt8(ascii: ".") || b[start] == UInt8(ascii: "a") { found.append(start..<i) }
-                start = i + 1
+                defer { start = i + 1 }
+                // Every sensitive name starts with "." or "a": most names are
+                // passed without making a string of them.
+                guard b[start] == UInt8(ascii: ".") || b[start] == UInt8(ascii: "a") else { continue }
+                let c = String(decoding: UnsafeBufferPointer(rebasing: b[start..<i]), as: UTF8.self)
+                if Self.sensitiveDirectories.contains(c) { return c }
+                if i == b.count, Self.sensitiveFiles.contains(c) { return c }
             }
-            return found
+            return nil
         }
-        for r in starts {
-            let c = String(decoding: bytes[r], as: UTF8.self)
-            if Self.sensitiveDirectories.contains(c) { return c }
-            if r.upperBound == bytes.count, Self.sensitiveFiles.contains(c) { return c }
-        }
-        return nil
     }
 
     /// C0, DEL and C1: none of them belongs in a file name, and C1 holds

@@ -37,57 +37,66 @@ package struct JSONLineEncoder {
 
 /// One value being built. Containers hand out child nodes, which are
 /// resolved into `JSON` once the whole value has been encoded (a nested
-/// container may be filled after its parent returned it).
+/// container may be filled after its parent returned it). Fields and items
+/// are appended in place: an object of a thousand hashes is built in one
+/// pass, not copied once per key.
 final class JSONNode {
-    enum Content {
+    private enum Kind {
         case empty
         case scalar(JSON)
-        case object([(String, JSONNode)])
-        case array([JSONNode])
+        case object
+        case array
     }
 
-    var content: Content = .empty
+    private var kind = Kind.empty
+    private var fields: [(String, JSONNode)] = []
+    /// Where each key sits in `fields`.
+    private var position: [String: Int] = [:]
+    private var items: [JSONNode] = []
 
     var resolved: JSON {
-        switch content {
+        switch kind {
         case .empty: return .object([])
         case .scalar(let j): return j
-        case .object(let fields): return .object(fields.map { ($0.0, $0.1.resolved) })
-        case .array(let items): return .array(items.map(\.resolved))
+        case .object: return .object(fields.map { ($0.0, $0.1.resolved) })
+        case .array: return .array(items.map(\.resolved))
         }
     }
 
-    func set(_ j: JSON) { content = .scalar(j) }
+    func set(_ j: JSON) { kind = .scalar(j) }
+
+    func makeObject() {
+        if case .object = kind { return }
+        kind = .object
+        fields = []
+        position = [:]
+    }
 
     /// A child under `key`; a key written twice keeps its first place and
     /// takes the later value, as a dictionary would.
     func child(_ key: String) -> JSONNode {
-        var fields: [(String, JSONNode)]
-        if case .object(let f) = content { fields = f } else { fields = [] }
-        if let existing = fields.first(where: { $0.0 == key }) { return existing.1 }
+        makeObject()
+        if let at = position[key] { return fields[at].1 }
         let node = JSONNode()
+        position[key] = fields.count
         fields.append((key, node))
-        content = .object(fields)
         return node
     }
 
-    func makeObject() { if case .object = content {} else { content = .object([]) } }
+    func makeArray() {
+        if case .array = kind { return }
+        kind = .array
+        items = []
+    }
 
     func append() -> JSONNode {
-        var items: [JSONNode]
-        if case .array(let a) = content { items = a } else { items = [] }
+        makeArray()
         let node = JSONNode()
         items.append(node)
-        content = .array(items)
         return node
     }
 
-    func makeArray() { if case .array = content {} else { content = .array([]) } }
-
-    var count: Int {
-        if case .array(let a) = content { return a.count }
-        return 0
-    }
+    var count: Int { items.count }
 }
 
 struct TreeEncoder: Encoder {

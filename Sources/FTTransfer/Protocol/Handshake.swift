@@ -87,6 +87,11 @@ package struct SenderHandshake: Sendable {
         self.nonce = nonce
     }
 
+    /// What a peer that never sent its banner may be, for messages.
+    package static var notOpened: String {
+        "it is not one, or an ft older than protocol v\(ProtocolVersion.min), which waits for the sender to speak first (upgrade ft there); nothing was sent to it"
+    }
+
     /// This side's hello, sent once the receiver's banner came.
     package var hello: Frame { .hello(Hello(role: .sender, features: features, sessionID: sessionID, nonce: nonce)) }
 

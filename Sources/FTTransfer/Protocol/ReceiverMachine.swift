@@ -193,10 +193,15 @@ package struct ReceiverMachine: Sendable {
         var entries: [IncomingEntry] = []
         entries.reserveCapacity(b.entries.count)
         for e in b.entries {
-            switch check(e) {
-            case .success(let path): entries.append(IncomingEntry(entry: e, path: path, batchID: b.batchID))
-            case .failure(let refusal): return refusal.action
+            // Validated once: the entry keeps the checked path.
+            let path: PeerPath
+            do {
+                path = try PeerPath.validate(e.path)
+            } catch {
+                return fail(.refused, "refusing path '\(Escape.forMessage(bytes: e.path))': \(error)")
             }
+            if let refusal = check(e, path) { return refusal }
+            entries.append(IncomingEntry(entry: e, path: path, batchID: b.batchID))
         }
         for (i, e) in entries.enumerated() { byID[e.id] = (b.batchID, i) }
         batches[b.batchID] = ActiveBatch(entries: entries, unsettled: entries.count)
@@ -204,25 +209,9 @@ package struct ReceiverMachine: Sendable {
         return nextReview()
     }
 
-    /// Why an entry was refused: the machine's failure action.
-    private struct Refused: Error {
-        let action: Action
-    }
-
-    /// The rules for one entry: path, sensitive names, order, ids, kinds.
-    /// The path comes back validated, so it is parsed once.
-    private mutating func check(_ e: ManifestEntry) -> Result<PeerPath, Refused> {
-        let path: PeerPath
-        do {
-            path = try PeerPath.validate(e.path)
-        } catch {
-            return .failure(Refused(action: fail(.refused, "refusing path '\(Escape.forMessage(bytes: e.path))': \(error)")))
-        }
-        if let refusal = rules(e, path) { return .failure(Refused(action: refusal)) }
-        return .success(path)
-    }
-
-    private mutating func rules(_ e: ManifestEntry, _ path: PeerPath) -> Action? {
+    /// The rules for one entry whose path is valid: sensitive names,
+    /// order, ids, kinds.
+    private mutating func check(_ e: ManifestEntry, _ path: PeerPath) -> Action? {
         let name = MessageName(path: path)
         if !allowSensitive, let sensitive = path.sensitiveComponent {
             return fail(.refused, "refusing '\(name)': '\(sensitive)' holds logins or start-up scripts (run ft recv with --allow-sensitive to accept it)")

@@ -290,7 +290,7 @@ package final class Sender: LoopHandler {
                 if let (e, _) = writeError {
                     finish(e)
                 } else if handshake.awaitingBanner {
-                    finish(.disconnected("it closed the connection without opening as an ft receiver: it is not one, or an ft older than protocol v\(ProtocolVersion.min), which waits for the sender to speak first (upgrade ft there); nothing was sent to it", peer: peer))
+                    finish(.disconnected("it closed the connection without opening as an ft receiver: \(SenderHandshake.notOpened)", peer: peer))
                 } else {
                     finish(.disconnected("the receiver closed the connection while \(phaseText)", peer: peer))
                 }
@@ -324,7 +324,7 @@ package final class Sender: LoopHandler {
     package func tick(now: UInt64, on loop: EventLoop) {
         guard !done else { return }
         if connection != nil, handshake.awaitingBanner, Double(now &- lastActivity) / 1e9 > config.connectTimeoutSeconds {
-            finish(.timeout("it did not open as an ft receiver within \(Int(config.connectTimeoutSeconds)) s of the connect: it is not one, or an ft older than protocol v\(ProtocolVersion.min), which waits for the sender to speak first (upgrade ft there); nothing was sent to it", peer: peer))
+            finish(.timeout("it did not open as an ft receiver within \(Int(config.connectTimeoutSeconds)) s of the connect: \(SenderHandshake.notOpened)", peer: peer))
             return
         }
         let verdict = clock.check(

@@ -135,7 +135,7 @@ struct ProgressMeter {
     /// (time, bytes) samples for the rate, about one per interval.
     var samples: [(UInt64, UInt64)] = []
     /// The file the last snapshot named, for the closing one.
-    var lastFile: (path: String, bytes: UInt64, size: UInt64?)?
+    var lastFile: (path: String, size: UInt64?)?
 
     init(session: String, totalBytes: UInt64?, interval: UInt64 = 200_000_000) {
         self.session = session
@@ -158,7 +158,7 @@ struct ProgressMeter {
         let (t0, b0) = samples.count > 1 ? samples[0] : (start, 0)
         let rate = now > t0 ? Double(bytes - b0) / (Double(now - t0) / 1e9) : 0
         let name = path()
-        if !name.isEmpty { lastFile = (name, fileBytes, fileSize) }
+        if !name.isEmpty { lastFile = (name, fileSize) }
         return .progress(.init(
             session: session, path: name, fileBytes: fileBytes, fileSize: fileSize, bytes: bytes,
             totalBytes: totalBytes, rate: rate, elapsed: Double(now - start) / 1e9))

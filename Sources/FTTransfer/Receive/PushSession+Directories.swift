@@ -1,0 +1,109 @@
+import FTEngine
+import FTWire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The directories a push makes or merges into, as its entries go by:
+/// which are still open (names still coming), their modes and mtimes once
+/// complete, `--delete`'s pruning of what they held beyond the push, and
+/// the offload jobs the push's end waits for.
+extension PushSession {
+
+    /// Directories around the previous entry that `path` is not inside are
+    /// fully announced: their metadata goes on once the batches holding
+    /// what is in them are acknowledged.
+    func closeDirectories(before path: PeerPath, batch: UInt32) {
+        while let top = openDirs.last, !path.isInside(top.path) {
+            openDirs.removeLast()
+            if top.created { madeOpenDirs.remove(top.path) }
+            if top.created { closedDirs.append((top.path, top.entry, batch)) }
+            if let keep = top.keep { prune(top.path, keep: keep) }
+        }
+    }
+
+    /// The end of the push: directories still open are complete too.
+    func pruneOpenDirectories() {
+        for d in openDirs.reversed() {
+            if let keep = d.keep { prune(d.path, keep: keep) }
+        }
+        for i in openDirs.indices { openDirs[i].keep = nil }
+    }
+
+    /// Directory entry `e` is open while its names are announced. One this
+    /// push made gets its metadata once complete; an existing one of a
+    /// --delete push keeps only the names the push announces in it.
+    func track(_ e: IncomingEntry, made: Bool, existed: Bool) {
+        let prunes = existed && machine.info.flags.contains(.delete)
+        openDirs.append(OpenDirectory(path: e.path, entry: e.entry, created: made, keep: prunes ? [] : nil))
+        if made { madeOpenDirs.insert(e.path) }
+    }
+
+    /// Removes (dry run: counts) what `path` holds beyond `keep`, off the loop.
+    private func prune(_ path: PeerPath, keep: Set<[UInt8]>) {
+        let fd: CInt
+        let display = Escape.forDisplay(path.description)
+        do {
+            let (dir, _) = try server.destination.openDirectory(path.components[...], create: false)
+            fd = dup(dir.fd)
+        } catch {
+            server.logger.warning("session \(id): not pruning '\(display)': \(error)")
+            return
+        }
+        guard fd >= 0 else { return }
+        let dryRun = machine.info.flags.contains(.dryRun)
+        offloadedRunning += 1
+        server.offload.run({ Prune.run(fd, display: display, keep: keep, dryRun: dryRun) }) { [weak self] out in
+            guard let self else { return }
+            deletedCount += out.count
+            let verb = dryRun ? "would delete" : "deleted"
+            for name in out.names { server.logger.notice("session \(id): \(verb) \(name)") }
+            if out.count > UInt64(out.names.count) {
+                server.logger.notice("session \(id): \(verb) \(out.count - UInt64(out.names.count)) more in '\(display)'")
+            }
+            for f in out.failures { server.logger.warning("session \(id): could not delete \(f)") }
+            offloadedDone()
+        }
+    }
+
+    /// One of the jobs the push's end waits for (pruning, the sweep of
+    /// stale partials) is over; the last one lets the end go on.
+    func offloadedDone() {
+        offloadedRunning -= 1
+        if offloadedRunning == 0, let done = doneAfterOffloaded, !connection.isClosing {
+            doneAfterOffloaded = nil
+            act(.complete(done))
+        }
+    }
+
+    /// Modes and mtimes of the directories made, deepest first, once
+    /// nothing more is written into them.
+    func applyDirectoryMetadata(upTo batch: UInt32) {
+        if batch == .max {
+            for d in openDirs where d.created { closedDirs.append((d.path, d.entry, 0)) }
+            openDirs.removeAll()
+            madeOpenDirs.removeAll()
+        }
+        var ready = closedDirs.filter { $0.batch <= batch }
+        guard !ready.isEmpty else { return }
+        closedDirs.removeAll { $0.batch <= batch }
+        ready.sort { $0.path.depth > $1.path.depth }
+        for d in ready {
+            do {
+                let (dir, _) = try server.destination.openDirectory(d.path.components[...], create: false)
+                try Directory.applyMetadata(dir.fd, mode: d.entry.mode, mtimeSeconds: d.entry.mtimeSeconds,
+                                            mtimeNanoseconds: d.entry.mtimeNanoseconds, path: dir.displayPath,
+                                            owner: ownerOf(d.entry))
+            } catch {
+                server.logger.warning("could not set mode/mtime: \(error)")
+            }
+        }
+    }
+
+    /// uid and gid to apply: only when asked, and only as root.
+    func ownerOf(_ e: ManifestEntry) -> (uid: UInt32, gid: UInt32)? {
+        guard machine.info.flags.contains(.owner), e.flags.contains(.owner), geteuid() == 0 else { return nil }
+        return (e.uid, e.gid)
+    }
+}
