@@ -43,17 +43,39 @@ package final class ProgressRenderer: @unchecked Sendable {
         } else {
             mode = human.isTTY ? .bar : .lines
         }
+        if mode == .json { queue = EventQueue(self) }
     }
 
     /// A `.failed` event was shown: the command need not say it again.
-    package private(set) var reportedFailure = false
-    /// The first push that failed, for the exit status.
-    package private(set) var firstFailure: FTError?
+    package var reportedFailure: Bool {
+        queue?.drain()
+        return failureShown
+    }
 
+    /// The first push that failed, for the exit status.
+    package var firstFailure: FTError? {
+        queue?.drain()
+        return failure
+    }
+
+    private var failureShown = false
+    private var failure: FTError?
+    /// JSON events are written on a thread of their own (`EventQueue`).
+    private var queue: EventQueue?
+
+    /// Writes what is queued; before the command prints anything itself.
+    package func flush() { queue?.drain() }
+
+    /// From the push's thread. JSON events only queue there; the others
+    /// are drawn at once (a bar line a tenth of a second at most).
     package func handle(_ event: ProgressEvent) {
+        if let queue { queue.post(event) } else { render(event) }
+    }
+
+    func render(_ event: ProgressEvent) {
         if case .failed(let f) = event {
-            reportedFailure = true
-            if firstFailure == nil { firstFailure = f.error }
+            failureShown = true
+            if failure == nil { failure = f.error }
         }
         switch mode {
         case .json: json.line(event.jsonLine)
@@ -62,6 +84,9 @@ package final class ProgressRenderer: @unchecked Sendable {
         case .bar, .lines: human(event)
         }
     }
+
+    /// On stderr in every mode, JSON too: stdout holds only events.
+    package func warn(_ s: String) { say("warning: " + s) }
 
     func say(_ s: String) {
         ProgressLine.shared.clear(human)
@@ -139,6 +164,7 @@ package final class ProgressRenderer: @unchecked Sendable {
 
     /// A remark outside the event stream: a line for people, or an object.
     package func note(_ text: String, json event: some EventBody) {
+        queue?.drain()
         switch mode {
         case .json: json.line(event.line)
         case .quiet: break
@@ -149,6 +175,7 @@ package final class ProgressRenderer: @unchecked Sendable {
     /// The end of a chain push: one line per host (messages from other
     /// hosts are escaped like any peer text).
     package func hosts(_ outcomes: [HostOutcome], verified: Bool) {
+        queue?.drain()
         if mode == .json {
             json.line(HostsEvent(hosts: outcomes.map {
                 .init(host: $0.host, ok: $0.ok, files: $0.files, bytes: $0.bytes, pass: $0.pass, message: $0.message)

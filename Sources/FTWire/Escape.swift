@@ -6,12 +6,21 @@ public enum Escape {
     public static func forDisplay(_ text: String) -> String {
         // Most names are printable ASCII without a backslash: nothing to do
         // (one pass over the bytes instead of a scalar-by-scalar rebuild).
-        if text.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != 0x5C }) { return text }
+        if text.utf8.withContiguousStorageIfAvailable(plain) ?? text.utf8.allSatisfy(plainByte) { return text }
         var out = ""
         out.reserveCapacity(text.utf8.count)
         for scalar in text.unicodeScalars { append(scalar, to: &out) }
         return out
     }
+
+    /// Printable ASCII other than the backslash: shown as it is. The
+    /// buffer loop is what every file event of a push runs through.
+    private static func plain(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        for byte in b where !plainByte(byte) { return false }
+        return true
+    }
+
+    private static func plainByte(_ b: UInt8) -> Bool { b &- 0x20 < 0x5F && b != 0x5C }
 
     /// Escaped, and shortened in the middle past `limit` characters, so a
     /// hostile 4 KiB name cannot crowd the reason out of a message.
@@ -24,7 +33,9 @@ public enum Escape {
     /// Escapes raw bytes: valid UTF-8 as above, each invalid byte as `\\xNN`.
     public static func forDisplay<C: Collection>(bytes: C) -> String where C.Element == UInt8 {
         // The common case, as in `forDisplay(_:)`: nothing to escape.
-        if bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != 0x5C }) { return String(decoding: bytes, as: UTF8.self) }
+        if bytes.withContiguousStorageIfAvailable(plain) ?? bytes.allSatisfy(plainByte) {
+            return String(decoding: bytes, as: UTF8.self)
+        }
         return escape(Array(bytes), keepBackslash: false)
     }
 

@@ -175,7 +175,9 @@ struct Recv: AsyncParsableCommand {
         let outcome: Receiver.Outcome
         do {
             outcome = try await receiver.run { renderer.handle($0) }
+            renderer.flush()
         } catch {
+            renderer.flush()
             throw fail(error.description, program: "ft recv", json: output.json, console: jsonConsole)
         }
         if outcome.interrupted, !output.quiet, !output.json {

@@ -215,6 +215,7 @@ struct Send: AsyncParsableCommand {
             summary = try await push(sources, to: destination, code: code, options: options, logger: logger) {
                 renderer.handle($0)
             }
+            renderer.flush()
         } catch {
             if !renderer.reportedFailure { _ = fail(error.description, program: "ft", json: output.json) }
             throw Failure(code: ExitStatus.of(error))
@@ -280,6 +281,7 @@ extension Send {
                               json: PassEvent(pass: pass, chain: chain))
             })
         } catch {
+            renderer.flush()
             _ = fail(error.description, program: "ft", json: output.json)
             throw Failure(code: ExitStatus.of(error))
         }

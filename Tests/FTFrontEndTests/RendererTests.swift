@@ -93,3 +93,66 @@ import FTWire
         #expect(Sizes.duration(3725) == "1:02:05" && Sizes.duration(65) == "1:05" && Sizes.duration(.nan) == "--:--")
     }
 }
+
+/// `--json` events go through `EventQueue`: the push's thread only appends.
+@Suite struct EventQueueTests {
+    /// Output nobody reads: posting never waits; past the cap file-done
+    /// lines are dropped and counted on stderr, a start event never is, and
+    /// what was kept arrives in order once the pipe is read.
+    @Test(.timeLimit(.minutes(2))) func aStalledReaderCostsLinesNotTheTransfer() throws {
+        var out: [CInt] = [0, 0], err: [CInt] = [0, 0]
+        #expect(pipe(&out) == 0 && pipe(&err) == 0)
+        let renderer = ProgressRenderer(program: "ft", verb: "sent", json: true, quiet: false,
+                                        human: Console(fd: err[1]), jsonTo: Console(fd: out[1]))
+        let posts = EventQueue.cap + 10_000
+        let started = ProgressEvent.Started(session: "ab12", peer: "h:1", files: posts, directories: 0, totalBytes: nil, skippedBytes: 0)
+        // With the pipe full (64 KiB, a few hundred lines) a writer on this
+        // thread would block here for good (the time limit ends the test).
+        renderer.handle(.started(started))
+        for i in 0..<posts {
+            renderer.handle(.fileDone(.init(session: "ab12", path: "f\(i)", bytes: UInt64(i), digest: nil)))
+        }
+        renderer.handle(.started(started))
+
+        let readEnd = out[0]
+        let reader = Thread.detachNewThreadWithResult { () -> [UInt8] in
+            var all: [UInt8] = [], buf = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let n = read(readEnd, &buf, buf.count)
+                if n <= 0 { return all }
+                all += buf[..<n]
+            }
+        }
+        renderer.flush()
+        close(out[1]); close(err[1])
+        let lines = String(decoding: reader.wait(), as: UTF8.self).split(separator: "\n")
+        var errBytes = [UInt8](repeating: 0, count: 4096)
+        let e = read(err[0], &errBytes, errBytes.count)
+        let warning = String(decoding: errBytes[..<max(0, e)], as: UTF8.self)
+        close(out[0]); close(err[0])
+
+        let files = lines.filter { $0.contains("\"file-done\"") }
+        let dropped = Int(warning.split(separator: " ").first { Int($0) != nil } ?? "0") ?? 0
+        #expect(dropped > 0 && warning.contains("standard output fell behind"), "\(warning)")
+        #expect(files.count + dropped == posts, "\(files.count) written, \(dropped) dropped")
+        #expect(lines.first?.contains("\"start\"") == true && lines.last?.contains("\"start\"") == true,
+                "start events are never dropped")
+        // In order: the numbers written only grow.
+        let numbers = files.compactMap { $0.components(separatedBy: "\"path\":\"f").dropFirst().first?.prefix { $0.isNumber } }.compactMap { Int($0) }
+        #expect(numbers == numbers.sorted() && numbers.count == files.count)
+    }
+}
+
+private extension Thread {
+    final class Result<T>: @unchecked Sendable {
+        var value: T?
+        let done = DispatchSemaphore(value: 0)
+        func wait() -> T { done.wait(); return value! }
+    }
+
+    static func detachNewThreadWithResult<T>(_ body: @escaping @Sendable () -> T) -> Result<T> {
+        let r = Result<T>()
+        Thread.detachNewThread { r.value = body(); r.done.signal() }
+        return r
+    }
+}

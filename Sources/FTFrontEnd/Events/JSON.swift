@@ -53,6 +53,14 @@ enum JSON: Sendable {
 
     static func quote(_ s: String, into out: inout String) {
         out += "\""
+        // Most strings (names, hashes, keys) are printable ASCII without
+        // a quote or backslash: appended whole, not scalar by scalar.
+        var s = s
+        if s.withUTF8({ b in !b.contains { $0 &- 0x20 >= 0x5F || $0 == 0x22 || $0 == 0x5C } }) {
+            out += s
+            out += "\""
+            return
+        }
         for u in s.unicodeScalars {
             switch u {
             case "\"": out += "\\\""

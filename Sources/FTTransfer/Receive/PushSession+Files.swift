@@ -219,46 +219,93 @@ extension PushSession {
         }
     }
 
-    /// A small file that came whole: verified in memory before any byte is
-    /// written, then created complete under its name.
-    func storeWhole(_ a: SmallArrival, dirs: inout [PeerPath: Directory]) throws(TransferError) {
-        guard let e = machine.entry(a.id) else { return }
-        #if DEBUG
-        var a = a
-        a.file.bytes.withUnsafeMutableBytes { ReceiveFault.corrupt($0, at: 0) }
-        #endif
-        let display = Escape.forDisplay(e.path.description)
-        var digest: Digest128?
-        if machine.verify {
-            let mine = a.file.bytes.withUnsafeBytes { StreamHasher.hash($0) }
-            guard let theirs = a.file.digest, mine.constantTimeEquals(theirs) else {
-                throw refusal(.hashMismatch, "'\(display)' failed verification: received bytes hash to \(mine.hex), the sender's hash is \(a.file.digest?.hex ?? "none"); nothing was written under that name")
-            }
-            digest = mine
-        }
-        if config.toStdout {
-            let s = try sink(for: a.id)
-            try writeAll(a.file.bytes, to: s)
-            sinks[a.id] = nil
-        } else {
-            do {
-                let dir = try parentDirectory(of: e.path, create: true, cache: &dirs) ?? server.destination
-                try WholeFile.write(a.file.bytes, entry: e.entry, name: e.path.name, in: dir, overwrite: config.overwrite,
-                                    display: display, owner: ownerOf(e.entry))
-                if e.entry.flags.contains(.linkSource), let st = try? dir.status(of: e.path.name) {
-                    linkInodes[a.id] = (UInt64(st.st_dev), UInt64(st.st_ino))
+    /// A small-files frame's files, each verified in memory before any
+    /// byte is written, then created complete under its name on the
+    /// offload thread (`SmallStoreJob`); they settle when it is done. To
+    /// stdout they go at once, in order.
+    func storeSmall(_ arrivals: [SmallArrival]) {
+        // One lookup per directory for the frame's files, which arrived
+        // together (a directory moved out meanwhile is not found by the
+        // next frame's lookups).
+        var dirs: [PeerPath: Directory] = [:]
+        var files: [SmallStoreJob.File] = []
+        files.reserveCapacity(arrivals.count)
+        var total = 0
+        for a in arrivals {
+            guard let e = machine.entry(a.id) else { continue }
+            #if DEBUG
+            var a = a
+            a.file.bytes.withUnsafeMutableBytes { ReceiveFault.corrupt($0, at: 0) }
+            #endif
+            let display = Escape.forDisplay(e.path.description)
+            do throws(TransferError) {
+                let digest = try verified(a, display)
+                if config.toStdout {
+                    let s = try sink(for: a.id)
+                    try writeAll(a.file.bytes, to: s)
+                    sinks[a.id] = nil
+                    stored(a.id, display, UInt64(a.file.bytes.count), digest, inode: nil)
+                    guard !connection.isClosing else { return }
+                    continue
                 }
+                let dir: Directory
+                do throws(IOError) {
+                    dir = try parentDirectory(of: e.path, create: true, cache: &dirs) ?? server.destination
+                } catch {
+                    throw refusal(.io, error.description)
+                }
+                let owner = ownerOf(e.entry).map { SmallStoreJob.Owner(uid: $0.uid, gid: $0.gid) }
+                files.append(SmallStoreJob.File(id: a.id, bytes: a.file.bytes, entry: e.entry, name: e.path.name, dir: dir,
+                                                display: display, owner: owner,
+                                                wantsInode: e.entry.flags.contains(.linkSource), digest: digest))
+                total += a.file.bytes.count
             } catch {
-                throw refusal(error.errno == .fileExists ? .exists : .io, error.description)
+                fail(error, frame: error.frame)
+                return
             }
         }
+        guard !files.isEmpty else { return }
+        smallBytesInFlight += total
+        let overwrite = config.overwrite
+        server.offload.run({ [files] in SmallStoreJob.run(files, overwrite: overwrite) }) { [weak self] outcomes in
+            guard let self else { return }
+            smallBytesInFlight -= total
+            for (f, outcome) in zip(files, outcomes) {
+                guard !connection.isClosing else { return }
+                switch outcome {
+                case .stored(let inode):
+                    stored(f.id, f.display, UInt64(f.bytes.count), f.digest, inode: inode)
+                case .failed(let error):
+                    let e = refusal(error.errno == .fileExists ? .exists : .io, error.description)
+                    fail(e, frame: e.frame)
+                    return
+                }
+            }
+            resumeReading()
+        }
+    }
+
+    /// The frame's bytes for file `a`, checked against the sender's hash;
+    /// the digest to report (nil without verification).
+    private func verified(_ a: SmallArrival, _ display: String) throws(TransferError) -> Digest128? {
+        guard machine.verify else { return nil }
+        let mine = a.file.bytes.withUnsafeBytes { StreamHasher.hash($0) }
+        guard let theirs = a.file.digest, mine.constantTimeEquals(theirs) else {
+            throw refusal(.hashMismatch, "'\(display)' failed verification: received bytes hash to \(mine.hex), the sender's hash is \(a.file.digest?.hex ?? "none"); nothing was written under that name")
+        }
+        return mine
+    }
+
+    /// A small file is under its name (or written to stdout).
+    private func stored(_ fileID: UInt32, _ display: String, _ bytes: UInt64, _ digest: Digest128?,
+                        inode: (dev: UInt64, ino: UInt64)?) {
+        if let inode { linkInodes[fileID] = inode }
         if let digest, digests.count < ProgressEvent.Summary.digestCap { digests.append((display, digest)) }
-        if let ev = meter.advance(by: UInt64(a.file.bytes.count), path: display, fileBytes: UInt64(a.file.bytes.count),
-                                  fileSize: e.entry.size) {
+        if let ev = meter.advance(by: bytes, path: display, fileBytes: bytes, fileSize: bytes) {
             server.emit(ev)
         }
-        server.emit(.fileDone(.init(session: id, path: display, bytes: UInt64(a.file.bytes.count), digest: digest)))
-        settle(a.id, .committed, digest: digest ?? .zero, bytes: UInt64(a.file.bytes.count))
+        server.emit(.fileDone(.init(session: id, path: display, bytes: bytes, digest: digest)))
+        settle(fileID, .committed, digest: digest ?? .zero, bytes: bytes)
     }
 
     private func writeAll(_ bytes: [UInt8], to s: FileSink) throws(TransferError) {

@@ -30,6 +30,10 @@ final class PushSession {
     /// Committed link sources: where their inode is, to link to it and to
     /// check nobody swapped it.
     var linkInodes: [UInt32: (dev: UInt64, ino: UInt64)] = [:]
+    /// Bytes of small files the offload thread is writing (`storeSmall`).
+    var smallBytesInFlight = 0
+    /// The next frame is not read until those are under the cap.
+    var readParked = false
     /// Bytes of holes left unwritten in the files of this push.
     var holeBytes: UInt64 = 0
     var digests: [(path: String, digest: Digest128)] = []
@@ -136,8 +140,22 @@ final class PushSession {
         // and asks for the next frame when it is in.
         switch action {
         case .store, .discard: break
+        // Small files waiting for the offload thread hold their bytes:
+        // past the cap the socket waits (the sender's window fills), so
+        // memory stays bounded however fast the sender is.
+        case .storeSmall where smallBytesInFlight >= Self.smallBytesCap: readParked = true
         default: if !connection.isClosing { connection.read() }
         }
+    }
+
+    /// Small files' bytes handed to the offload thread and not yet written.
+    static let smallBytesCap = 1 << 20
+
+    /// Reads the next frame if `received` held it back for the cap.
+    func resumeReading() {
+        guard readParked, smallBytesInFlight < Self.smallBytesCap, !connection.isClosing else { return }
+        readParked = false
+        connection.read()
     }
 
     func act(_ action: ReceiverMachine.Action) {
@@ -173,19 +191,7 @@ final class PushSession {
         case .hole(let fileID, let range):
             hole(fileID, range)
         case .storeSmall(let arrivals):
-            // One lookup per directory for the frame's files, which arrived
-            // together (a directory moved out meanwhile is not found by the
-            // next frame's lookups).
-            var dirs: [PeerPath: Directory] = [:]
-            for a in arrivals {
-                do throws(TransferError) {
-                    try storeWhole(a, dirs: &dirs)
-                } catch {
-                    fail(error, frame: error.frame)
-                    return
-                }
-                guard !connection.isClosing else { return }
-            }
+            storeSmall(arrivals)
         case .finish(let fileID):
             finishAndSettle(fileID)
         case .link(let fileID, let sourcePath):

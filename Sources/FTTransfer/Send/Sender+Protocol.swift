@@ -308,9 +308,9 @@ extension Sender {
         for r in results {
             ids.insert(r.fileID)
             guard let item = items[r.fileID] else { continue }
-            // Escaped only for the entries that report: a no-op re-push
-            // acknowledges every entry as skipped.
-            var path: String { item.displayPath }
+            // Escaped only for the entries that report (a no-op re-push
+            // acknowledges every entry as skipped), and once.
+            lazy var path = item.displayPath
             switch r.status {
             case .committed:
                 if item.entry.kind == .symlink {

@@ -25,7 +25,7 @@ package final class Sender: LoopHandler {
     let code: [UInt8]?
     let sessionID = AuthCode.randomBytes(16)
     /// The push's name in events and logs, the same on both sides.
-    var sessionLabel: String { PushLabel.of(sessionID) }
+    lazy var sessionLabel = PushLabel.of(sessionID)
     var addresses: [SocketAddress] = []
     var addressIndex = 0
     private let addressStorage = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
