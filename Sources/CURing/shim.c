@@ -9,6 +9,7 @@
 #include <linux/openat2.h>
 #include <malloc.h>
 #include <sys/vfs.h>
+#include <sys/uio.h>
 
 int ft_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
     struct open_how how = { .flags = flags, .mode = mode, .resolve = resolve };
@@ -82,3 +83,8 @@ void ft_malloc_reuse_large_blocks(void) {
 #define FT_GIT_COMMIT "unknown"
 #endif
 const char *ft_git_commit(void) { return FT_GIT_COMMIT; }
+
+ssize_t ft_pread_nowait(int fd, void *buf, size_t len, int64_t offset) {
+    struct iovec v = { .iov_base = buf, .iov_len = len };
+    return preadv2(fd, &v, 1, (off_t)offset, RWF_NOWAIT);
+}

@@ -56,6 +56,75 @@ import FTWire
         #expect(mismatches.isEmpty, "\(mismatches.count) differences, first: \(mismatches.prefix(5))")
     }
 
+    /// Small files not in the page cache are read on the ring, many at
+    /// once, into the frames' staging (`SmallReads`): they arrive byte for
+    /// byte, empty and 64 KiB files among them, beside others still cached.
+    @Test func smallFilesOutOfThePageCacheArriveIdentical() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let root = tmp.sub("src/cold")
+        var paths: [String] = []
+        for d in 0..<4 {
+            let dir = tmp.sub("src/cold/d\(d)")
+            for f in 0..<150 {
+                let size = [0, 1, 4095, 4096, 4097, 65_536][f % 6] + (f % 6 == 0 ? 0 : f)
+                let path = dir + "/f\(f)"
+                writePlainly(path, patternBytes(min(size, 65_536), seed: UInt64(d * 1000 + f + 7)))
+                paths.append(path)
+            }
+        }
+        // Out of the page cache: written back, then dropped (every other
+        // file, so both ways of reading meet in one frame). A page the
+        // kernel is still finishing with stays; it is asked again.
+        sync()
+        var warm = paths.enumerated().filter { $0.offset % 2 == 0 && $0.offset % 6 != 0 }.map(\.element)  // not the empty ones
+        let wanted = warm.count
+        for _ in 0..<50 where !warm.isEmpty {
+            for p in warm {
+                let fd = open(p, O_RDONLY)
+                posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+                close(fd)
+            }
+            warm = warm.filter(inPageCache)
+            if !warm.isEmpty { usleep(20_000) }
+        }
+        try #require(warm.count < wanted, "no file left the page cache: this test needs /tmp on a disk filesystem (on tmpfs nothing ever leaves it)")
+
+        let dst = tmp.sub("dst")
+        let recv = try FTReceiver(dir: dst, extra: ["--once"])
+        let send = try run(ftPath, ["send", recv.address, root, "-v"], seconds: 120)
+        #expect(send.status == 0, "\(send.stderr)")
+        #expect(recv.child.wait(seconds: 60).status == 0)
+        #expect(send.stderr.contains("small files were not in the page cache: read on the ring"), "the ring reads did not run: \(send.stderr)")
+        #expect(listTree(dst + "/cold") == listTree(root))
+        let differing = paths.filter { readFile($0) != readFile(dst + "/cold/" + $0.dropFirst(root.count + 1)) }
+        #expect(differing.isEmpty, "\(differing.count) files differ, first: \(differing.prefix(3))")
+    }
+
+    /// Whether any page of `path` is in the page cache (mincore on a
+    /// mapping, which reads nothing in).
+    private func inPageCache(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_size > 0, let map = mmap(nil, Int(st.st_size), PROT_READ, MAP_SHARED, fd, 0),
+              map != MAP_FAILED else { return false }
+        defer { munmap(map, Int(st.st_size)) }
+        let pages = (Int(st.st_size) + 4095) / 4096
+        var resident = [UInt8](repeating: 0, count: pages)
+        guard mincore(map, Int(st.st_size), &resident) == 0 else { return true }
+        return resident.contains { $0 & 1 != 0 }
+    }
+
+    /// write(2) into a new file. (Written through FileManager, pages stay
+    /// in the cache past POSIX_FADV_DONTNEED here.)
+    private func writePlainly(_ path: String, _ bytes: [UInt8]) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        precondition(fd >= 0, "create \(path): errno \(errno)")
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+    }
+
     /// A push cut off anywhere in a tree leaves only verified files under
     /// final names; pushed again, it skips what arrived and completes.
     @Test func aSenderKilledMidTreeResumesAndSkipsWhatArrived() throws {

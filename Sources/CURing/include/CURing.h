@@ -69,6 +69,10 @@ int ft_pipe2(int fds[2], int flags);
 int ft_accept4(int fd, int flags);
 /// copy_file_range(2) (glibc declares it only under _GNU_SOURCE).
 long ft_copy_file_range(int in_fd, int64_t *in_off, int out_fd, int64_t *out_off, size_t len);
+/// pread(2) that fails with EAGAIN instead of waiting for the disk
+/// (preadv2 with RWF_NOWAIT; EOPNOTSUPP where the filesystem has no such
+/// mode).
+ssize_t ft_pread_nowait(int fd, void *buf, size_t len, int64_t offset);
 /// The filesystem type (statfs f_type) holding `path`, or -errno.
 long ft_filesystem_type(const char *path);
 /* The commit this binary was built from, or "unknown". */

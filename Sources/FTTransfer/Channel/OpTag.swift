@@ -53,6 +53,9 @@ struct OpTag: Equatable, Sendable, CustomStringConvertible {
         case pipeDrain
         /// Sender, zc path: zero-copy send from registered buffer `index`.
         case zcSend
+        /// Sender: a small file not in the page cache → staging, lane
+        /// `index` of a `SmallReads` registration.
+        case smallRead
     }
 
     static let maxIndex = 7

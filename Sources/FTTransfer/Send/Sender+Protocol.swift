@@ -155,6 +155,9 @@ extension Sender {
                             digests: agreed,
                             engine: EngineReport(backend: loop.backend.kind, dataPath: sentDataPath, stats: loop.stats),
                             relayed: relayed, tally: tally)
+            if let cold = smallReads?.coldFiles, cold > 0 {
+                logger.debug("\(cold) small \(cold == 1 ? "file was" : "files were") not in the page cache: read on the ring, up to \(SmallReads.lanes) at once")
+            }
             if let ev = meter.closing() { events(ev) }
             events(.finished(summary!))
             finish(nil)

@@ -1,6 +1,10 @@
 import FTEngine
 import FTWire
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The sender's writes: the plans' steps as the scheduler hands them out,
 /// on the push's own connection or its data streams.
 extension Sender {
@@ -93,7 +97,8 @@ extension Sender {
     private func situation(_ conn: Connection) -> WriteScheduler.Situation {
         WriteScheduler.Situation(
             controlQueued: conn.channel.hasQueued && !conn.channel.writing,
-            writeBusy: channelBusy(conn) || conn.writer.busy || stdin != nil || awaitingDigest != nil,
+            writeBusy: channelBusy(conn) || conn.writer.busy || stdin != nil || awaitingDigest != nil
+                || smallReads?.busy == true,
             sending: machine.phase == .sending,
             idleStream: streams.firstIndex { $0.idle },
             streamsGone: streams.allSatisfy { $0.state == .dead },
@@ -170,39 +175,74 @@ extension Sender {
         }
     }
 
-    /// Whole small files in one `small-files` frame, each read straight
-    /// into the frame being queued and hashed there. A file that cannot be
-    /// read is left out of the frame and gets an "unreadable" trailer.
+    /// Whole small files in one `small-files` frame: opened and checked
+    /// here, read into staging (`SmallReads`: what is not in the page
+    /// cache on the ring, many at once), then copied into the frame and
+    /// hashed there. A file that cannot be read is left out of the frame
+    /// and gets an "unreadable" trailer. While the ring reads, the pump
+    /// waits (`writeBusy`).
     private func sendSmall(_ ids: [UInt32], _ conn: Connection) {
-        let sizes = ids.lazy.map { Int(self.items[$0]?.entry.size ?? 0) }
-        let capacity = SmallFiles.bodySize(fileSizes: sizes)
-        var total: UInt64 = 0
+        let reads = smallReads ?? SmallReads(loop: loop)
+        smallReads = reads
+        let bytes = ids.reduce(0) { $0 + Int(items[$1]?.entry.size ?? 0) }
+        _ = reads.reserve(bytes)
+        var files: [SmallReads.File] = []
+        files.reserveCapacity(ids.count)
         var lost: [UInt32] = []
+        var at = 0
+        for id in ids {
+            guard let item = items[id] else { continue }
+            do throws(TransferError) {
+                let (fd, device) = try SourceFile.openWhole(item)
+                files.append(SmallReads.File(id: id, fd: fd, device: device, offset: at, size: Int(item.entry.size)))
+                at += Int(item.entry.size)
+            } catch {
+                leaveOut(id, error)
+                lost.append(id)
+            }
+        }
+        let inNow = reads.read(files) { [weak self] in
+            guard let self else { return files.forEach { close($0.fd) } }
+            smallRead(files, lost: lost, conn)
+            pump()
+        }
+        if inNow { smallRead(files, lost: lost, conn) }
+    }
+
+    /// The frame's files are in staging: the frame goes out.
+    private func smallRead(_ files: [SmallReads.File], lost: [UInt32], _ conn: Connection) {
+        defer { for f in files { close(f.fd) } }
+        guard let reads = smallReads, failure == nil, !done, connection === conn else { return }
+        var lost = lost
+        for f in files {
+            guard let why = reads.failed[f.id] else { continue }
+            let path = items[f.id]?.displayPath ?? "file \(f.id)"
+            switch why {
+            case .shrank: leaveOut(f.id, .source("'\(path)' shrank while being sent"))
+            case .error(let e): leaveOut(f.id, .io(IOError(e, "read", path)))
+            }
+            lost.append(f.id)
+        }
+        let staging = UnsafeRawBufferPointer(reads.staging)
+        let capacity = SmallFiles.bodySize(fileSizes: files.lazy.map(\.size))
+        var total: UInt64 = 0
         conn.channel.enqueue(.smallFiles, bodyCapacity: capacity) { body in
             var batch = SmallFilesBuilder(body: body)
-            for id in ids {
-                guard let item = items[id] else { continue }
-                // Read into scratch first: a file that fails must not leave
-                // half an entry in the frame.
-                let ok: Bool = batch.tryAdd(fileID: id, size: Int(item.entry.size)) { content in
-                    do throws(TransferError) {
-                        try SourceFile.readWhole(item, into: content)
-                    } catch {
-                        leaveOut(id, error)
-                        return nil
-                    }
+            for f in files where reads.failed[f.id] == nil {
+                _ = batch.tryAdd(fileID: f.id, size: f.size) { content in
+                    content.copyMemory(from: UnsafeRawBufferPointer(rebasing: staging[f.offset..<f.offset + f.size]))
                     guard config.verify else { return .some(nil) }
                     let digest = StreamHasher.hash(UnsafeRawBufferPointer(content))
-                    sentDigests[id] = digest
+                    sentDigests[f.id] = digest
                     return .some(digest)
                 }
-                if ok { total += item.entry.size } else { lost.append(id) }
+                total += UInt64(f.size)
             }
             return batch.length
         }
         for id in lost { conn.channel.enqueue(.fileEnd(FileEnd(fileID: id, size: 0, digest: nil, unreadable: true))) }
         scheduler.chunkOut(Int(total))
-        if let last = ids.last, let item = items[last],
+        if let last = files.last, let item = items[last.id],
            let ev = meter.advance(by: total, path: item.displayPath, fileBytes: item.entry.size, fileSize: item.entry.size) {
             events(ev)
         }

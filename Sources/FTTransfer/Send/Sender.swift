@@ -106,6 +106,8 @@ package final class Sender: LoopHandler {
     /// acknowledged).
     var streams: [DataStream] = []
     var streamSources: [UInt32: SourceFile] = [:]
+    /// Reads small files' bytes for their frames (made at the first).
+    var smallReads: SmallReads?
 
     var failure: TransferError?
     /// A send failed; the receiver's reason may still arrive before this.
@@ -170,7 +172,7 @@ package final class Sender: LoopHandler {
 
     /// Operations of this push still in flight, on every connection.
     var inflight: Int {
-        ownInflight + (connection?.inflight ?? 0) + (stdin?.inflight ?? 0) + offload.pending
+        ownInflight + (connection?.inflight ?? 0) + (stdin?.inflight ?? 0) + offload.pending + (smallReads?.inflight ?? 0)
             + streams.reduce(0) { $0 + $1.inflight }
     }
 

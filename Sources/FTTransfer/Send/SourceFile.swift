@@ -43,17 +43,17 @@ final class SourceFile {
         }
     }
 
-    /// A small file's bytes, exactly as many as the manifest promised.
-    static func readWhole(_ item: SourceItem, into buffer: UnsafeMutableRawBufferPointer) throws(TransferError) {
+    /// A small file, open and checked against the manifest; with the
+    /// device it is on.
+    static func openWhole(_ item: SourceItem) throws(TransferError) -> (fd: CInt, device: UInt64) {
         let fd = try open(item, sequential: false)
-        defer { close(fd) }
-        try checkUnchanged(fd, item)
-        var done = 0
-        while done < buffer.count {
-            let n = read(fd, buffer.baseAddress! + done, buffer.count - done)
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { throw .source("'\(item.displayPath)' shrank while being sent") }
-            done += n
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return (fd, 0) }
+        guard UInt64(st.st_size) == item.entry.size, Int64(st.st_mtim.tv_sec) == item.entry.mtimeSeconds,
+              UInt32(st.st_mtim.tv_nsec) == item.entry.mtimeNanoseconds else {
+            close(fd)
+            throw .source("'\(item.displayPath)' changed while being sent; send it again")
         }
+        return (fd, UInt64(st.st_dev))
     }
 }
