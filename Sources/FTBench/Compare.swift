@@ -24,6 +24,8 @@ package struct CompareSuite {
         package var treeOutput: String?
         /// Sender on CPU 0, receiver on CPU 1: two one-core hosts.
         package var pin = false
+        /// The --tree workload again, the page cache dropped before each run.
+        package var cold = false
         /// Peers of the tree workloads ("tar", "rsync").
         package var treePeers: Set<String> = ["tar", "rsync"]
         package var latencySeconds = 5.0
@@ -103,6 +105,11 @@ package struct CompareSuite {
             let bytes = Fixtures.warmTree(tree)
             report.comparisons += treeRace("tree \(tree)", tree, output: output, bytes: bytes,
                                            goals: ["tar | nc": 0.8, "rsync daemon": 0.3])
+            if options.cold {
+                // The goals are for a page-cached tree; these rows are measured.
+                report.comparisons += treeRace("tree \(tree) (cold)", tree, output: output, bytes: bytes, goals: [:],
+                                               beforeEach: Fixtures.dropPageCache)
+            }
         }
         if options.workloads.contains("latency") {
             report.latency += latency(&report)
@@ -112,7 +119,8 @@ package struct CompareSuite {
 
     /// ft, `tar | nc` and the rsync daemon push `tree`, each run into a
     /// new directory under `output`.
-    func treeRace(_ name: String, _ tree: String, output: String, bytes: UInt64, goals: [String: Double]) -> [Comparison] {
+    func treeRace(_ name: String, _ tree: String, output: String, bytes: UInt64, goals: [String: Double],
+                  beforeEach: (() -> Void)? = nil) -> [Comparison] {
         let r = recipes
         let w = options.work
         let fresh = RunDirectories(under: output)
@@ -124,7 +132,7 @@ package struct CompareSuite {
             contenders.append(Contender(label: "rsync daemon", make: { r.rsyncDaemon(tree, into: fresh.next(), work: w) },
                                         missing: Self.need(["rsync"])))
         }
-        let trials = race(name, bytes: bytes, contenders)
+        let trials = race(name, bytes: bytes, contenders, beforeEach: beforeEach)
         fresh.finish()
         return rows(name, trials, goals: goals) + rssRows(name, trials)
     }
@@ -211,7 +219,8 @@ package struct CompareSuite {
 
     /// Runs every available contender `repeats` times, rotating the order
     /// each round so no tool always runs first (or right after a heavy one).
-    func race(_ workload: String, bytes: UInt64, pinned: Bool? = nil, _ contenders: [Contender]) -> [Entry] {
+    func race(_ workload: String, bytes: UInt64, pinned: Bool? = nil, _ contenders: [Contender],
+              beforeEach: (() -> Void)? = nil) -> [Entry] {
         var bench = bench
         if let pinned { bench.pin = pinned }
         var entries = contenders.map { Entry(label: $0.label, trial: Trial(label: $0.label, bytes: bytes), missing: $0.missing) }
@@ -220,7 +229,10 @@ package struct CompareSuite {
             for k in runnable.indices {
                 let i = runnable[(k + round) % runnable.count]
                 progress("compare: \(workload): round \(round + 1)/\(options.repeats), \(contenders[i].label)")
-                entries[i].trial.runs.append(bench.measure(contenders[i].make()))
+                // Made first: a run's directory is cleared before its clock starts.
+                let command = contenders[i].make()
+                beforeEach?()
+                entries[i].trial.runs.append(bench.measure(command))
             }
         }
         return entries

@@ -206,6 +206,16 @@ package enum Fixtures {
         writeText(marker, "")
     }
 
+    /// Writes back what is dirty, then drops the page cache, dentries and
+    /// inodes (root only; validated before the run).
+    package static func dropPageCache() {
+        sync()
+        let fd = open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = write(fd, "3\n", 2)
+        close(fd)
+    }
+
     /// Reads every file of a tree once (into the page cache); returns the
     /// bytes of its regular files.
     package static func warmTree(_ dir: String) -> UInt64 {

@@ -64,6 +64,10 @@ struct Compare: ParsableCommand {
                              discussion: "file and memory then run twice, unpinned and pinned, and report both; the tree workloads run pinned only."))
     var pin = false
 
+    @Flag(help: ArgumentHelp("The --tree workload read from disk: the page cache is dropped before every run.",
+                             discussion: "Each tool then reads the tree as a first push of files that nobody touched lately does. Needs root (it writes /proc/sys/vm/drop_caches) and a tree on a disk filesystem (tmpfs has nothing to drop); the rows say (cold) and run beside the page-cached ones."))
+    var cold = false
+
     @Option(help: "Alternating runs per tool.")
     var `repeat`: Int = 5
 
@@ -102,6 +106,10 @@ struct Compare: ParsableCommand {
                 throw ValidationError("--tree '\(tree)' is not a directory (\(String(cString: strerror(errno))))")
             }
         }
+        if cold, tree == nil { throw ValidationError("--cold is for the --tree workload: name the directory with --tree DIR") }
+        if cold, geteuid() != 0 {
+            throw ValidationError("--cold drops the page cache before each run (/proc/sys/vm/drop_caches), which needs root; run ftbench as root or leave out --cold")
+        }
         if pin, sysconf(Int32(_SC_NPROCESSORS_ONLN)) < 2 { throw ValidationError("--pin needs two CPUs; this host has one") }
     }
 
@@ -116,6 +124,7 @@ struct Compare: ParsableCommand {
         options.manyFiles = manyFiles
         options.tree = tree.map { $0.hasPrefix("/") ? $0 : FileManagerless.cwd() + "/" + $0 }
         options.pin = pin
+        options.cold = cold
         options.treePeers = Set(list(treePeers))
         var workloads = Set(list(only))
         if tree != nil, only == Self.defaultOnly { workloads = ["tree"] } else if tree != nil { workloads.insert("tree") }
