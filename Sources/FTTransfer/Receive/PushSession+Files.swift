@@ -224,10 +224,6 @@ extension PushSession {
     /// offload thread (`SmallStoreJob`); they settle when it is done. To
     /// stdout they go at once, in order.
     func storeSmall(_ arrivals: [SmallArrival]) {
-        // One lookup per directory for the frame's files, which arrived
-        // together (a directory moved out meanwhile is not found by the
-        // next frame's lookups).
-        var dirs: [PeerPath: Directory] = [:]
         var files: [SmallStoreJob.File] = []
         files.reserveCapacity(arrivals.count)
         var total = 0
@@ -248,14 +244,8 @@ extension PushSession {
                     guard !connection.isClosing else { return }
                     continue
                 }
-                let dir: Directory
-                do throws(IOError) {
-                    dir = try parentDirectory(of: e.path, create: true, cache: &dirs) ?? server.destination
-                } catch {
-                    throw refusal(.io, error.description)
-                }
                 let owner = ownerOf(e.entry).map { SmallStoreJob.Owner(uid: $0.uid, gid: $0.gid) }
-                files.append(SmallStoreJob.File(id: a.id, bytes: a.file.bytes, entry: e.entry, name: e.path.name, dir: dir,
+                files.append(SmallStoreJob.File(id: a.id, bytes: a.file.bytes, entry: e.entry, name: e.path.name, parent: e.path.parent,
                                                 display: display, owner: owner,
                                                 wantsInode: e.entry.flags.contains(.linkSource), digest: digest))
                 total += a.file.bytes.count
@@ -267,10 +257,12 @@ extension PushSession {
         guard !files.isEmpty else { return }
         smallBytesInFlight += total
         let overwrite = config.overwrite
-        server.offload.run({ [files] in SmallStoreJob.run(files, overwrite: overwrite) }) { [weak self] outcomes in
+        let destination = server.destination
+        server.offload.run({ [files] in SmallStoreJob.run(files, in: destination, overwrite: overwrite) }) { [weak self] result in
             guard let self else { return }
             smallBytesInFlight -= total
-            for (f, outcome) in zip(files, outcomes) {
+            for (path, dir) in result.directories { sweep(dir, key: path.description) }
+            for (f, outcome) in zip(files, result.outcomes) {
                 guard !connection.isClosing else { return }
                 switch outcome {
                 case .stored(let inode):

@@ -3,7 +3,8 @@ import FTWire
 
 /// Writes one small-files frame's files on the offload thread, each
 /// already verified in memory (`WholeFile`: complete under its final name
-/// or not there at all).
+/// or not there at all), looking up their directories there too: the loop
+/// makes no filesystem call for a small file.
 ///
 /// Why off the loop: creating a file is five synchronous syscalls (open
 /// O_TMPFILE, pwrite, futimens, linkat, close), about 20 µs each time on
@@ -19,8 +20,8 @@ enum SmallStoreJob {
         let bytes: [UInt8]
         let entry: ManifestEntry
         let name: String
-        /// Opened beneath the destination by the loop, for this frame.
-        let dir: Directory
+        /// Its directory beneath the destination; nil: the destination.
+        let parent: PeerPath?
         let display: String
         let owner: Owner?
         /// A later entry is a hard link to this one: report its inode.
@@ -38,22 +39,44 @@ enum SmallStoreJob {
         case failed(IOError)
     }
 
-    /// Outcomes in `files`' order; stops at the first failure (the push
-    /// fails with it, as it would have on the loop).
-    static func run(_ files: [File], overwrite: Bool) -> [Outcome] {
-        var out: [Outcome] = []
-        out.reserveCapacity(files.count)
+    struct Result: Sendable {
+        /// In `files`' order; the first failure ends the list (the push
+        /// fails with it, as it would have on the loop).
+        var outcomes: [Outcome] = []
+        /// The directories looked up, for the session's stale-partial sweep.
+        var directories: [(PeerPath, Directory)] = []
+    }
+
+    /// Each directory is looked up once per frame, beneath `destination`
+    /// through no link (a directory moved out meanwhile is not found by
+    /// the next frame's lookups).
+    static func run(_ files: [File], in destination: Directory, overwrite: Bool) -> Result {
+        var out = Result()
+        out.outcomes.reserveCapacity(files.count)
+        var dirs: [PeerPath: Directory] = [:]
         for f in files {
             do throws(IOError) {
-                try WholeFile.write(f.bytes, entry: f.entry, name: f.name, in: f.dir, overwrite: overwrite,
+                let dir: Directory
+                if let parent = f.parent {
+                    if let d = dirs[parent] {
+                        dir = d
+                    } else {
+                        dir = try destination.openDirectory(parent.components[...], create: true).0
+                        dirs[parent] = dir
+                        out.directories.append((parent, dir))
+                    }
+                } else {
+                    dir = destination
+                }
+                try WholeFile.write(f.bytes, entry: f.entry, name: f.name, in: dir, overwrite: overwrite,
                                     display: f.display, owner: f.owner.map { ($0.uid, $0.gid) })
                 var inode: (dev: UInt64, ino: UInt64)?
-                if f.wantsInode, let st = try? f.dir.status(of: f.name) {
+                if f.wantsInode, let st = try? dir.status(of: f.name) {
                     inode = (UInt64(st.st_dev), UInt64(st.st_ino))
                 }
-                out.append(.stored(inode: inode))
+                out.outcomes.append(.stored(inode: inode))
             } catch {
-                out.append(.failed(error))
+                out.outcomes.append(.failed(error))
                 break
             }
         }
