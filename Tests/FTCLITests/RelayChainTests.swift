@@ -27,7 +27,7 @@ import FTTestSupport
         #expect(left == right, "\(what): tree differs", sourceLocation: sourceLocation)
         for p in left {
             var isDir: ObjCBool = false
-            FileManager.default.fileExists(atPath: a + "/" + p, isDirectory: &isDir)
+            _ = FileManager.default.fileExists(atPath: a + "/" + p, isDirectory: &isDir)
             if !isDir.boolValue { expectSame(readFile(a + "/" + p), readFile(b + "/" + p), "\(what): \(p)", sourceLocation: sourceLocation) }
         }
     }

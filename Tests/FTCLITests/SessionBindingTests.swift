@@ -125,7 +125,7 @@ import FTWire
     @Test func aRelayCannotTellTheSenderThatThePushSucceeded() throws {
         let scene = try Scene()
         defer { scene.tmp.cleanup() }
-        let (dst, src, recv) = (scene.dst, scene.src, scene.recv)
+        let (src, recv) = (scene.src, scene.recv)
         var said: Finished?
         _ = try relayHandshake(receiverPort: recv.port, source: src, attack: { _, senderFrames, toSender in
             // Swallow the push and answer the sender as if it had landed.

@@ -61,6 +61,40 @@ import FTWire
         #expect(text == #"{"a":1.235,"b":null,"c":3,"d":0.5}"#)
     }
 
+    /// Written as it goes: nested containers by hand, arrays of arrays, an
+    /// encoder asked twice for its object, a value with no fields, top-level
+    /// scalars and arrays.
+    @Test func nestedContainersAndBareValuesComeOutWhole() throws {
+        struct Hand: Encodable {
+            enum K: String, CodingKey { case a, inner, list, after }
+            enum I: String, CodingKey { case x, y }
+            func encode(to encoder: any Encoder) throws {
+                var c = encoder.container(keyedBy: K.self)
+                try c.encode(1, forKey: .a)
+                var inner = c.nestedContainer(keyedBy: I.self, forKey: .inner)
+                try inner.encode("x", forKey: .x)
+                try inner.encodeNil(forKey: .y)
+                var list = c.nestedUnkeyedContainer(forKey: .list)
+                try list.encode([1, 2])
+                var deeper = list.nestedUnkeyedContainer()
+                try deeper.encode(3)
+                try list.encode([String]())
+                try c.encode(true, forKey: .after)
+                // The same encoder again: more fields of the same object.
+                var again = encoder.container(keyedBy: I.self)
+                try again.encode(2.5, forKey: .y)
+            }
+        }
+        struct Nothing: Encodable { func encode(to encoder: any Encoder) throws {} }
+        struct Holder: Encodable { var n = Nothing(); var z: UInt8 = 255; var m: Int16 = -2 }
+        let e = JSONLineEncoder()
+        #expect(try e.encode(Hand()) == #"{"a":1,"inner":{"x":"x","y":null},"list":[[1,2],[3],[]],"after":true,"y":2.5}"#)
+        #expect(try e.encode(Holder()) == #"{"n":{},"z":255,"m":-2}"#)
+        #expect(try e.encode("a\"b") == #""a\"b""#)
+        #expect(try e.encode([[Int]]()) == "[]")
+        #expect(try e.encode([Optional<Int>.none, 1]) == "[null,1]")
+    }
+
     @Test func orderedFieldsKeepTheirOrder() throws {
         let f = OrderedFields<Int>([("zeta", 1), ("alpha", 2), ("mid/dle", 3)])
         let text = try JSONLineEncoder().encode(f)

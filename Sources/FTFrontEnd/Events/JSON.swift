@@ -1,4 +1,5 @@
-/// The tree `JSONLineEncoder` builds, and its compact writer.
+/// A JSON value and its compact writer; `quote` is also what
+/// `JSONLineEncoder` writes strings with.
 enum JSON: Sendable {
     case null
     case bool(Bool)
