@@ -1,4 +1,20 @@
 import FTEngine
+import FTWire
+
+extension Directory {
+    /// The directory `path` goes in, beneath this one (the destination)
+    /// through no link; `self` for a top-level entry. `cache` keeps the
+    /// answers for one batch review or one small-files frame, so each
+    /// directory is looked up once there and again by the next (one moved
+    /// out meanwhile is not found). `new`: looked up now, not cached.
+    func parent(of path: PeerPath, create: Bool, cache: inout [PeerPath: Directory]) throws(IOError) -> (dir: Directory, new: Bool) {
+        guard let parent = path.parent else { return (self, false) }
+        if let d = cache[parent] { return (d, false) }
+        let (d, _) = try openDirectory(parent.components[...], create: create)
+        cache[parent] = d
+        return (d, true)
+    }
+}
 
 /// Makes (or, for a dry run, looks for) a batch's directories beneath the
 /// destination, on the offload thread. Every level is opened beneath the

@@ -22,12 +22,9 @@ extension PushSession {
     /// `cache` keeps the answers for one batch review. Nil: it does not
     /// exist (only without `create`).
     func parentDirectory(of path: PeerPath, create: Bool, cache: inout [PeerPath: Directory]) throws(IOError) -> Directory? {
-        guard let parent = path.parent else { return server.destination }
-        if let d = cache[parent] { return d }
         do {
-            let (d, _) = try server.destination.openDirectory(parent.components[...], create: create)
-            cache[parent] = d
-            sweep(d, key: parent.description)
+            let (d, new) = try server.destination.parent(of: path, create: create, cache: &cache)
+            if new, let parent = path.parent { sweep(d, key: parent.description) }
             return d
         } catch where !create && error.errno == .noSuchFileOrDirectory {
             return nil
@@ -245,7 +242,7 @@ extension PushSession {
                     continue
                 }
                 let owner = ownerOf(e.entry).map { SmallStoreJob.Owner(uid: $0.uid, gid: $0.gid) }
-                files.append(SmallStoreJob.File(id: a.id, bytes: a.file.bytes, entry: e.entry, name: e.path.name, parent: e.path.parent,
+                files.append(SmallStoreJob.File(id: a.id, bytes: a.file.bytes, entry: e.entry, path: e.path,
                                                 display: display, owner: owner,
                                                 wantsInode: e.entry.flags.contains(.linkSource), digest: digest))
                 total += a.file.bytes.count

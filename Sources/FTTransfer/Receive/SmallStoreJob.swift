@@ -19,9 +19,8 @@ enum SmallStoreJob {
         let id: UInt32
         let bytes: [UInt8]
         let entry: ManifestEntry
-        let name: String
-        /// Its directory beneath the destination; nil: the destination.
-        let parent: PeerPath?
+        /// Beneath the destination.
+        let path: PeerPath
         let display: String
         let owner: Owner?
         /// A later entry is a hard link to this one: report its inode.
@@ -47,31 +46,19 @@ enum SmallStoreJob {
         var directories: [(PeerPath, Directory)] = []
     }
 
-    /// Each directory is looked up once per frame, beneath `destination`
-    /// through no link (a directory moved out meanwhile is not found by
-    /// the next frame's lookups).
+    /// Each directory is looked up once per frame (`Directory.parent`).
     static func run(_ files: [File], in destination: Directory, overwrite: Bool) -> Result {
         var out = Result()
         out.outcomes.reserveCapacity(files.count)
         var dirs: [PeerPath: Directory] = [:]
         for f in files {
             do throws(IOError) {
-                let dir: Directory
-                if let parent = f.parent {
-                    if let d = dirs[parent] {
-                        dir = d
-                    } else {
-                        dir = try destination.openDirectory(parent.components[...], create: true).0
-                        dirs[parent] = dir
-                        out.directories.append((parent, dir))
-                    }
-                } else {
-                    dir = destination
-                }
-                try WholeFile.write(f.bytes, entry: f.entry, name: f.name, in: dir, overwrite: overwrite,
+                let (dir, new) = try destination.parent(of: f.path, create: true, cache: &dirs)
+                if new, let parent = f.path.parent { out.directories.append((parent, dir)) }
+                try WholeFile.write(f.bytes, entry: f.entry, name: f.path.name, in: dir, overwrite: overwrite,
                                     display: f.display, owner: f.owner.map { ($0.uid, $0.gid) })
                 var inode: (dev: UInt64, ino: UInt64)?
-                if f.wantsInode, let st = try? dir.status(of: f.name) {
+                if f.wantsInode, let st = try? dir.status(of: f.path.name) {
                     inode = (UInt64(st.st_dev), UInt64(st.st_ino))
                 }
                 out.outcomes.append(.stored(inode: inode))

@@ -184,8 +184,6 @@ extension Sender {
     private func sendSmall(_ ids: [UInt32], _ conn: Connection) {
         let reads = smallReads ?? SmallReads(loop: loop)
         smallReads = reads
-        let bytes = ids.reduce(0) { $0 + Int(items[$1]?.entry.size ?? 0) }
-        _ = reads.reserve(bytes)
         var files: [SmallReads.File] = []
         files.reserveCapacity(ids.count)
         var lost: [UInt32] = []
@@ -201,6 +199,7 @@ extension Sender {
                 lost.append(id)
             }
         }
+        reads.reserve(at)
         let inNow = reads.read(files) { [weak self] in
             guard let self else { return files.forEach { close($0.fd) } }
             smallRead(files, lost: lost, conn)

@@ -72,13 +72,11 @@ final class SmallReads: LoopHandler {
     deinit { staging.deallocate() }
 
     /// At least `bytes` of staging for the next frame's files.
-    func reserve(_ bytes: Int) -> UnsafeMutableRawBufferPointer {
+    func reserve(_ bytes: Int) {
         precondition(!busy)
-        if staging.count < bytes {
-            staging.deallocate()
-            staging = .allocate(byteCount: max(bytes, 64 << 10), alignment: 64)
-        }
-        return staging
+        guard staging.count < bytes else { return }
+        staging.deallocate()
+        staging = .allocate(byteCount: max(bytes, 64 << 10), alignment: 64)
     }
 
     /// Reads every file into its place in `staging`. True when all are in

@@ -34,26 +34,27 @@ final class SourceFile {
 
     /// Fails if the open file no longer has the size and mtime the manifest
     /// announced: its bytes would not match what the receiver was promised.
-    static func checkUnchanged(_ fd: CInt, _ item: SourceItem) throws(TransferError) {
+    /// Returns what fstat said (nil if it failed: then nothing is known).
+    @discardableResult
+    static func checkUnchanged(_ fd: CInt, _ item: SourceItem) throws(TransferError) -> stat? {
         var st = stat()
-        guard fstat(fd, &st) == 0 else { return }
+        guard fstat(fd, &st) == 0 else { return nil }
         guard UInt64(st.st_size) == item.entry.size, Int64(st.st_mtim.tv_sec) == item.entry.mtimeSeconds,
               UInt32(st.st_mtim.tv_nsec) == item.entry.mtimeNanoseconds else {
             throw .source("'\(item.displayPath)' changed while being sent; send it again")
         }
+        return st
     }
 
     /// A small file, open and checked against the manifest; with the
     /// device it is on.
     static func openWhole(_ item: SourceItem) throws(TransferError) -> (fd: CInt, device: UInt64) {
         let fd = try open(item, sequential: false)
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { return (fd, 0) }
-        guard UInt64(st.st_size) == item.entry.size, Int64(st.st_mtim.tv_sec) == item.entry.mtimeSeconds,
-              UInt32(st.st_mtim.tv_nsec) == item.entry.mtimeNanoseconds else {
+        do throws(TransferError) {
+            return (fd, try checkUnchanged(fd, item).map { UInt64($0.st_dev) } ?? 0)
+        } catch {
             close(fd)
-            throw .source("'\(item.displayPath)' changed while being sent; send it again")
+            throw error
         }
-        return (fd, UInt64(st.st_dev))
     }
 }
