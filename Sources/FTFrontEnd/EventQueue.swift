@@ -25,6 +25,8 @@ package final class EventQueue: Sendable {
         var items: [Item] = []
         var dropped = 0
         var writing = false
+        /// Taken by the writer and not yet written: they count toward the cap.
+        var taken = 0
 
         /// Whether the caller must start the writer (it is not running).
         mutating func start() -> Bool {
@@ -47,7 +49,7 @@ package final class EventQueue: Sendable {
     /// From any thread; never waits for the output.
     package func post(_ event: ProgressEvent) {
         let start = state.withLock { s -> Bool in
-            if s.items.count >= Self.cap {
+            if s.items.count + s.taken >= Self.cap {
                 switch event {
                 case .fileDone: s.dropped += 1; return false
                 case .progress: return false
@@ -74,10 +76,16 @@ package final class EventQueue: Sendable {
 
     private func write() {
         while true {
+            // A bounded batch: what the writer holds counts toward the cap,
+            // so the queue never holds more than `cap` however it is timed.
             var (batch, dropped) = state.withLock { s -> ([Item], Int) in
-                defer { s.items.removeAll(keepingCapacity: true); s.dropped = 0 }
-                if s.items.isEmpty { s.writing = false }
-                return (s.items, s.dropped)
+                let n = min(s.items.count, 1024)
+                let batch = Array(s.items.prefix(n))
+                s.items.removeFirst(n)
+                s.taken = n
+                defer { s.dropped = 0 }
+                if batch.isEmpty { s.writing = false }
+                return (batch, s.dropped)
             }
             if batch.isEmpty { return }
             for item in batch {
