@@ -51,6 +51,17 @@ int ft_aead_update(ft_aead *a, uint8_t *bytes, size_t length) {
     return 1;
 }
 
+int ft_aead_associate(ft_aead *a, const uint8_t *bytes, size_t length) {
+    while (length > 0) {
+        int n = length > INT_MAX / 2 ? INT_MAX / 2 : (int)length;
+        int out = 0;
+        if (EVP_CipherUpdate(a->ctx, NULL, &out, bytes, n) != 1) return 0;
+        bytes += n;
+        length -= (size_t)n;
+    }
+    return 1;
+}
+
 int ft_aead_seal_end(ft_aead *a, uint8_t tag[16]) {
     uint8_t none[16];
     int out = 0;

@@ -110,6 +110,11 @@ public struct Features: OptionSet, Hashable, Sendable {
     /// With `encrypt`: the sender offers this cipher; the receiver chose it.
     public static let aes256GCM = Features(rawValue: 1 << 6)
     public static let chacha20Poly1305 = Features(rawValue: 1 << 7)
+    /// Without `encrypt`: the sender can tag frames with Poly1305 (the
+    /// frame as ChaCha20-Poly1305's associated data) instead of
+    /// HMAC-SHA256; the receiver's hello says it will. A peer that does not
+    /// know the bit gets HMAC-SHA256 tags, as before it existed.
+    public static let poly1305Tags = Features(rawValue: 1 << 8)
 }
 
 public enum ProtocolVersion {

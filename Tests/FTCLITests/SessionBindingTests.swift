@@ -138,4 +138,30 @@ import FTWire
         #expect(result.stderr.contains("without its tag"), "\(result.stderr)")
         _ = recv.stop()
     }
+
+    /// Both tag algorithms carry a whole push to a real receiver: Poly1305,
+    /// which this ft offers, and HMAC-SHA256, which is all a sender of the
+    /// release before it knows (its hello lacks the bit).
+    @Test(arguments: [Features([.xxh3, .poly1305Tags]), Features([.xxh3])])
+    func aPushArrivesUnderEitherTagAlgorithm(_ features: Features) throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let dst = tmp.sub("dst")
+        let recv = try FTReceiver(dir: dst, extra: ["--once"])
+        let p = try RawPeer(port: recv.port)
+        let bytes = patternBytes(40_000, seed: 3)
+        let answer = p.offer([fileEntry(Array("tagged.bin".utf8), size: UInt64(bytes.count))], features: features)
+        #expect(p.mac?.algorithm == (features.contains(.poly1305Tags) ? .poly1305 : .hmacSHA256))
+        guard case .answer? = answer else {
+            Issue.record("the receiver answered \(String(describing: answer))")
+            return
+        }
+        let digest = bytes.withUnsafeBytes { StreamHasher.hash($0) }
+        p.send(.smallFiles(SmallFiles(files: [SmallFiles.File(fileID: 1, digest: digest, bytes: bytes)])))
+        p.send(.end)
+        let replies = p.readUntilClosed()
+        #expect(replies.contains { if case .done = $0 { return true } else { return false } }, "\(replies)")
+        #expect(readFile(dst + "/tagged.bin") == bytes)
+        _ = recv.child.wait()
+    }
 }

@@ -112,7 +112,7 @@ package final class RawPeer {
     /// (with `code`, or the test code); returns the receiver's reply to the
     /// proof, or its hello when no proof was asked.
     @discardableResult
-    package func handshake(code: String = testCode, features: Features = [.xxh3]) -> Frame? {
+    package func handshake(code: String = testCode, features: Features = [.xxh3, .poly1305Tags]) -> Frame? {
         send(.hello(Hello(role: .sender, features: features, sessionID: session, nonce: nonce)))
         let reply = readFrame()
         guard case .hello(let h)? = reply, h.features.contains(.auth) else { return reply }
@@ -121,21 +121,23 @@ package final class RawPeer {
         let answer = readFrame()
         // The receiver proved the code too: from here on frames are tagged.
         if case .auth(let proof)? = answer, AuthCode.matches(proof, keys.proof(.receiver)) {
-            mac = SessionMAC(keys, role: .sender)
+            mac = SessionMAC(keys, role: .sender, algorithm: features.contains(.poly1305Tags) ? .agreed(receiverHello: h.features) : .hmacSHA256)
         }
         return answer
     }
 
     /// Handshake, push-info, one batch of `entries` and the totals;
     /// returns what the receiver answered.
-    package func offer(_ entries: [ManifestEntry], flags: PushInfo.Flags = []) -> Frame? {
-        offerWithoutReading(entries, flags: flags)
+    package func offer(_ entries: [ManifestEntry], flags: PushInfo.Flags = [],
+                       features: Features = [.xxh3, .poly1305Tags]) -> Frame? {
+        offerWithoutReading(entries, flags: flags, features: features)
         return readFrame()
     }
 
     @discardableResult
-    package func offerWithoutReading(_ entries: [ManifestEntry], flags: PushInfo.Flags = []) -> Frame? {
-        let h = handshake()
+    package func offerWithoutReading(_ entries: [ManifestEntry], flags: PushInfo.Flags = [],
+                                     features: Features = [.xxh3, .poly1305Tags]) -> Frame? {
+        let h = handshake(features: features)
         send(.pushInfo(PushInfo(flags: flags)))
         send(.batch(Batch(batchID: 1, entries: entries)))
         let total = entries.reduce(UInt64(0)) { $0 + ($1.kind == .file ? $1.size : 0) }

@@ -26,6 +26,9 @@ int ft_aead_begin(ft_aead *a, const uint8_t nonce[12]);
 /// Pieces may be fed one by one, so a caller can hash each while it is in
 /// cache. Returns 1, or 0 on failure.
 int ft_aead_update(ft_aead *a, uint8_t *bytes, size_t length);
+/// Feeds `length` bytes the tag covers but that are not encrypted (the
+/// associated data). All of it must come before the first `update`.
+int ft_aead_associate(ft_aead *a, const uint8_t *bytes, size_t length);
 /// Ends a sealed record and writes its 16-byte tag.
 int ft_aead_seal_end(ft_aead *a, uint8_t tag[16]);
 /// Ends an opened record: 1 if `tag` authenticates everything fed since

@@ -341,12 +341,13 @@ final class FrameChannel {
     }
 
     /// Once the code's proofs are exchanged: every frame from here on is
-    /// sealed (by `cipher`, with `--encrypt`) or tagged, in both directions.
-    func bind(_ keys: SessionKeys, role: Hello.Role, cipher chosen: Cipher?) {
+    /// sealed (by `cipher`, with `--encrypt`) or tagged (with `tags`), in
+    /// both directions.
+    func bind(_ keys: SessionKeys, role: Hello.Role, cipher chosen: Cipher?, tags: SessionMAC.Algorithm) {
         if let chosen {
             cipher = SessionCipher(keys, role: role, cipher: chosen)
         } else {
-            mac = SessionMAC(keys, role: role)
+            mac = SessionMAC(keys, role: role, algorithm: tags)
         }
     }
 }

@@ -1,3 +1,4 @@
+import CAEAD
 import Crypto
 import FTWire
 
@@ -11,12 +12,22 @@ import FTWire
 ///
 ///     prefix (flags |= tagged, length = body + 16) | body | tag (16)
 ///
-/// The tag is HMAC-SHA256, cut to 16 bytes, over the frame's counter in
-/// its direction and the prefix and body as sent. Keys come from the code
-/// through HKDF, salted with the session id and both nonces, one per
-/// direction: a frame cannot be forged without the code, replayed,
-/// reordered, dropped without the next one failing, or moved to the other
-/// direction or to another session.
+/// The tag covers the frame's counter in its direction and the prefix and
+/// body as sent. Keys come from the code through HKDF, salted with the
+/// session id and both nonces, one per direction: a frame cannot be forged
+/// without the code, replayed, reordered, dropped without the next one
+/// failing, or moved to the other direction or to another session.
+///
+/// Two algorithms, both cryptographic MACs, chosen in the hellos
+/// (`Features.poly1305Tags`):
+/// - Poly1305: the frame is ChaCha20-Poly1305's associated data, under a
+///   nonce that is the counter, with nothing encrypted. ~6 GB/s on this
+///   machine kind (libcrypto's vector Poly1305) against HMAC-SHA256's 1.5
+///   even with SHA extensions; and small-files frames, which carry their
+///   files' bytes, are most of what is tagged in a push of a tree: HMAC
+///   cost the sender ~10% of its CPU there and the receiver ~7%.
+/// - HMAC-SHA256 cut to 16 bytes: what a peer that does not offer the
+///   first one gets.
 ///
 /// Data headers and chunk payloads are not tagged: they stay on the
 /// zero-copy path, and what protects them is the per-file digest in the
@@ -28,21 +39,62 @@ package final class SessionMAC {
     /// Set in the prefix's flags of a tagged frame.
     package static let taggedFlag: UInt8 = 0x80
 
-    private let sendKey: SymmetricKey
-    private let receiveKey: SymmetricKey
+    package enum Algorithm: Sendable, Equatable {
+        case poly1305
+        case hmacSHA256
+
+        /// What the receiver's hello agreed to (it says `poly1305Tags`
+        /// only to a sender that offered it).
+        package static func agreed(receiverHello features: Features) -> Algorithm {
+            features.contains(.poly1305Tags) ? .poly1305 : .hmacSHA256
+        }
+    }
+
+    private enum Keys {
+        case hmac(send: SymmetricKey, receive: SymmetricKey)
+        /// A libcrypto context per direction, key schedule made once.
+        case poly1305(sealer: OpaquePointer, opener: OpaquePointer)
+    }
+
+    package let algorithm: Algorithm
+    private let keys: Keys
     private var sent: UInt64 = 0
     private var received: UInt64 = 0
+    private let nonce = UnsafeMutableRawBufferPointer.allocate(byteCount: 12, alignment: 8)
 
-    package init(_ keys: SessionKeys, role: Hello.Role) {
+    package init(_ keys: SessionKeys, role: Hello.Role, algorithm: Algorithm) {
         let salt = keys.sessionID + keys.senderNonce + keys.receiverNonce
         func key(_ label: String) -> SymmetricKey {
-            HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: keys.code), salt: salt,
-                                   info: Array("ft-v2 frame tags \(label)".utf8), outputByteCount: 32)
+            let info = algorithm == .hmacSHA256 ? "ft-v2 frame tags \(label)" : "ft-v3 frame tags poly1305 \(label)"
+            return HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: keys.code), salt: salt,
+                                          info: Array(info.utf8), outputByteCount: 32)
         }
         let s2r = key("sender to receiver")
         let r2s = key("receiver to sender")
-        sendKey = role == .sender ? s2r : r2s
-        receiveKey = role == .sender ? r2s : s2r
+        let (mine, theirs) = role == .sender ? (s2r, r2s) : (r2s, s2r)
+        switch algorithm {
+        case .hmacSHA256:
+            self.keys = .hmac(send: mine, receive: theirs)
+        case .poly1305:
+            func context(_ key: SymmetricKey, seal: Bool) -> OpaquePointer {
+                let made = key.withUnsafeBytes { k in
+                    ft_aead_new(CInt(FT_AEAD_CHACHA20_POLY1305), k.baseAddress!.assumingMemoryBound(to: UInt8.self), seal ? 1 : 0)
+                }
+                guard let made else { fatalError("libcrypto could not set up ChaCha20-Poly1305 (out of memory?)") }
+                return made
+            }
+            self.keys = .poly1305(sealer: context(mine, seal: true), opener: context(theirs, seal: false))
+        }
+        self.algorithm = algorithm
+        nonce.initializeMemory(as: UInt8.self, repeating: 0)
+    }
+
+    deinit {
+        if case .poly1305(let sealer, let opener) = keys {
+            ft_aead_free(sealer)
+            ft_aead_free(opener)
+        }
+        nonce.deallocate()
     }
 
     /// Whether frames of this type are tagged (all but data headers).
@@ -54,9 +106,17 @@ package final class SessionMAC {
     package func seal(_ frame: UnsafeMutableRawBufferPointer, type: FrameType, bodyLength: Int) {
         FramePrefix(type: type, flags: Self.taggedFlag, length: UInt32(bodyLength + Self.tagSize)).encode(into: frame)
         let signed = UnsafeRawBufferPointer(rebasing: frame[..<(FramePrefix.size + bodyLength)])
-        let tag = Self.tag(signed, counter: sent, key: sendKey)
+        let tag = frame.baseAddress!.advanced(by: signed.count)
+        switch keys {
+        case .hmac(let key, _):
+            let mac = Self.hmac(signed, counter: sent, key: key)
+            withUnsafeBytes(of: mac) { tag.copyMemory(from: $0.baseAddress!, byteCount: Self.tagSize) }
+        case .poly1305(let sealer, _):
+            begin(sealer, sent)
+            precondition(ft_aead_associate(sealer, signed.baseAddress!.assumingMemoryBound(to: UInt8.self), signed.count) == 1
+                && ft_aead_seal_end(sealer, tag.assumingMemoryBound(to: UInt8.self)) == 1)
+        }
         sent += 1
-        withUnsafeBytes(of: tag) { frame.baseAddress!.advanced(by: signed.count).copyMemory(from: $0.baseAddress!, byteCount: Self.tagSize) }
     }
 
     /// Tags an encoded frame (prefix and body), if its type is tagged: the
@@ -86,12 +146,24 @@ package final class SessionMAC {
     package func verify(prefix: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer) -> Bool {
         guard body.count >= Self.tagSize else { return false }
         let signed = UnsafeRawBufferPointer(rebasing: body[..<(body.count - Self.tagSize)])
-        let expected = Self.tag(prefix, signed, counter: received, key: receiveKey)
-        var diff: UInt8 = 0
-        withUnsafeBytes(of: expected) { e in
-            for i in 0..<Self.tagSize { diff |= e[i] ^ body[signed.count + i] }
+        let tag = body.baseAddress!.advanced(by: signed.count)
+        let authentic: Bool
+        switch keys {
+        case .hmac(_, let key):
+            let expected = Self.hmac(prefix, signed, counter: received, key: key)
+            var diff: UInt8 = 0
+            withUnsafeBytes(of: expected) { e in
+                for i in 0..<Self.tagSize { diff |= e[i] ^ body[signed.count + i] }
+            }
+            authentic = diff == 0
+        case .poly1305(_, let opener):
+            begin(opener, received)
+            // libcrypto compares the tag in constant time.
+            authentic = ft_aead_associate(opener, prefix.baseAddress!.assumingMemoryBound(to: UInt8.self), prefix.count) == 1
+                && (signed.isEmpty || ft_aead_associate(opener, signed.baseAddress!.assumingMemoryBound(to: UInt8.self), signed.count) == 1)
+                && ft_aead_open_end(opener, tag.assumingMemoryBound(to: UInt8.self)) == 1
         }
-        guard diff == 0 else { return false }
+        guard authentic else { return false }
         received += 1
         return true
     }
@@ -110,7 +182,14 @@ package final class SessionMAC {
         return nil
     }
 
-    private static func tag(_ head: UnsafeRawBufferPointer, _ rest: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+    /// The nonce of the frame numbered `counter` (keys are per direction,
+    /// so the counter alone never repeats under one key).
+    private func begin(_ ctx: OpaquePointer, _ counter: UInt64) {
+        nonce.storeBytes(of: counter.bigEndian, toByteOffset: 4, as: UInt64.self)
+        precondition(ft_aead_begin(ctx, nonce.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 1)
+    }
+
+    private static func hmac(_ head: UnsafeRawBufferPointer, _ rest: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
                             counter: UInt64, key: SymmetricKey) -> (UInt64, UInt64) {
         var h = HMAC<SHA256>(key: key)
         withUnsafeBytes(of: counter.bigEndian) { h.update(data: $0) }

@@ -51,6 +51,9 @@ package struct SenderHandshake: Sendable {
         package var cipher: Cipher?
         /// The receiver takes anyone, although we hold a code.
         package var unauthenticated: Bool
+
+        /// How frames are tagged when they are not sealed.
+        package var tags: SessionMAC.Algorithm { .agreed(receiverHello: receiverFeatures) }
     }
 
     package enum Outcome: Equatable, Sendable {
@@ -302,6 +305,7 @@ package struct ReceiverHandshake: Sendable {
             features.insert(.encrypt)
         }
         if h.features.contains(.dataStreams), !isDataStream, !encrypt, !settings.toStdout { features.insert(.dataStreams) }
+        if h.features.contains(.poly1305Tags), !encrypt { features.insert(.poly1305Tags) }
         var reply = Hello(role: .receiver, features: features, sessionID: h.sessionID, nonce: nonce)
         reply.minVersion = version
         reply.maxVersion = version

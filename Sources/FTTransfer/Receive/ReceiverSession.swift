@@ -250,7 +250,8 @@ final class ReceiverSession: LoopHandler {
             if let keys {
                 // Our proof left as it is; everything after it is sealed or tagged.
                 channel.bind(keys, role: .receiver,
-                             cipher: features.contains(.encrypt) ? Cipher.named(in: features).first : nil)
+                             cipher: features.contains(.encrypt) ? Cipher.named(in: features).first : nil,
+                             tags: .agreed(receiverHello: features))
             }
             let push = PushSession(connection: self, version: version, sender: sender, features: features)
             stage = .push(push)

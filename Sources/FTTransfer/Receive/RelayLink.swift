@@ -179,7 +179,7 @@ final class RelayLink: LoopHandler {
             return
         }
         let reg = loop.register(self)
-        let handshake = SenderHandshake(purpose: .relayHop, features: verify ? [.xxh3] : [], code: code,
+        let handshake = SenderHandshake(purpose: .relayHop, features: verify ? [.xxh3, .poly1305Tags] : [.poly1305Tags], code: code,
                                         sessionID: AuthCode.randomBytes(16), nonce: AuthCode.randomBytes(32))
         let a = Attempt(reg: reg, socket: OwnedSocket(fd), channel: FrameChannel(fd: fd, peer: host, loop: loop, reg: reg, buffered: true),
                         handshake: handshake)
@@ -331,7 +331,7 @@ final class RelayLink: LoopHandler {
             case .established(let e):
                 a.established = true
                 // A chain is never encrypted; the next host's frames are tagged.
-                if let keys = e.keys { a.channel.bind(keys, role: .sender, cipher: nil) }
+                if let keys = e.keys { a.channel.bind(keys, role: .sender, cipher: nil, tags: e.tags) }
                 sendChainHead(a)
             case .failed(let why):
                 switch why {

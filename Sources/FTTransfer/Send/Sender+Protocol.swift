@@ -31,7 +31,7 @@ extension Sender {
                         finish(.protocolViolation("the receiver sent more after its proof", peer: peer))
                         return
                     }
-                    conn.channel.bind(keys, role: .sender, cipher: e.cipher)
+                    conn.channel.bind(keys, role: .sender, cipher: e.cipher, tags: e.tags)
                 }
                 startPush(conn)
             case .failed(let why):

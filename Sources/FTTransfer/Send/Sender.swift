@@ -143,7 +143,7 @@ package final class Sender: LoopHandler {
         } else {
             code = nil
         }
-        var features: Features = config.verify ? [.xxh3] : []
+        var features: Features = config.verify ? [.xxh3, .poly1305Tags] : [.poly1305Tags]
         if config.encrypt {
             features.insert(.encrypt)
             for c in config.ciphers { features.insert(c.feature) }
