@@ -37,7 +37,9 @@ let package = Package(
         .target(name: "CXXHash", cSettings: [.unsafeFlags(["-O2"])]),
         // The AEADs of --encrypt, in place, from libcrypto's static archive
         // (libssl-dev ships it).
-        .target(name: "CAEAD", linkerSettings: [.linkedLibrary(":libcrypto.a")]),
+        // Links swift-crypto for its BoringSSL (AES-256-GCM; see CAEAD.h).
+        .target(name: "CAEAD", dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+                linkerSettings: [.linkedLibrary(":libcrypto.a")]),
         .target(name: "FTWire"),
         .target(
             name: "FTEngine",

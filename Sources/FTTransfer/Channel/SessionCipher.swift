@@ -106,31 +106,32 @@ final class SessionCipher {
         nonce.deallocate()
     }
 
-    private func begin(_ ctx: OpaquePointer, _ counter: UInt64) {
+    private func nonce(_ counter: UInt64) -> UnsafePointer<UInt8> {
         nonce.storeBytes(of: counter.bigEndian, toByteOffset: 4, as: UInt64.self)
-        precondition(ft_aead_begin(ctx, nonce.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 1)
+        return UnsafePointer(nonce.baseAddress!.assumingMemoryBound(to: UInt8.self))
     }
 
     /// Seals in place the record laid out in `record`: its plaintext at
     /// `headerSize`, `plaintextCount` bytes, and room for the tag after it.
-    /// `look` sees the plaintext piece by piece, each just before it is
-    /// sealed, while it is in cache (the sender hashes file bytes there).
+    /// `look` sees the plaintext piece by piece just before it is sealed
+    /// (the sender hashes file bytes there). A record of file data is
+    /// 512 KiB (`ChunkWriter.sealedRecord`), half of an L2 here, so the
+    /// cipher, which takes the record whole, still finds it in cache.
     /// Returns the record's length, header and tag included.
     func seal(record: UnsafeMutableRawBufferPointer, plaintextCount n: Int,
               look: (_ piece: UnsafeRawBufferPointer, _ at: Int) -> Void = { _, _ in }) -> Int {
         precondition(n <= Self.maxPlaintext && record.count >= n + Self.overhead)
         record.storeBytes(of: UInt32(n + Self.tagSize).bigEndian, toByteOffset: 0, as: UInt32.self)
-        begin(sealer, sent)
-        sent += 1
         let base = record.baseAddress! + Self.headerSize
         var at = 0
         while at < n {
             let len = min(Self.piece, n - at)
             look(UnsafeRawBufferPointer(start: base + at, count: len), at)
-            precondition(ft_aead_update(sealer, (base + at).assumingMemoryBound(to: UInt8.self), len) == 1)
             at += len
         }
-        precondition(ft_aead_seal_end(sealer, (base + n).assumingMemoryBound(to: UInt8.self)) == 1)
+        let bytes = base.assumingMemoryBound(to: UInt8.self)
+        precondition(ft_aead_seal(sealer, nonce(sent), bytes, n, bytes + n) == 1)
+        sent += 1
         return n + Self.overhead
     }
 
@@ -156,8 +157,7 @@ final class SessionCipher {
         guard body.count >= Self.tagSize else { return nil }
         let n = body.count - Self.tagSize
         let base = body.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        begin(opener, received)
-        guard ft_aead_update(opener, base, n) == 1, ft_aead_open_end(opener, base + n) == 1 else { return nil }
+        guard ft_aead_open(opener, nonce(received), base, n, base + n) == 1 else { return nil }
         received += 1
         return n
     }
