@@ -93,6 +93,24 @@ import FTWire
         #expect(!e.unauthenticated)
     }
 
+    /// Both sides tag with Poly1305 only when the sender offered it and the
+    /// push is not sealed; a sender that does not know the bit (an older
+    /// ft) and its receiver both settle on HMAC-SHA256.
+    @Test(arguments: [(Features([.xxh3, .poly1305Tags]), SessionMAC.Algorithm.poly1305),
+                      (Features([.xxh3]), .hmacSHA256),
+                      (Features([.xxh3, .poly1305Tags, .encrypt, .aes256GCM, .chacha20Poly1305]), .hmacSHA256)])
+    func bothSidesAgreeOnHowFramesAreTagged(_ offered: Features, _ expected: SessionMAC.Algorithm) {
+        var s = sender(features: offered, code: code)
+        var r = receiver(code: code)
+        let (so, ro) = run(&s, &r)
+        guard case .established(let e) = so, case .established(.push(_, _, let features, _)) = ro else {
+            Issue.record("not established: \(so) / \(ro)")
+            return
+        }
+        #expect(e.tags == expected)
+        #expect(SessionMAC.Algorithm.agreed(receiverHello: features) == expected)
+    }
+
     @Test func aWrongCodeIsRefusedAndCounted() {
         var s = sender(code: other)
         var r = receiver(code: code)
