@@ -84,6 +84,11 @@ void ft_malloc_reuse_large_blocks(void) {
 #endif
 const char *ft_git_commit(void) { return FT_GIT_COMMIT; }
 
+int ft_is_tmpfs(int fd) {
+    struct statfs s;
+    return fstatfs(fd, &s) == 0 && s.f_type == 0x01021994;  // TMPFS_MAGIC
+}
+
 ssize_t ft_pread_nowait(int fd, void *buf, size_t len, int64_t offset) {
     struct iovec v = { .iov_base = buf, .iov_len = len };
     return preadv2(fd, &v, 1, (off_t)offset, RWF_NOWAIT);

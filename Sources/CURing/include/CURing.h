@@ -73,6 +73,10 @@ long ft_copy_file_range(int in_fd, int64_t *in_off, int out_fd, int64_t *out_off
 /// (preadv2 with RWF_NOWAIT; EOPNOTSUPP where the filesystem has no such
 /// mode).
 ssize_t ft_pread_nowait(int fd, void *buf, size_t len, int64_t offset);
+
+// 1 if `fd` is on tmpfs (its pages are memory: a read never waits on a
+// device), else 0.
+int ft_is_tmpfs(int fd);
 /// The filesystem type (statfs f_type) holding `path`, or -errno.
 long ft_filesystem_type(const char *path);
 /* The commit this binary was built from, or "unknown". */

@@ -73,6 +73,7 @@ final class ChunkWriter {
     /// next chunk is read and sealed while earlier ones are on the wire.
     static let sealedSlots = 4
     private var sealedStarted = 0
+    private var inlineReads = InlineReads()
     static let pipeSize = 1 << 20
     /// Registered buffers for the zc path, so reads run ahead of sends.
     static let zcSlots = 4
@@ -176,8 +177,13 @@ final class ChunkWriter {
             queue(.sendZC(fd: socket, buffer: buf.baseAddress!, length: c.length, flags: all, index: UInt16(slot)), OpTag(.zcSend, slot))
         case .copy:
             let buf = buffer(0)
-            f.pending = 3
-            queue(.read(fd: source.fd, buffer: buf.baseAddress!, length: c.length, offset: Int64(c.offset)), OpTag(.chunkRead), link: true)
+            if inlineReads.read(source, into: buf.baseAddress!, c) {
+                source.hasher?.update(UnsafeRawBufferPointer(start: buf.baseAddress!, count: c.length))
+                f.pending = 2
+            } else {
+                f.pending = 3
+                queue(.read(fd: source.fd, buffer: buf.baseAddress!, length: c.length, offset: Int64(c.offset)), OpTag(.chunkRead), link: true)
+            }
             queue(.send(fd: socket, buffer: hdr, length: DataHeader.wireSize, flags: more), OpTag(.chunkHeader), link: true)
             queue(.send(fd: socket, buffer: buf.baseAddress!, length: c.length, flags: all), OpTag(.sendChunk))
         }

@@ -16,8 +16,9 @@ import Glibc
 /// RWF_NOWAIT: a page-cached file costs the one syscall it always did, and
 /// batching warm reads on the ring was measured slower, see
 /// docs/BENCHMARKS.md); only what is not in memory goes to the ring, up to
-/// `lanes` reads at once. A filesystem without RWF_NOWAIT (tmpfs, whose
-/// pages are memory anyway) is read plainly.
+/// `lanes` reads at once. tmpfs, which has no RWF_NOWAIT, is read plainly
+/// (its pages are memory); any other filesystem without it (NFS, FUSE,
+/// where a plain read could wait on the network) goes to the ring.
 ///
 /// Lanes: eight registrations of this handler times the tag's eight
 /// indexes. The staging buffer is reused frame after frame and lives until
@@ -47,8 +48,10 @@ final class SmallReads: LoopHandler {
     private var next = 0
     /// The file each lane reads (-1: free).
     private var lane = [Int](repeating: -1, count: lanes)
-    /// Devices where RWF_NOWAIT is not supported.
+    /// tmpfs devices: RWF_NOWAIT is not supported and not needed.
     private var plainDevices = Set<UInt64>()
+    /// Other devices without RWF_NOWAIT: read on the ring.
+    private var ringDevices = Set<UInt64>()
     private var finished: (() -> Void)?
     enum Failure: Error {
         /// Fewer bytes than its size: it shrank since it was announced.
@@ -104,6 +107,10 @@ final class SmallReads: LoopHandler {
     /// As much of file `i` as can be had without waiting; the rest is queued.
     private func readNow(_ i: Int) {
         let f = files[i]
+        guard !ringDevices.contains(f.device) else {
+            queue.append(i)
+            return
+        }
         var plain = plainDevices.contains(f.device)
         while done[i] < f.size {
             let to = staging.baseAddress! + f.offset + done[i]
@@ -115,6 +122,11 @@ final class SmallReads: LoopHandler {
             case EINTR: continue
             case EAGAIN where !plain: queue.append(i); return
             case EOPNOTSUPP where !plain:
+                guard ft_is_tmpfs(f.fd) != 0 else {
+                    ringDevices.insert(f.device)
+                    queue.append(i)
+                    return
+                }
                 plainDevices.insert(f.device)
                 plain = true
             default:
