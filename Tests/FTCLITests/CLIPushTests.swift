@@ -108,10 +108,11 @@ import FTWire
         #expect(done.contains(expected), "the reported hash is the file's xxh3-128")
     }
 
-    /// The verified copy path reads a chunk on the loop thread when that
-    /// cannot wait (RWF_NOWAIT on a disk filesystem's page cache, a plain
-    /// read on tmpfs) and on the ring otherwise: from either kind of
-    /// filesystem a file of several chunks and a ragged tail arrives whole.
+    /// The verified copy path and the sealed one read a chunk on the loop
+    /// thread when that cannot wait (RWF_NOWAIT on a disk filesystem's page
+    /// cache, a plain read on tmpfs) and on the ring otherwise: from either
+    /// kind of filesystem, clear or sealed, a file of several chunks and a
+    /// ragged tail arrives whole.
     @Test func aBigFileArrivesWholeFromTmpfsAndFromDisk() throws {
         let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
         var bases = ["/tmp"]
@@ -126,13 +127,15 @@ import FTWire
             defer { try? FileManager.default.removeItem(atPath: dir) }
             let bytes = patternBytes(9 * (1 << 20) + 7, seed: 21)
             writeFile(dir + "/big.bin", bytes)
-            let tmp = TempDir()
-            defer { tmp.cleanup() }
-            let recv = try FTReceiver(dir: tmp.sub("dst"), extra: ["--once"])
-            let send = try run(ftPath, ["send", recv.address, dir + "/big.bin", "-q"], seconds: 120)
-            #expect(send.status == 0, "\(base): \(send.stderr)")
-            #expect(recv.child.wait(seconds: 60).status == 0)
-            #expect(readFile(tmp.path + "/dst/big.bin") == bytes, "\(base)")
+            for flags in [[], ["--encrypt"]] {
+                let tmp = TempDir()
+                defer { tmp.cleanup() }
+                let recv = try FTReceiver(dir: tmp.sub("dst"), extra: ["--once"])
+                let send = try run(ftPath, ["send", recv.address, dir + "/big.bin", "-q"] + flags, seconds: 120)
+                #expect(send.status == 0, "\(base) \(flags): \(send.stderr)")
+                #expect(recv.child.wait(seconds: 60).status == 0)
+                #expect(readFile(tmp.path + "/dst/big.bin") == bytes, "\(base) \(flags)")
+            }
         }
     }
 }

@@ -141,7 +141,10 @@ final class ChunkWriter {
         loop.backend.queue(op, reg.userData(tag), link: link)
     }
 
-    func start(_ c: FileChunk, from source: SourceFile, fileID: UInt32, name: String, size: UInt64) {
+    /// Starts chunk `c`; `.sent` if it went out at once (a sealed chunk
+    /// read without waiting is sealed and handed to the channel here),
+    /// else `.none` and its completions tell.
+    func start(_ c: FileChunk, from source: SourceFile, fileID: UInt32, name: String, size: UInt64) -> Event {
         precondition(!busy)
         let h = DataHeader(fileID: fileID, length: UInt32(c.length), offset: c.offset)
         h.encode(into: header)
@@ -155,8 +158,14 @@ final class ChunkWriter {
             // slots go round in the order the channel gives them back.
             f.slot = sealedStarted % Self.sealedSlots
             sealedStarted += 1
-            queue(.read(fd: source.fd, buffer: buffers[f.slot].baseAddress! + Self.sealedPayloadAt, length: c.length,
-                        offset: Int64(c.offset)), OpTag(.chunkRead))
+            let payload = buffers[f.slot].baseAddress! + Self.sealedPayloadAt
+            if inlineReads.read(source, into: payload, c) {
+                self.source = source  // what sealChunk hashes through
+                sealChunk(in: buffers[f.slot], c.offset, c.length)
+                self.source = nil
+                return .sent(c)
+            }
+            queue(.read(fd: source.fd, buffer: payload, length: c.length, offset: Int64(c.offset)), OpTag(.chunkRead))
         case .sendfile:
             queue(.sendfile(socket: socket, file: source.fd, offset: Int64(c.offset), length: c.length,
                             header: hdr, headerLength: DataHeader.wireSize), OpTag(.sendChunk))
@@ -189,6 +198,7 @@ final class ChunkWriter {
         }
         current = f
         self.source = source
+        return .none
     }
 
     /// Keeps the chunk's file open while its operations run.

@@ -147,7 +147,11 @@ extension Sender {
 
     private func startChunk(_ c: FileChunk, _ conn: Connection) {
         guard let src = openSource(c.id), let item = items[c.id] else { return }
-        conn.writer.start(c, from: src, fileID: c.id, name: item.displayPath, size: item.entry.size)
+        // Sent at once (sealed without waiting): counted here, and the
+        // pump's loop goes on, rather than coming back into it.
+        if case .sent(let c) = conn.writer.start(c, from: src, fileID: c.id, name: item.displayPath, size: item.entry.size) {
+            chunkOut(c)
+        }
     }
 
     func writerEvent(_ e: ChunkWriter.Event) {
