@@ -76,7 +76,9 @@ extension SendPath {
         switch self {
         case .sendfile: return .sendfile
         case .splice: return .splice
-        case .copy, .auto: return .read  // auto, verified: copy
+        // auto, verified: copy. Its reads may run on the loop thread
+        // (InlineReads); its sends of the chunk are always ring operations.
+        case .copy, .auto: return .send
         case .zc: return .sendZC
         }
     }
