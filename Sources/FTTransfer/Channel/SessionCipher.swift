@@ -73,7 +73,7 @@ final class SessionCipher {
     private let opener: OpaquePointer
     private var sent: UInt64 = 0
     private var received: UInt64 = 0
-    private let nonce = UnsafeMutableRawBufferPointer.allocate(byteCount: 12, alignment: 8)
+    private let nonce = CounterNonce()
 
     init(_ keys: SessionKeys, role: Hello.Role, cipher: Cipher) {
         let salt = keys.sessionID + keys.senderNonce + keys.receiverNonce
@@ -97,18 +97,11 @@ final class SessionCipher {
         sealer = context(role == .sender ? s2r : r2s, seal: true)
         opener = context(role == .sender ? r2s : s2r, seal: false)
         self.cipher = cipher
-        nonce.initializeMemory(as: UInt8.self, repeating: 0)
     }
 
     deinit {
         ft_aead_free(sealer)
         ft_aead_free(opener)
-        nonce.deallocate()
-    }
-
-    private func nonce(_ counter: UInt64) -> UnsafePointer<UInt8> {
-        nonce.storeBytes(of: counter.bigEndian, toByteOffset: 4, as: UInt64.self)
-        return UnsafePointer(nonce.baseAddress!.assumingMemoryBound(to: UInt8.self))
     }
 
     /// Seals in place the record laid out in `record`: its plaintext at
@@ -130,7 +123,7 @@ final class SessionCipher {
             at += len
         }
         let bytes = base.assumingMemoryBound(to: UInt8.self)
-        precondition(ft_aead_seal(sealer, nonce(sent), bytes, n, bytes + n) == 1)
+        precondition(ft_aead_seal(sealer, nonce.of(sent), bytes, n, bytes + n) == 1)
         sent += 1
         return n + Self.overhead
     }
@@ -157,7 +150,7 @@ final class SessionCipher {
         guard body.count >= Self.tagSize else { return nil }
         let n = body.count - Self.tagSize
         let base = body.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        guard ft_aead_open(opener, nonce(received), base, n, base + n) == 1 else { return nil }
+        guard ft_aead_open(opener, nonce.of(received), base, n, base + n) == 1 else { return nil }
         received += 1
         return n
     }

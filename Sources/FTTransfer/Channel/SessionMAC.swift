@@ -60,7 +60,7 @@ package final class SessionMAC {
     private let keys: Keys
     private var sent: UInt64 = 0
     private var received: UInt64 = 0
-    private let nonce = UnsafeMutableRawBufferPointer.allocate(byteCount: 12, alignment: 8)
+    private let nonce = CounterNonce()
 
     package init(_ keys: SessionKeys, role: Hello.Role, algorithm: Algorithm) {
         let salt = keys.sessionID + keys.senderNonce + keys.receiverNonce
@@ -86,7 +86,6 @@ package final class SessionMAC {
             self.keys = .poly1305(sealer: context(mine, seal: true), opener: context(theirs, seal: false))
         }
         self.algorithm = algorithm
-        nonce.initializeMemory(as: UInt8.self, repeating: 0)
     }
 
     deinit {
@@ -94,7 +93,6 @@ package final class SessionMAC {
             ft_aead_free(sealer)
             ft_aead_free(opener)
         }
-        nonce.deallocate()
     }
 
     /// Whether frames of this type are tagged (all but data headers).
@@ -182,11 +180,9 @@ package final class SessionMAC {
         return nil
     }
 
-    /// The nonce of the frame numbered `counter` (keys are per direction,
-    /// so the counter alone never repeats under one key).
+    /// Starts the tag of the frame numbered `counter`.
     private func begin(_ ctx: OpaquePointer, _ counter: UInt64) {
-        nonce.storeBytes(of: counter.bigEndian, toByteOffset: 4, as: UInt64.self)
-        precondition(ft_aead_begin(ctx, nonce.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 1)
+        precondition(ft_aead_begin(ctx, nonce.of(counter)) == 1)
     }
 
     private static func hmac(_ head: UnsafeRawBufferPointer, _ rest: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),

@@ -159,7 +159,7 @@ final class ChunkWriter {
             f.slot = sealedStarted % Self.sealedSlots
             sealedStarted += 1
             let payload = buffers[f.slot].baseAddress! + Self.sealedPayloadAt
-            if inlineReads.read(source, into: payload, c) {
+            if readInline(source, into: payload, c) {
                 self.source = source  // what sealChunk hashes through
                 sealChunk(in: buffers[f.slot], c.offset, c.length)
                 self.source = nil
@@ -186,7 +186,7 @@ final class ChunkWriter {
             queue(.sendZC(fd: socket, buffer: buf.baseAddress!, length: c.length, flags: all, index: UInt16(slot)), OpTag(.zcSend, slot))
         case .copy:
             let buf = buffer(0)
-            if inlineReads.read(source, into: buf.baseAddress!, c) {
+            if readInline(source, into: buf.baseAddress!, c) {
                 source.hasher?.update(UnsafeRawBufferPointer(start: buf.baseAddress!, count: c.length))
                 f.pending = 2
             } else {
@@ -199,6 +199,14 @@ final class ChunkWriter {
         current = f
         self.source = source
         return .none
+    }
+
+    /// Whether all of chunk `c` was read without waiting; if not, the
+    /// ring reads it whole (and reports a short read or an error).
+    private func readInline(_ source: SourceFile, into to: UnsafeMutableRawPointer, _ c: FileChunk) -> Bool {
+        var done = 0
+        return inlineReads.read(source.fd, device: source.device, into: to, count: c.length, at: Int64(c.offset),
+                                done: &done) == .complete
     }
 
     /// Keeps the chunk's file open while its operations run.

@@ -16,9 +16,8 @@ import Glibc
 /// RWF_NOWAIT: a page-cached file costs the one syscall it always did, and
 /// batching warm reads on the ring was measured slower, see
 /// docs/BENCHMARKS.md); only what is not in memory goes to the ring, up to
-/// `lanes` reads at once. tmpfs, which has no RWF_NOWAIT, is read plainly
-/// (its pages are memory); any other filesystem without it (NFS, FUSE,
-/// where a plain read could wait on the network) goes to the ring.
+/// `lanes` reads at once (`InlineReads` says which filesystems are read
+/// plainly and which go to the ring whole).
 ///
 /// Lanes: eight registrations of this handler times the tag's eight
 /// indexes. The staging buffer is reused frame after frame and lives until
@@ -27,7 +26,7 @@ final class SmallReads: LoopHandler {
     struct File {
         let id: UInt32
         let fd: CInt
-        /// The filesystem it is on, to skip RWF_NOWAIT where it fails.
+        /// The filesystem it is on (`InlineReads` remembers what each allows).
         let device: UInt64
         /// Where its bytes go in `staging`.
         let offset: Int
@@ -48,10 +47,7 @@ final class SmallReads: LoopHandler {
     private var next = 0
     /// The file each lane reads (-1: free).
     private var lane = [Int](repeating: -1, count: lanes)
-    /// tmpfs devices: RWF_NOWAIT is not supported and not needed.
-    private var plainDevices = Set<UInt64>()
-    /// Other devices without RWF_NOWAIT: read on the ring.
-    private var ringDevices = Set<UInt64>()
+    private var inline = InlineReads()
     private var finished: (() -> Void)?
     enum Failure: Error {
         /// Fewer bytes than its size: it shrank since it was announced.
@@ -107,32 +103,12 @@ final class SmallReads: LoopHandler {
     /// As much of file `i` as can be had without waiting; the rest is queued.
     private func readNow(_ i: Int) {
         let f = files[i]
-        guard !ringDevices.contains(f.device) else {
-            queue.append(i)
-            return
-        }
-        var plain = plainDevices.contains(f.device)
-        while done[i] < f.size {
-            let to = staging.baseAddress! + f.offset + done[i]
-            let n = plain ? pread(f.fd, to, f.size - done[i], off_t(done[i]))
-                          : ft_pread_nowait(f.fd, to, f.size - done[i], Int64(done[i]))
-            if n > 0 { done[i] += n; continue }
-            if n == 0 { failed[f.id] = .shrank; return }
-            switch errno {
-            case EINTR: continue
-            case EAGAIN where !plain: queue.append(i); return
-            case EOPNOTSUPP where !plain:
-                guard ft_is_tmpfs(f.fd) != 0 else {
-                    ringDevices.insert(f.device)
-                    queue.append(i)
-                    return
-                }
-                plainDevices.insert(f.device)
-                plain = true
-            default:
-                failed[f.id] = .error(Errno(rawValue: errno))
-                return
-            }
+        guard f.size > 0 else { return }  // nothing to read (and staging may be empty)
+        switch inline.read(f.fd, device: f.device, into: staging.baseAddress! + f.offset, count: f.size, at: 0, done: &done[i]) {
+        case .complete: break
+        case .wouldWait: queue.append(i)
+        case .ended: failed[f.id] = .shrank
+        case .failed(let e): failed[f.id] = .error(e)
         }
     }
 

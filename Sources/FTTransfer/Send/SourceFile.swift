@@ -15,6 +15,12 @@ final class SourceFile {
     /// when verification is off or a helper hashes ahead.
     let hasher: StreamHasher?
 
+    /// The filesystem it is on (for `InlineReads`), asked once.
+    private(set) lazy var device: UInt64 = {
+        var st = stat()
+        return fstat(fd, &st) == 0 ? UInt64(st.st_dev) : 0
+    }()
+
     init(id: UInt32, fd: CInt, hasher: StreamHasher?) {
         self.id = id
         self.fd = fd
