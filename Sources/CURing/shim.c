@@ -10,6 +10,7 @@
 #include <malloc.h>
 #include <sys/vfs.h>
 #include <sys/uio.h>
+#include <sched.h>
 
 int ft_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
     struct open_how how = { .flags = flags, .mode = mode, .resolve = resolve };
@@ -87,6 +88,13 @@ const char *ft_git_commit(void) { return FT_GIT_COMMIT; }
 int ft_is_tmpfs(int fd) {
     struct statfs s;
     return fstatfs(fd, &s) == 0 && s.f_type == 0x01021994;  // TMPFS_MAGIC
+}
+
+int ft_usable_cpus(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+    int n = CPU_COUNT(&set);
+    return n > 0 ? n : 1;
 }
 
 ssize_t ft_pread_nowait(int fd, void *buf, size_t len, int64_t offset) {

@@ -1,3 +1,4 @@
+import CURing
 import Dispatch
 import Synchronization
 
@@ -13,9 +14,20 @@ import Glibc
 /// Jobs run one at a time, in order. `then` runs on the loop thread, after
 /// the loop's next wake-up. A job's owner counts it as in flight until
 /// `then` has run.
+///
+/// Jobs that need no order among themselves (creating a frame's small
+/// files) may instead go to `runSideBySide`, on lanes of their own: a
+/// create's kernel work is per inode, so on a receiver with a second core
+/// two frames are written at once, and a slow create there never holds
+/// the ordered jobs back.
 public final class Offload: LoopHandler, @unchecked Sendable {
     private unowned let loop: EventLoop
     private let worker = DispatchQueue(label: "ft.offload")
+    /// As many lanes as CPUs this process may run on, up to four: on one
+    /// CPU a second lane would only interleave with the first.
+    public let lanes: Int
+    private let laneQueues: [DispatchQueue]
+    private var nextLane = 0
     private let eventFD: CInt
     private let buffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     private var reg: Registration?
@@ -28,6 +40,8 @@ public final class Offload: LoopHandler, @unchecked Sendable {
     public init(loop: EventLoop) throws(IOError) {
         self.loop = loop
         eventFD = try makeEventFD()
+        lanes = Int(min(4, ft_usable_cpus()))
+        laneQueues = (0..<lanes).map { DispatchQueue(label: "ft.offload.lane\($0)") }
     }
 
     deinit {
@@ -38,10 +52,22 @@ public final class Offload: LoopHandler, @unchecked Sendable {
     /// Runs `work` on the helper thread, then `then` with its result on the
     /// loop's thread.
     public func run<T>(_ work: @escaping @Sendable () -> T, then: @escaping (T) -> Void) {
+        submit(on: worker, work, then: then)
+    }
+
+    /// Like `run`, on the next lane: jobs given here may finish in any
+    /// order relative to each other and to `run`'s.
+    public func runSideBySide<T>(_ work: @escaping @Sendable () -> T, then: @escaping (T) -> Void) {
+        let queue = laneQueues[nextLane]
+        nextLane = (nextLane + 1) % lanes
+        submit(on: queue, work, then: then)
+    }
+
+    private func submit<T>(on queue: DispatchQueue, _ work: @escaping @Sendable () -> T, then: @escaping (T) -> Void) {
         arm()
         pending += 1
         let thenBox = UncheckedBox(then)
-        worker.async { [self] in
+        queue.async { [self] in
             let result = UncheckedBox(work())
             deliver { [self] in
                 pending -= 1

@@ -321,6 +321,35 @@ let backends: [BackendKind] = [.ioUring, .poll]
         #expect(result == 42 && ranOnLoop)
         #expect(offload.pending == 0)
     }
+
+    /// A job on a lane holds neither the ordered jobs nor the next lane's:
+    /// with a stuck small-files store, the loop's other offload work and
+    /// the next frame's store still finish.
+    @Test(arguments: backends)
+    func aStuckLaneHoldsNoOtherWork(kind: BackendKind) throws {
+        let loop = try EventLoop(backend: try makeBackend(kind), logger: Logger(label: "test"))
+        let offload = try Offload(loop: loop)
+        #expect(offload.lanes == min(4, Int(ft_usable_cpus())) && offload.lanes >= 1)
+        let gate = Gate()
+        var finished: [String] = []
+        offload.runSideBySide({ () -> String in
+            gate.open.wait()
+            return "stuck lane"
+        }) { finished.append($0) }
+        offload.run({ "ordered" }) { finished.append($0) }
+        if offload.lanes > 1 {
+            offload.runSideBySide({ "next lane" }) { finished.append($0) }
+            try loop.run { finished.count == 2 }
+            #expect(Set(finished) == ["ordered", "next lane"])
+        } else {
+            try loop.run { finished.count == 1 }
+            #expect(finished == ["ordered"])
+        }
+        #expect(offload.pending == 1)
+        gate.open.signal()
+        try loop.run { finished.last == "stuck lane" }
+        #expect(offload.pending == 0)
+    }
 }
 
 @Suite struct EndpointTests {

@@ -77,6 +77,8 @@ ssize_t ft_pread_nowait(int fd, void *buf, size_t len, int64_t offset);
 // 1 if `fd` is on tmpfs (its pages are memory: a read never waits on a
 // device), else 0.
 int ft_is_tmpfs(int fd);
+/// CPUs this thread may run on (sched_getaffinity), at least 1.
+int ft_usable_cpus(void);
 /// The filesystem type (statfs f_type) holding `path`, or -errno.
 long ft_filesystem_type(const char *path);
 /* The commit this binary was built from, or "unknown". */

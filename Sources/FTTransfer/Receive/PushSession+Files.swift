@@ -255,7 +255,7 @@ extension PushSession {
         smallBytesInFlight += total
         let overwrite = config.overwrite
         let destination = server.destination
-        server.offload.run({ [files] in SmallStoreJob.run(files, in: destination, overwrite: overwrite) }) { [weak self] result in
+        server.offload.runSideBySide({ [files] in SmallStoreJob.run(files, in: destination, overwrite: overwrite) }) { [weak self] result in
             guard let self else { return }
             smallBytesInFlight -= total
             for (path, dir) in result.directories { sweep(dir, key: path.description) }

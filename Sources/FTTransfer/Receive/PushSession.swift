@@ -143,17 +143,18 @@ final class PushSession {
         // Small files waiting for the offload thread hold their bytes:
         // past the cap the socket waits (the sender's window fills), so
         // memory stays bounded however fast the sender is.
-        case .storeSmall where smallBytesInFlight >= Self.smallBytesCap: readParked = true
+        case .storeSmall where smallBytesInFlight >= smallBytesCap: readParked = true
         default: if !connection.isClosing { connection.read() }
         }
     }
 
-    /// Small files' bytes handed to the offload thread and not yet written.
-    static let smallBytesCap = 1 << 20
+    /// Small files' bytes handed to the offload lanes and not yet written:
+    /// a frame's worth per lane, so that each lane has one to write.
+    var smallBytesCap: Int { server.offload.lanes << 20 }
 
     /// Reads the next frame if `received` held it back for the cap.
     func resumeReading() {
-        guard readParked, smallBytesInFlight < Self.smallBytesCap, !connection.isClosing else { return }
+        guard readParked, smallBytesInFlight < smallBytesCap, !connection.isClosing else { return }
         readParked = false
         connection.read()
     }
