@@ -140,7 +140,7 @@ final class PushSession {
         // and asks for the next frame when it is in.
         switch action {
         case .store, .discard: break
-        // Small files waiting for the offload thread hold their bytes:
+        // Small files waiting for the offload lanes hold their bytes:
         // past the cap the socket waits (the sender's window fills), so
         // memory stays bounded however fast the sender is.
         case .storeSmall where smallBytesInFlight >= smallBytesCap: readParked = true

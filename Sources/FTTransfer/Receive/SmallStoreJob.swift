@@ -11,15 +11,16 @@ import FTWire
 /// tmpfs and unbounded on a disk busy with its journal; on the loop they
 /// held every other session for as long. Here they also overlap the loop's
 /// own work (reading, MACs, hashing the next frame) on a second core.
+/// Batching them as ring operations instead was measured slower: 25-27 µs
+/// per file against 20.6 µs (`tools/bench-perfile`), as OPENAT with
+/// O_TMPFILE and LINKAT are punted to io-wq workers.
+///
 /// Frames go to lanes side by side (`Offload.runSideBySide`): a frame's
 /// creates need nothing from another frame's (directories are made when
 /// the batch is reviewed; a hard link waits for its source to settle),
 /// and most of a create's kernel work is per inode. Two lanes against one,
 /// 2 cores: 10,000 × 4 KiB 0.88×, 100,000 × 0.5-1 KiB 0.88× the wall time
 /// (`tools/bench-ab`, 9 and 5 runs).
-/// Batching them as ring operations instead was measured slower: 25-27 µs
-/// per file against 20.6 µs (`tools/bench-perfile`), as OPENAT with
-/// O_TMPFILE and LINKAT are punted to io-wq workers.
 enum SmallStoreJob {
     struct File: Sendable {
         let id: UInt32
