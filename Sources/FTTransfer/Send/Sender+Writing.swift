@@ -195,7 +195,7 @@ extension Sender {
         for id in ids {
             guard let item = items[id] else { continue }
             do throws(TransferError) {
-                let (fd, device) = try SourceFile.openWhole(item)
+                let (fd, device) = try SourceFile.openWhole(item, via: smallParent)
                 files.append(SmallReads.File(id: id, fd: fd, device: device, offset: at, size: Int(item.entry.size)))
                 at += Int(item.entry.size)
             } catch {

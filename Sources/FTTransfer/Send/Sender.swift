@@ -108,6 +108,8 @@ package final class Sender: LoopHandler {
     var streamSources: [UInt32: SourceFile] = [:]
     /// Reads small files' bytes for their frames (made at the first).
     var smallReads: SmallReads?
+    /// Small files are opened from their parent's descriptor.
+    let smallParent = ParentDirectory()
 
     var failure: TransferError?
     /// A send failed; the receiver's reason may still arrive before this.

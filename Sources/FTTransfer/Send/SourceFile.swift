@@ -29,10 +29,12 @@ final class SourceFile {
 
     deinit { close(fd) }
 
-    /// Opens `item`'s file; `sequential`: it is read in chunks, start to end.
-    static func open(_ item: SourceItem, sequential: Bool = true) throws(TransferError) -> CInt {
+    /// Opens `item`'s file; `sequential`: it is read in chunks, start to
+    /// end. `via`: through its parent's held descriptor.
+    static func open(_ item: SourceItem, sequential: Bool = true, via parent: ParentDirectory? = nil) throws(TransferError) -> CInt {
         guard case .file(let path) = item.origin else { preconditionFailure("not a file") }
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        let flags = O_RDONLY | O_CLOEXEC
+        let fd = parent?.open(path, flags) ?? Glibc.open(path, flags)
         guard fd >= 0 else { throw .io(IOError(Errno(rawValue: errno), "open", path)) }
         if sequential { _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL) }
         return fd
@@ -54,8 +56,8 @@ final class SourceFile {
 
     /// A small file, open and checked against the manifest; with the
     /// device it is on.
-    static func openWhole(_ item: SourceItem) throws(TransferError) -> (fd: CInt, device: UInt64) {
-        let fd = try open(item, sequential: false)
+    static func openWhole(_ item: SourceItem, via parent: ParentDirectory) throws(TransferError) -> (fd: CInt, device: UInt64) {
+        let fd = try open(item, sequential: false, via: parent)
         do throws(TransferError) {
             return (fd, try checkUnchanged(fd, item).map { UInt64($0.st_dev) } ?? 0)
         } catch {
