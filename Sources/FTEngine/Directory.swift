@@ -220,6 +220,21 @@ public final class Directory: @unchecked Sendable {
         _ = unlinkat(fd, name, 0)
     }
 
+    /// Moves `name` from here into `target`, under the same name; never
+    /// replaces what is there (`RENAME_NOREPLACE`: EEXIST, or ENOTEMPTY
+    /// for a directory on some filesystems).
+    public func move(_ name: String, into target: Directory) throws(IOError) {
+        _ = try retryingEINTR("move into place", target.child(name)) {
+            ft_renameat2(fd, name, target.fd, name, FT_RENAME_NOREPLACE)
+        }
+    }
+
+    /// Removes the empty directory `name`; false if it is not (or is not empty).
+    @discardableResult
+    public func removeEmptyDirectory(_ name: String) -> Bool {
+        unlinkat(fd, name, AT_REMOVEDIR) == 0
+    }
+
     /// Puts the open file `file`, whose temp name here is `temp`, under
     /// `name`: the inode that was written and verified, never whatever a
     /// name points to by then. A local user who can write here may swap the

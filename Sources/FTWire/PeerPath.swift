@@ -50,6 +50,17 @@ public struct PeerPath: Hashable, Sendable, CustomStringConvertible {
         bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
     }
 
+    /// The first component, as bytes.
+    public var top: ArraySlice<UInt8> {
+        bytes.firstIndex(of: UInt8(ascii: "/")).map { bytes[..<$0] } ?? bytes[...]
+    }
+
+    /// This path inside `directory`, a path of one component.
+    public func inside(_ directory: PeerPath) -> PeerPath {
+        precondition(directory.depth == 1)
+        return PeerPath(unchecked: directory.bytes + [UInt8(ascii: "/")] + bytes, depth: depth + 1)
+    }
+
     /// Whether this path is strictly beneath `dir`.
     public func isInside(_ dir: PeerPath) -> Bool {
         bytes.count > dir.bytes.count && bytes[dir.bytes.count] == UInt8(ascii: "/") && Bytes.hasPrefix(bytes, dir.bytes)

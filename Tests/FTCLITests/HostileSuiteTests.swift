@@ -125,6 +125,9 @@ let hostileCases: [HostileCase] = {
             batchesRaw($0, [Batch(batchID: 1, entries: [entry("d", kind: .directory), entry("d/a", id: 2)]),
                             Batch(batchID: 2, entries: [entry("d/a", id: 3)])])
         },
+        HostileCase(label: "an entry inside a receiver's stage", expect: "where this receiver builds") {
+            offerRaw($0, [entry(".ft-stage-0123456789abcdef", kind: .directory), entry(".ft-stage-0123456789abcdef/top", id: 2)])
+        },
         HostileCase(label: "a file under a file of an earlier batch", expect: "to be a directory") {
             batchesRaw($0, [Batch(batchID: 1, entries: [entry("f")]), Batch(batchID: 2, entries: [entry("f/x", id: 2)])])
         },
@@ -238,6 +241,7 @@ let hostileCases: [HostileCase] = {
         #expect(try run(ftPath, ["send", recv.address, f, "-q"]).status == 0)
         let end = recv.stop()
         #expect(end.status == 0, "the receiver did not end cleanly: \(end.stderr)")
+        #expect(!listTree(dst).contains { $0.hasPrefix(".ft-stage-") }, "a failed session's stage stayed: \(listTree(dst).prefix(8))")
         let errors = recv.events.filter { $0["event"] as? String == "error" }
         #expect(errors.count == hostileCases.count, "one clear error per hostile session, got \(errors.count)")
         #expect(errors.allSatisfy { !(($0["message"] as? String) ?? "").unicodeScalars.contains { $0.value == 0x1B || $0.value == 0 } })

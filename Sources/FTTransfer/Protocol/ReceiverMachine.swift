@@ -209,12 +209,18 @@ package struct ReceiverMachine: Sendable {
         return nextReview()
     }
 
+    /// A receiver's own directories (`Stage`): no peer writes into them.
+    static let stagePrefix = Array(".ft-stage-".utf8)
+
     /// The rules for one entry whose path is valid: sensitive names,
-    /// order, ids, kinds.
+    /// the receiver's own names, order, ids, kinds.
     private mutating func check(_ e: ManifestEntry, _ path: PeerPath) -> Action? {
         let name = MessageName(path: path)
         if !allowSensitive, let sensitive = path.sensitiveComponent {
             return fail(.refused, "refusing '\(name)': '\(sensitive)' holds logins or start-up scripts (run ft recv with --allow-sensitive to accept it)")
+        }
+        if path.top.starts(with: Self.stagePrefix) {
+            return fail(.refused, "refusing '\(name)': names starting with .ft-stage- are where this receiver builds new directories")
         }
         guard e.fileID > lastID else {
             return fail(.protocolViolation, "file id \(e.fileID) is not above the last one (\(lastID)): ids are announced once, in order")

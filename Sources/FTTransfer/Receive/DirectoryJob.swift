@@ -7,10 +7,13 @@ extension Directory {
     /// answers for one batch review or one small-files frame, so each
     /// directory is looked up once there and again by the next (one moved
     /// out meanwhile is not found). `new`: looked up now, not cached.
-    func parent(of path: PeerPath, create: Bool, cache: inout [PeerPath: Directory]) throws(IOError) -> (dir: Directory, new: Bool) {
+    /// `stage`: the path is inside that stage directory (`Stage`); the
+    /// cache is keyed by the path as the peer sent it.
+    func parent(of path: PeerPath, inside stage: PeerPath? = nil, create: Bool,
+                cache: inout [PeerPath: Directory]) throws(IOError) -> (dir: Directory, new: Bool) {
         guard let parent = path.parent else { return (self, false) }
         if let d = cache[parent] { return (d, false) }
-        let (d, _) = try openDirectory(parent.components[...], create: create)
+        let (d, _) = try openDirectory((stage.map { parent.inside($0) } ?? parent).components[...], create: create)
         cache[parent] = d
         return (d, true)
     }

@@ -45,7 +45,7 @@ extension PushSession {
         let fd: CInt
         let display = Escape.forDisplay(path.description)
         do {
-            let (dir, _) = try server.destination.openDirectory(path.components[...], create: false)
+            let (dir, _) = try server.destination.openDirectory(placed(path).components[...], create: false)
             fd = dup(dir.fd)
         } catch {
             server.logger.warning("session \(id): not pruning '\(display)': \(error)")
@@ -91,7 +91,7 @@ extension PushSession {
         ready.sort { $0.path.depth > $1.path.depth }
         for d in ready {
             do {
-                let (dir, _) = try server.destination.openDirectory(d.path.components[...], create: false)
+                let (dir, _) = try server.destination.openDirectory(placed(d.path).components[...], create: false)
                 try Directory.applyMetadata(dir.fd, mode: d.entry.mode, mtimeSeconds: d.entry.mtimeSeconds,
                                             mtimeNanoseconds: d.entry.mtimeNanoseconds, path: dir.displayPath,
                                             owner: ownerOf(d.entry))

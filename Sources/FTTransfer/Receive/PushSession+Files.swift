@@ -23,7 +23,7 @@ extension PushSession {
     /// exist (only without `create`).
     func parentDirectory(of path: PeerPath, create: Bool, cache: inout [PeerPath: Directory]) throws(IOError) -> Directory? {
         do {
-            let (d, new) = try server.destination.parent(of: path, create: create, cache: &cache)
+            let (d, new) = try server.destination.parent(of: placed(path), create: create, cache: &cache)
             if new, let parent = path.parent { sweep(d, key: parent.description) }
             return d
         } catch where !create && error.errno == .noSuchFileOrDirectory {
@@ -39,7 +39,7 @@ extension PushSession {
     /// Whether `dir` is still where `path`'s parent is beneath the
     /// destination (a local user may have moved it out meanwhile).
     func stillBeneath(_ dir: Directory, for path: PeerPath) -> Bool {
-        guard let parent = path.parent else { return true }
+        guard let parent = placed(path).parent else { return true }
         guard let now = try? server.destination.openDirectory(parent.components[...], create: false).0,
               let a = now.identity, let b = dir.identity else { return false }
         return a == b
@@ -224,6 +224,7 @@ extension PushSession {
         var files: [SmallStoreJob.File] = []
         files.reserveCapacity(arrivals.count)
         var total = 0
+        var staged: [Stage] = []
         for a in arrivals {
             guard let e = machine.entry(a.id) else { continue }
             #if DEBUG
@@ -242,8 +243,10 @@ extension PushSession {
                     continue
                 }
                 let owner = ownerOf(e.entry).map { SmallStoreJob.Owner(uid: $0.uid, gid: $0.gid) }
+                let s = stage(of: e.path)
+                staged.addOnce(s)
                 files.append(SmallStoreJob.File(id: a.id, bytes: a.file.bytes, entry: e.entry, path: e.path,
-                                                display: display, owner: owner,
+                                                stage: s?.path, display: display, owner: owner,
                                                 wantsInode: e.entry.flags.contains(.linkSource), digest: digest))
                 total += a.file.bytes.count
             } catch {
@@ -255,7 +258,9 @@ extension PushSession {
         smallBytesInFlight += total
         let overwrite = config.overwrite
         let destination = server.destination
+        for s in staged { s.entered() }
         server.offload.runSideBySide({ [files] in SmallStoreJob.run(files, in: destination, overwrite: overwrite) }) { [weak self] result in
+            for s in staged { s.left() }
             guard let self else { return }
             smallBytesInFlight -= total
             for (path, dir) in result.directories { sweep(dir, key: path.description) }

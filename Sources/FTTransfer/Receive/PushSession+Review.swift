@@ -115,7 +115,10 @@ extension PushSession {
                     throw refusal(.refused, "'\(name)': \(error.operation) \(error.target ?? "")")
                 }
             }
-            if existing == nil, e.entry.kind == .directory { absent.insert(e.path) }
+            if existing == nil, e.entry.kind == .directory {
+                absent.insert(e.path)
+                if e.path.depth == 1 { try stageTop(e.path) }
+            }
             let found = existing.map { st in
                 var f = ReceiverPolicy.Found(existing: st.st_mode & S_IFMT == S_IFDIR ? .directory : .notDirectory,
                                              isRegularFile: st.st_mode & S_IFMT == S_IFREG, size: UInt64(st.st_size),
@@ -225,14 +228,22 @@ extension PushSession {
     /// thousands of levels, which on the loop would hold every other
     /// session (a 255-deep manifest held it for ~200 ms).
     private func prepare(_ batchID: UInt32, offers: [UInt32: BatchAnswer.Offer]) {
-        let dirs = machine.entries(of: batchID).filter { $0.entry.kind == .directory }.map { ($0.id, $0.path.components) }
-        guard !dirs.isEmpty else {
+        let entries = machine.entries(of: batchID).filter { $0.entry.kind == .directory }
+        guard !entries.isEmpty else {
             prepared(batchID, offers: offers, directories: [:])
             return
         }
+        var staged: [Stage] = []
+        let dirs = entries.map { e in
+            let s = stage(of: e.path)
+            staged.addOnce(s)
+            return (e.id, (s.map { e.path.inside($0.path) } ?? e.path).components)
+        }
         let destination = server.destination
         let create = !machine.info.flags.contains(.dryRun)
+        for s in staged { s.entered() }
         server.offload.run({ DirectoryJob.run(dirs, in: destination, create: create) }) { [weak self] results in
+            for s in staged { s.left() }
             guard let self, !connection.isClosing else { return }
             prepared(batchID, offers: offers, directories: results)
         }

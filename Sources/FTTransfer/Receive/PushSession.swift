@@ -30,6 +30,8 @@ final class PushSession {
     /// Committed link sources: where their inode is, to link to it and to
     /// check nobody swapped it.
     var linkInodes: [UInt32: (dev: UInt64, ino: UInt64)] = [:]
+    /// New top directories built under private names (`Stage`).
+    var stages: [Stage] = []
     /// Bytes of small files the offload thread is writing (`storeSmall`).
     var smallBytesInFlight = 0
     /// The next frame is not read until those are under the cap.
@@ -212,6 +214,10 @@ final class PushSession {
                 return
             }
             applyDirectoryMetadata(upTo: .max)
+            do throws(IOError) { try publishStages() } catch {
+                fail(.io(error), frame: TransferError.io(error).frame)
+                return
+            }
             if let link, !link.final {
                 // Our copy is whole; `done` waits for the next host's news.
                 heldDone = done
@@ -387,6 +393,8 @@ final class PushSession {
         for s in sinks.values { s.discard(keep: keepPartials) }
         sinks.removeAll()
         held.removeAll()
+        for s in stages { s.close() }
+        stages.removeAll()
     }
 }
 

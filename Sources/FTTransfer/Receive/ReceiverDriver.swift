@@ -35,6 +35,9 @@ package final class ReceiverDriver {
     private var sessions: [ObjectIdentifier: ReceiverSession] = [:]
     private var events: ProgressHandler = { _ in }
     private var stopping = false
+    /// Stages (`Stage`) not yet published or given up: a stopping
+    /// receiver waits for them, as their last jobs come back.
+    var stagesOpen = 0
     private var outcome = Outcome()
     /// Normalised one-time code, or nil when anyone is accepted.
     let code: [UInt8]?
@@ -100,7 +103,7 @@ package final class ReceiverDriver {
             for s in sessions.values { s.abort("the receiver was interrupted") }
         }
         do {
-            try loop.run { stopping && sessions.isEmpty }
+            try loop.run { stopping && sessions.isEmpty && stagesOpen == 0 }
         } catch {
             throw .io(error)
         }

@@ -26,8 +26,11 @@ enum SmallStoreJob {
         let id: UInt32
         let bytes: [UInt8]
         let entry: ManifestEntry
-        /// Beneath the destination.
+        /// Beneath the destination, or inside `stage`.
         let path: PeerPath
+        /// The stage directory it is built in (`Stage`): there it is
+        /// created under its name, not linked.
+        let stage: PeerPath?
         let display: String
         let owner: Owner?
         /// A later entry is a hard link to this one: report its inode.
@@ -60,9 +63,9 @@ enum SmallStoreJob {
         var dirs: [PeerPath: Directory] = [:]
         for f in files {
             do throws(IOError) {
-                let (dir, new) = try destination.parent(of: f.path, create: true, cache: &dirs)
+                let (dir, new) = try destination.parent(of: f.path, inside: f.stage, create: true, cache: &dirs)
                 if new, let parent = f.path.parent { out.directories.append((parent, dir)) }
-                try WholeFile.write(f.bytes, entry: f.entry, name: f.path.name, in: dir, overwrite: overwrite,
+                try WholeFile.write(f.bytes, entry: f.entry, name: f.path.name, in: dir, overwrite: overwrite, direct: f.stage != nil,
                                     display: f.display, owner: f.owner.map { ($0.uid, $0.gid) })
                 var inode: (dev: UInt64, ino: UInt64)?
                 if f.wantsInode, let st = try? dir.status(of: f.path.name) {

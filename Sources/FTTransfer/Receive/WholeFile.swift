@@ -12,7 +12,25 @@ import Glibc
 /// the filesystem has no O_TMPFILE, a named temp file and a rename.
 enum WholeFile {
     static func write(_ bytes: [UInt8], entry: ManifestEntry, name: String, in dir: Directory, overwrite: Bool,
-                      display: String, owner: (uid: UInt32, gid: UInt32)? = nil) throws(IOError) {
+                      direct: Bool = false, display: String, owner: (uid: UInt32, gid: UInt32)? = nil) throws(IOError) {
+        if direct {
+            // Inside a stage no name is final yet (`Stage`): created in
+            // place. A name taken already takes the usual way, which
+            // refuses it or, with `overwrite`, replaces it.
+            let created: OwnedFD?
+            do throws(IOError) {
+                created = try dir.createExclusive(name, mode: Directory.effectiveMode(entry.mode))
+            } catch where error.errno == .fileExists {
+                created = nil
+            }
+            if let fd = created {
+                do throws(IOError) { try fill(fd.raw, bytes, entry, display, owner, modeSet: true) } catch {
+                    dir.remove(name)
+                    throw error
+                }
+                return
+            }
+        }
         let anonymous: OwnedFD
         do {
             // Created with its final mode: no chmod afterwards.

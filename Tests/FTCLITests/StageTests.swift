@@ -1,0 +1,150 @@
+import Foundation
+import Testing
+import FTTestSupport
+
+/// A top directory new to the destination is built under a private name
+/// (`.ft-stage-…`) and moved into place at the end of the push: real
+/// `ft recv` and `ft send` processes, paced so that the middle of the push
+/// can be looked at.
+@Suite(.serialized) struct StageTests {
+    /// 240 files of 16-20 KiB in 4 directories (about 4.4 MiB).
+    static func tree(_ tmp: TempDir) -> String {
+        let root = tmp.sub("src/top")
+        for d in 0..<4 {
+            tmp.sub("src/top/d\(d)")
+            for f in 0..<60 { writeFile(root + "/d\(d)/f\(f)", patternBytes(16_384 + f * 64, seed: UInt64(d * 60 + f + 1))) }
+        }
+        return root
+    }
+
+    /// The stage directory in `dst`, once it holds at least `files` files.
+    static func waitForStage(in dst: String, files: Int) -> String? {
+        for _ in 0..<2000 {
+            if let s = (try? FileManager.default.contentsOfDirectory(atPath: dst))?.first(where: { $0.hasPrefix(".ft-stage-") }),
+               listTree(dst + "/" + s).filter({ !$0.hasSuffix("/") && $0.contains("/f") }).count >= files {
+                return dst + "/" + s
+            }
+            usleep(5_000)
+        }
+        return nil
+    }
+
+    /// A push of `tree` paced at 2 MiB/s into `dst`, looked at once its
+    /// stage holds `files` files.
+    struct SlowPush {
+        let tmp = TempDir()
+        let root: String
+        let dst: String
+        let recv: FTReceiver
+        let sender: Child
+        let stage: String
+
+        init(files: Int, once: Bool = true, sourceLocation: SourceLocation = #_sourceLocation) throws {
+            root = StageTests.tree(tmp)
+            dst = tmp.sub("dst")
+            recv = try FTReceiver(dir: dst, extra: once ? ["--once"] : [])
+            sender = try Child(ftPath, ["send", recv.address, root, "-q", "--limit", "2M"])
+            stage = try #require(StageTests.waitForStage(in: dst, files: files), "no stage appeared in \(listTree(dst).prefix(5))",
+                                 sourceLocation: sourceLocation)
+        }
+    }
+
+    static func stages(in dst: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dst)) ?? []).filter { $0.hasPrefix(".ft-stage-") }
+    }
+
+    /// Every regular file under `dir` is the source's, byte for byte.
+    static func expectWhole(_ dir: String, like root: String, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        for rel in listTree(dir) {
+            var st = stat()
+            guard lstat(dir + "/" + rel, &st) == 0, st.st_mode & S_IFMT == S_IFREG,
+                  !(rel as NSString).lastPathComponent.hasPrefix(".ft-") else { continue }
+            if readFile(dir + "/" + rel) != readFile(root + "/" + rel) {
+                Issue.record("\(what): \(rel) differs from the source", sourceLocation: sourceLocation)
+                return
+            }
+        }
+    }
+
+    @Test func aNewTopDirectoryAppearsWholeAtTheEnd() throws {
+        let push = try SlowPush(files: 20)
+        defer { push.tmp.cleanup() }
+        let (root, dst, recv, sender, stage) = (push.root, push.dst, push.recv, push.sender, push.stage)
+        #expect(!FileManager.default.fileExists(atPath: dst + "/top"), "the top was under its final name mid-push")
+        var st = stat()
+        #expect(stat(stage, &st) == 0 && st.st_mode & 0o777 == 0o700, "the stage is private")
+        let sent = sender.wait()
+        #expect(sent.status == 0, "\(sent.stderr)")
+        #expect(recv.child.wait().status == 0)
+        #expect(listTree(dst + "/top") == listTree(root))
+        Self.expectWhole(dst + "/top", like: root, "after the push")
+        #expect(Self.stages(in: dst).isEmpty, "the stage was left behind")
+    }
+
+    /// A local user makes the top under its final name mid-push: it is
+    /// never replaced or merged into; the push fails and says where what
+    /// arrived is.
+    @Test func aTopThatAppearsMeanwhileIsNotReplaced() throws {
+        let push = try SlowPush(files: 10)
+        defer { push.tmp.cleanup() }
+        let (root, dst, recv, sender, stage) = (push.root, push.dst, push.recv, push.sender, push.stage)
+        push.tmp.sub("dst/top")
+        writeFile(dst + "/top/mine.txt", Array("the local user's\n".utf8))
+        let sent = sender.wait()
+        #expect(sent.status != 0, "the push succeeded over a top made meanwhile")
+        #expect(sent.stderr.contains("appeared during the push"), "\(sent.stderr)")
+        #expect(sent.stderr.contains(".ft-stage-"), "the message does not say where the files are: \(sent.stderr)")
+        _ = recv.child.wait()
+        #expect(listTree(dst + "/top") == ["mine.txt"], "the local user's top was written into")
+        #expect(readFile(dst + "/top/mine.txt") == Array("the local user's\n".utf8))
+        #expect(listTree(stage + "/top") == listTree(root), "what arrived is not all in the stage")
+        Self.expectWhole(stage + "/top", like: root, "in the stage")
+    }
+
+    /// A receiver killed mid-push leaves nothing under the final name; the
+    /// next receiver does not trust the stage it left (its last file may
+    /// be torn), says so, and the push builds the top afresh.
+    @Test func aKilledReceiversStageIsNotTrusted() throws {
+        let push = try SlowPush(files: 20)
+        defer { push.tmp.cleanup() }
+        let (root, dst, recv, sender, stage) = (push.root, push.dst, push.recv, push.sender, push.stage)
+        recv.child.kill(SIGKILL)
+        _ = recv.child.wait()
+        _ = sender.wait()
+        #expect(!FileManager.default.fileExists(atPath: dst + "/top"), "a killed receiver left the top under its final name")
+
+        let again = try FTReceiver(dir: dst, extra: ["--once"])
+        let resent = try run(ftPath, ["send", again.address, root, "-q"], seconds: 60)
+        #expect(resent.status == 0, "\(resent.stderr)")
+        #expect(again.child.wait().status == 0)
+        #expect(again.child.stdoutSoFar.contains("stopped mid-push") || again.child.stderrSoFar.contains("stopped mid-push"),
+                "the receiver did not say why it made the top in place")
+        #expect(listTree(dst + "/top") == listTree(root))
+        Self.expectWhole(dst + "/top", like: root, "after the second push")
+        #expect(FileManager.default.fileExists(atPath: stage), "the untrusted stage was removed without being asked")
+    }
+
+    /// A sender killed mid-push: the receiver (still serving) moves what
+    /// arrived into place, all of it verified, and a second push finds it.
+    @Test func aKilledSendersFilesArePublishedForTheNextPush() throws {
+        let push = try SlowPush(files: 20, once: false)
+        defer { push.tmp.cleanup() }
+        let (root, dst, recv, sender) = (push.root, push.dst, push.recv, push.sender)
+        sender.kill(SIGKILL)
+        _ = sender.wait()
+        var published = false
+        for _ in 0..<1000 where !published {
+            published = FileManager.default.fileExists(atPath: dst + "/top") && Self.stages(in: dst).isEmpty
+            if !published { usleep(10_000) }
+        }
+        #expect(published, "what arrived was not moved into place: \(listTree(dst).prefix(5))")
+        Self.expectWhole(dst + "/top", like: root, "after the kill")
+        let resent = try run(ftPath, ["send", recv.address, root, "--json"], seconds: 60)
+        #expect(resent.status == 0, "\(resent.stderr)")
+        let done = try #require(doneEvent(resent.stdout))
+        #expect((done["identical_files"] as? Int ?? 0) >= 20, "the second push did not find what arrived: \(done)")
+        #expect(listTree(dst + "/top").filter { !($0 as NSString).lastPathComponent.hasPrefix(".ft-") } == listTree(root))
+        Self.expectWhole(dst + "/top", like: root, "after the second push")
+        _ = recv.stop()
+    }
+}
