@@ -264,11 +264,13 @@ extension PushSession {
             guard let self else { return }
             smallBytesInFlight -= total
             for (path, dir) in result.directories { sweep(dir, key: path.description) }
-            for (f, outcome) in zip(files, result.outcomes) {
+            // By index: a `File` copied out of the array costs a retain and
+            // a release of each of its references.
+            for i in result.outcomes.indices {
                 guard !connection.isClosing else { return }
-                switch outcome {
+                switch result.outcomes[i] {
                 case .stored(let inode):
-                    stored(f.id, f.display, UInt64(f.bytes.count), f.digest, inode: inode)
+                    stored(files[i].id, files[i].display, UInt64(files[i].bytes.count), files[i].digest, inode: inode)
                 case .failed(let error):
                     let e = refusal(error.errno == .fileExists ? .exists : .io, error.description)
                     fail(e, frame: e.frame)

@@ -57,26 +57,33 @@ enum SmallStoreJob {
     }
 
     /// Each directory is looked up once per frame (`Directory.parent`).
+    /// Files are borrowed from the array, never copied out of it: a copy
+    /// retains and releases each of its six references, which was 3% of a
+    /// receiver's samples on 100,000 files.
     static func run(_ files: [File], in destination: Directory, overwrite: Bool) -> Result {
         var out = Result()
         out.outcomes.reserveCapacity(files.count)
         var dirs: [PeerPath: Directory] = [:]
-        for f in files {
+        for i in files.indices {
             do throws(IOError) {
-                let (dir, new) = try destination.parent(of: f.path, inside: f.stage, create: true, cache: &dirs)
-                if new, let parent = f.path.parent { out.directories.append((parent, dir)) }
-                try WholeFile.write(f.bytes, entry: f.entry, name: f.path.name, in: dir, overwrite: overwrite, direct: f.stage != nil,
-                                    display: f.display, owner: f.owner.map { ($0.uid, $0.gid) })
-                var inode: (dev: UInt64, ino: UInt64)?
-                if f.wantsInode, let st = try? dir.status(of: f.path.name) {
-                    inode = (UInt64(st.st_dev), UInt64(st.st_ino))
-                }
-                out.outcomes.append(.stored(inode: inode))
+                let outcome = try store(files[i], in: destination, overwrite: overwrite, dirs: &dirs, out: &out)
+                out.outcomes.append(outcome)
             } catch {
                 out.outcomes.append(.failed(error))
                 break
             }
         }
         return out
+    }
+
+    private static func store(_ f: borrowing File, in destination: Directory, overwrite: Bool,
+                              dirs: inout [PeerPath: Directory], out: inout Result) throws(IOError) -> Outcome {
+        let (dir, new) = try destination.parent(of: f.path, inside: f.stage, create: true, cache: &dirs)
+        if new, let parent = f.path.parent { out.directories.append((parent, dir)) }
+        let name = f.path.name
+        try WholeFile.write(f.bytes, entry: f.entry, name: name, in: dir, overwrite: overwrite, direct: f.stage != nil,
+                            display: f.display, owner: f.owner.map { ($0.uid, $0.gid) })
+        guard f.wantsInode, let st = try? dir.status(of: name) else { return .stored(inode: nil) }
+        return .stored(inode: (UInt64(st.st_dev), UInt64(st.st_ino)))
     }
 }
