@@ -73,7 +73,13 @@ final class Stage {
         guard let path = try? PeerPath.validate(Array(name.utf8)) else { preconditionFailure("stage name \(name)") }
         let made = mkdirat(destination.fd, name, 0o700) == 0
         if !made, errno != EEXIST { throw IOError(Errno(rawValue: errno), "create", destination.displayPath + "/" + name) }
-        let (dir, _) = try destination.openDirectory([name], create: false)
+        let dir: Directory
+        do throws(IOError) {
+            (dir, _) = try destination.openDirectory([name], create: false)
+        } catch {
+            if made { destination.removeEmptyDirectory(name) }
+            throw error
+        }
         guard flock(dir.fd, LOCK_EX | LOCK_NB) == 0 else { return .busy }
         if !made { return .stale(dir.displayPath) }
         return .staged(Stage(top: top.description, path: path, destination: destination, directory: dir,
