@@ -34,7 +34,7 @@ extension PushSession {
         let server = server
         let opening: Stage.Opening
         do {
-            opening = try Stage.open(top: path, in: server.destination, logger: server.logger) { [weak server] in
+            opening = try Stage.open(top: path, in: server.destination, logger: server.logger, owner: "session \(id)") { [weak server] in
                 server?.stagesOpen -= 1
             }
         } catch {

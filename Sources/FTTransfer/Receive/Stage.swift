@@ -54,6 +54,8 @@ final class Stage {
     private var writers = 0
     private var closing = false
     private let logger: Logger
+    /// Whose stage, for the log ("session 3").
+    private let owner: String
     private let settled: () -> Void
 
     enum Opening {
@@ -67,7 +69,7 @@ final class Stage {
 
     /// Makes and locks the stage for top directory `top` (one component).
     /// `settled` runs once it is published or given up.
-    static func open(top: PeerPath, in destination: Directory, logger: Logger,
+    static func open(top: PeerPath, in destination: Directory, logger: Logger, owner: String,
                      settled: @escaping () -> Void) throws(IOError) -> Opening {
         let name = String(decoding: ReceiverMachine.stagePrefix, as: UTF8.self) + String(top.bytes.withUnsafeBytes { StreamHasher.hash($0) }.hex.prefix(16))
         guard let path = try? PeerPath.validate(Array(name.utf8)) else { preconditionFailure("stage name \(name)") }
@@ -83,17 +85,18 @@ final class Stage {
         guard flock(dir.fd, LOCK_EX | LOCK_NB) == 0 else { return .busy }
         if !made { return .stale(dir.displayPath) }
         return .staged(Stage(top: top.description, path: path, destination: destination, directory: dir,
-                             logger: logger, settled: settled))
+                             logger: logger, owner: owner, settled: settled))
     }
 
     private init(top: String, path: PeerPath, destination: Directory, directory: Directory, logger: Logger,
-                 settled: @escaping () -> Void) {
+                 owner: String, settled: @escaping () -> Void) {
         self.top = top
         topBytes = Array(top.utf8)
         self.path = path
         self.destination = destination
         self.directory = directory
         self.logger = logger
+        self.owner = owner
         self.settled = settled
     }
 
@@ -106,8 +109,6 @@ final class Stage {
 
     /// Whether paths under the top still go into the stage.
     var building: Bool { directory != nil }
-
-    var displayPath: String { destination.displayPath + "/" + path.description + "/" + top }
 
     /// A job that writes into the stage was sent; `left` when it is back.
     func entered() { writers += 1 }
@@ -125,7 +126,7 @@ final class Stage {
 
     private func publishLogging() {
         do throws(IOError) { try publish() } catch {
-            logger.warning("\(error)")
+            logger.warning("\(owner): \(error)")
         }
     }
 
