@@ -234,11 +234,8 @@ extension PushSession {
             return
         }
         var staged: [Stage] = []
-        let dirs = entries.map { e in
-            let s = stage(of: e.path)
-            staged.addOnce(s)
-            return (e.id, (s.map { e.path.inside($0.path) } ?? e.path).components)
-        }
+        for e in entries { staged.addOnce(stage(of: e.path)) }
+        let dirs = entries.map { ($0.id, placed($0.path).components) }
         let destination = server.destination
         let create = !machine.info.flags.contains(.dryRun)
         for s in staged { s.entered() }
