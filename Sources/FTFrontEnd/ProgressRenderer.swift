@@ -146,18 +146,18 @@ package final class ProgressRenderer: @unchecked Sendable {
         if t.hardLinks > 0 { parts.append("\(plural(Int(t.hardLinks), "hard link")) made") }
         if t.holeBytes > 0 { parts.append("\(Sizes.format(t.holeBytes)) of holes not sent") }
         for kind in t.skipped.keys.sorted() {
-            let what: String
+            let one: String, many: String?
             switch kind {
-            case "symlink": what = "symlink"
-            case "special": what = "special file"
-            case "unreadable": what = "unreadable entry"
-            case "name": what = "unsendable name"
+            case "symlink": (one, many) = ("symlink", nil)
+            case "special": (one, many) = ("special file", nil)
+            case "unreadable": (one, many) = ("unreadable entry", "unreadable entries")
+            case "name": (one, many) = ("unsendable name", nil)
             case "excluded":
                 parts.append("\(plural(t.skipped[kind]!, "entry", "entries")) excluded")
                 continue
-            default: what = kind
+            default: (one, many) = (kind, nil)
             }
-            parts.append("\(plural(t.skipped[kind]!, what)) skipped")
+            parts.append("\(plural(t.skipped[kind]!, one, many)) skipped")
         }
         return parts.isEmpty ? nil : parts.joined(separator: ", ")
     }

@@ -219,4 +219,45 @@ import FTWire
         _ = recv.child.wait()
         #expect(listTree(dst) == ["t", "t/a"], "\(listTree(dst))")
     }
+
+    /// A file the walk saw, swapped for a fifo before its turn (by anyone
+    /// who can write its directory), is left out and named. Its open would
+    /// have waited for a writer, on the sender's loop thread, forever:
+    /// the push must end on its own, with the rest intact.
+    @Test func aFileSwappedForAFifoBeforeItsTurnIsLeftOut() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let root = tmp.sub("src/t")
+        writeFile(root + "/a", patternBytes(4 << 20, seed: 1))
+        writeFile(root + "/b", patternBytes(1 << 20, seed: 2))
+        writeFile(root + "/c", [1, 2, 3])
+        let dst = tmp.sub("dst")
+        let recv = try FTReceiver(dir: dst, extra: ["--once"])
+        // Big files go largest first: `a` takes about 2 s at 2 MiB/s, and
+        // `b` (big) and `c` (small) are swapped once its bytes arrive.
+        let sender = try Child(ftPath, ["send", recv.address, root, "--limit", "2M"])
+        var begun = false
+        for _ in 0..<2000 {
+            begun = listTree(dst).contains { path in
+                var st = stat()
+                return lstat(dst + "/" + path, &st) == 0 && st.st_mode & S_IFMT == S_IFREG && st.st_size > 0
+            }
+            if begun { break }
+            usleep(5_000)
+        }
+        #expect(begun, "no bytes of t/a arrived: \(listTree(dst))")
+        for name in ["b", "c"] {
+            unlink(root + "/" + name)
+            #expect(mkfifo(root + "/" + name, 0o644) == 0)
+        }
+        let sent = sender.wait(seconds: 30)
+        #expect(sent.status == 23, "\(sent.stderr)")
+        for name in ["t/b", "t/c"] {
+            #expect(sent.stderr.contains("skipping \(name): ") && sent.stderr.contains("no longer a regular file"), "\(sent.stderr)")
+        }
+        #expect(sent.stderr.contains("2 unreadable entries skipped"), "\(sent.stderr)")
+        #expect(recv.child.wait().status == 0)
+        #expect(listTree(dst) == ["t", "t/a"], "\(listTree(dst))")
+        expectSame(readFile(dst + "/t/a"), readFile(root + "/a"), "t/a")
+    }
 }

@@ -78,12 +78,12 @@ final class HashAhead: Sendable {
             }
             hasher.reset()
             let result: Result<Digest128, IOError>
-            let fd = open(f.path, O_RDONLY | O_CLOEXEC)
-            if fd < 0 {
-                result = .failure(IOError(Errno(rawValue: errno), "open for hashing", f.path))
-            } else {
+            do {
+                let fd = try SourceFile.openRegular(f.path).fd
                 result = hashFile(fd, f, hasher, &hashed)
                 close(fd)
+            } catch {
+                result = .failure(error)
             }
             if state.withLock({ $0.cancelled }) { return }
             done(f.id, result)

@@ -28,8 +28,7 @@ enum OfferCheck {
                 out.items.append(BatchPlan.Item(fileID: id, decision: .whole))
                 continue
             }
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else {
+            guard let fd = try? SourceFile.openRegular(path).fd else {
                 out.items.append(BatchPlan.Item(fileID: id, decision: .whole))
                 continue
             }
@@ -88,8 +87,7 @@ enum Extents {
     /// Data extents and holes of the file at `path`, covering [0, size).
     /// A file the filesystem cannot say this of is one data extent.
     static func of(_ path: String, size: UInt64) -> (data: [Range<UInt64>], holes: [Range<UInt64>]) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return (size == 0 ? [] : [0..<size], []) }
+        guard let fd = try? SourceFile.openRegular(path).fd else { return (size == 0 ? [] : [0..<size], []) }
         defer { close(fd) }
         return of(fd, size: size)
     }

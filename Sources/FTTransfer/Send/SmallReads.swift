@@ -106,7 +106,9 @@ final class SmallReads: LoopHandler {
         guard f.size > 0 else { return }  // nothing to read (and staging may be empty)
         switch inline.read(f.fd, device: f.device, into: staging.baseAddress! + f.offset, count: f.size, at: 0, done: &done[i]) {
         case .complete: break
-        case .wouldWait: queue.append(i)
+        case .wouldWait:
+            SourceFile.blocking(f.fd)
+            queue.append(i)
         case .ended: failed[f.id] = .shrank
         case .failed(let e): failed[f.id] = .error(e)
         }

@@ -30,14 +30,49 @@ final class SourceFile {
     deinit { close(fd) }
 
     /// Opens `item`'s file; `sequential`: it is read in chunks, start to
-    /// end. `via`: through its parent's held descriptor.
+    /// end. `via`: through its parent's held descriptor. The descriptor
+    /// blocks again (big files are read on the ring too).
     static func open(_ item: SourceItem, sequential: Bool = true, via parent: ParentDirectory? = nil) throws(TransferError) -> CInt {
         guard case .file(let path) = item.origin else { preconditionFailure("not a file") }
-        let flags = O_RDONLY | O_CLOEXEC
-        let fd = parent?.open(path, flags) ?? Glibc.open(path, flags)
-        guard fd >= 0 else { throw .io(IOError(Errno(rawValue: errno), "open", path)) }
+        let fd: CInt
+        do { fd = try openRegular(path, via: parent).fd } catch { throw .io(error) }
+        blocking(fd)
         if sequential { _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL) }
         return fd
+    }
+
+    /// Opens a file of the source for reading, and refuses one that is no
+    /// longer a regular file; returns what fstat said of it.
+    ///
+    /// Why: the tree is walked ahead of the reads, and a file the walk saw
+    /// may since have been replaced, by its owner or by anyone who can
+    /// write its directory, with a fifo, whose plain open waits for a
+    /// writer: on the loop thread, forever. O_NONBLOCK makes that open
+    /// return, and O_NOCTTY keeps a terminal from becoming ours. A regular
+    /// file's plain reads ignore O_NONBLOCK, but io_uring's do not (a read
+    /// of a page not in memory fails with EAGAIN instead of waiting): a
+    /// descriptor that goes to the ring is made `blocking` first.
+    static func openRegular(_ path: String, via parent: ParentDirectory? = nil) throws(IOError) -> (fd: CInt, info: stat) {
+        let flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY
+        let fd = parent?.open(path, flags) ?? Glibc.open(path, flags)
+        guard fd >= 0 else { throw IOError(Errno(rawValue: errno), "open", path) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let e = IOError(Errno(rawValue: errno), "fstat", path)
+            close(fd)
+            throw e
+        }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            throw IOError(.invalidArgument, "open", path, reason: "no longer a regular file (it was replaced after the tree was walked)")
+        }
+        return (fd, st)
+    }
+
+    /// Clears the O_NONBLOCK that `openRegular` set.
+    static func blocking(_ fd: CInt) {
+        let flags = fcntl(fd, F_GETFL)
+        if flags >= 0, flags & O_NONBLOCK != 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
     }
 
     /// Fails if the open file no longer has the size and mtime the manifest
@@ -47,19 +82,27 @@ final class SourceFile {
     static func checkUnchanged(_ fd: CInt, _ item: SourceItem) throws(TransferError) -> stat? {
         var st = stat()
         guard fstat(fd, &st) == 0 else { return nil }
+        try checkUnchanged(st, item)
+        return st
+    }
+
+    private static func checkUnchanged(_ st: stat, _ item: SourceItem) throws(TransferError) {
         guard UInt64(st.st_size) == item.entry.size, Int64(st.st_mtim.tv_sec) == item.entry.mtimeSeconds,
               UInt32(st.st_mtim.tv_nsec) == item.entry.mtimeNanoseconds else {
             throw .source("'\(item.displayPath)' changed while being sent; send it again")
         }
-        return st
     }
 
     /// A small file, open and checked against the manifest; with the
-    /// device it is on.
+    /// device it is on. Its descriptor is still O_NONBLOCK: `SmallReads`
+    /// reads it plainly, or makes it `blocking` before the ring does.
     static func openWhole(_ item: SourceItem, via parent: ParentDirectory) throws(TransferError) -> (fd: CInt, device: UInt64) {
-        let fd = try open(item, sequential: false, via: parent)
+        guard case .file(let path) = item.origin else { preconditionFailure("not a file") }
+        let fd: CInt, st: stat
+        do { (fd, st) = try openRegular(path, via: parent) } catch { throw .io(error) }
         do throws(TransferError) {
-            return (fd, try checkUnchanged(fd, item).map { UInt64($0.st_dev) } ?? 0)
+            try checkUnchanged(st, item)
+            return (fd, UInt64(st.st_dev))
         } catch {
             close(fd)
             throw error
