@@ -126,7 +126,9 @@ import FTWire
     }
 
     /// A push cut off anywhere in a tree leaves only verified files under
-    /// final names; pushed again, it skips what arrived and completes.
+    /// final names; pushed again, it skips what arrived and completes, and
+    /// its directories have the source's modes (not the 0700 they were
+    /// made with: the second push finds them existing).
     @Test func aSenderKilledMidTreeResumesAndSkipsWhatArrived() throws {
         let tmp = TempDir()
         defer { tmp.cleanup() }
@@ -134,8 +136,14 @@ import FTWire
         for d in 0..<10 {
             tmp.sub("src/t/d\(d)")
             for f in 0..<300 { writeFile(root + "/d\(d)/f\(f)", patternBytes(8192 + f, seed: UInt64(d * 300 + f + 1))) }
+            chmod(root + "/d\(d)", d % 2 == 0 ? 0o750 : 0o705)
         }
+        chmod(root, 0o751)
         writeFile(root + "/d5/big.bin", patternBytes(6 << 20, seed: 99))
+        func mode(_ path: String) -> mode_t {
+            var st = stat()
+            return lstat(path, &st) == 0 ? st.st_mode & 0o7777 : 0
+        }
         let dst = tmp.sub("dst")
         var resumedIdentical = 0
         for round in 1...3 {
@@ -160,6 +168,8 @@ import FTWire
             let visible = listTree(dst + "/t").filter { !($0 as NSString).lastPathComponent.hasPrefix(".ft-") }
             #expect(visible == listTree(root), "round \(round)")
             #expect(listTree(dst + "/t").count == visible.count, "round \(round): partials left behind")
+            let modes = ([""] + (0..<10).map { "/d\($0)" }).filter { mode(dst + "/t" + $0) != mode(root + $0) }
+            #expect(modes.isEmpty, "round \(round): directory modes differ from the source's: \(modes.map { "t\($0) \(String(mode(dst + "/t" + $0), radix: 8))" })")
             for rel in listTree(root) where !rel.hasSuffix("/") {
                 var st = stat()
                 if lstat(root + "/" + rel, &st) == 0, st.st_mode & S_IFMT == S_IFREG {

@@ -78,8 +78,11 @@ extension PushSession {
     }
 
     /// Modes and mtimes of the directories made, deepest first, once
-    /// nothing more is written into them.
-    func applyDirectoryMetadata(upTo batch: UInt32) {
+    /// nothing more is written into them. `cutOff`: the push ends before
+    /// they are complete. They take their modes now, owner's rwx kept so
+    /// that the next push can finish them: that push finds them existing
+    /// and leaves their metadata alone, so they kept ft's 0700 for good.
+    func applyDirectoryMetadata(upTo batch: UInt32, cutOff: Bool = false) {
         if batch == .max {
             for d in openDirs where d.created { closedDirs.append((d.path, d.entry, 0)) }
             openDirs.removeAll()
@@ -92,7 +95,7 @@ extension PushSession {
         for d in ready {
             do {
                 let (dir, _) = try server.destination.openDirectory(placed(d.path).components[...], create: false)
-                try Directory.applyMetadata(dir.fd, mode: d.entry.mode, mtimeSeconds: d.entry.mtimeSeconds,
+                try Directory.applyMetadata(dir.fd, mode: cutOff ? d.entry.mode | 0o700 : d.entry.mode, mtimeSeconds: d.entry.mtimeSeconds,
                                             mtimeNanoseconds: d.entry.mtimeNanoseconds, path: dir.displayPath,
                                             owner: ownerOf(d.entry))
             } catch {

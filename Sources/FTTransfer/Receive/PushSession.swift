@@ -393,6 +393,7 @@ final class PushSession {
         for s in sinks.values { s.discard(keep: keepPartials) }
         sinks.removeAll()
         held.removeAll()
+        if !connection.succeeded { applyDirectoryMetadata(upTo: .max, cutOff: true) }
         for s in stages { s.close() }
         stages.removeAll()
     }
