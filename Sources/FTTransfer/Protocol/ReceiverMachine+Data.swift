@@ -140,30 +140,29 @@ extension ReceiverMachine {
 
     mutating func small(_ batch: SmallFiles) -> Action {
         var out: [SmallArrival] = []
+        out.reserveCapacity(batch.files.count)
+        let verify = verify
         for f in batch.files {
-            guard let (e, name) = dataEntry(f.fileID, "small file") else {
-                return fail(.protocolViolation, "small file for unknown file id \(f.fileID)")
+            // Checked and marked in place: a copy of the entry per small
+            // file was ~1% of the receiver on a tree of them.
+            let problem: String?? = inPlace(f.fileID) { stage, e in
+                let name = MessageName(path: e.path)
+                guard stage == .receiving else { return "'\(name)' arrived before its batch was answered and planned" }
+                guard e.entry.kind == .file, e.decision == .whole, !e.entry.flags.contains(.sparse) else {
+                    return "small-files frame for '\(name)', which does not take it whole"
+                }
+                guard e.trailer == nil, e.received.total == 0 else { return "'\(name)' arrived whole after it had started" }
+                guard UInt64(f.bytes.count) == e.entry.size else {
+                    return "'\(name)' arrived with \(f.bytes.count) bytes but the manifest said \(e.entry.size)"
+                }
+                if verify, f.digest == nil { return "'\(name)' has no digest but verification is on" }
+                _ = e.received.insert(0..<e.entry.size)
+                e.trailer = FileEnd(fileID: f.fileID, size: e.entry.size, digest: f.digest)
+                e.finishing = true
+                return nil
             }
-            guard batches[e.batchID]?.stage == .receiving else {
-                return fail(.protocolViolation, "'\(name)' arrived before its batch was answered and planned")
-            }
-            guard e.entry.kind == .file, e.decision == .whole, !e.entry.flags.contains(.sparse) else {
-                return fail(.protocolViolation, "small-files frame for '\(name)', which does not take it whole")
-            }
-            guard e.trailer == nil, e.received.total == 0 else {
-                return fail(.protocolViolation, "'\(name)' arrived whole after it had started")
-            }
-            guard UInt64(f.bytes.count) == e.entry.size else {
-                return fail(.protocolViolation, "'\(name)' arrived with \(f.bytes.count) bytes but the manifest said \(e.entry.size)")
-            }
-            if verify, f.digest == nil {
-                return fail(.protocolViolation, "'\(name)' has no digest but verification is on")
-            }
-            update(f.fileID) {
-                _ = $0.received.insert(0..<$0.entry.size)
-                $0.trailer = FileEnd(fileID: f.fileID, size: $0.entry.size, digest: f.digest)
-                $0.finishing = true
-            }
+            guard let problem else { return fail(.protocolViolation, "small file for unknown file id \(f.fileID)") }
+            if let problem { return fail(.protocolViolation, problem) }
             out.append(SmallArrival(id: f.fileID, file: f))
         }
         return .storeSmall(out)

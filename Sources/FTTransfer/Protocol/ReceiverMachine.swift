@@ -129,6 +129,14 @@ package struct ReceiverMachine: Sendable {
         return batches[at.batch]?.entries[at.index]
     }
 
+    /// `body` on entry `id` where it is, with its batch's stage; nil if no
+    /// active batch has it.
+    mutating func inPlace<R>(_ id: UInt32, _ body: (BatchStage, inout IncomingEntry) -> R) -> R? {
+        guard let at = byID[id] else { return nil }
+        let stage = batches[at.batch]!.stage
+        return body(stage, &batches[at.batch]!.entries[at.index])
+    }
+
     mutating func update(_ id: UInt32, _ change: (inout IncomingEntry) -> Void) {
         guard let at = byID[id] else { return }
         change(&batches[at.batch]!.entries[at.index])
@@ -278,11 +286,15 @@ package struct ReceiverMachine: Sendable {
         b.stage = needsPlan && !chain && !info.flags.contains(.dryRun) ? .awaitingPlan : .receiving
         batches[batchID] = b
         var out = ackIfSettled(batchID)
-        for e in b.entries where e.entry.kind == .hardlink && e.offer != .identical {
-            if let source = linkSources[e.entry.linkTo], source.committed {
-                out.append(.link(id: e.id, sourcePath: source.path))
+        // By index, here and below: an entry bound by `for e in` is a copy,
+        // a retain and a release of each of its paths and ranges, and a
+        // batch of small files is thousands of entries.
+        for i in b.entries.indices where b.entries[i].entry.kind == .hardlink && b.entries[i].offer != .identical {
+            let (id, to) = (b.entries[i].id, b.entries[i].entry.linkTo)
+            if let source = linkSources[to], source.committed {
+                out.append(.link(id: id, sourcePath: source.path))
             } else {
-                waitingLinks[e.entry.linkTo, default: []].append(e.id)
+                waitingLinks[to, default: []].append(id)
             }
         }
         let next = nextReview()
@@ -331,13 +343,16 @@ package struct ReceiverMachine: Sendable {
     /// when the push is done.
     package mutating func settled(_ id: UInt32, _ status: BatchAck.Status, digest: Digest128 = .zero,
                                  bytes: UInt64 = 0) -> [Action] {
-        guard let at = byID[id], let e = entry(id), !e.finished else { return [] }
-        update(id) { $0.result = BatchAck.Result(fileID: id, status: status, digest: digest) }
+        guard let at = byID[id], let e = inPlace(id, { _, e -> Settling? in
+            guard !e.finished else { return nil }
+            e.result = BatchAck.Result(fileID: id, status: status, digest: digest)
+            return Settling(e)
+        }), let e else { return [] }
         count(e, status, bytes)
         var out: [Action] = []
         // A source the receiver already had (identical) is there to link to
         // as well as one it just wrote.
-        if e.entry.flags.contains(.linkSource), status == .committed || status == .skipped, var source = linkSources[id] {
+        if e.linkSource, status == .committed || status == .skipped, var source = linkSources[id] {
             source.committed = true
             linkSources[id] = source
             for link in waitingLinks.removeValue(forKey: id) ?? [] { out.append(.link(id: link, sourcePath: source.path)) }
@@ -351,26 +366,54 @@ package struct ReceiverMachine: Sendable {
     private mutating func ackIfSettled(_ batchID: UInt32) -> [Action] {
         guard let b = batches[batchID], b.unsettled == 0, b.stage == .receiving else { return [] }
         batches[batchID] = nil
-        for x in b.entries { byID[x.id] = nil }
-        var out: [Action] = [.acknowledge(BatchAck(batchID: batchID, results: b.entries.compactMap(\.result)))]
+        var results: [BatchAck.Result] = []
+        results.reserveCapacity(b.entries.count)
+        for i in b.entries.indices {
+            byID[b.entries[i].id] = nil
+            if let r = b.entries[i].result { results.append(r) }
+        }
+        var out: [Action] = [.acknowledge(BatchAck(batchID: batchID, results: results))]
         if sawEnd, batches.isEmpty { out.append(complete()) }
         return out
     }
 
-    private mutating func count(_ e: IncomingEntry, _ status: BatchAck.Status, _ bytes: UInt64) {
+    /// What `settled` needs of an entry, read where it is: a copy of the
+    /// whole entry per file cost a retain and a release of each of its
+    /// paths and ranges.
+    private struct Settling {
+        var kind: ManifestEntry.Kind
+        var size: UInt64
+        var unreadable: Bool
+        var skipped: Bool
+        var patched: Bool
+        var resumedAfter: UInt64
+        var linkSource: Bool
+
+        init(_ e: borrowing IncomingEntry) {
+            kind = e.entry.kind
+            size = e.entry.size
+            unreadable = e.trailer?.unreadable == true
+            skipped = e.decision == .skip
+            if case .patch = e.decision { patched = true } else { patched = false }
+            if case .resumeAfter(let n) = e.decision { resumedAfter = n } else { resumedAfter = 0 }
+            linkSource = e.entry.flags.contains(.linkSource)
+        }
+    }
+
+    private mutating func count(_ e: Settling, _ status: BatchAck.Status, _ bytes: UInt64) {
         guard status == .committed || status == .skipped else { return }
         // The sender could not read it: nothing arrived, nothing was there.
-        if e.trailer?.unreadable == true { return }
-        switch e.entry.kind {
+        if e.unreadable { return }
+        switch e.kind {
         case .file, .stdin:
-            if status == .skipped || e.decision == .skip {
+            if status == .skipped || e.skipped {
                 done.skippedFiles += 1
-                done.skippedBytes += e.entry.size
+                done.skippedBytes += e.size
             } else {
                 done.files += 1
                 done.bytes += bytes
-                if case .patch = e.decision { done.patchedFiles += 1 }
-                if case .resumeAfter(let n) = e.decision { done.skippedBytes += n }
+                if e.patched { done.patchedFiles += 1 }
+                done.skippedBytes += e.resumedAfter
             }
         case .symlink where status == .committed: done.symlinks += 1
         case .hardlink where status == .committed: done.hardLinks += 1

@@ -28,11 +28,10 @@ extension PushSession {
         reviewingBatch = batchID
         let attempt = busyReview?.attempts ?? 0
         busyReview = nil
-        let entries = machine.entries(of: batchID)
         var jobs: [OfferJob] = []
         var identical: [UInt32: BatchAnswer.Offer] = [:]
         do throws(TransferError) {
-            let need = try checkDestination(entries, jobs: &jobs, identical: &identical)
+            let need = try checkDestination(machine.entries(of: batchID), jobs: &jobs, identical: &identical)
             let free: UInt64
             do { free = try server.destination.availableBytes() } catch { throw .io(error) }
             let required = space.required(needed: need.bytes, fileBytes: need.fileBytes, allNew: need.allNew)
@@ -228,18 +227,24 @@ extension PushSession {
     /// thousands of levels, which on the loop would hold every other
     /// session (a 255-deep manifest held it for ~200 ms).
     private func prepare(_ batchID: UInt32, offers: [UInt32: BatchAnswer.Offer]) {
-        let entries = machine.entries(of: batchID).filter { $0.entry.kind == .directory }
-        guard !entries.isEmpty else {
+        var staged: [Stage] = []
+        var dirs: [(UInt32, [String])] = []
+        do {
+            // By index: filtering the batch copied every entry to test it.
+            let all = machine.entries(of: batchID)
+            for i in all.indices where all[i].entry.kind == .directory {
+                staged.addOnce(stage(of: all[i].path))
+                dirs.append((all[i].id, placed(all[i].path).components))
+            }
+        }
+        guard !dirs.isEmpty else {
             prepared(batchID, offers: offers, directories: [:])
             return
         }
-        var staged: [Stage] = []
-        for e in entries { staged.addOnce(stage(of: e.path)) }
-        let dirs = entries.map { ($0.id, placed($0.path).components) }
         let destination = server.destination
         let create = !machine.info.flags.contains(.dryRun)
         for s in staged { s.entered() }
-        server.offload.run({ DirectoryJob.run(dirs, in: destination, create: create) }) { [weak self] results in
+        server.offload.run({ [dirs] in DirectoryJob.run(dirs, in: destination, create: create) }) { [weak self] results in
             for s in staged { s.left() }
             guard let self, !connection.isClosing else { return }
             prepared(batchID, offers: offers, directories: results)
@@ -249,9 +254,13 @@ extension PushSession {
     /// The rest of `prepare`, on the loop, with what became of each
     /// directory entry.
     private func prepared(_ batchID: UInt32, offers: [UInt32: BatchAnswer.Offer], directories: [UInt32: DirectoryJob.Result]) {
-        let entries = machine.entries(of: batchID)
+        // The batch's entries are let go of before `answer`: held here,
+        // they would make the machine copy all of them when it writes the
+        // offers in.
+        var entries = machine.entries(of: batchID)
         var made: [(UInt32, BatchAck.Status, Digest128)] = []
         let dryRun = machine.info.flags.contains(.dryRun)
+        let ids = dryRun ? entries.map(\.id) : []
         for e in entries {
             closeDirectories(before: e.path, batch: batchID)
             if let top = openDirs.indices.last, openDirs[top].keep != nil, e.path.parent == openDirs[top].path {
@@ -280,6 +289,7 @@ extension PushSession {
                 break
             }
         }
+        entries = []
         if let link, !link.final, link.state != .ready {
             reviewWaitsForLink = (batchID, offers)
             settleMade(made)
@@ -293,7 +303,7 @@ extension PushSession {
         if dryRun {
             // The sender sends no plan and no data: every entry settles as
             // skipped, and the batch is acknowledged at once.
-            for e in entries where !connection.isClosing && machine.entry(e.id)?.finished == false { settle(e.id, .skipped) }
+            for id in ids where !connection.isClosing && machine.entry(id)?.finished == false { settle(id, .skipped) }
             return
         }
         settleMade(made + identicalOf(offers))
