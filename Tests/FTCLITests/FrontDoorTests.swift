@@ -220,6 +220,23 @@ import FTWire
         #expect(listTree(dst) == ["t", "t/a"], "\(listTree(dst))")
     }
 
+    /// Starts a push of `root` at 2 MiB/s and returns once some bytes of
+    /// its first file have arrived in `dst`.
+    private func slowPushBegun(_ root: String, to recv: FTReceiver, _ dst: String) throws -> Child {
+        let sender = try Child(ftPath, ["send", recv.address, root, "--limit", "2M"])
+        var begun = false
+        for _ in 0..<2000 {
+            begun = listTree(dst).contains { path in
+                var st = stat()
+                return lstat(dst + "/" + path, &st) == 0 && st.st_mode & S_IFMT == S_IFREG && st.st_size > 0
+            }
+            if begun { break }
+            usleep(5_000)
+        }
+        #expect(begun, "no bytes of the first file arrived: \(listTree(dst))")
+        return sender
+    }
+
     /// A file the walk saw, swapped for a fifo before its turn (by anyone
     /// who can write its directory), is left out and named. Its open would
     /// have waited for a writer, on the sender's loop thread, forever:
@@ -235,17 +252,7 @@ import FTWire
         let recv = try FTReceiver(dir: dst, extra: ["--once"])
         // Big files go largest first: `a` takes about 2 s at 2 MiB/s, and
         // `b` (big) and `c` (small) are swapped once its bytes arrive.
-        let sender = try Child(ftPath, ["send", recv.address, root, "--limit", "2M"])
-        var begun = false
-        for _ in 0..<2000 {
-            begun = listTree(dst).contains { path in
-                var st = stat()
-                return lstat(dst + "/" + path, &st) == 0 && st.st_mode & S_IFMT == S_IFREG && st.st_size > 0
-            }
-            if begun { break }
-            usleep(5_000)
-        }
-        #expect(begun, "no bytes of t/a arrived: \(listTree(dst))")
+        let sender = try slowPushBegun(root, to: recv, dst)
         for name in ["b", "c"] {
             unlink(root + "/" + name)
             #expect(mkfifo(root + "/" + name, 0o644) == 0)
@@ -258,6 +265,45 @@ import FTWire
         #expect(sent.stderr.contains("2 unreadable entries skipped"), "\(sent.stderr)")
         #expect(recv.child.wait().status == 0)
         #expect(listTree(dst) == ["t", "t/a"], "\(listTree(dst))")
+        expectSame(readFile(dst + "/t/a"), readFile(root + "/a"), "t/a")
+    }
+
+    /// A directory of the tree swapped, after the walk, for a symlink to
+    /// somewhere else that holds files of the same names, sizes and mtimes
+    /// (a file's owner sets its mtime, so the manifest check cannot tell):
+    /// the sender must not push what the link points at. Each file under
+    /// it is left out and named; nothing from outside the tree arrives.
+    @Test func aDirectorySwappedForASymlinkAfterTheWalkIsNotFollowed() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let root = tmp.sub("src/t")
+        let outside = tmp.sub("outside")
+        _ = tmp.sub("src/t/d")
+        writeFile(root + "/a", patternBytes(4 << 20, seed: 1))
+        let files = [("b", 1 << 20), ("c", 3)]
+        for (name, size) in files {
+            writeFile(root + "/d/" + name, patternBytes(size, seed: 2))
+            writeFile(outside + "/" + name, patternBytes(size, seed: 9))
+            var st = stat()
+            #expect(stat(root + "/d/" + name, &st) == 0)
+            var times = [st.st_atim, st.st_mtim]
+            #expect(utimensat(AT_FDCWD, outside + "/" + name, &times, 0) == 0)
+        }
+        let dst = tmp.sub("dst")
+        let recv = try FTReceiver(dir: dst, extra: ["--once"])
+        // As above: `a` goes first and slowly; `d` is swapped once its
+        // bytes arrive, before `d/b` (big) and `d/c` (small) are read.
+        let sender = try slowPushBegun(root, to: recv, dst)
+        #expect(rename(root + "/d", tmp.path + "/d.moved") == 0)
+        #expect(symlink(outside, root + "/d") == 0)
+        let sent = sender.wait(seconds: 30)
+        #expect(sent.status == 23, "\(sent.stderr)")
+        for (name, _) in files {
+            #expect(sent.stderr.contains("skipping t/d/\(name): ") && sent.stderr.contains("is now a symlink"), "\(sent.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: dst + "/t/d/" + name), "t/d/\(name) arrived from outside the tree")
+        }
+        #expect(recv.child.wait().status == 0)
+        #expect(listTree(dst) == ["t", "t/a", "t/d"], "\(listTree(dst))")
         expectSame(readFile(dst + "/t/a"), readFile(root + "/a"), "t/a")
     }
 }

@@ -21,7 +21,7 @@ import Glibc
 final class HashAhead: Sendable {
     struct File: Sendable {
         var id: UInt32
-        var path: String
+        var path: SourcePath
         var size: UInt64
         var sparse: Bool
     }

@@ -86,7 +86,7 @@ enum Extents {
 
     /// Data extents and holes of the file at `path`, covering [0, size).
     /// A file the filesystem cannot say this of is one data extent.
-    static func of(_ path: String, size: UInt64) -> (data: [Range<UInt64>], holes: [Range<UInt64>]) {
+    static func of(_ path: SourcePath, size: UInt64) -> (data: [Range<UInt64>], holes: [Range<UInt64>]) {
         guard let fd = try? SourceFile.openRegular(path).fd else { return (size == 0 ? [] : [0..<size], []) }
         defer { close(fd) }
         return of(fd, size: size)

@@ -52,10 +52,19 @@ final class SourceFile {
     /// file's plain reads ignore O_NONBLOCK, but io_uring's do not (a read
     /// of a page not in memory fails with EAGAIN instead of waiting): a
     /// descriptor that goes to the ring is made `blocking` first.
-    static func openRegular(_ path: String, via parent: ParentDirectory? = nil) throws(IOError) -> (fd: CInt, info: stat) {
+    ///
+    /// A file of a walked tree is opened beneath its root through no link
+    /// (`SourceAnchor` says why): ELOOP means a directory on its path, or
+    /// the file, was swapped for a symlink.
+    static func openRegular(_ source: SourcePath, via parent: ParentDirectory? = nil) throws(IOError) -> (fd: CInt, info: stat) {
         let flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY
-        let fd = parent?.open(path, flags) ?? Glibc.open(path, flags)
-        guard fd >= 0 else { throw IOError(Errno(rawValue: errno), "open", path) }
+        let path = source.path
+        let fd = parent?.open(source, flags) ?? source.open(flags)
+        guard fd >= 0 else {
+            let e = Errno(rawValue: errno)
+            guard e == .tooManySymbolicLinkLevels, source.anchor != nil else { throw IOError(e, "open", path) }
+            throw IOError(e, "open", path, reason: "it, or a directory on its path, is now a symlink (it was replaced after the tree was walked)")
+        }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
             let e = IOError(Errno(rawValue: errno), "fstat", path)

@@ -10,7 +10,7 @@ import Glibc
 package struct SourceItem: Sendable {
     package enum Origin: Sendable, Equatable {
         /// Bytes read from this file.
-        case file(String)
+        case file(SourcePath)
         /// Nothing to read: a directory, a symlink (its target is in the
         /// entry), a hard link (another entry's bytes).
         case none
@@ -28,7 +28,7 @@ package struct SourceItem: Sendable {
     /// The wire path as text, for display.
     package var displayPath: String { Escape.forDisplay(bytes: entry.path) }
 
-    package var localPath: String? {
+    package var localPath: SourcePath? {
         if case .file(let p) = origin { return p }
         return nil
     }

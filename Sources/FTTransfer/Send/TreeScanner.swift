@@ -107,7 +107,7 @@ final class TreeScanner: @unchecked Sendable {
                 continue
             }
             if !root.isDirectory {
-                addFile(local, root.name, st)
+                addFile(SourcePath(local), root.name, st)
                 continue
             }
             let fd = open(local, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -116,14 +116,14 @@ final class TreeScanner: @unchecked Sendable {
                 continue
             }
             add(SourceItem(entry: entry(.directory, root.name, st), origin: .none))
-            walkTree(fd: fd, local: local, wire: root.name)
+            walkTree(fd: fd, local: local, wire: root.name, anchor: SourceAnchor(walked: fd, local: local))
         }
         flush()
         guard !stopped.load(ordering: .relaxed) else { return }
         deliver(.finished(totals, skipped))
     }
 
-    private func walkTree(fd: CInt, local: String, wire: [UInt8]) {
+    private func walkTree(fd: CInt, local: String, wire: [UInt8], anchor: SourceAnchor?) {
         var stack = [Level(fd: fd, local: local, wire: wire, names: NameList(fd: fd))]
         while !stack.isEmpty, !stopped.load(ordering: .relaxed) {
             let top = stack.count - 1
@@ -153,7 +153,7 @@ final class TreeScanner: @unchecked Sendable {
             }
             switch st.st_mode & S_IFMT {
             case S_IFREG:
-                addFile(localPath, wirePath, st)
+                addFile(SourcePath(localPath, under: anchor), wirePath, st)
             case S_IFDIR:
                 let sub = withCName(name) { openat(parent.fd, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
                 guard sub >= 0 else {
@@ -171,7 +171,7 @@ final class TreeScanner: @unchecked Sendable {
         for level in stack { close(level.fd) }
     }
 
-    private func addFile(_ local: String, _ wire: [UInt8], _ st: stat) {
+    private func addFile(_ local: SourcePath, _ wire: [UInt8], _ st: stat) {
         var e = entry(.file, wire, st)
         if st.st_nlink > 1 {
             let key = DevIno(dev: UInt64(st.st_dev), ino: UInt64(st.st_ino))
