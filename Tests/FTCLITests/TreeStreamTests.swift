@@ -128,7 +128,8 @@ import FTWire
     /// A push cut off anywhere in a tree leaves only verified files under
     /// final names; pushed again, it skips what arrived and completes, and
     /// its directories have the source's modes (not the 0700 they were
-    /// made with: the second push finds them existing).
+    /// made with: the second push finds them existing) and mtimes (not
+    /// those of the second push's writes into them).
     @Test func aSenderKilledMidTreeResumesAndSkipsWhatArrived() throws {
         let tmp = TempDir()
         defer { tmp.cleanup() }
@@ -140,9 +141,19 @@ import FTWire
         }
         chmod(root, 0o751)
         writeFile(root + "/d5/big.bin", patternBytes(6 << 20, seed: 99))
+        let dirs = [""] + (0..<10).map { "/d\($0)" }
+        for (i, d) in dirs.enumerated() {
+            let t = timespec(tv_sec: 1_000_000_000 + i * 3600, tv_nsec: 123_456_789)
+            var times = [t, t]
+            #expect(utimensat(AT_FDCWD, root + d, &times, 0) == 0)
+        }
         func mode(_ path: String) -> mode_t {
             var st = stat()
             return lstat(path, &st) == 0 ? st.st_mode & 0o7777 : 0
+        }
+        func mtime(_ path: String) -> String {
+            var st = stat()
+            return lstat(path, &st) == 0 ? "\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)" : "none"
         }
         let dst = tmp.sub("dst")
         var resumedIdentical = 0
@@ -168,8 +179,10 @@ import FTWire
             let visible = listTree(dst + "/t").filter { !($0 as NSString).lastPathComponent.hasPrefix(".ft-") }
             #expect(visible == listTree(root), "round \(round)")
             #expect(listTree(dst + "/t").count == visible.count, "round \(round): partials left behind")
-            let modes = ([""] + (0..<10).map { "/d\($0)" }).filter { mode(dst + "/t" + $0) != mode(root + $0) }
+            let modes = dirs.filter { mode(dst + "/t" + $0) != mode(root + $0) }
             #expect(modes.isEmpty, "round \(round): directory modes differ from the source's: \(modes.map { "t\($0) \(String(mode(dst + "/t" + $0), radix: 8))" })")
+            let mtimes = dirs.filter { mtime(dst + "/t" + $0) != mtime(root + $0) }
+            #expect(mtimes.isEmpty, "round \(round): directory mtimes differ from the source's: \(mtimes.map { "t\($0) \(mtime(dst + "/t" + $0))" })")
             for rel in listTree(root) where !rel.hasSuffix("/") {
                 var st = stat()
                 if lstat(root + "/" + rel, &st) == 0, st.st_mode & S_IFMT == S_IFREG {
@@ -182,6 +195,43 @@ import FTWire
             try FileManager.default.removeItem(atPath: dst + "/t")
         }
         #expect(resumedIdentical >= 2, "only \(resumedIdentical) of 3 second pushes found files already there")
+    }
+
+    /// A directory that was there before the push keeps its own mode and
+    /// mtime, even with the source's mtime (what a cut-off push leaves
+    /// has the source's mode as well: only that is set back).
+    @Test func anExistingDirectoryKeepsItsOwnMetadata() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let root = tmp.sub("src/t")
+        let dst = tmp.sub("dst")
+        for d in ["older", "sametime"] {
+            tmp.sub("src/t/" + d)
+            writeFile(root + "/\(d)/f", patternBytes(100, seed: 1))
+            chmod(root + "/" + d, 0o711)
+            tmp.sub("dst/t/" + d)
+            chmod(dst + "/t/" + d, 0o755)
+        }
+        func setMtime(_ path: String, _ seconds: Int) {
+            let t = timespec(tv_sec: seconds, tv_nsec: 5)
+            var times = [t, t]
+            #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
+        }
+        setMtime(root + "/older", 1_100_000_000)
+        setMtime(root + "/sametime", 1_200_000_000)
+        setMtime(dst + "/t/older", 1_000_000_000)
+        setMtime(dst + "/t/sametime", 1_200_000_000)
+        let recv = try FTReceiver(dir: dst, extra: ["--once"])
+        let send = try run(ftPath, ["send", recv.address, root])
+        #expect(send.status == 0, "\(send.stderr)")
+        #expect(recv.child.wait().status == 0)
+        for d in ["older", "sametime"] {
+            var st = stat()
+            #expect(lstat(dst + "/t/" + d, &st) == 0)
+            #expect(st.st_mode & 0o7777 == 0o755, "t/\(d) took the source's mode")
+            #expect(st.st_mtim.tv_sec > 1_300_000_000, "t/\(d) took an mtime it did not have (\(st.st_mtim.tv_sec)); the push wrote into it")
+            expectSame(readFile(dst + "/t/\(d)/f"), readFile(root + "/\(d)/f"), "t/\(d)/f")
+        }
     }
 
     /// Pushing the same tree twice sends nothing the second time.

@@ -1,6 +1,10 @@
 import FTEngine
 import FTWire
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 extension Directory {
     /// The directory `path` goes in, beneath this one (the destination)
     /// through no link; `self` for a top-level entry. `cache` keeps the
@@ -25,19 +29,21 @@ extension Directory {
 enum DirectoryJob {
     enum Result: Sendable {
         /// There now; `levels` were created (0: it was there already).
-        case made(levels: Int)
+        /// `asLeft`: it was there with the entry's mtime and mode, as a
+        /// push cut off after making it leaves it (`PushSession.ended`).
+        case made(levels: Int, asLeft: Bool)
         /// Dry run: not there.
         case absent
         case failed(IOError)
     }
 
-    static func run(_ dirs: [(UInt32, [String])], in destination: Directory, create: Bool) -> [UInt32: Result] {
+    static func run(_ dirs: [(UInt32, [String], ManifestEntry)], in destination: Directory, create: Bool) -> [UInt32: Result] {
         var out: [UInt32: Result] = [:]
         out.reserveCapacity(dirs.count)
-        for (id, components) in dirs {
+        for (id, components, entry) in dirs {
             do throws(IOError) {
-                let (_, created) = try destination.openDirectory(components[...], create: create)
-                out[id] = .made(levels: created)
+                let (dir, created) = try destination.openDirectory(components[...], create: create)
+                out[id] = .made(levels: created, asLeft: create && created == 0 && isAsLeft(dir.fd, entry))
             } catch {
                 // A dry run only asks whether it is there.
                 out[id] = create ? .failed(error) : .absent
@@ -45,5 +51,19 @@ enum DirectoryJob {
             }
         }
         return out
+    }
+
+    /// Whether the directory at `fd` has `entry`'s mtime, to the
+    /// nanosecond, and its mode, or its mode with the owner's rwx (what a
+    /// cut-off push gives the directories it made). Why: the push that
+    /// resumes finds them existing, and would leave them with the mtimes
+    /// its own writes give them and the cut-off push's owner bits.
+    /// Setting them back to the entry's is setting back what they had.
+    static func isAsLeft(_ fd: CInt, _ entry: ManifestEntry) -> Bool {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return false }
+        let mode = UInt32(st.st_mode) & 0o7777
+        return Int64(st.st_mtim.tv_sec) == entry.mtimeSeconds && UInt32(st.st_mtim.tv_nsec) == entry.mtimeNanoseconds
+            && (mode == UInt32(Directory.effectiveMode(entry.mode)) || mode == UInt32(Directory.effectiveMode(entry.mode | 0o700)))
     }
 }

@@ -1,5 +1,6 @@
 import FTEngine
 import FTWire
+import Logging
 
 #if canImport(Glibc)
 import Glibc
@@ -18,7 +19,7 @@ extension PushSession {
         while let top = openDirs.last, !path.isInside(top.path) {
             openDirs.removeLast()
             if top.created { madeOpenDirs.remove(top.path) }
-            if top.created { closedDirs.append((top.path, top.entry, batch)) }
+            if top.created || top.asLeft { closedDirs.append((top.path, top.entry, batch)) }
             if let keep = top.keep { prune(top.path, keep: keep) }
         }
     }
@@ -32,11 +33,12 @@ extension PushSession {
     }
 
     /// Directory entry `e` is open while its names are announced. One this
-    /// push made gets its metadata once complete; an existing one of a
-    /// --delete push keeps only the names the push announces in it.
-    func track(_ e: IncomingEntry, made: Bool, existed: Bool) {
+    /// push made, or one `asLeft` by a push of it cut off, gets its
+    /// metadata once complete; an existing one of a --delete push keeps
+    /// only the names the push announces in it.
+    func track(_ e: IncomingEntry, made: Bool, existed: Bool, asLeft: Bool = false) {
         let prunes = existed && machine.info.flags.contains(.delete)
-        openDirs.append(OpenDirectory(path: e.path, entry: e.entry, created: made, keep: prunes ? [] : nil))
+        openDirs.append(OpenDirectory(path: e.path, entry: e.entry, created: made, asLeft: asLeft, keep: prunes ? [] : nil))
         if made { madeOpenDirs.insert(e.path) }
     }
 
@@ -79,12 +81,14 @@ extension PushSession {
 
     /// Modes and mtimes of the directories made, deepest first, once
     /// nothing more is written into them. `cutOff`: the push ends before
-    /// they are complete. They take their modes now, owner's rwx kept so
-    /// that the next push can finish them: that push finds them existing
-    /// and leaves their metadata alone, so they kept ft's 0700 for good.
+    /// they are complete. They take their modes now (else they kept ft's
+    /// 0700 for good), owner's rwx kept so that the next push can finish
+    /// them. That push finds them existing; it gives them their metadata
+    /// again once complete (its own writes moved their mtimes), but only
+    /// if they still have what this one gave them.
     func applyDirectoryMetadata(upTo batch: UInt32, cutOff: Bool = false) {
         if batch == .max {
-            for d in openDirs where d.created { closedDirs.append((d.path, d.entry, 0)) }
+            for d in openDirs where d.created || d.asLeft { closedDirs.append((d.path, d.entry, 0)) }
             openDirs.removeAll()
             madeOpenDirs.removeAll()
         }
@@ -92,21 +96,42 @@ extension PushSession {
         guard !ready.isEmpty else { return }
         closedDirs.removeAll { $0.batch <= batch }
         ready.sort { $0.path.depth > $1.path.depth }
-        for d in ready {
-            do {
-                let (dir, _) = try server.destination.openDirectory(placed(d.path).components[...], create: false)
-                try Directory.applyMetadata(dir.fd, mode: cutOff ? d.entry.mode | 0o700 : d.entry.mode, mtimeSeconds: d.entry.mtimeSeconds,
-                                            mtimeNanoseconds: d.entry.mtimeNanoseconds, path: dir.displayPath,
-                                            owner: ownerOf(d.entry))
-            } catch {
-                server.logger.warning("could not set mode/mtime: \(error)")
-            }
+        let dirs = ready.map { d in
+            DirectoryMetadata(components: placed(d.path).components, mode: cutOff ? d.entry.mode | 0o700 : d.entry.mode,
+                              mtimeSeconds: d.entry.mtimeSeconds, mtimeNanoseconds: d.entry.mtimeNanoseconds, owner: ownerOf(d.entry))
         }
+        let destination = server.destination, logger = server.logger
+        // Cut off, jobs may still be linking files into them.
+        guard cutOff else { return DirectoryMetadata.apply(dirs, in: destination, logger) }
+        writes.whenNoneOut { DirectoryMetadata.apply(dirs, in: destination, logger) }
     }
 
     /// uid and gid to apply: only when asked, and only as root.
     func ownerOf(_ e: ManifestEntry) -> (uid: UInt32, gid: UInt32)? {
         guard machine.info.flags.contains(.owner), e.flags.contains(.owner), geteuid() == 0 else { return nil }
         return (e.uid, e.gid)
+    }
+}
+
+/// What a complete directory gets, found by its placed path.
+struct DirectoryMetadata {
+    var components: [String]
+    var mode: UInt32
+    var mtimeSeconds: Int64
+    var mtimeNanoseconds: UInt32
+    var owner: (uid: UInt32, gid: UInt32)?
+
+    /// In order (deepest first: a parent's mtime is set after its
+    /// children's, whose changes would move it).
+    static func apply(_ dirs: [DirectoryMetadata], in destination: Directory, _ logger: Logger) {
+        for d in dirs {
+            do {
+                let (dir, _) = try destination.openDirectory(d.components[...], create: false)
+                try Directory.applyMetadata(dir.fd, mode: d.mode, mtimeSeconds: d.mtimeSeconds, mtimeNanoseconds: d.mtimeNanoseconds,
+                                            path: dir.displayPath, owner: d.owner)
+            } catch {
+                logger.warning("could not set mode/mtime: \(error)")
+            }
+        }
     }
 }

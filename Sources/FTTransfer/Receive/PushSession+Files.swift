@@ -259,7 +259,9 @@ extension PushSession {
         let overwrite = config.overwrite
         let destination = server.destination
         for s in staged { s.entered() }
-        server.offload.runSideBySide({ [files] in SmallStoreJob.run(files, in: destination, overwrite: overwrite) }) { [weak self] result in
+        writes.sent()
+        server.offload.runSideBySide({ [files] in SmallStoreJob.run(files, in: destination, overwrite: overwrite) }) { [weak self, writes] result in
+            writes.back()
             for s in staged { s.left() }
             guard let self else { return }
             smallBytesInFlight -= total

@@ -228,13 +228,13 @@ extension PushSession {
     /// session (a 255-deep manifest held it for ~200 ms).
     private func prepare(_ batchID: UInt32, offers: [UInt32: BatchAnswer.Offer]) {
         var staged: [Stage] = []
-        var dirs: [(UInt32, [String])] = []
+        var dirs: [(UInt32, [String], ManifestEntry)] = []
         do {
             // By index: filtering the batch copied every entry to test it.
             let all = machine.entries(of: batchID)
             for i in all.indices where all[i].entry.kind == .directory {
                 staged.addOnce(stage(of: all[i].path))
-                dirs.append((all[i].id, placed(all[i].path).components))
+                dirs.append((all[i].id, placed(all[i].path).components, all[i].entry))
             }
         }
         guard !dirs.isEmpty else {
@@ -244,7 +244,9 @@ extension PushSession {
         let destination = server.destination
         let create = !machine.info.flags.contains(.dryRun)
         for s in staged { s.entered() }
-        server.offload.run({ [dirs] in DirectoryJob.run(dirs, in: destination, create: create) }) { [weak self] results in
+        writes.sent()
+        server.offload.run({ [dirs] in DirectoryJob.run(dirs, in: destination, create: create) }) { [weak self, writes] results in
+            writes.back()
             for s in staged { s.left() }
             guard let self, !connection.isClosing else { return }
             prepared(batchID, offers: offers, directories: results)
@@ -269,8 +271,8 @@ extension PushSession {
             switch e.entry.kind {
             case .directory:
                 switch directories[e.id] {
-                case .made(let levels)?:
-                    track(e, made: levels > 0, existed: levels == 0)
+                case .made(let levels, let asLeft)?:
+                    track(e, made: levels > 0, existed: levels == 0, asLeft: asLeft)
                 case .absent?:
                     // Dry run: nothing is made; existing directories are
                     // still tracked, so that --delete can say what it would remove.

@@ -70,6 +70,8 @@ final class PushSession {
     /// Offload jobs the push's `done` waits for: `--delete`'s pruning and
     /// the sweeps of stale partials.
     var offloadedRunning = 0
+    /// Store and directory jobs still out (`OffloadedWrites`).
+    let writes = OffloadedWrites()
     var deletedCount: UInt64 = 0
     var doneAfterOffloaded: Done?
     var closedDirs: [(path: PeerPath, entry: ManifestEntry, batch: UInt32)] = []
@@ -405,6 +407,9 @@ struct OpenDirectory {
     var entry: ManifestEntry
     /// Made by this push (its metadata is applied once it is complete).
     var created: Bool
+    /// Existing as a cut-off push of it left it (`DirectoryJob.isAsLeft`):
+    /// its metadata is applied again once complete.
+    var asLeft: Bool
     /// `--delete`, an existing directory: the names announced in it so
     /// far. Once it is complete, everything else in it goes.
     var keep: Set<[UInt8]>?
