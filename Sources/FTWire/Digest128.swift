@@ -11,12 +11,18 @@ public struct Digest128: Hashable, Sendable, CustomStringConvertible {
 
     public static let zero = Digest128(high: 0, low: 0)
 
+    /// 32 lowercase hex digits. Written into the string's own storage:
+    /// `--json` writes one per file.
     public var hex: String {
-        func pad(_ v: UInt64) -> String {
-            let s = String(v, radix: 16)
-            return String(repeating: "0", count: 16 - s.count) + s
+        String(unsafeUninitializedCapacity: 32) { out in
+            let digits: StaticString = "0123456789abcdef"
+            let d = digits.utf8Start
+            for i in 0..<16 {
+                out[15 - i] = d[Int(high >> (4 * UInt64(i)) & 0xF)]
+                out[31 - i] = d[Int(low >> (4 * UInt64(i)) & 0xF)]
+            }
+            return 32
         }
-        return pad(high) + pad(low)
     }
 
     public var description: String { hex }

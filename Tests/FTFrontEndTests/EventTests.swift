@@ -143,6 +143,33 @@ import FTWire
         #expect(e.kind == "system" && e.errno == ECONNREFUSED && e.path == "p" && e.refusal == nil && e.session == "s1")
     }
 
+    /// The file-done line is written by hand (one per file); it must be
+    /// the Codable line exactly, for names that need escaping too.
+    @Test func theDirectFileDoneLineIsTheCodableOne() throws {
+        let digests: [Digest128?] = [nil, .zero, Digest128(high: 0x0123_4567_89ab_cdef, low: 0xfedc_ba98_7654_3210), Digest128(high: .max, low: 1)]
+        let paths = ["a/b", "", "with \"quotes\" and \\", "tab\there\nnewline", "ünïcödé/日本/😀", "\u{7f}\u{1}\u{9f}", String(repeating: "long/", count: 200)]
+        for path in paths {
+            for digest in digests {
+                let e = FileDoneEvent(session: "s\(path.count)", path: path, bytes: UInt64(path.utf8.count) << 33, xxh3_128: digest?.hex)
+                #expect(e.directLine == e.line, "\(path.debugDescription)")
+                let back = try decode(FileDoneEvent.self, e.directLine)
+                #expect(back.path == path && back.xxh3_128 == digest?.hex && back.bytes == e.bytes)
+            }
+        }
+    }
+
+    /// 32 lowercase digits, high half first, zeros kept.
+    @Test func aDigestIsWrittenAsXxh128sumWritesIt() {
+        #expect(Digest128.zero.hex == String(repeating: "0", count: 32))
+        #expect(Digest128(high: 0x0123_4567_89ab_cdef, low: 0xfedc_ba98_7654_3210).hex == "0123456789abcdeffedcba9876543210")
+        #expect(Digest128(high: 1, low: .max).hex == "0000000000000001ffffffffffffffff")
+        for _ in 0..<100 {
+            let d = Digest128(high: .random(in: 0 ... .max), low: .random(in: 0 ... .max))
+            let pad = { (v: UInt64) in String(repeating: "0", count: 16 - String(v, radix: 16).count) + String(v, radix: 16) }
+            #expect(d.hex == pad(d.high) + pad(d.low))
+        }
+    }
+
     @Test func aLineOfAnotherKindIsNotReadAsThisOne() throws {
         let line = ProgressEvent.fileDone(.init(session: "s", path: "f", bytes: 1, digest: nil)).jsonLine
         #expect(throws: DecodingError.self) { try decode(StartEvent.self, line) }

@@ -60,6 +60,31 @@ package struct FileDoneEvent: EventBody {
     package var xxh3_128: String?
 }
 
+extension FileDoneEvent {
+    /// `line`, byte for byte, written straight into one string. Why: with
+    /// `--json` a push writes one of these per file, and through Codable's
+    /// dispatch each took ~20 µs: a third of a pinned receiver's CPU on
+    /// 100,000 small files, on the one core that also stores them.
+    package var directLine: String {
+        var out = ""
+        out.reserveCapacity(96 + session.utf8.count + path.utf8.count)
+        out += #"{"event":"#
+        JSON.quote(Self.event, into: &out)
+        out += #","v":"#
+        out += String(EventLine<Self>.version)
+        out += #","session":"#
+        JSON.quote(session, into: &out)
+        out += #","path":"#
+        JSON.quote(path, into: &out)
+        out += #","bytes":"#
+        out += String(bytes)
+        out += #","xxh3_128":"#
+        if let x = xxh3_128 { JSON.quote(x, into: &out) } else { out += "null" }
+        out += "}"
+        return out
+    }
+}
+
 /// The push is complete, every file confirmed.
 package struct DoneEvent: EventBody {
     package static var event: String { "done" }
@@ -183,7 +208,7 @@ extension ProgressEvent {
                                      fileSize: p.fileSize, bytes: p.bytes, totalBytes: p.totalBytes,
                                      rateBytesPerSecond: p.rate, elapsedSeconds: p.elapsed, etaSeconds: p.eta).line
         case .fileDone(let f):
-            return FileDoneEvent(session: f.session, path: f.path, bytes: f.bytes, xxh3_128: f.digest?.hex).line
+            return FileDoneEvent(session: f.session, path: f.path, bytes: f.bytes, xxh3_128: f.digest?.hex).directLine
         case .finished(let s):
             let t = s.tally
             let engine = DoneEvent.Engine(
