@@ -102,16 +102,15 @@ extension Sender {
         case .batch(let b):
             var ids: [UInt32] = []
             ids.reserveCapacity(b.items.count)
-            for item in b.items {
-                items[item.entry.fileID] = item
-                ids.append(item.entry.fileID)
-                switch item.entry.kind {
+            for i in b.items.indices {
+                ids.append(b.items[i].entry.fileID)
+                switch b.items[i].entry.kind {
                 case .directory: directories += 1
                 case .file, .stdin: dataFiles += 1
                 default: break
                 }
             }
-            batchIDs[b.id] = ids
+            items.add(b)
             lastBatch = b.id
             machine.announced(b.id, ids: ids)
             conn.channel.enqueue(.batch(Batch(batchID: b.id, entries: b.items.map(\.entry))))
@@ -215,12 +214,13 @@ extension Sender {
             if !decisions.isEmpty { conn.channel.enqueue(.plan(BatchPlan(batchID: batchID, items: decisions))) }
             var files: [FileSend] = []
             var notWhole = Set<UInt32>()
-            for id in batchIDs[batchID] ?? [] {
-                guard let item = items[id] else { continue }
+            let all = items.items(of: batchID)
+            for i in all.indices {
+                let id = all[i].entry.fileID
                 let decision = identicalIDs.remove(id) != nil ? .skip : (byID[id] ?? .whole)
                 if case .patch = decision { notWhole.insert(id) }
-                if item.entry.flags.contains(.sparse) { notWhole.insert(id) }
-                if let f = fileSend(item, decision) { files.append(f) }
+                if all[i].entry.flags.contains(.sparse) { notWhole.insert(id) }
+                if let f = fileSend(all[i], decision) { files.append(f) }
             }
             let plan = SendPlan(files: files, chunkSize: UInt32(chunkSize), smallFiles: config.batchSmallFiles)
             scheduler.add(plan)
@@ -233,8 +233,9 @@ extension Sender {
 
     /// `--dry-run`: one line per file that would travel, and the counts.
     private func reportDryRun(_ batchID: UInt32, _ byID: [UInt32: BatchPlan.Decision]) {
-        for id in batchIDs[batchID] ?? [] {
-            guard let item = items[id], item.entry.kind == .file || item.entry.kind == .stdin else { continue }
+        for item in items.items(of: batchID) {
+            guard item.entry.kind == .file || item.entry.kind == .stdin else { continue }
+            let id = item.entry.fileID
             let decision = identicalIDs.remove(id) != nil ? .skip : (byID[id] ?? .whole)
             let size = item.entry.size
             switch decision {
@@ -342,15 +343,14 @@ extension Sender {
                 return
             }
         }
+        items.remove(batch: batchID)
         for id in ids {
-            items[id] = nil
             sentDigests[id] = nil
             plannedBytes[id] = nil
             patchChunks[id] = nil
             streamSources[id] = nil
             unreadable.remove(id)
         }
-        batchIDs[batchID] = nil
         for s in streams { s.forget(ids) }
         scheduler.forget(ids)
         scanner?.release()

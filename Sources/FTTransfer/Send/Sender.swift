@@ -51,8 +51,7 @@ package final class Sender: LoopHandler {
     var scanner: TreeScanner?
     var scanTotals: Totals?
     /// Entries of batches not yet acknowledged, by id.
-    var items: [UInt32: SourceItem] = [:]
-    var batchIDs: [UInt32: [UInt32]] = [:]
+    var items = ItemWindow()
     /// Answers whose decisions are being made (hashing on the offload
     /// thread); plans go out in batch order.
     var deciding: [UInt32] = []

@@ -233,8 +233,7 @@ final class TreeScanner: @unchecked Sendable {
         return e
     }
 
-    private func add(_ item: SourceItem) {
-        var item = item
+    private func add(_ item: consuming SourceItem) {
         item.entry.fileID = nextID
         nextID += 1
         totals.entries += 1
