@@ -21,7 +21,9 @@ public final class Directory: @unchecked Sendable {
     /// For messages only.
     public let displayPath: String
 
-    private static let beneath = FT_RESOLVE_BENEATH | FT_RESOLVE_NO_SYMLINKS | FT_RESOLVE_NO_MAGICLINKS
+    /// openat2's resolve flags for names beneath a directory through no
+    /// link; the sender opens its source files with them too.
+    public static let beneath = FT_RESOLVE_BENEATH | FT_RESOLVE_NO_SYMLINKS | FT_RESOLVE_NO_MAGICLINKS
 
     init(fd: CInt, displayPath: String) {
         self.fd = fd

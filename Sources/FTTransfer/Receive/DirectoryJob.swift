@@ -64,6 +64,6 @@ enum DirectoryJob {
         guard fstat(fd, &st) == 0 else { return false }
         let mode = UInt32(st.st_mode) & 0o7777
         return Int64(st.st_mtim.tv_sec) == entry.mtimeSeconds && UInt32(st.st_mtim.tv_nsec) == entry.mtimeNanoseconds
-            && (mode == UInt32(Directory.effectiveMode(entry.mode)) || mode == UInt32(Directory.effectiveMode(entry.mode | 0o700)))
+            && (mode == UInt32(Directory.effectiveMode(entry.mode)) || mode == UInt32(Directory.effectiveMode(DirectoryMetadata.cutOffMode(entry.mode))))
     }
 }

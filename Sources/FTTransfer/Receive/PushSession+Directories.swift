@@ -97,7 +97,7 @@ extension PushSession {
         closedDirs.removeAll { $0.batch <= batch }
         ready.sort { $0.path.depth > $1.path.depth }
         let dirs = ready.map { d in
-            DirectoryMetadata(components: placed(d.path).components, mode: cutOff ? d.entry.mode | 0o700 : d.entry.mode,
+            DirectoryMetadata(components: placed(d.path).components, mode: cutOff ? DirectoryMetadata.cutOffMode(d.entry.mode) : d.entry.mode,
                               mtimeSeconds: d.entry.mtimeSeconds, mtimeNanoseconds: d.entry.mtimeNanoseconds, owner: ownerOf(d.entry))
         }
         let destination = server.destination, logger = server.logger
@@ -120,6 +120,10 @@ struct DirectoryMetadata {
     var mtimeSeconds: Int64
     var mtimeNanoseconds: UInt32
     var owner: (uid: UInt32, gid: UInt32)?
+
+    /// The mode a cut-off push gives a directory it made: the entry's,
+    /// with its owner's rwx, so that the next push can finish it.
+    static func cutOffMode(_ mode: UInt32) -> UInt32 { mode | 0o700 }
 
     /// In order (deepest first: a parent's mtime is set after its
     /// children's, whose changes would move it).

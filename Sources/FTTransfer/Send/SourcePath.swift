@@ -1,4 +1,5 @@
 import CURing
+import FTEngine
 
 #if canImport(Glibc)
 import Glibc
@@ -22,8 +23,6 @@ final class SourceAnchor: Sendable {
     /// Bytes of the root's local path and its "/": what precedes a file's
     /// path beneath it.
     let prefixLength: Int
-
-    static let resolve = FT_RESOLVE_BENEATH | FT_RESOLVE_NO_SYMLINKS | FT_RESOLVE_NO_MAGICLINKS
 
     /// Holds the directory open as `walked`; nil if it cannot be (out of
     /// descriptors: files are then opened by their paths, as before).
@@ -53,7 +52,7 @@ package struct SourcePath: Sendable, Equatable {
     /// Like `open(path, flags)`: a descriptor, or -1 with errno set.
     func open(_ flags: CInt) -> CInt {
         guard let anchor else { return Glibc.open(path, flags) }
-        return path.withCString { ft_openat2(anchor.fd, $0 + anchor.prefixLength, UInt64(flags | O_NOFOLLOW), 0, SourceAnchor.resolve) }
+        return path.withCString { ft_openat2(anchor.fd, $0 + anchor.prefixLength, UInt64(flags | O_NOFOLLOW), 0, Directory.beneath) }
     }
 
     /// Opens a file's parent, `bytes`: the first `length` bytes of `path`
@@ -62,8 +61,8 @@ package struct SourcePath: Sendable, Equatable {
         let flags = FT_O_PATH | O_DIRECTORY | O_CLOEXEC
         guard let anchor else { return Glibc.open(bytes, flags) }
         guard length >= anchor.prefixLength else {
-            return ft_openat2(anchor.fd, ".", UInt64(flags), 0, SourceAnchor.resolve)
+            return ft_openat2(anchor.fd, ".", UInt64(flags), 0, Directory.beneath)
         }
-        return ft_openat2(anchor.fd, bytes + anchor.prefixLength, UInt64(flags), 0, SourceAnchor.resolve)
+        return ft_openat2(anchor.fd, bytes + anchor.prefixLength, UInt64(flags), 0, Directory.beneath)
     }
 }
