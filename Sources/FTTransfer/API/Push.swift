@@ -46,6 +46,7 @@ public func push(
 /// Runs a push on its own thread; cancelling the task cancels the push.
 package func runPush(_ config: SendConfig, logger: Logger, progress: @escaping @Sendable (ProgressEvent) -> Void) async throws(FTError) -> PushSummary {
     let control = PushControl()
+    if config.code != nil { SessionMAC.prepare() }
     let result: Result<PushSummary, FTError> = await withTaskCancellationHandler {
         await onOwnThread("ft.push") {
             let sender: Sender

@@ -1,5 +1,6 @@
 import CAEAD
 import Crypto
+import Dispatch
 import FTWire
 
 /// Binds a push to its connection when it is not encrypted. The proofs
@@ -87,6 +88,26 @@ package final class SessionMAC {
         }
         self.algorithm = algorithm
     }
+
+    /// Makes a throwaway MAC on a helper thread, once per process. The first
+    /// MAC of a process cost its handshake ~1.7 ms for libcrypto to load its
+    /// default provider and map its names, and about as much again for the
+    /// Swift runtime to build the metadata of the key derivation; the
+    /// sender and the receiver each paid it in turn, between the proofs, on
+    /// every push's critical path. Called where a side starts, it overlaps
+    /// the connect and the hellos instead.
+    package static func prepare() {
+        _ = prepared
+    }
+
+    private static let prepared: Void = {
+        DispatchQueue.global(qos: .userInitiated).async {
+            let zeros = [UInt8](repeating: 0, count: 16)
+            let keys = SessionKeys(code: zeros, sessionID: zeros, senderNonce: zeros, receiverNonce: zeros)
+            _ = keys.proof(.sender)
+            _ = SessionMAC(keys, role: .sender, algorithm: .poly1305)
+        }
+    }()
 
     deinit {
         if case .poly1305(let sealer, let opener) = keys {

@@ -92,6 +92,7 @@ package final class ReceiverDriver {
     /// Serves until stopped (or, with `once`, until the first session ends).
     package func run(events: @escaping ProgressHandler) throws(TransferError) -> Outcome {
         self.events = events
+        if config.code != nil { SessionMAC.prepare() }
         ResourceLimits.raiseOpenFiles()
         offload.arm()
         acceptor.start(onAccept: { [unowned self] in accepted($0) },
