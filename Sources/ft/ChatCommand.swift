@@ -11,6 +11,7 @@ import Glibc
 
 struct Chat: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "chat",
         abstract: "A quick two-way text check between hosts; nc and nc -u are valid peers.",
         discussion: """
             Lines are plain UTF-8 ending in a newline, so `nc HOST PORT`,

@@ -10,6 +10,7 @@ import Glibc
 
 struct Recv: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "recv",
         abstract: "Receive pushes into a directory (or stdout), many senders at once.",
         discussion: """
             Prints one ready line with the address to send to, then serves

@@ -12,6 +12,7 @@ import Glibc
 
 struct Send: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "send",
         abstract: "Push files, directory trees or stdin to an ft receiver.",
         discussion: """
             Each PATH arrives under its own name: a directory with its whole
