@@ -59,6 +59,36 @@ import FTTestSupport
         expectSame(readFile(s.dst + "/t/a"), patternBytes(3000, seed: 1))
     }
 
+    /// An existing directory that has the source's mode and mtime (as a
+    /// finished or cut-off push leaves it) gets them again once complete.
+    /// Its prune of many strays is still running when its batch is
+    /// acknowledged; the removals must not move that mtime afterwards.
+    @Test func aPrunedDirectoryEndsWithTheSourcesMtime() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let src = tmp.sub("src/t"), dst = tmp.path + "/dst"
+        tmp.sub("src/t/d")
+        tmp.sub("src/t/z")
+        writeFile(src + "/d/a", patternBytes(3000, seed: 1))
+        writeFile(src + "/z/c", patternBytes(3000, seed: 2))
+        let there = tmp.sub("dst/t/d")
+        for i in 0..<20_000 { writeFile(there + "/stray\(i)", []) }
+        var times = [timespec(tv_sec: 1_600_000_000, tv_nsec: 123_456_789), timespec(tv_sec: 1_600_000_000, tv_nsec: 123_456_789)]
+        for d in [src + "/d", there] {
+            chmod(d, 0o750)
+            #expect(utimensat(AT_FDCWD, d, &times, 0) == 0)
+        }
+        let done = try push(dst, [src], recv: ["--allow-delete"], send: ["--delete"])
+        #expect(done["deleted"] as? Int == 20_000, "\(done)")
+        #expect(listTree(there) == ["a"])
+        expectSame(readFile(there + "/a"), patternBytes(3000, seed: 1))
+        var st = stat()
+        #expect(stat(there, &st) == 0)
+        #expect(st.st_mtim.tv_sec == 1_600_000_000 && st.st_mtim.tv_nsec == 123_456_789,
+                "mtime \(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)")
+        #expect(st.st_mode & 0o7777 == 0o750)
+    }
+
     @Test func deleteWithoutTheReceiversPermissionIsRefused() throws {
         let s = try Scene(self)
         defer { s.tmp.cleanup() }

@@ -55,8 +55,9 @@ extension PushSession {
         }
         guard fd >= 0 else { return }
         let dryRun = machine.info.flags.contains(.dryRun)
-        offloadedRunning += 1
-        server.offload.run({ Prune.run(fd, display: display, keep: keep, dryRun: dryRun) }) { [weak self] out in
+        writes.sent(.removal)
+        server.offload.run({ Prune.run(fd, display: display, keep: keep, dryRun: dryRun) }) { [weak self, writes] out in
+            defer { writes.back(.removal) }
             guard let self else { return }
             deletedCount += out.count
             let verb = dryRun ? "would delete" : "deleted"
@@ -65,17 +66,6 @@ extension PushSession {
                 server.logger.notice("session \(id): \(verb) \(out.count - UInt64(out.names.count)) more in '\(display)'")
             }
             for f in out.failures { server.logger.warning("session \(id): could not delete \(f)") }
-            offloadedDone()
-        }
-    }
-
-    /// One of the jobs the push's end waits for (pruning, the sweep of
-    /// stale partials) is over; the last one lets the end go on.
-    func offloadedDone() {
-        offloadedRunning -= 1
-        if offloadedRunning == 0, let done = doneAfterOffloaded, !connection.isClosing {
-            doneAfterOffloaded = nil
-            act(.complete(done))
         }
     }
 
@@ -101,9 +91,10 @@ extension PushSession {
                               mtimeSeconds: d.entry.mtimeSeconds, mtimeNanoseconds: d.entry.mtimeNanoseconds, owner: ownerOf(d.entry))
         }
         let destination = server.destination, logger = server.logger
-        // Cut off, jobs may still be linking files into them.
-        guard cutOff else { return DirectoryMetadata.apply(dirs, in: destination, logger) }
-        writes.whenNoneOut { DirectoryMetadata.apply(dirs, in: destination, logger) }
+        // Cut off, jobs may still be linking files into them; else those
+        // of their batches are back, but a prune or sweep may not be.
+        let apply = { DirectoryMetadata.apply(dirs, in: destination, logger) }
+        if cutOff { writes.whenNoneOut(apply) } else { writes.whenNoRemovalsOut(apply) }
     }
 
     /// uid and gid to apply: only when asked, and only as root.

@@ -49,16 +49,18 @@ extension PushSession {
     /// bounded: past it a directory may be swept twice, which is harmless).
     /// On the offload thread: the sweep reads the whole directory, and a
     /// shared one of 100,000 entries held the loop for 62 ms. It takes only
-    /// partials a day old, never one this push writes.
+    /// partials a day old, never one this push writes. None once the push
+    /// is failing: its directories' metadata may be going on.
     private func sweep(_ dir: Directory, key: String) {
+        guard !connection.isClosing else { return }
         if swept.count > 4096 { swept.removeAll() }
         guard swept.insert(key).inserted else { return }
         let maxAge = config.keepPartialHours * 3600
-        offloadedRunning += 1
-        server.offload.run({ Partial.sweep(dir, olderThan: maxAge) }) { [weak self] n in
+        writes.sent(.removal)
+        server.offload.run({ Partial.sweep(dir, olderThan: maxAge) }) { [weak self, writes] n in
+            defer { writes.back(.removal) }
             guard let self else { return }
             if n > 0 { server.logger.info("removed \(n) partial files older than \(Int(config.keepPartialHours)) h from \(dir.displayPath)") }
-            offloadedDone()
         }
     }
 
@@ -259,9 +261,9 @@ extension PushSession {
         let overwrite = config.overwrite
         let destination = server.destination
         for s in staged { s.entered() }
-        writes.sent()
+        writes.sent(.store)
         server.offload.runSideBySide({ [files] in SmallStoreJob.run(files, in: destination, overwrite: overwrite) }) { [weak self, writes] result in
-            writes.back()
+            writes.back(.store)
             for s in staged { s.left() }
             guard let self else { return }
             smallBytesInFlight -= total

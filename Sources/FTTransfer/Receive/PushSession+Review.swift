@@ -244,9 +244,9 @@ extension PushSession {
         let destination = server.destination
         let create = !machine.info.flags.contains(.dryRun)
         for s in staged { s.entered() }
-        writes.sent()
+        writes.sent(.store)
         server.offload.run({ [dirs] in DirectoryJob.run(dirs, in: destination, create: create) }) { [weak self, writes] results in
-            writes.back()
+            writes.back(.store)
             for s in staged { s.left() }
             guard let self, !connection.isClosing else { return }
             prepared(batchID, offers: offers, directories: results)

@@ -67,13 +67,12 @@ final class PushSession {
         if let b = busyReview, now >= b.at, !connection.isClosing { review(b.batchID) }
     }
 
-    /// Offload jobs the push's `done` waits for: `--delete`'s pruning and
-    /// the sweeps of stale partials.
-    var offloadedRunning = 0
-    /// Store and directory jobs still out (`OffloadedWrites`).
+    /// Offload jobs still out that change what destination directories
+    /// hold (`OffloadedWrites`): store and directory jobs, `--delete`'s
+    /// prunes and the sweeps of stale partials. The push's `done` waits
+    /// for the removals.
     let writes = OffloadedWrites()
     var deletedCount: UInt64 = 0
-    var doneAfterOffloaded: Done?
     var closedDirs: [(path: PeerPath, entry: ManifestEntry, batch: UInt32)] = []
     var acked = Set<UInt32>()
     var ackedThrough: UInt32 = 0
@@ -211,26 +210,31 @@ final class PushSession {
             batchAcknowledged(ack.batchID)
         case .complete(let done):
             pruneOpenDirectories()
-            if offloadedRunning > 0 {
-                doneAfterOffloaded = done
-                return
+            writes.whenNoRemovalsOut { [weak self] in
+                guard let self, !connection.isClosing else { return }
+                whole(done)
             }
-            applyDirectoryMetadata(upTo: .max)
-            do throws(IOError) { try publishStages() } catch {
-                fail(.io(error), frame: TransferError.io(error).frame)
-                return
-            }
-            if let link, !link.final {
-                // Our copy is whole; `done` waits for the next host's news.
-                heldDone = done
-                return
-            }
-            complete(done)
         case .fail(let e):
             fail(.refused(e, peer: peer), frame: e)
         case .peerFailed(let e):
             fail(.peer(e, peer: peer), frame: nil)
         }
+    }
+
+    /// Every entry is in place and nothing more is removed: the directories
+    /// get their metadata and the stages their names.
+    private func whole(_ done: Done) {
+        applyDirectoryMetadata(upTo: .max)
+        do throws(IOError) { try publishStages() } catch {
+            fail(.io(error), frame: TransferError.io(error).frame)
+            return
+        }
+        if let link, !link.final {
+            // Our copy is whole; `done` waits for the next host's news.
+            heldDone = done
+            return
+        }
+        complete(done)
     }
 
     /// Carries out a list of actions in order, stopping if the push fails.
