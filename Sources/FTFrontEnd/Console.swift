@@ -14,14 +14,15 @@ package struct Console: Sendable {
 
     package var isTTY: Bool { isatty(fd) == 1 }
 
-    package func write(_ s: String) {
-        var bytes = Array(s.utf8)
+    package func write(_ s: String) { write(bytes: Array(s.utf8)) }
+
+    /// All of `bytes`, or as much as the reader takes before it fails.
+    package func write(bytes: [UInt8]) {
         var off = 0
         while off < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress! + off, $0.count - off) }
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + off, $0.count - off) }
             if n > 0 { off += n } else if n < 0, errno == EINTR { continue } else { return }
         }
-        bytes.removeAll()
     }
 
     package func line(_ s: String) { write(s + "\n") }

@@ -74,7 +74,16 @@ package final class EventQueue: Sendable {
         done.wait()
     }
 
+    /// Lines wait here and leave in one write(2) per batch. A write per
+    /// line cost a one-core receiver of 100,000 small files, its stdout a
+    /// pipe read by `cat`, 1.09x the CPU (7 alternating runs, twice).
+    /// Written before a barrier is signalled, and before this grows past
+    /// `flushAt`; what a reader sees is whole lines, in order, as before.
+    private static let flushAt = 64 << 10
+
     private func write() {
+        var out: [UInt8] = []
+        out.reserveCapacity(Self.flushAt + 4096)
         while true {
             // A bounded batch: what the writer holds counts toward the cap,
             // so the queue never holds more than `cap` however it is timed.
@@ -90,15 +99,25 @@ package final class EventQueue: Sendable {
             if batch.isEmpty { return }
             for item in batch {
                 switch item {
-                case .event(let e): renderer.render(e)
+                case .event(let e):
+                    renderer.appendJSON(e, to: &out)
+                    if out.count >= Self.flushAt { flush(&out) }
                 case .barrier(let done):
+                    flush(&out)
                     // Said before whoever drained goes on to print its own lines.
                     warnDropped(&dropped)
                     done.signal()
                 }
             }
+            flush(&out)
             warnDropped(&dropped)
         }
+    }
+
+    private func flush(_ out: inout [UInt8]) {
+        guard !out.isEmpty else { return }
+        renderer.jsonConsole.write(bytes: out)
+        out.removeAll(keepingCapacity: true)
     }
 
     private func warnDropped(_ dropped: inout Int) {

@@ -73,10 +73,7 @@ package final class ProgressRenderer: @unchecked Sendable {
     }
 
     func render(_ event: ProgressEvent) {
-        if case .failed(let f) = event {
-            failureShown = true
-            if failure == nil { failure = f.error }
-        }
+        record(event)
         switch mode {
         case .json: json.line(event.jsonLine)
         // The message names the peer where it matters, as in the other modes.
@@ -84,6 +81,25 @@ package final class ProgressRenderer: @unchecked Sendable {
         case .bar, .lines: human(event)
         }
     }
+
+    /// `event`'s JSON line, newline included, at the end of `out`; for the
+    /// queue's writer, which writes many lines at once.
+    func appendJSON(_ event: ProgressEvent, to out: inout [UInt8]) {
+        record(event)
+        out.append(contentsOf: event.jsonLine.utf8)
+        out.append(0x0A)
+    }
+
+    /// The first failure shown, for the exit status.
+    private func record(_ event: ProgressEvent) {
+        if case .failed(let f) = event {
+            failureShown = true
+            if failure == nil { failure = f.error }
+        }
+    }
+
+    /// The JSON lines go to this console (stdout unless told otherwise).
+    var jsonConsole: Console { json }
 
     /// On stderr in every mode, JSON too: stdout holds only events.
     package func warn(_ s: String) { say("warning: " + s) }

@@ -140,6 +140,9 @@ import FTWire
         // In order: the numbers written only grow.
         let numbers = files.compactMap { $0.components(separatedBy: "\"path\":\"f").dropFirst().first?.prefix { $0.isNumber } }.compactMap { Int($0) }
         #expect(numbers == numbers.sorted() && numbers.count == files.count)
+        // Lines leave many to a write: each still arrives whole.
+        let torn = lines.filter { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] == nil }
+        #expect(torn.isEmpty, "\(torn.count) lines are not JSON objects, first: \(torn.first ?? "")")
     }
 }
 
