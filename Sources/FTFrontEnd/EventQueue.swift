@@ -116,7 +116,7 @@ package final class EventQueue: Sendable {
 
     private func flush(_ out: inout [UInt8]) {
         guard !out.isEmpty else { return }
-        renderer.jsonConsole.write(bytes: out)
+        renderer.json.write(bytes: out)
         out.removeAll(keepingCapacity: true)
     }
 

@@ -98,9 +98,6 @@ package final class ProgressRenderer: @unchecked Sendable {
         }
     }
 
-    /// The JSON lines go to this console (stdout unless told otherwise).
-    var jsonConsole: Console { json }
-
     /// On stderr in every mode, JSON too: stdout holds only events.
     package func warn(_ s: String) { say("warning: " + s) }
 

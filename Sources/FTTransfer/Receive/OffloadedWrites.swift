@@ -27,21 +27,20 @@ final class OffloadedWrites {
     private var waitingForAll: [() -> Void] = []
     private var waitingForRemovals: [() -> Void] = []
 
-    func sent(_ kind: Kind) {
-        switch kind {
-        case .store: stores += 1
-        case .removal: removals += 1
-        }
-    }
+    func sent(_ kind: Kind) { count(kind, 1) }
 
     func back(_ kind: Kind) {
-        switch kind {
-        case .store: stores -= 1
-        case .removal: removals -= 1
-        }
-        if removals == 0, !waitingForRemovals.isEmpty { run(Self.take(&waitingForRemovals)) }
+        count(kind, -1)
+        if removals == 0 { for action in Self.take(&waitingForRemovals) { action() } }
         // Checked again: what just ran may have sent a job.
-        if removals == 0, stores == 0, !waitingForAll.isEmpty { run(Self.take(&waitingForAll)) }
+        if removals == 0, stores == 0 { for action in Self.take(&waitingForAll) { action() } }
+    }
+
+    private func count(_ kind: Kind, _ delta: Int) {
+        switch kind {
+        case .store: stores += delta
+        case .removal: removals += delta
+        }
     }
 
     /// Runs `action` now if no job is out, else once the last is back.
@@ -59,9 +58,5 @@ final class OffloadedWrites {
     private static func take(_ list: inout [() -> Void]) -> [() -> Void] {
         defer { list = [] }
         return list
-    }
-
-    private func run(_ actions: [() -> Void]) {
-        for action in actions { action() }
     }
 }
