@@ -32,8 +32,13 @@ struct ft_aead {
 ft_aead *ft_aead_new(int cipher, const uint8_t key[32], int seal) {
     if (cipher != FT_AEAD_AES_256_GCM && cipher != FT_AEAD_CHACHA20_POLY1305) return NULL;
     // No openssl.cnf: a host's configuration must not change what ft
-    // negotiated (or load providers into a static binary).
-    OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
+    // negotiated (or load providers into a static binary). No atexit
+    // cleanup either: a side warms libcrypto up on a helper thread while it
+    // connects, and a push that fails at once exits while that thread is
+    // still in here; the cleanup then freed what it was using (SIGSEGV, or
+    // a context that could not be made) in ~1 of 80 refused connects on a
+    // loaded machine. The kernel takes it all back at exit anyway.
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ATEXIT, NULL);
     ft_aead *a = OPENSSL_zalloc(sizeof *a);
     if (a == NULL) return NULL;
     if (cipher == FT_AEAD_AES_256_GCM) {
