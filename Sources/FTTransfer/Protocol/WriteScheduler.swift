@@ -156,4 +156,5 @@ package struct WriteScheduler: Sendable {
 
     /// Entries are acknowledged: none of their chunks need go again.
     package mutating func forget(_ ids: Set<UInt32>) { retry.removeAll { ids.contains($0.id) } }
+    package var hasRetries: Bool { !retry.isEmpty }
 }

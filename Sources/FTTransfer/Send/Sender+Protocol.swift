@@ -215,9 +215,12 @@ extension Sender {
             var files: [FileSend] = []
             var notWhole = Set<UInt32>()
             let all = items.items(of: batchID)
+            // A first push of a tree has no identical entries and no
+            // decisions: empty tables are not asked, a hash per file each.
+            let (anyIdentical, anyDecided) = (!identicalIDs.isEmpty, !byID.isEmpty)
             for i in all.indices {
                 let id = all[i].entry.fileID
-                let decision = identicalIDs.remove(id) != nil ? .skip : (byID[id] ?? .whole)
+                let decision = anyIdentical && identicalIDs.remove(id) != nil ? .skip : (anyDecided ? byID[id] ?? .whole : .whole)
                 if case .patch = decision { notWhole.insert(id) }
                 if all[i].entry.flags.contains(.sparse) { notWhole.insert(id) }
                 if let f = fileSend(all[i], decision) { files.append(f) }
@@ -303,14 +306,18 @@ extension Sender {
             }
         }
         for h in holes { tally.holeBytes += UInt64(h.count) }
-        plannedBytes[e.fileID] = data.reduce(0) { $0 + UInt64($1.count) }
+        // Kept only where it is not the whole file (what the helper's
+        // read-ahead reads it for): not an insert and a delete per file.
+        let planned = data.reduce(0) { $0 + UInt64($1.count) }
+        if planned != e.size { plannedBytes[e.fileID] = planned }
         return FileSend(id: e.fileID, kind: .file, size: e.size, data: data, holes: holes)
     }
 
     private func acknowledged(_ batchID: UInt32, _ results: [BatchAck.Result]) {
-        var ids = Set<UInt32>()
         for r in results {
-            ids.insert(r.fileID)
+            // Taken, not looked up: an acknowledged file's digest goes
+            // either way, and this is the one hash of its id for it.
+            let mine = sentDigests.removeValue(forKey: r.fileID)
             guard let item = items[r.fileID] else { continue }
             // Escaped only for the entries that report (a no-op re-push
             // acknowledges every entry as skipped), and once.
@@ -326,7 +333,7 @@ extension Sender {
                     continue
                 }
                 guard item.entry.kind == .file || item.entry.kind == .stdin else { continue }
-                if let mine = sentDigests[r.fileID] {
+                if let mine {
                     guard mine == r.digest else {
                         finish(.verification("'\(path)': the receiver's hash \(r.digest.hex) differs from ours \(mine.hex)"))
                         return
@@ -335,7 +342,7 @@ extension Sender {
                     if agreed.count < ProgressEvent.Summary.digestCap { agreed.append((path, mine)) }
                 }
                 let size = item.entry.kind == .stdin ? (stdinResult?.size ?? 0) : item.entry.size
-                events(.fileDone(.init(session: sessionLabel, path: path, bytes: size, digest: sentDigests[r.fileID])))
+                events(.fileDone(.init(session: sessionLabel, path: path, bytes: size, digest: mine)))
             case .skipped:
                 break
             case .hashMismatch, .ioError:
@@ -344,16 +351,23 @@ extension Sender {
             }
         }
         items.remove(batch: batchID)
-        for id in ids {
-            sentDigests[id] = nil
-            plannedBytes[id] = nil
-            patchChunks[id] = nil
-            streamSources[id] = nil
-            unreadable.remove(id)
-        }
-        for s in streams { s.forget(ids) }
-        scheduler.forget(ids)
+        forget(results)
         scanner?.release()
         pump()
+    }
+
+    /// Lets go of what was kept for the files of an acknowledged batch.
+    /// A push of small files fills none of these tables, and asking an
+    /// empty one still hashes the id: 5.5% of the sender's samples on
+    /// 100,000 files went to this loop and its dictionary lookups.
+    private func forget(_ results: [BatchAck.Result]) {
+        if !plannedBytes.isEmpty { for r in results { plannedBytes[r.fileID] = nil } }
+        if !patchChunks.isEmpty { for r in results { patchChunks[r.fileID] = nil } }
+        if !streamSources.isEmpty { for r in results { streamSources[r.fileID] = nil } }
+        if !unreadable.isEmpty { for r in results { unreadable.remove(r.fileID) } }
+        guard !streams.isEmpty || scheduler.hasRetries else { return }
+        let ids = Set(results.lazy.map(\.fileID))
+        for s in streams { s.forget(ids) }
+        scheduler.forget(ids)
     }
 }
