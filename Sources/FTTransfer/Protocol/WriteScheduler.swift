@@ -25,6 +25,10 @@ package struct WriteScheduler: Sendable {
         package var controlQueued = false
         /// Something is being written on the push's own connection.
         package var writeBusy = false
+        /// Sealed: every record buffer is lent to the channel, queued or
+        /// being sent. Nothing else may start, but queued frames must
+        /// still be flushed: that send is what gives the buffers back.
+        package var recordsLent = false
         /// The plans may move on (`end` not sent).
         package var sending = true
         /// A data stream ready to take a chunk.
@@ -33,10 +37,11 @@ package struct WriteScheduler: Sendable {
         package var streamsGone = true
         package var now: UInt64 = 0
 
-        package init(controlQueued: Bool = false, writeBusy: Bool = false, sending: Bool = true, idleStream: Int? = nil,
-                    streamsGone: Bool = true, now: UInt64 = 0) {
+        package init(controlQueued: Bool = false, writeBusy: Bool = false, recordsLent: Bool = false, sending: Bool = true,
+                    idleStream: Int? = nil, streamsGone: Bool = true, now: UInt64 = 0) {
             self.controlQueued = controlQueued
             self.writeBusy = writeBusy
+            self.recordsLent = recordsLent
             self.sending = sending
             self.idleStream = idleStream
             self.streamsGone = streamsGone
@@ -75,8 +80,8 @@ package struct WriteScheduler: Sendable {
     }
 
     package mutating func next(_ s: Situation) -> Decision {
-        let busy = s.writeBusy || pacing
-        if !busy, s.controlQueued { return .flushControl }
+        if !s.writeBusy, !pacing, s.controlQueued { return .flushControl }
+        let busy = s.writeBusy || s.recordsLent || pacing
         if held == nil, s.sending { held = nextStep() }
         var chunk: FileChunk?
         if case .chunk(let id, let offset, let length) = held {

@@ -127,8 +127,17 @@ final class ChunkWriter {
     var busy: Bool {
         if current != nil { return true }
         if case .zc = path { return !zcBusy.contains(false) }
-        if case .sealed = path { return channel.loansOutstanding >= Self.sealedSlots || !channel.canLend }
         return false
+    }
+
+    /// Sealed: every record buffer is lent to the channel. No chunk may
+    /// start, but this is not `busy`: the channel has to flush what it
+    /// holds to give them back, and a flush waits while a write is busy
+    /// (chunks were sealed while a control frame was being sent, and the
+    /// push hung there for good).
+    var recordsLent: Bool {
+        guard case .sealed = path else { return false }
+        return channel.loansOutstanding >= Self.sealedSlots || !channel.canLend
     }
 
     private func buffer(_ i: Int) -> UnsafeMutableRawBufferPointer {

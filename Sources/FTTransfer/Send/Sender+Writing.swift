@@ -99,6 +99,7 @@ extension Sender {
             controlQueued: conn.channel.hasQueued && !conn.channel.writing,
             writeBusy: channelBusy(conn) || conn.writer.busy || stdin != nil || awaitingDigest != nil
                 || smallReads?.busy == true,
+            recordsLent: conn.writer.recordsLent,
             sending: machine.phase == .sending,
             idleStream: streams.firstIndex { $0.idle },
             streamsGone: streams.allSatisfy { $0.state == .dead },
