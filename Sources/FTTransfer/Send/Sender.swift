@@ -311,7 +311,6 @@ package final class Sender: LoopHandler {
             if let e = conn.channel.onSent(c) {
                 writeFailed(e)
             } else if let pump = stdin {
-                conn.channel.flush()
                 stdinStep(pump.step())
             } else {
                 pump()

@@ -64,7 +64,8 @@ final class StdinPump {
     }
 
     /// Queues what can go now. Called after each completion and after the
-    /// channel's control sends.
+    /// channel's control sends; in the clear, the channel's sends and
+    /// stdin's chunks take turns on the socket.
     func step() -> Event {
         guard !over else { return .none }
         if sealed {
@@ -78,7 +79,12 @@ final class StdinPump {
                 bytesOut += UInt64(count)
             }
             channel.flush()
-        } else if sending == nil, !filled.isEmpty {
+        } else if sending == nil, !channel.writing, channel.hasQueued {
+            // Control frames queued meanwhile (the scan's totals can come
+            // after stdin started) go between two chunks, never beside
+            // one; left queued, they held back the end for good.
+            channel.flush()
+        } else if sending == nil, !channel.writing, !filled.isEmpty {
             let (b, n) = filled.removeFirst()
             sending = b
             DataHeader(fileID: fileID, length: UInt32(n), offset: offset).encode(into: header)
