@@ -79,20 +79,22 @@ final class StdinPump {
                 bytesOut += UInt64(count)
             }
             channel.flush()
-        } else if sending == nil, !channel.writing, channel.hasQueued {
+        } else if sending == nil, !channel.writing {
             // Control frames queued meanwhile (the scan's totals can come
             // after stdin started) go between two chunks, never beside
             // one; left queued, they held back the end for good.
-            channel.flush()
-        } else if sending == nil, !channel.writing, !filled.isEmpty {
-            let (b, n) = filled.removeFirst()
-            sending = b
-            DataHeader(fileID: fileID, length: UInt32(n), offset: offset).encode(into: header)
-            offset += UInt64(n)
-            queue(.send(fd: socket, buffer: header.baseAddress!, length: DataHeader.wireSize,
-                        flags: CInt(MSG_MORE) | CInt(MSG_NOSIGNAL) | CInt(MSG_WAITALL)), .chunkHeader, link: true)
-            queue(.send(fd: socket, buffer: buffers[b].baseAddress!, length: n, flags: CInt(MSG_WAITALL) | CInt(MSG_NOSIGNAL)),
-                  .sendChunk)
+            if channel.hasQueued {
+                channel.flush()
+            } else if !filled.isEmpty {
+                let (b, n) = filled.removeFirst()
+                sending = b
+                DataHeader(fileID: fileID, length: UInt32(n), offset: offset).encode(into: header)
+                offset += UInt64(n)
+                queue(.send(fd: socket, buffer: header.baseAddress!, length: DataHeader.wireSize,
+                            flags: CInt(MSG_MORE) | CInt(MSG_NOSIGNAL) | CInt(MSG_WAITALL)), .chunkHeader, link: true)
+                queue(.send(fd: socket, buffer: buffers[b].baseAddress!, length: n, flags: CInt(MSG_WAITALL) | CInt(MSG_NOSIGNAL)),
+                      .sendChunk)
+            }
         }
         if reading == nil, !eof, !sealed || channel.queuedCount < Self.sealedBacklog {
             let busy = Set(filled.map(\.buffer) + (sending.map { [$0] } ?? []))
