@@ -60,6 +60,32 @@ import FTTestSupport
         for r in receivers { _ = r.stop() }
     }
 
+    /// A host down the chain may review a batch later than the host that
+    /// relays to it; the stream's data for that batch must not reach it
+    /// first (it would refuse it as out of order). Its review is slowed
+    /// here, batch after batch, so the data would overtake it every time.
+    @Test func aHostWhoseReviewLagsStillGetsEveryBatchInOrder() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let root = tmp.sub("src/tree")
+        // 8 directories of 90 files: several batches, each with directories,
+        // so each batch's review waits on the offload thread.
+        for d in 0..<8 {
+            tmp.sub("src/tree/d\(d)")
+            for f in 0..<90 { writeFile(root + "/d\(d)/f\(f)", patternBytes(600 + f * 13, seed: UInt64(d * 100 + f + 1))) }
+        }
+        let first = try FTReceiver(dir: tmp.sub("h1"))
+        let lagging = try FTReceiver(dir: tmp.sub("h2"), environment: ["FT_TEST_REVIEW_DELAY_MS": "150"])
+        let send = try run(ftPath, ["send", "--to", "\(first.address),\(lagging.address)", root, "--json"])
+        #expect(send.status == 0, "\(send.stderr)")
+        let hosts = try #require(hostsEvent(send.stdout), "\(send.stderr)")
+        try #require(hosts.allSatisfy { $0["ok"] as? Bool == true && $0["pass"] as? Int == 1 }, "\(hosts)")
+        expectSameTree(root, tmp.path + "/h1/tree", "host 1")
+        expectSameTree(root, tmp.path + "/h2/tree", "host 2")
+        _ = first.stop()
+        _ = lagging.stop()
+    }
+
     @Test func aHopKilledMidPushIsReportedAndTheOthersStillFinish() throws {
         let tmp = TempDir()
         defer { tmp.cleanup() }

@@ -42,6 +42,13 @@ extension PushSession {
             reviewWaitsForLink = nil
             answer(waiting.batchID, offers: waiting.offers)
         }
+        if let first = heldAnswers.first, link.mayAnswer(first.batchID) {
+            while let next = heldAnswers.first, link.mayAnswer(next.batchID) {
+                heldAnswers.removeFirst()
+                for frame in next.frames { channel.enqueue(.answer(frame)) }
+            }
+            channel.flush()
+        }
         connection.relayChanged()
         if link.final, let done = heldDone {
             heldDone = nil

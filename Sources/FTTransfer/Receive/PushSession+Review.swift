@@ -332,8 +332,16 @@ extension PushSession {
     /// make, the next review) follows.
     func answer(_ batchID: UInt32, offers: [UInt32: BatchAnswer.Offer]) {
         let items = offers.sorted { $0.key < $1.key }.map { BatchAnswer.Item(fileID: $0.key, offer: $0.value) }
-        for frame in BatchAnswer.frames(batchID: batchID, items) { channel.enqueue(.answer(frame)) }
-        channel.flush()
+        let frames = BatchAnswer.frames(batchID: batchID, items)
+        if let link, !heldAnswers.isEmpty || !link.mayAnswer(batchID) {
+            // The sender sends a batch's data once it has the answer, and the
+            // next host refuses data for a batch it has not reviewed: so the
+            // answer goes up once that host answered too. Reviewing goes on.
+            heldAnswers.append((batchID, frames))
+        } else {
+            for frame in frames { channel.enqueue(.answer(frame)) }
+            channel.flush()
+        }
         act(machine.answered(batchID, offers: offers))
     }
 

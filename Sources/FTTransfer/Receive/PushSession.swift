@@ -83,6 +83,9 @@ final class PushSession {
     var link: RelayLink?
     var heldDone: Done?
     var reviewWaitsForLink: (batchID: UInt32, offers: [UInt32: BatchAnswer.Offer])?
+    /// Answers reviewed here but not yet sent upstream, in batch order:
+    /// each waits for the next host's answer to its batch (`RelayLink.mayAnswer`).
+    var heldAnswers: [(batchID: UInt32, frames: [BatchAnswer])] = []
 
     /// This push's extra data streams.
     private(set) var streams: [ReceiverSession] = []

@@ -73,6 +73,11 @@ final class RelayLink: LoopHandler {
     private var pending: [Frame] = []
     private var replay: [Frame] = []
     private var dataStarted = false
+    /// The last batch the downstream answered in whole. Its data may reach
+    /// that host only after this: a chain host refuses bytes for a batch it
+    /// has not reviewed yet, so the session holds its own answer upstream
+    /// (`PushSession.heldAnswers`) until the host behind it has answered.
+    private(set) var answeredThrough: UInt32?
     /// What became of each host this link tried, and of those after them.
     private(set) var outcomes: [HopReport.Outcome] = []
 
@@ -93,6 +98,11 @@ final class RelayLink: LoopHandler {
 
     var host: String { hops.first ?? "" }
     var final: Bool { state == .finished || state == .failed }
+    /// The session may answer `batchID` upstream: the host behind has, or
+    /// there is no longer one to wait for.
+    func mayAnswer(_ batchID: UInt32) -> Bool {
+        final || (answeredThrough.map { $0 >= batchID } ?? false)
+    }
     /// Payload may be spliced into `socket` now.
     var idle: Bool {
         guard state == .ready, let a = attempt else { return false }
@@ -206,6 +216,7 @@ final class RelayLink: LoopHandler {
         session.relayNote("relay to \(host) failed: \(reported)")
         retire()
         hops.removeFirst()
+        answeredThrough = nil
         guard !hops.isEmpty, !dataStarted else {
             end(hops.isEmpty ? .finished : .failed)
             return
@@ -353,9 +364,15 @@ final class RelayLink: LoopHandler {
             // first whole answer says it took the push.
             a.channel.read()
             guard answer.last else { return }
+            answeredThrough = answer.batchID
             state = .ready
             session.relayChanged()
-        case (.ready, .answer), (.ready, .batchAck):
+        case (.ready, .answer(let answer)):
+            a.channel.read()
+            guard answer.last else { return }
+            answeredThrough = answer.batchID
+            session.relayChanged()
+        case (.ready, .batchAck):
             a.channel.read()
         case (.ready, .done(let d)):
             outcomes.append(.init(host: host, ok: true, files: d.files, bytes: d.bytes))

@@ -7,8 +7,8 @@ import Glibc
 /// flipped where its bytes first sit on the receiver, before they are
 /// hashed: in the buffer a copy-path recv filled, in the file a splice
 /// filled, in an opened sealed record, in a small-files frame. Verification
-/// must then refuse the file on every data path. Release builds compile it
-/// out.
+/// must then refuse the file on every data path. It can also slow the
+/// receiver's review (`slowReview`). Release builds compile both out.
 enum ReceiveFault {
     #if DEBUG
     private static let offset: UInt64? = getenv("FT_TEST_CORRUPT_AT").flatMap { UInt64(String(cString: $0)) }
@@ -38,6 +38,20 @@ enum ReceiveFault {
         guard pread(fd, &b, 1, off_t(n)) == 1 else { return }
         b ^= 0xFF
         _ = pwrite(fd, &b, 1, off_t(n))
+        #endif
+    }
+
+    #if DEBUG
+    private static let reviewDelayMicroseconds: UInt32? = getenv("FT_TEST_REVIEW_DELAY_MS").flatMap { UInt32(String(cString: $0)) }.map { $0 * 1000 }
+    #endif
+
+    /// With `FT_TEST_REVIEW_DELAY_MS=N` (test builds), a batch's
+    /// directories are made N ms late, on the offload thread: how a loaded
+    /// host's review falls behind the stream it is given.
+    @inline(__always)
+    static func slowReview() {
+        #if DEBUG
+        if let us = reviewDelayMicroseconds { usleep(us) }
         #endif
     }
 }
