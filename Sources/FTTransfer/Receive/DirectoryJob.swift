@@ -67,4 +67,28 @@ enum DirectoryJob {
         return Int64(st.st_mtim.tv_sec) == entry.mtimeSeconds && UInt32(st.st_mtim.tv_nsec) == entry.mtimeNanoseconds
             && (mode == UInt32(Directory.effectiveMode(entry.mode)) || mode == UInt32(Directory.effectiveMode(DirectoryMetadata.cutOffMode(entry.mode))))
     }
+
+    /// Moves the files an adopted stage holds whole into the new top, each
+    /// into its directory (made by now) by one rename that never replaces
+    /// (`RENAME_NOREPLACE`); both sides resolve beneath the destination
+    /// through no link. The ids of those that could not be moved.
+    static func adopt(_ moves: [Adoption], in destination: Directory) -> Set<UInt32> {
+        var failed = Set<UInt32>()
+        var dirs: [ArraySlice<String>: Directory] = [:]
+        func dir(_ c: ArraySlice<String>) -> Directory? {
+            if let d = dirs[c] { return d }
+            let d = try? destination.openDirectory(c, create: false).0
+            if let d { dirs[c] = d }
+            return d
+        }
+        for m in moves {
+            // The same name on both sides: the same path in either top.
+            guard let from = dir(m.from.dropLast()), let to = dir(m.to.dropLast()), let name = m.to.last,
+                  (try? from.move(name, into: to)) != nil else {
+                failed.insert(m.id)
+                continue
+            }
+        }
+        return failed
+    }
 }

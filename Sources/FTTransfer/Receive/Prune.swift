@@ -28,10 +28,11 @@ enum Prune {
 
     /// Removes (or, `dryRun`, counts) what `dir` holds that `keep` does not
     /// name. Takes ownership of `dir`.
-    static func run(_ dir: CInt, display: String, keep: Set<[UInt8]>, dryRun: Bool) -> Outcome {
+    /// `keepOwn: false` removes ft's own files there too.
+    static func run(_ dir: CInt, display: String, keep: Set<[UInt8]>, dryRun: Bool, keepOwn: Bool = true) -> Outcome {
         var out = Outcome()
         defer { close(dir) }
-        for name in names(dir) where !keep.contains(name) && !name.starts(with: Array(".ft-".utf8)) {
+        for name in names(dir) where !keep.contains(name) && !(keepOwn && name.starts(with: Array(".ft-".utf8))) {
             remove(name, in: dir, display: display + "/" + String(decoding: name, as: UTF8.self), dryRun: dryRun, &out)
         }
         return out

@@ -26,6 +26,7 @@ extension PushSession {
             return
         }
         reviewingBatch = batchID
+        adoptions = []
         let attempt = busyReview?.attempts ?? 0
         busyReview = nil
         var jobs: [OfferJob] = []
@@ -97,6 +98,7 @@ extension PushSession {
         var allNew = true
         var absent = Set<PeerPath>()
         var parents: [PeerPath: Directory] = [:]
+        var oldParents: [PeerPath: Directory?] = [:]
         for e in entries {
             // Only messages use the name: made when one is.
             var name: String { Escape.forDisplay(e.path.description) }
@@ -129,6 +131,13 @@ extension PushSession {
                     f.sameInodeAsSource = sst.st_dev == st.st_dev && sst.st_ino == st.st_ino
                 }
                 return f
+            }
+            if found == nil, !stages.isEmpty, let a = adoptable(e, cache: &oldParents) {
+                // Whole in the stage a stopped receiver left: moved, not sent.
+                identical[e.id] = .identical
+                adoptions.append(a)
+                allNew = false
+                continue
             }
             switch server.policy.verdict(e.entry, name, found: found, request: machine.chain ? .init() : request) {
             case .proceed:
@@ -237,7 +246,10 @@ extension PushSession {
                 dirs.append((all[i].id, placed(all[i].path).components, all[i].entry))
             }
         }
-        guard !dirs.isEmpty else {
+        let moves = adoptions
+        adoptions = []
+        for a in moves { staged.addOnce(stage(of: machine.entry(a.id)!.path)) }
+        guard !dirs.isEmpty || !moves.isEmpty else {
             prepared(batchID, offers: offers, directories: [:])
             return
         }
@@ -245,10 +257,15 @@ extension PushSession {
         let create = !machine.info.flags.contains(.dryRun)
         for s in staged { s.entered() }
         writes.sent(.store)
-        server.offload.run({ [dirs] in DirectoryJob.run(dirs, in: destination, create: create) }) { [weak self, writes] results in
+        server.offload.run({ [dirs] in
+            (DirectoryJob.run(dirs, in: destination, create: create), DirectoryJob.adopt(moves, in: destination))
+        }) { [weak self, writes] results, notMoved in
             writes.back(.store)
             for s in staged { s.left() }
             guard let self, !connection.isClosing else { return }
+            var offers = offers
+            // What could not be moved is sent after all.
+            for id in notMoved { offers[id] = nil }
             prepared(batchID, offers: offers, directories: results)
         }
     }

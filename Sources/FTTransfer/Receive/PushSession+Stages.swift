@@ -1,6 +1,10 @@
 import FTEngine
 import FTWire
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// New top directories built under private names (`Stage`): where an
 /// entry's path goes on disk, and when the stages are published.
 extension PushSession {
@@ -45,11 +49,48 @@ extension PushSession {
         case .staged(let s):
             server.stagesOpen += 1
             stages.append(s)
+            if s.old != nil {
+                server.logger.info("session \(id): resuming '\(name)' from \(s.old?.displayPath ?? ""), left by a receiver that stopped mid-push: its files that match this push are kept, the rest is removed once the push is complete")
+            }
         case .busy:
             throw refusal(.busy, "another push of '\(name)' is still finishing in \(server.policy.destination)")
         case .stale(let dir):
             server.logger.warning("session \(id): '\(name)' is made in place: \(dir) was left by a receiver that stopped mid-push, and its files are not verified (remove it)")
         }
+    }
+
+    /// A file of this push that an adopted stage (`Stage.oldName`) holds
+    /// whole: a regular file of this user's with the entry's size and
+    /// mtime. `cache` holds the old tree's directories for one review.
+    func adoptable(_ e: IncomingEntry, cache: inout [PeerPath: Directory?]) -> Adoption? {
+        guard e.entry.kind == .file, let stage = stage(of: e.path), stage.old != nil, let parent = e.path.parent else { return nil }
+        let dir: Directory?
+        if let d = cache[parent] {
+            dir = d
+        } else {
+            dir = try? server.destination.openDirectory(stage.oldComponents(of: parent)[...], create: false).0
+            cache[parent] = dir
+        }
+        guard let dir, let found = try? dir.status(of: e.path.name), found.st_mode & S_IFMT == S_IFREG,
+              found.st_uid == geteuid(), UInt64(found.st_size) == e.entry.size,
+              Int64(found.st_mtim.tv_sec) == e.entry.mtimeSeconds, UInt32(found.st_mtim.tv_nsec) == e.entry.mtimeNanoseconds
+        else { return nil }
+        return Adoption(id: e.id, from: stage.oldComponents(of: e.path), to: placed(e.path).components)
+    }
+
+    /// Once the push is complete: the adopted stages' earlier tops go, on
+    /// the offload thread, counted as removals; then `then`.
+    func discardOldTops(then: @escaping () -> Void) {
+        let jobs = stages.compactMap { $0.takeOld() }
+        guard !jobs.isEmpty else { return then() }
+        for job in jobs {
+            writes.sent(.removal)
+            server.offload.run({ job() }) { [weak self, writes] problem in
+                writes.back(.removal)
+                if let problem, let self { server.logger.warning("session \(id): \(problem)") }
+            }
+        }
+        writes.whenNoRemovalsOut(then)
     }
 
     /// The push is complete: its new top directories take their names.
@@ -70,4 +111,13 @@ extension [Stage] {
     mutating func addOnce(_ stage: Stage?) {
         if let stage, !contains(where: { $0 === stage }) { append(stage) }
     }
+}
+
+/// A whole file an adopted stage already holds: moved from its place in
+/// the earlier top (`from`) to its place in the new one (`to`), both as
+/// components beneath the destination, once its directory is made.
+struct Adoption: Sendable {
+    let id: UInt32
+    let from: [String]
+    let to: [String]
 }

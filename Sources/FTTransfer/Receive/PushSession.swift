@@ -32,6 +32,8 @@ final class PushSession {
     var linkInodes: [UInt32: (dev: UInt64, ino: UInt64)] = [:]
     /// New top directories built under private names (`Stage`).
     var stages: [Stage] = []
+    /// Files of the batch under review that an adopted stage holds whole.
+    var adoptions: [Adoption] = []
     /// Bytes of small files the offload thread is writing (`storeSmall`).
     var smallBytesInFlight = 0
     /// The next frame is not read until those are under the cap.
@@ -227,6 +229,13 @@ final class PushSession {
     /// Every entry is in place and nothing more is removed: the directories
     /// get their metadata and the stages their names.
     private func whole(_ done: Done) {
+        if stages.contains(where: { $0.old != nil }) {
+            discardOldTops { [weak self] in
+                guard let self, !connection.isClosing else { return }
+                whole(done)
+            }
+            return
+        }
         applyDirectoryMetadata(upTo: .max)
         do throws(IOError) { try publishStages() } catch {
             fail(.io(error), frame: TransferError.io(error).frame)

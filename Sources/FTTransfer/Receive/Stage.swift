@@ -32,8 +32,14 @@ import Glibc
 ///   job is in when the push failed (its files are all verified: small
 ///   ones are checked in memory before they are written, big ones keep
 ///   their temp names until they are). A receiver killed meanwhile leaves
-///   the stage where it is, under its private name; the next push of the
-///   same top finds it unlocked, says so, and does not use it.
+///   the stage where it is, under its private name, and its last small
+///   files may be torn there. The next push of the same top finds it
+///   unlocked and adopts it: the old top is set aside (`oldName`), each
+///   file of the push found there with its entry's size and mtime is
+///   moved into the new top instead of sent, and the rest is removed once
+///   the push is complete, so nothing the push did not vouch for is
+///   published. A stage that already holds such leftovers (a second stop)
+///   is not used; the receiver says so.
 /// - The stage directory is locked (flock) while a session builds it: a
 ///   second push of the same top waits for the first to publish, then
 ///   finds the top in place and merges into it as it would anyway.
@@ -62,10 +68,20 @@ final class Stage {
         case staged(Stage)
         /// Another session builds this top right now.
         case busy
-        /// A stage left by a receiver that stopped mid-push: its files
-        /// may be torn, so it is not used.
+        /// A stage left by a receiver that stopped mid-push, which already
+        /// holds an earlier one's leftovers (`oldName`): not used.
         case stale(String)
     }
+
+    /// Inside a stage left by a receiver that stopped mid-push, where its
+    /// top is moved when the next push of that top adopts the stage. A
+    /// file there may be torn (small files inside a stage are written
+    /// under their names), so nothing there is published as it is: a file
+    /// whose size and mtime are the entry's was whole (ft sets the mtime
+    /// after the last byte), and is moved into the new top instead of sent;
+    /// the rest goes once the push is complete (`takeOld`). The name
+    /// cannot be a top's: peers may not name `.ft-stage-*` at the top.
+    static let oldName = ".ft-stage-old"
 
     /// Makes and locks the stage for top directory `top` (one component).
     /// `settled` runs once it is published or given up.
@@ -83,21 +99,68 @@ final class Stage {
             throw error
         }
         guard flock(dir.fd, LOCK_EX | LOCK_NB) == 0 else { return .busy }
-        if !made { return .stale(dir.displayPath) }
-        return .staged(Stage(top: top.description, path: path, destination: destination, directory: dir,
+        var old: Directory?
+        if !made {
+            // Unlocked, so its receiver is gone: adopt it, its top set aside.
+            // Already holding an earlier one's leftovers: a second stop.
+            let holdsOld: Bool
+            do throws(IOError) { holdsOld = try dir.status(of: oldName) != nil } catch { return .stale(dir.displayPath) }
+            guard !holdsOld else { return .stale(dir.displayPath) }
+            do throws(IOError) {
+                try dir.rename(top.description, to: oldName, replace: false)
+                (old, _) = try dir.openDirectory([oldName], create: false)
+            } catch where error.errno == .noSuchFileOrDirectory {
+                // Its receiver stopped before it made the top: a fresh stage.
+            } catch {
+                return .stale(dir.displayPath)
+            }
+        }
+        return .staged(Stage(top: top.description, path: path, destination: destination, directory: dir, old: old,
                              logger: logger, owner: owner, settled: settled))
     }
 
-    private init(top: String, path: PeerPath, destination: Directory, directory: Directory, logger: Logger,
-                 owner: String, settled: @escaping () -> Void) {
+    private init(top: String, path: PeerPath, destination: Directory, directory: Directory, old: Directory?,
+                 logger: Logger, owner: String, settled: @escaping () -> Void) {
         self.top = top
         topBytes = Array(top.utf8)
         self.path = path
         self.destination = destination
         self.directory = directory
+        self.old = old
         self.logger = logger
         self.owner = owner
         self.settled = settled
+    }
+
+    /// The adopted stage's earlier top (`oldName`), while it is there.
+    private(set) var old: Directory?
+
+    /// Where `path` (under this stage's top) was in the earlier top, as
+    /// components beneath the destination.
+    func oldComponents(of path: PeerPath) -> [String] {
+        [self.path.description, Self.oldName] + path.components.dropFirst()
+    }
+
+    /// Takes the earlier top away for removal, once the push is complete
+    /// (nothing is moved out of it any more): the job, for the offload
+    /// thread (it may be a large tree). The stage is private (0700), so
+    /// all of it is ft's own.
+    func takeOld() -> (@Sendable () -> String?)? {
+        guard let old, let directory else { return nil }
+        self.old = nil
+        let display = old.displayPath
+        let oldFD = dup(old.fd), stageFD = dup(directory.fd)
+        guard oldFD >= 0, stageFD >= 0 else {
+            if oldFD >= 0 { Glibc.close(oldFD) }
+            if stageFD >= 0 { Glibc.close(stageFD) }
+            return { "could not remove \(display): \(IOError(Errno(rawValue: errno), "open").description)" }
+        }
+        return {
+            let outcome = Prune.run(oldFD, display: display, keep: [], dryRun: false, keepOwn: false)
+            _ = unlinkat(stageFD, Stage.oldName, AT_REMOVEDIR)
+            Glibc.close(stageFD)
+            return outcome.failures.first.map { "could not remove all of \(display): \($0)" }
+        }
     }
 
     /// Dropped unpublished (its session and jobs gone without `close`):
@@ -149,6 +212,12 @@ final class Stage {
             e.target = destination.displayPath + "/" + top
                 + " (it appeared during the push; what arrived is in \(dir.displayPath)/\(top))"
             throw e
+        }
+        if let old {
+            // Cut off before it was complete: what the earlier top still
+            // holds was not vouched for, and stays out of the published top.
+            logger.warning("\(owner): \(old.displayPath) holds files of a push to a receiver that stopped; they are not known to be whole and were not published (remove it)")
+            return
         }
         destination.removeEmptyDirectory(path.description)
     }
