@@ -61,7 +61,9 @@ extension PushSession {
 
     /// A file of this push that an adopted stage (`Stage.oldName`) holds
     /// whole: a regular file of this user's with the entry's size and
-    /// mtime. `cache` holds the old tree's directories for one review.
+    /// mtime, and the mode this receiver gives it (a chmod of the source
+    /// leaves the mtime alone). `cache` holds the old tree's directories
+    /// for one review.
     func adoptable(_ e: IncomingEntry, cache: inout [PeerPath: Directory?]) -> Adoption? {
         guard e.entry.kind == .file, let stage = stage(of: e.path), stage.old != nil, let parent = e.path.parent else { return nil }
         let dir: Directory?
@@ -72,7 +74,7 @@ extension PushSession {
             cache[parent] = dir
         }
         guard let dir, let found = try? dir.status(of: e.path.name), found.st_mode & S_IFMT == S_IFREG,
-              found.st_uid == geteuid(), UInt64(found.st_size) == e.entry.size,
+              found.st_uid == geteuid(), found.st_mode & 0o7777 == Directory.effectiveMode(e.entry.mode), UInt64(found.st_size) == e.entry.size,
               Int64(found.st_mtim.tv_sec) == e.entry.mtimeSeconds, UInt32(found.st_mtim.tv_nsec) == e.entry.mtimeNanoseconds
         else { return nil }
         return Adoption(id: e.id, from: stage.oldComponents(of: e.path), to: placed(e.path).components)
