@@ -47,6 +47,13 @@ import FTTestSupport
             stage = try #require(StageTests.waitForStage(in: dst, files: files), "no stage appeared in \(listTree(dst).prefix(5))",
                                  sourceLocation: sourceLocation)
         }
+
+        /// Kills the receiver (SIGKILL) and waits for both sides.
+        func killReceiver() {
+            recv.child.kill(SIGKILL)
+            _ = recv.child.wait()
+            _ = sender.wait()
+        }
     }
 
     static func stages(in dst: String) -> [String] {
@@ -109,10 +116,8 @@ import FTTestSupport
     @Test func aKilledReceiversStageIsResumedFromAndNothingUnvouchedIsPublished() throws {
         let push = try SlowPush(files: 20)
         defer { push.tmp.cleanup() }
-        let (root, dst, recv, sender, stage) = (push.root, push.dst, push.recv, push.sender, push.stage)
-        recv.child.kill(SIGKILL)
-        _ = recv.child.wait()
-        _ = sender.wait()
+        let (root, dst, stage) = (push.root, push.dst, push.stage)
+        push.killReceiver()
         #expect(!FileManager.default.fileExists(atPath: dst + "/top"), "a killed receiver left the top under its final name")
         // What a receiver killed while writing can leave beside whole files.
         let left = listTree(stage + "/top").filter { $0.contains("/f") }
@@ -132,6 +137,42 @@ import FTTestSupport
         #expect(kept >= left.count - 3 && kept < left.count, "kept \(kept) of the \(left.count) files the stage held, one of them cut short: \(done)")
         #expect(listTree(dst + "/top") == listTree(root), "the published top is not the source's")
         Self.expectWhole(dst + "/top", like: root, "after the second push")
+        #expect(Self.stages(in: dst).isEmpty, "the stage was left behind: \(Self.stages(in: dst))")
+    }
+
+    /// A receiver killed again while it was resuming from a stage: the
+    /// next push sets both leftovers aside, adopts from the newer, and
+    /// publishes exactly the source.
+    @Test func aStageLeftByTwoKilledReceiversIsStillResumedFrom() throws {
+        let push = try SlowPush(files: 20)
+        defer { push.tmp.cleanup() }
+        let (root, dst, stage) = (push.root, push.dst, push.stage)
+        push.killReceiver()
+
+        let second = try FTReceiver(dir: dst, extra: ["--once"])
+        let slow = try Child(ftPath, ["send", second.address, root, "-q", "--limit", "2M"])
+        var resumed = false
+        for _ in 0..<2000 where !resumed {
+            // Past what the first one left: the second is writing new files.
+            resumed = FileManager.default.fileExists(atPath: stage + "/" + ".ft-stage-old")
+                && listTree(stage + "/top").filter { $0.contains("/f") }.count >= 5
+            if !resumed { usleep(5_000) }
+        }
+        try #require(resumed, "the second receiver did not resume from the stage: \(listTree(stage).prefix(5))")
+        // Each store lane writes one file at a time: at most that many are cut short.
+        let held = listTree(stage + "/top").filter { $0.contains("/f") }.count
+        second.child.kill(SIGKILL)
+        _ = second.child.wait()
+        _ = slow.wait()
+
+        let third = try FTReceiver(dir: dst, extra: ["--once"])
+        let resent = try run(ftPath, ["send", third.address, root, "--json"], seconds: 60)
+        #expect(resent.status == 0, "\(resent.stderr)")
+        #expect(third.child.wait().status == 0)
+        let done = try #require(doneEvent(resent.stdout))
+        #expect((done["identical_files"] as? Int ?? 0) >= held - 3, "the third push kept too little of the \(held) files the new top held: \(done)")
+        #expect(listTree(dst + "/top") == listTree(root), "the published top is not the source's")
+        Self.expectWhole(dst + "/top", like: root, "after the third push")
         #expect(Self.stages(in: dst).isEmpty, "the stage was left behind: \(Self.stages(in: dst))")
     }
 

@@ -38,8 +38,9 @@ import Glibc
 ///   file of the push found there with its entry's size and mtime is
 ///   moved into the new top instead of sent, and the rest is removed once
 ///   the push is complete, so nothing the push did not vouch for is
-///   published. A stage that already holds such leftovers (a second stop)
-///   is not used; the receiver says so.
+///   published. A receiver stopped again mid-adoption leaves both trees;
+///   the next push sets both aside and adopts from the newer. Only a third
+///   stop in a row leaves a stage that is not used; the receiver says so.
 /// - The stage directory is locked (flock) while a session builds it: a
 ///   second push of the same top waits for the first to publish, then
 ///   finds the top in place and merges into it as it would anyway.
@@ -68,8 +69,8 @@ final class Stage {
         case staged(Stage)
         /// Another session builds this top right now.
         case busy
-        /// A stage left by a receiver that stopped mid-push, which already
-        /// holds an earlier one's leftovers (`oldName`): not used.
+        /// A stage left by receivers that stopped mid-push three times in a
+        /// row (or that cannot be set aside): not used.
         case stale(String)
     }
 
@@ -82,6 +83,7 @@ final class Stage {
     /// the rest goes once the push is complete (`takeOld`). The name
     /// cannot be a top's: peers may not name `.ft-stage-*` at the top.
     static let oldName = ".ft-stage-old"
+    static let olderName = ".ft-stage-older"
 
     /// Makes and locks the stage for top directory `top` (one component).
     /// `settled` runs once it is published or given up.
@@ -101,22 +103,33 @@ final class Stage {
         guard flock(dir.fd, LOCK_EX | LOCK_NB) == 0 else { return .busy }
         var old: Directory?
         if !made {
-            // Unlocked, so its receiver is gone: adopt it, its top set aside.
-            // Already holding an earlier one's leftovers: a second stop.
-            let holdsOld: Bool
-            do throws(IOError) { holdsOld = try dir.status(of: oldName) != nil } catch { return .stale(dir.displayPath) }
-            guard !holdsOld else { return .stale(dir.displayPath) }
-            do throws(IOError) {
-                try dir.rename(top.description, to: oldName, replace: false)
-                (old, _) = try dir.openDirectory([oldName], create: false)
-            } catch where error.errno == .noSuchFileOrDirectory {
-                // Its receiver stopped before it made the top: a fresh stage.
-            } catch {
+            // Unlocked, so its receiver is gone: adopt it.
+            do throws(IOError) { old = try setAside(top: top.description, in: dir) } catch {
                 return .stale(dir.displayPath)
             }
         }
         return .staged(Stage(top: top.description, path: path, destination: destination, directory: dir, old: old,
                              logger: logger, owner: owner, settled: settled))
+    }
+
+    /// A stopped receiver's stage: its top is set aside as `oldName`, to
+    /// adopt from. If a stopped adoption left `oldName` already, that goes
+    /// to `olderName` first, to be removed with the rest; a third stop in
+    /// a row leaves the stage unusable (throws).
+    private static func setAside(top: String, in dir: Directory) throws(IOError) -> Directory? {
+        guard try dir.status(of: top) != nil else {
+            // Stopped before it made its top: what is set aside, if anything, is newest.
+            guard try dir.status(of: oldName) != nil else { return nil }
+            return try dir.openDirectory([oldName], create: false).0
+        }
+        if try dir.status(of: oldName) != nil {
+            guard try dir.status(of: olderName) == nil else {
+                throw IOError(.fileExists, "adopt", dir.displayPath + " (it holds the leftovers of two stopped pushes)")
+            }
+            try dir.rename(oldName, to: olderName, replace: false)
+        }
+        try dir.rename(top, to: oldName, replace: false)
+        return try dir.openDirectory([oldName], create: false).0
     }
 
     private init(top: String, path: PeerPath, destination: Directory, directory: Directory, old: Directory?,
@@ -156,10 +169,15 @@ final class Stage {
             return { "could not remove \(display): \(IOError(Errno(rawValue: errno), "open").description)" }
         }
         return {
-            let outcome = Prune.run(oldFD, display: display, keep: [], dryRun: false, keepOwn: false)
+            var failures = Prune.run(oldFD, display: display, keep: [], dryRun: false, keepOwn: false).failures
             _ = unlinkat(stageFD, Stage.oldName, AT_REMOVEDIR)
+            let older = openat(stageFD, Stage.olderName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if older >= 0 {
+                failures += Prune.run(older, display: display, keep: [], dryRun: false, keepOwn: false).failures
+                _ = unlinkat(stageFD, Stage.olderName, AT_REMOVEDIR)
+            }
             Glibc.close(stageFD)
-            return outcome.failures.first.map { "could not remove all of \(display): \($0)" }
+            return failures.first.map { "could not remove all of what a stopped receiver left in \(display): \($0)" }
         }
     }
 
