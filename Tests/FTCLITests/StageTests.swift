@@ -176,6 +176,38 @@ import FTTestSupport
         #expect(Self.stages(in: dst).isEmpty, "the stage was left behind: \(Self.stages(in: dst))")
     }
 
+    /// A big file half received inside the stage of a killed receiver:
+    /// the next push takes its part from the old top and sends only the
+    /// rest.
+    @Test func aBigFileCutOffInAKilledReceiversStageResumes() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let root = tmp.sub("src/top")
+        tmp.sub("src/top/sub")
+        let size = 48 << 20
+        let bytes = patternBytes(size, seed: 31)
+        writeFile(root + "/sub/big.bin", bytes)
+        writeFile(root + "/note.txt", Array("beside it\n".utf8))
+        let dst = tmp.sub("dst")
+        let recv = try FTReceiver(dir: dst, extra: ["--once"])
+        let sender = try Child(ftPath, ["send", recv.address, root, "-q", "--limit", "32M"])
+        usleep(900_000)
+        recv.child.kill(SIGKILL)
+        _ = recv.child.wait()
+        _ = sender.wait()
+        #expect(!FileManager.default.fileExists(atPath: dst + "/top"))
+
+        let again = try FTReceiver(dir: dst, extra: ["--once"])
+        let resumed = try run(ftPath, ["send", again.address, root, "--json"], seconds: 60)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(again.child.wait().status == 0)
+        expectSame(readFile(dst + "/top/sub/big.bin"), bytes, "the resumed file")
+        let skipped = doneEvent(resumed.stdout)?["bytes_skipped"] as? Int ?? 0
+        #expect(skipped >= 16 << 20, "resumed from \(skipped) bytes")
+        #expect(listTree(dst + "/top").filter { !($0 as NSString).lastPathComponent.hasPrefix(".ft-") } == listTree(root))
+        #expect(Self.stages(in: dst).isEmpty, "the stage was left behind: \(Self.stages(in: dst))")
+    }
+
     /// A sender killed mid-push: the receiver (still serving) moves what
     /// arrived into place, all of it verified, and a second push finds it.
     @Test func aKilledSendersFilesArePublishedForTheNextPush() throws {

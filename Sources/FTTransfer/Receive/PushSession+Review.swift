@@ -184,7 +184,10 @@ extension PushSession {
             needed += e.entry.size
             fileBytes += e.entry.size
             // Each host of a chain gets the whole stream: no offers.
-            guard !machine.chain, e.entry.size > 0, let dir = parentDir else { continue }
+            guard !machine.chain, e.entry.size > 0 else { continue }
+            // New in an adopted stage: the stopped receiver's part is in its old top.
+            let oldPlace = parentDir == nil && !stages.isEmpty ? oldParent(of: e, cache: &oldParents) : nil
+            guard let dir = parentDir ?? oldPlace?.dir else { continue }
             // The part first: without one there is nothing to offer (one
             // lookup for the common case). A part another session holds
             // locked is a push of this entry still running, or one that
@@ -205,6 +208,14 @@ extension PushSession {
                 continue
             }
             jobs.append(.prefix(id: e.id, fd: fd, bytes: prefix))
+            if let oldPlace {
+                // Moved beside where the file goes before its data comes (the
+                // fd and its lock go with it).
+                let to = placed(e.path).components.dropLast()
+                for name in [p.partName, p.mapName] {
+                    adoptions.append(Adoption(id: e.id, from: oldPlace.components + [name], to: to + [name]))
+                }
+            }
             needed -= prefix
             allNew = false
         }
@@ -264,8 +275,11 @@ extension PushSession {
             for s in staged { s.left() }
             guard let self, !connection.isClosing else { return }
             var offers = offers
-            // What could not be moved is sent after all.
-            for id in notMoved { offers[id] = nil }
+            // What could not be moved is sent after all, from its start.
+            for id in notMoved {
+                offers[id] = nil
+                dropHeld(id)
+            }
             prepared(batchID, offers: offers, directories: results)
         }
     }

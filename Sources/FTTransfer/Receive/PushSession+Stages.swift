@@ -59,25 +59,29 @@ extension PushSession {
         }
     }
 
-    /// A file of this push that an adopted stage (`Stage.oldName`) holds
-    /// whole: a regular file of this user's with the entry's size and
-    /// mtime, and the mode this receiver gives it (a chmod of the source
-    /// leaves the mtime alone). `cache` holds the old tree's directories
-    /// for one review.
+    /// Where the directory of entry `e`, new in an adopted stage, was in
+    /// that stage's old top (`Stage.oldName`): its fd and its components
+    /// beneath the destination. `cache` holds them for one review.
+    func oldParent(of e: IncomingEntry, cache: inout [PeerPath: Directory?]) -> (dir: Directory, components: [String])? {
+        guard let stage = stage(of: e.path), stage.old != nil, let parent = e.path.parent else { return nil }
+        let components = stage.oldComponents(of: parent)
+        if let d = cache[parent] { return d.map { ($0, components) } }
+        let dir = try? server.destination.openDirectory(components[...], create: false).0
+        cache[parent] = dir
+        return dir.map { ($0, components) }
+    }
+
+    /// A file of this push that an adopted stage holds whole: a regular
+    /// file of this user's with the entry's size and mtime, and the mode
+    /// this receiver gives it (a chmod of the source leaves the mtime
+    /// alone).
     func adoptable(_ e: IncomingEntry, cache: inout [PeerPath: Directory?]) -> Adoption? {
-        guard e.entry.kind == .file, let stage = stage(of: e.path), stage.old != nil, let parent = e.path.parent else { return nil }
-        let dir: Directory?
-        if let d = cache[parent] {
-            dir = d
-        } else {
-            dir = try? server.destination.openDirectory(stage.oldComponents(of: parent)[...], create: false).0
-            cache[parent] = dir
-        }
-        guard let dir, let found = try? dir.status(of: e.path.name), found.st_mode & S_IFMT == S_IFREG,
+        guard e.entry.kind == .file, let (dir, components) = oldParent(of: e, cache: &cache),
+              let found = try? dir.status(of: e.path.name), found.st_mode & S_IFMT == S_IFREG,
               found.st_uid == geteuid(), found.st_mode & 0o7777 == Directory.effectiveMode(e.entry.mode), UInt64(found.st_size) == e.entry.size,
               Int64(found.st_mtim.tv_sec) == e.entry.mtimeSeconds, UInt32(found.st_mtim.tv_nsec) == e.entry.mtimeNanoseconds
         else { return nil }
-        return Adoption(id: e.id, from: stage.oldComponents(of: e.path), to: placed(e.path).components)
+        return Adoption(id: e.id, from: components + [e.path.name], to: placed(e.path).components)
     }
 
     /// Once the push is complete: the adopted stages' earlier tops go, on
