@@ -140,6 +140,24 @@ import FTTestSupport
         #expect(Self.stages(in: dst).isEmpty, "the stage was left behind: \(Self.stages(in: dst))")
     }
 
+    /// `--checksum` asks for content to be compared, not size and mtime:
+    /// a killed receiver's stage is then not taken on its word.
+    @Test func withChecksumAKilledReceiversFilesAreSentAgain() throws {
+        let push = try SlowPush(files: 20)
+        defer { push.tmp.cleanup() }
+        let (root, dst) = (push.root, push.dst)
+        push.killReceiver()
+        let again = try FTReceiver(dir: dst, extra: ["--once"])
+        let resent = try run(ftPath, ["send", again.address, root, "--json", "--checksum"], seconds: 60)
+        #expect(resent.status == 0, "\(resent.stderr)")
+        #expect(again.child.wait().status == 0)
+        let done = try #require(doneEvent(resent.stdout))
+        #expect(done["identical_files"] as? Int == 0, "files were kept on size and mtime under --checksum: \(done)")
+        #expect(listTree(dst + "/top") == listTree(root))
+        Self.expectWhole(dst + "/top", like: root, "after the second push")
+        #expect(Self.stages(in: dst).isEmpty, "the stage was left behind: \(Self.stages(in: dst))")
+    }
+
     /// A receiver killed again while it was resuming from a stage: the
     /// next push sets both leftovers aside, adopts from the newer, and
     /// publishes exactly the source.

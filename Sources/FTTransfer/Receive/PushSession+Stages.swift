@@ -74,9 +74,10 @@ extension PushSession {
     /// A file of this push that an adopted stage holds whole: a regular
     /// file of this user's with the entry's size and mtime, and the mode
     /// this receiver gives it (a chmod of the source leaves the mtime
-    /// alone).
+    /// alone). Not with `--checksum`, which asks for content to be
+    /// compared, not size and mtime: those files are sent again.
     func adoptable(_ e: IncomingEntry, cache: inout [PeerPath: Directory?]) -> Adoption? {
-        guard e.entry.kind == .file, let (dir, components) = oldParent(of: e, cache: &cache),
+        guard e.entry.kind == .file, !machine.info.flags.contains(.checksum), let (dir, components) = oldParent(of: e, cache: &cache),
               let found = try? dir.status(of: e.path.name), found.st_mode & S_IFMT == S_IFREG,
               found.st_uid == geteuid(), found.st_mode & 0o7777 == Directory.effectiveMode(e.entry.mode), UInt64(found.st_size) == e.entry.size,
               Int64(found.st_mtim.tv_sec) == e.entry.mtimeSeconds, UInt32(found.st_mtim.tv_nsec) == e.entry.mtimeNanoseconds
