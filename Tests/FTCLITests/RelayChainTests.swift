@@ -22,6 +22,16 @@ import FTTestSupport
         return (root, big)
     }
 
+    /// `src/tree` of `directories` × `files` files, file f of `size(f)` bytes.
+    func makeFlatTree(_ tmp: TempDir, directories: Int, files: Int, size: (Int) -> Int) -> String {
+        let root = tmp.sub("src/tree")
+        for d in 0..<directories {
+            tmp.sub("src/tree/d\(d)")
+            for f in 0..<files { writeFile(root + "/d\(d)/f\(f)", patternBytes(size(f), seed: UInt64(d * 1000 + f + 1))) }
+        }
+        return root
+    }
+
     func expectSameTree(_ a: String, _ b: String, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
         let left = listTree(a), right = listTree(b)
         #expect(left == right, "\(what): tree differs", sourceLocation: sourceLocation)
@@ -67,13 +77,9 @@ import FTTestSupport
     @Test func aHostWhoseReviewLagsStillGetsEveryBatchInOrder() throws {
         let tmp = TempDir()
         defer { tmp.cleanup() }
-        let root = tmp.sub("src/tree")
         // 8 directories of 90 files: several batches, each with directories,
         // so each batch's review waits on the offload thread.
-        for d in 0..<8 {
-            tmp.sub("src/tree/d\(d)")
-            for f in 0..<90 { writeFile(root + "/d\(d)/f\(f)", patternBytes(600 + f * 13, seed: UInt64(d * 100 + f + 1))) }
-        }
+        let root = makeFlatTree(tmp, directories: 8, files: 90) { 600 + $0 * 13 }
         let first = try FTReceiver(dir: tmp.sub("h1"))
         let lagging = try FTReceiver(dir: tmp.sub("h2"), environment: ["FT_TEST_REVIEW_DELAY_MS": "150"])
         let send = try run(ftPath, ["send", "--to", "\(first.address),\(lagging.address)", root, "--json"])
@@ -84,6 +90,29 @@ import FTTestSupport
         expectSameTree(root, tmp.path + "/h2/tree", "host 2")
         _ = first.stop()
         _ = lagging.stop()
+    }
+
+    /// A host that stops answering while a host before it waits for its
+    /// answer: that host is passed by and reported before the sender's own
+    /// idle timeout (the same 4 s here) could fail the whole chain.
+    @Test func aHostThatStopsAnsweringIsPassedByBeforeTheSenderGivesUp() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        // 3,000 files: a first batch of 128 entries, then batches of 1,024.
+        let root = makeFlatTree(tmp, directories: 6, files: 500) { 1200 + $0 }
+        let receivers = try (1...3).map { try FTReceiver(dir: tmp.sub("h\($0)"), extra: ["--timeout", "4"]) }
+        defer { receivers[2].child.kill(SIGKILL) }
+        let sender = try Child(ftPath, ["send", "--to", receivers.map(\.address).joined(separator: ","), root, "--json",
+                                        "--timeout", "4", "--limit", "1M"])
+        try #require(receivers[2].child.waitForOutput("\"event\":\"file-done\"", seconds: 20), "host 3 got nothing")
+        receivers[2].child.kill(SIGSTOP)
+        let send = sender.wait(seconds: 60)
+        #expect(send.status == 1, "one host failed: \(send.stderr)")
+        let hosts = try #require(hostsEvent(send.stdout), "the chain ended without its hosts' outcomes: \(send.stderr)")
+        #expect(hosts.map { $0["ok"] as? Bool } == [true, true, false], "\(hosts)")
+        #expect((hosts[2]["message"] as? String ?? "").contains("no answer"), "\(hosts[2])")
+        for i in 0..<2 { expectSameTree(root, tmp.path + "/h\(i + 1)/tree", "host \(i + 1)") }
+        for r in receivers.prefix(2) { _ = r.stop() }
     }
 
     @Test func aHopKilledMidPushIsReportedAndTheOthersStillFinish() throws {

@@ -58,6 +58,12 @@ extension PushSession {
 
     func relayActivity() { connection.lastActivity = monotonicNanoseconds() }
 
+    /// An answer or the `done` for the sender waits on the next host.
+    var waitsOnLink: Bool {
+        guard let link, !link.final else { return false }
+        return !heldAnswers.isEmpty || reviewWaitsForLink != nil || heldDone != nil
+    }
+
     func relayNote(_ message: String) {
         server.logger.warning("session \(id): \(message)")
     }

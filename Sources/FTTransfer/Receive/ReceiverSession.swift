@@ -181,7 +181,9 @@ final class ReceiverSession: LoopHandler {
         case .push(let push):
             push.tick(now)
             let limit = server.policy.idleLimitSeconds(active: server.activePushes)
-            guard quiet > limit else { return }
+            // Waiting on the next host of a chain is not idleness here: that
+            // link gives up sooner (`RelayLink.silenceLimit`) and says why.
+            guard quiet > limit, !push.waitsOnLink else { return }
             let full = limit < server.policy.timeoutSeconds(handshaking: false) ? " (the receiver is full, so idle pushes go sooner)" : ""
             let e = TransferError.timeout("no progress for \(Int(limit)) s while \(push.machine.phase)\(full)", peer: peer)
             fail(e, frame: e.frame)

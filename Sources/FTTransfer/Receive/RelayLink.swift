@@ -302,6 +302,20 @@ final class RelayLink: LoopHandler {
     /// How long a next hop may stay silent after the connect.
     static let bannerSeconds: Double = 10
 
+    /// How long the next host may stay silent. While the session holds an
+    /// answer or its `done` for it (`PushSession.waitsOnLink`), the hosts
+    /// before it and the sender hear nothing either, and each gives up
+    /// after the same idle timeout. So the limit shrinks with the hosts
+    /// left after this one: with N of them, N/(N+1) of the timeout; the
+    /// host nearest a stalled one gives up first and reports it, and that
+    /// news reaches every host before it, and the sender, before they give
+    /// up on the whole chain.
+    private var silenceLimit: Double {
+        guard session.waitsOnLink else { return timeoutSeconds }
+        let after = Double(max(hops.count, 1))
+        return timeoutSeconds * after / (after + 1)
+    }
+
     func tick(now: UInt64, on loop: EventLoop) {
         guard !final else { return }
         if state == .connecting, now > deadline, let a = attempt {
@@ -312,8 +326,9 @@ final class RelayLink: LoopHandler {
                   Double(now - lastActivity) / 1e9 > Self.bannerSeconds {
             // Something accepted and says nothing: it was sent nothing either.
             lost("it did not open as an ft receiver within \(Int(Self.bannerSeconds)) s")
-        } else if state != .connecting, Double(now - lastActivity) / 1e9 > timeoutSeconds {
-            lost("no answer for \(Int(timeoutSeconds)) s")
+        } else if state != .connecting, Double(now - lastActivity) / 1e9 > silenceLimit {
+            let limit = silenceLimit
+            lost("no answer for \(limit == limit.rounded() ? "\(Int(limit))" : "\((limit * 10).rounded() / 10)") s")
         }
     }
 
