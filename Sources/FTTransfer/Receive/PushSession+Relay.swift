@@ -42,12 +42,10 @@ extension PushSession {
             reviewWaitsForLink = nil
             answer(waiting.batchID, offers: waiting.offers)
         }
-        if let first = heldAnswers.first, link.mayAnswer(first.batchID) {
-            while let next = heldAnswers.first, link.mayAnswer(next.batchID) {
-                heldAnswers.removeFirst()
-                for frame in next.frames { channel.enqueue(.answer(frame)) }
-            }
-            channel.flush()
+        let released = heldAnswers.prefix { link.mayAnswer($0.batchID) }
+        if !released.isEmpty {
+            heldAnswers.removeFirst(released.count)
+            sendAnswers(released.map(\.frames))
         }
         connection.relayChanged()
         if link.final, let done = heldDone {

@@ -26,13 +26,13 @@ extension PushSession {
             return
         }
         reviewingBatch = batchID
-        adoptions = []
         let attempt = busyReview?.attempts ?? 0
         busyReview = nil
         var jobs: [OfferJob] = []
         var identical: [UInt32: BatchAnswer.Offer] = [:]
+        var moves: [Adoption] = []
         do throws(TransferError) {
-            let need = try checkDestination(machine.entries(of: batchID), jobs: &jobs, identical: &identical)
+            let need = try checkDestination(machine.entries(of: batchID), jobs: &jobs, identical: &identical, adoptions: &moves)
             let free: UInt64
             do { free = try server.destination.availableBytes() } catch { throw .io(error) }
             let required = space.required(needed: need.bytes, fileBytes: need.fileBytes, allNew: need.allNew)
@@ -53,7 +53,7 @@ extension PushSession {
             return
         }
         guard !jobs.isEmpty else {
-            prepare(batchID, offers: identical)
+            prepare(batchID, offers: identical, moves: moves)
             return
         }
         // Hashing held prefixes and copies may read gigabytes: off the
@@ -83,15 +83,17 @@ extension PushSession {
                     }
                 }
             }
-            prepare(batchID, offers: offers)
+            prepare(batchID, offers: offers, moves: moves)
         }
     }
 
     /// Conflicts with what exists, partials to offer, and the bytes the
     /// batch needs. Beneath a directory this push is about to make nothing
     /// exists, so a fresh tree costs one lookup per top directory.
+    /// `adoptions`: what an adopted stage holds for this batch, to move.
     private func checkDestination(_ entries: [IncomingEntry], jobs: inout [OfferJob],
-                                  identical: inout [UInt32: BatchAnswer.Offer]) throws(TransferError) -> Need {
+                                  identical: inout [UInt32: BatchAnswer.Offer],
+                                  adoptions: inout [Adoption]) throws(TransferError) -> Need {
         let request = ReceiverPolicy.SyncRequest(sync: machine.info.flags.contains(.sync), checksum: machine.info.flags.contains(.checksum))
         var needed: UInt64 = 0
         var fileBytes: UInt64 = 0
@@ -246,7 +248,7 @@ extension PushSession {
     /// costs a few lookups and a mkdir per level, and a batch may hold
     /// thousands of levels, which on the loop would hold every other
     /// session (a 255-deep manifest held it for ~200 ms).
-    private func prepare(_ batchID: UInt32, offers: [UInt32: BatchAnswer.Offer]) {
+    private func prepare(_ batchID: UInt32, offers: [UInt32: BatchAnswer.Offer], moves: [Adoption]) {
         var staged: [Stage] = []
         var dirs: [(UInt32, [String], ManifestEntry)] = []
         do {
@@ -257,8 +259,6 @@ extension PushSession {
                 dirs.append((all[i].id, placed(all[i].path).components, all[i].entry))
             }
         }
-        let moves = adoptions
-        adoptions = []
         for a in moves { staged.addOnce(stage(of: machine.entry(a.id)!.path)) }
         guard !dirs.isEmpty || !moves.isEmpty else {
             prepared(batchID, offers: offers, directories: [:])
@@ -370,10 +370,17 @@ extension PushSession {
             // answer goes up once that host answered too. Reviewing goes on.
             heldAnswers.append((batchID, frames))
         } else {
-            for frame in frames { channel.enqueue(.answer(frame)) }
-            channel.flush()
+            sendAnswers([frames])
         }
         act(machine.answered(batchID, offers: offers))
+    }
+
+    /// Sends the frames of one or more batch answers, in order, at once.
+    func sendAnswers(_ answers: [[BatchAnswer]]) {
+        for frames in answers {
+            for frame in frames { channel.enqueue(.answer(frame)) }
+        }
+        channel.flush()
     }
 
     /// The sender's decisions on the offers: held prefixes it does not

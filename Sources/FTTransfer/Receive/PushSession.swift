@@ -32,8 +32,6 @@ final class PushSession {
     var linkInodes: [UInt32: (dev: UInt64, ino: UInt64)] = [:]
     /// New top directories built under private names (`Stage`).
     var stages: [Stage] = []
-    /// Files of the batch under review that an adopted stage holds whole.
-    var adoptions: [Adoption] = []
     /// Bytes of small files the offload thread is writing (`storeSmall`).
     var smallBytesInFlight = 0
     /// The next frame is not read until those are under the cap.

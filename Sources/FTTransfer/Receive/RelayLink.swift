@@ -326,8 +326,7 @@ final class RelayLink: LoopHandler {
                   Double(now - lastActivity) / 1e9 > Self.bannerSeconds {
             // Something accepted and says nothing: it was sent nothing either.
             lost("it did not open as an ft receiver within \(Int(Self.bannerSeconds)) s")
-        } else if state != .connecting, Double(now - lastActivity) / 1e9 > silenceLimit {
-            let limit = silenceLimit
+        } else if state != .connecting, case let limit = silenceLimit, Double(now - lastActivity) / 1e9 > limit {
             lost("no answer for \(limit == limit.rounded() ? "\(Int(limit))" : "\((limit * 10).rounded() / 10)") s")
         }
     }
@@ -374,18 +373,13 @@ final class RelayLink: LoopHandler {
             return
         }
         switch (state, f) {
-        case (.handshaking, .answer(let answer)):
+        case (.handshaking, .answer(let answer)), (.ready, .answer(let answer)):
             // A chain host offers nothing (each gets the whole stream); its
             // first whole answer says it took the push.
             a.channel.read()
             guard answer.last else { return }
             answeredThrough = answer.batchID
             state = .ready
-            session.relayChanged()
-        case (.ready, .answer(let answer)):
-            a.channel.read()
-            guard answer.last else { return }
-            answeredThrough = answer.batchID
             session.relayChanged()
         case (.ready, .batchAck):
             a.channel.read()
