@@ -25,7 +25,10 @@ package final class ProgressRenderer: @unchecked Sendable {
     let human: Console
     let json: Console
     let verb: String
-    private var lastLine: UInt64 = 0
+    /// Progress lines (not on a terminal) come one interval after the
+    /// push started, then every interval: a push shorter than that prints
+    /// only its start and end, not a line of its first few kilobytes.
+    private var lastLine = monotonicNanoseconds()
     private var lastBar: UInt64 = 0
     static let lineInterval: UInt64 = 5_000_000_000
     static let barInterval: UInt64 = 100_000_000
@@ -109,6 +112,7 @@ package final class ProgressRenderer: @unchecked Sendable {
     private func human(_ event: ProgressEvent) {
         switch event {
         case .started(let s):
+            lastLine = monotonicNanoseconds()
             let total = s.totalBytes.map { Sizes.format($0) } ?? "a stream of unknown length"
             let dirs = s.directories > 0 ? " and " + plural(s.directories, "directory", "directories") : ""
             let dir = verb == "sent" ? "to" : "from"

@@ -56,6 +56,25 @@ import FTWire
         #expect("写真".displayWidth == 4 && "e\u{301}".displayWidth == 1 && "🎉".displayWidth == 2)
     }
 
+    /// Off a terminal: a push shorter than the line interval prints its
+    /// start and its end, no progress line (one printed at once used to
+    /// show the first 4 KiB, before the start line of a receiver).
+    @Test func aShortPushPrintsNoProgressLine() throws {
+        var err: [CInt] = [0, 0]
+        #expect(pipe(&err) == 0)
+        let renderer = ProgressRenderer(program: "ft", verb: "received", json: false, quiet: false, human: Console(fd: err[1]))
+        #expect(renderer.mode == .lines)
+        renderer.handle(.progress(snapshot(path: "f", bytes: 4096, total: nil)))
+        renderer.handle(.started(.init(session: "s", peer: "p", files: 2, directories: 0, totalBytes: 8192, skippedBytes: 0)))
+        renderer.handle(.progress(snapshot(path: "f", bytes: 8192, total: 8192)))
+        close(err[1])
+        var bytes = [UInt8](repeating: 0, count: 4096)
+        let n = read(err[0], &bytes, bytes.count)
+        close(err[0])
+        let lines = String(decoding: bytes[..<max(0, n)], as: UTF8.self).split(separator: "\n")
+        #expect(lines == ["ft: receiving 2 entries, 8.0 KiB, from p"], "\(lines)")
+    }
+
     @Test func everyEventBecomesOneObjectNamedByItsKind() throws {
         let digest = Digest128(high: 1, low: 2)
         let engine = EngineReport(backend: .ioUring, dataPath: "splice", stats: EngineStats())
