@@ -115,6 +115,48 @@ import FTTestSupport
         for r in receivers.prefix(2) { _ = r.stop() }
     }
 
+    /// A next host whose connect hangs (its SYNs dropped, as by a firewall
+    /// or a host gone from the LAN) is given less than the chain's idle
+    /// timeout, not a fixed 10 s: with --timeout 4 everywhere the sender
+    /// gave up on the whole chain before host 1 passed that host by. The
+    /// SYNs are dropped by a listener whose accept queue is full.
+    @Test func aNextHostThatNeverTakesTheConnectionIsPassedByInTime() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let bytes = patternBytes(2 << 20, seed: 94)
+        let src = tmp.sub("src") + "/data.bin"
+        writeFile(src, bytes)
+        let first = try FTReceiver(dir: tmp.sub("h1"), extra: ["--timeout", "4"])
+        let last = try FTReceiver(dir: tmp.sub("h3"), extra: ["--timeout", "4"])
+        let (full, port, filler) = try fullListener()
+        defer { close(full); close(filler) }
+        let send = try run(ftPath, ["send", "--to", "\(first.address),127.0.0.1:\(port),\(last.address)", src, "--json", "--timeout", "4"])
+        #expect(send.status == 1, "one host failed: \(send.stderr)")
+        let hosts = try #require(hostsEvent(send.stdout), "the chain ended without its hosts' outcomes: \(send.stderr)")
+        #expect(hosts.map { $0["ok"] as? Bool } == [true, false, true], "\(hosts)")
+        expectSame(readFile(tmp.path + "/h1/data.bin"), bytes, "host 1")
+        expectSame(readFile(tmp.path + "/h3/data.bin"), bytes, "host 3")
+        _ = first.stop()
+        _ = last.stop()
+    }
+
+    /// A listener on 127.0.0.1 with a backlog of 0 and one connection
+    /// queued on it that nobody accepts: Linux drops the SYNs of any other.
+    func fullListener() throws -> (listener: CInt, port: UInt16, filler: CInt) {
+        let (listener, port) = loopbackListener()
+        try #require(listen(listener, 0) == 0)
+        let filler = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = port.bigEndian
+        let r = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(filler, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(r == 0, "errno \(errno)")
+        return (listener, port, filler)
+    }
+
     @Test func aHopKilledMidPushIsReportedAndTheOthersStillFinish() throws {
         let tmp = TempDir()
         defer { tmp.cleanup() }

@@ -63,7 +63,10 @@ final class RelayLink: LoopHandler {
     private let verify: Bool
     var socket: CInt { attempt?.socket.fd ?? -1 }
     private let addressStorage = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
-    private var deadline: UInt64 = 0
+    /// When the current host's resolve and connect began.
+    private var connectStarted: UInt64 = 0
+    /// The connect being cancelled for taking too long.
+    private var connectCancelled = false
     private var lastActivity = monotonicNanoseconds()
     private let timeoutSeconds: Double
     /// Operations in flight, ours on every attempt.
@@ -154,7 +157,8 @@ final class RelayLink: LoopHandler {
         // getaddrinfo may wait on a silent resolver for many seconds: off
         // the loop, so other sessions keep moving meanwhile.
         resolving = true
-        deadline = monotonicNanoseconds() + 10_000_000_000
+        connectStarted = monotonicNanoseconds()
+        connectCancelled = false
         let target = host
         offload.run({ () -> Result<SocketAddress, IOError> in
             do throws(IOError) {
@@ -299,8 +303,12 @@ final class RelayLink: LoopHandler {
         if final { session.relayChanged() }
     }
 
-    /// How long a next hop may stay silent after the connect.
+    /// How long a next hop may stay silent after the connect, and how long
+    /// its resolve and connect may take, at most: both also stay within
+    /// `silenceLimit`, or a host whose SYNs are dropped outlasts a shorter
+    /// --timeout upstream and the sender gives up on the whole chain.
     static let bannerSeconds: Double = 10
+    static let connectSeconds: Double = 10
 
     /// How long the next host may stay silent. While the session holds an
     /// answer or its `done` for it (`PushSession.waitsOnLink`), the hosts
@@ -318,10 +326,12 @@ final class RelayLink: LoopHandler {
 
     func tick(now: UInt64, on loop: EventLoop) {
         guard !final else { return }
-        if state == .connecting, now > deadline, let a = attempt {
+        if state == .connecting {
+            guard let a = attempt, !connectCancelled,
+                  Double(now &- connectStarted) / 1e9 > min(Self.connectSeconds, silenceLimit) else { return }
             loop.backend.queue(.cancelFD(fd: a.socket.fd), a.reg.userData(OpTag(.shutdown)))
             a.ownInflight += 1
-            deadline = .max
+            connectCancelled = true
         } else if state == .handshaking, attempt?.handshake.awaitingBanner == true,
                   Double(now - lastActivity) / 1e9 > Self.bannerSeconds {
             // Something accepted and says nothing: it was sent nothing either.
