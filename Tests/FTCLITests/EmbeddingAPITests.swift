@@ -54,9 +54,7 @@ import FTTransfer
     @Test func cancellingMidFileKeepsThePartialAndTheNextPushResumes() async throws {
         let tmp = TempDir()
         defer { tmp.cleanup() }
-        let bytes = patternBytes(48 << 20, seed: 9)
-        let src = tmp.sub("src") + "/data.bin"
-        writeFile(src, bytes)
+        let (src, bytes) = tmp.sourceFile(48 << 20, seed: 9)
         let dst = tmp.sub("dst")
         let receiver = try Receiver(directory: dst, listen: "127.0.0.1:0", code: testCode)
         try receiver.start()

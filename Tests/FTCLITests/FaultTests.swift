@@ -9,9 +9,7 @@ import FTWire
         let tmp = TempDir()
         defer { tmp.cleanup() }
         let size = 24 << 20
-        let bytes = patternBytes(size, seed: 77)
-        let src = tmp.sub("src") + "/data.bin"
-        writeFile(src, bytes)
+        let (src, bytes) = tmp.sourceFile(size, seed: 77)
         let dst = tmp.sub("dst")
         var resumedRuns = 0
         for round in 1...20 {

@@ -39,9 +39,7 @@ import FTTestSupport
     @Test func aStreamCutMidPushHandsItsChunksToTheOthers() throws {
         let tmp = TempDir()
         defer { tmp.cleanup() }
-        let bytes = patternBytes(40 << 20, seed: 210)
-        let src = tmp.sub("src") + "/data.bin"
-        writeFile(src, bytes)
+        let (src, bytes) = tmp.sourceFile(40 << 20, seed: 210)
         let r = try FTReceiver(dir: tmp.sub("dst"), extra: ["--once", "-v"])
         // 40 MiB at 16 MiB/s: the stream dies about a second in.
         let sender = try Child(ftPath, ["send", "-P", "3", r.address, src, "--json", "--limit", "16M"])

@@ -123,9 +123,7 @@ import FTTestSupport
     @Test func aNextHostThatNeverTakesTheConnectionIsPassedByInTime() throws {
         let tmp = TempDir()
         defer { tmp.cleanup() }
-        let bytes = patternBytes(2 << 20, seed: 94)
-        let src = tmp.sub("src") + "/data.bin"
-        writeFile(src, bytes)
+        let (src, bytes) = tmp.sourceFile(2 << 20, seed: 94)
         let first = try FTReceiver(dir: tmp.sub("h1"), extra: ["--timeout", "4"])
         let last = try FTReceiver(dir: tmp.sub("h3"), extra: ["--timeout", "4"])
         let (full, port, filler) = try fullListener()
@@ -160,9 +158,7 @@ import FTTestSupport
     @Test func aHopKilledMidPushIsReportedAndTheOthersStillFinish() throws {
         let tmp = TempDir()
         defer { tmp.cleanup() }
-        let bytes = patternBytes(48 << 20, seed: 92)
-        let src = tmp.sub("src") + "/data.bin"
-        writeFile(src, bytes)
+        let (src, bytes) = tmp.sourceFile(48 << 20, seed: 92)
         let receivers = try (1...4).map { try FTReceiver(dir: tmp.sub("h\($0)")) }
         // Paced at 32 MiB/s the push takes 1.5 s: host 2 dies inside it.
         let sender = try Child(ftPath, ["send", "--to", receivers.map(\.address).joined(separator: ","), src, "--json", "--limit", "32M"])
@@ -182,9 +178,7 @@ import FTTestSupport
     @Test func aHostDownBeforeThePushIsPassedByInTheSameChain() throws {
         let tmp = TempDir()
         defer { tmp.cleanup() }
-        let bytes = patternBytes(3 << 20, seed: 93)
-        let src = tmp.sub("src") + "/data.bin"
-        writeFile(src, bytes)
+        let (src, bytes) = tmp.sourceFile(3 << 20, seed: 93)
         let first = try FTReceiver(dir: tmp.sub("h1"))
         let gone = try FTReceiver(dir: tmp.sub("h2"))
         let last = try FTReceiver(dir: tmp.sub("h3"))
@@ -208,8 +202,7 @@ import FTTestSupport
     @Test func hopsThatAreNotFTLookAlikeAndRelayToLimitsTheHops() throws {
         let tmp = TempDir()
         defer { tmp.cleanup() }
-        let src = tmp.sub("src") + "/data.bin"
-        writeFile(src, patternBytes(200_000, seed: 95))
+        let src = tmp.sourceFile(200_000, seed: 95).path
         // Other services: one answers with a banner of its own, one waits
         // for its client to speak (as a web server does). Each counts what
         // the relaying host wrote to it: nothing, since an ft receiver
@@ -275,8 +268,7 @@ import FTTestSupport
     @Test func aHopWithAnotherCodeIsRefusedAndPassedBy() throws {
         let tmp = TempDir()
         defer { tmp.cleanup() }
-        let src = tmp.sub("src") + "/data.bin"
-        writeFile(src, patternBytes(100_000, seed: 94))
+        let src = tmp.sourceFile(100_000, seed: 94).path
         let first = try FTReceiver(dir: tmp.sub("h1"))
         let other = try FTReceiver(dir: tmp.sub("h2"), environment: ["FT_CODE": "zzzz-zzzz-zzzz"])
         let last = try FTReceiver(dir: tmp.sub("h3"))
@@ -291,8 +283,7 @@ import FTTestSupport
     @Test func aReceiverThatAcceptsAnyoneDoesNotRelay() throws {
         let tmp = TempDir()
         defer { tmp.cleanup() }
-        let src = tmp.sub("src") + "/data.bin"
-        writeFile(src, patternBytes(100_000, seed: 95))
+        let src = tmp.sourceFile(100_000, seed: 95).path
         let open = try FTReceiver(dir: tmp.sub("h1"), extra: ["--no-auth"])
         let next = try FTReceiver(dir: tmp.sub("h2"))
         let send = try run(ftPath, ["send", "--to", "\(open.address),\(next.address)", src, "--json"])

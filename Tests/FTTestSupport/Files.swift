@@ -20,6 +20,14 @@ package struct TempDir {
     }
 
     package func cleanup() { try? FileManager.default.removeItem(atPath: path) }
+
+    /// `src/data.bin` of `count` pattern bytes: its path and its bytes.
+    package func sourceFile(_ count: Int, seed: UInt64) -> (path: String, bytes: [UInt8]) {
+        let bytes = patternBytes(count, seed: seed)
+        let path = sub("src") + "/data.bin"
+        writeFile(path, bytes)
+        return (path, bytes)
+    }
 }
 
 package func patternBytes(_ count: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> [UInt8] {
