@@ -20,9 +20,15 @@ import Glibc
 /// create's kernel work is per inode, so on a receiver with a second core
 /// two frames are written at once, and a slow create there never holds
 /// the ordered jobs back.
+///
+/// Jobs that may wait for as long as something outside the host decides
+/// (resolving a name: a silent DNS server holds getaddrinfo for 10 s or
+/// more) go to `runAside`, each on a thread of its own, so that they hold
+/// up neither the ordered jobs of every other session nor each other.
 public final class Offload: LoopHandler, @unchecked Sendable {
     private unowned let loop: EventLoop
     private let worker = DispatchQueue(label: "ft.offload")
+    private let aside = DispatchQueue(label: "ft.offload.aside", attributes: .concurrent)
     /// As many lanes as CPUs this process may run on, up to four: on one
     /// CPU a second lane would only interleave with the first.
     public let lanes: Int
@@ -61,6 +67,12 @@ public final class Offload: LoopHandler, @unchecked Sendable {
         let queue = laneQueues[nextLane]
         nextLane = (nextLane + 1) % lanes
         submit(on: queue, work, then: then)
+    }
+
+    /// Like `run`, beside every other job: for work that can wait on the
+    /// network for long.
+    public func runAside<T>(_ work: @escaping @Sendable () -> T, then: @escaping (T) -> Void) {
+        submit(on: aside, work, then: then)
     }
 
     private func submit<T>(on queue: DispatchQueue, _ work: @escaping @Sendable () -> T, then: @escaping (T) -> Void) {

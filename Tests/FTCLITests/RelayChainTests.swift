@@ -138,6 +138,48 @@ import FTTestSupport
         _ = last.stop()
     }
 
+    /// A next host whose name the resolver never answers for is passed by
+    /// within the chain's share of the idle timeout, and the lookup holds up
+    /// no other push to that host meanwhile (it ran on the receiver's one
+    /// ordered offload thread, which reviews every session's directories).
+    /// Host 1 runs in a mount namespace whose resolv.conf names a DNS server
+    /// that never answers.
+    @Test func aNameTheResolverNeverAnswersIsPassedByAndStallsNoOtherPush() throws {
+        try #require(geteuid() == 0, "this test runs a receiver in a mount namespace and needs root (CI runs as root)")
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let dns = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(dns) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(53).bigEndian
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(dns, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(bound == 0, "cannot take 127.0.0.1:53 for a silent DNS server (errno \(errno))")
+        let conf = tmp.path + "/resolv.conf"
+        writeFile(conf, Array("nameserver 127.0.0.1\noptions timeout:10 attempts:1\n".utf8))
+        let inNamespace = ["/usr/bin/unshare", "-m", "/bin/sh", "-c", "mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"", conf]
+        let first = try FTReceiver(dir: tmp.sub("h1"), extra: ["--timeout", "4"], wrapper: inNamespace)
+        let last = try FTReceiver(dir: tmp.sub("h3"), extra: ["--timeout", "4"])
+        let (src, bytes) = tmp.sourceFile(2 << 20, seed: 96)
+        let chain = try Child(ftPath, ["send", "--to", "\(first.address),h2.ft-test.example,\(last.address)", src, "--json", "--timeout", "4"])
+        try #require(first.child.waitForOutput("\"event\":\"start\"", seconds: 20), "the chain push did not reach host 1")
+        let tree = makeFlatTree(tmp, directories: 3, files: 4) { 100 + $0 }
+        let other = try run(ftPath, ["send", first.address, tree, "--json", "--timeout", "4"])
+        #expect(other.status == 0, "another push to host 1 during the lookup: \(other.stderr)")
+        expectSameTree(tree, tmp.path + "/h1/tree", "the other push")
+        let send = chain.wait(seconds: 60)
+        #expect(send.status == 1, "one host failed: \(send.stderr)")
+        let hosts = try #require(hostsEvent(send.stdout), "the chain ended without its hosts' outcomes: \(send.stderr)")
+        #expect(hosts.map { $0["ok"] as? Bool } == [true, false, true], "\(hosts)")
+        expectSame(readFile(tmp.path + "/h1/data.bin"), bytes, "host 1")
+        expectSame(readFile(tmp.path + "/h3/data.bin"), bytes, "host 3")
+        _ = first.stop()
+        _ = last.stop()
+    }
+
     /// A listener on 127.0.0.1 with a backlog of 0 and one connection
     /// queued on it that nobody accepts: Linux drops the SYNs of any other.
     func fullListener() throws -> (listener: CInt, port: UInt16, filler: CInt) {

@@ -350,6 +350,32 @@ let backends: [BackendKind] = [.ioUring, .poll]
         try loop.run { finished.last == "stuck lane" }
         #expect(offload.pending == 0)
     }
+
+    /// Jobs aside (a relay's name lookup) hold neither the ordered jobs nor
+    /// one another: two stuck there, and both kinds of job still finish.
+    @Test(arguments: backends)
+    func jobsAsideHoldNoOtherWork(kind: BackendKind) throws {
+        let loop = try EventLoop(backend: try makeBackend(kind), logger: Logger(label: "test"))
+        let offload = try Offload(loop: loop)
+        let gate = Gate()
+        var finished: [String] = []
+        for name in ["stuck 1", "stuck 2"] {
+            offload.runAside({ () -> String in
+                gate.open.wait()
+                return name
+            }) { finished.append($0) }
+        }
+        offload.runAside({ "aside" }) { finished.append($0) }
+        offload.run({ "ordered" }) { finished.append($0) }
+        try loop.run { finished.count == 2 }
+        #expect(Set(finished) == ["ordered", "aside"])
+        #expect(offload.pending == 2)
+        gate.open.signal()
+        gate.open.signal()
+        try loop.run { finished.count == 4 }
+        #expect(Set(finished.suffix(2)) == ["stuck 1", "stuck 2"])
+        #expect(offload.pending == 0)
+    }
 }
 
 @Suite struct EndpointTests {

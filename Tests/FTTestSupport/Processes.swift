@@ -223,8 +223,11 @@ package final class FTReceiver {
     package let child: Child
     package let port: UInt16
 
-    package init(dir: String, extra: [String] = [], environment: [String: String] = [:]) throws {
-        child = try Child(ftPath, ["recv", "--listen", "127.0.0.1:0", "--dir", dir, "--json"] + extra, environment: environment)
+    /// `wrapper`: a command that runs ft recv as its last arguments (and
+    /// execs it, so that signals reach ft), e.g. in a namespace.
+    package init(dir: String, extra: [String] = [], environment: [String: String] = [:], wrapper: [String] = []) throws {
+        let command = wrapper + [ftPath, "recv", "--listen", "127.0.0.1:0", "--dir", dir, "--json"] + extra
+        child = try Child(command[0], Array(command.dropFirst()), environment: environment)
         guard child.waitForOutput("\"event\":\"ready\"") else {
             let f = child.wait(seconds: 5)
             throw TestFailure("ft recv did not get ready: \(f.stderr) \(f.stdout)")

@@ -65,6 +65,7 @@ final class PushSession {
     /// Called on the loop's tick.
     func tick(_ now: UInt64) {
         if let b = busyReview, now >= b.at, !connection.isClosing { review(b.batchID) }
+        link?.checkResolve()
     }
 
     /// Offload jobs still out that change what destination directories

@@ -51,8 +51,10 @@ final class RelayLink: LoopHandler {
     private unowned let session: PushSession
     private let loop: EventLoop
     private let offload: Offload
-    /// A host name being resolved on the offload thread.
+    /// A host name being resolved beside the offload jobs.
     private var resolving = false
+    /// Which resolve is the current one: one given up on may still answer.
+    private var resolveGeneration: UInt64 = 0
     private var attempt: Attempt?
     /// Hosts given up on, kept until their operations completed.
     private var retired: [Attempt] = []
@@ -155,12 +157,15 @@ final class RelayLink: LoopHandler {
             return
         }
         // getaddrinfo may wait on a silent resolver for many seconds: off
-        // the loop, so other sessions keep moving meanwhile.
+        // the loop and beside the ordered offload jobs, so other sessions
+        // keep moving meanwhile; `tick` gives up on it in time.
         resolving = true
+        resolveGeneration &+= 1
+        let generation = resolveGeneration
         connectStarted = monotonicNanoseconds()
         connectCancelled = false
         let target = host
-        offload.run({ () -> Result<SocketAddress, IOError> in
+        offload.runAside({ () -> Result<SocketAddress, IOError> in
             do throws(IOError) {
                 guard let a = try endpoint.resolve().first else { return .failure(IOError(.noSuchAddressOrDevice, "resolve", target)) }
                 return .success(a)
@@ -168,6 +173,8 @@ final class RelayLink: LoopHandler {
                 return .failure(error)
             }
         }) { [self] result in
+            // Given up on: the session may be gone, and the link has moved on.
+            guard generation == resolveGeneration, resolving else { return }
             resolving = false
             guard !final, host == target else {
                 session.relayChanged()
@@ -324,11 +331,22 @@ final class RelayLink: LoopHandler {
         return timeoutSeconds * after / (after + 1)
     }
 
+    private var connectOverdue: Bool {
+        Double(monotonicNanoseconds() &- connectStarted) / 1e9 > min(Self.connectSeconds, silenceLimit)
+    }
+
+    /// From the session's tick: until a host's name resolved, the link has
+    /// no registration of its own and the loop does not tick it.
+    func checkResolve() {
+        guard !final, resolving, connectOverdue else { return }
+        resolving = false
+        nextHop(IOError(.timedOut, "resolve", host).description)
+    }
+
     func tick(now: UInt64, on loop: EventLoop) {
         guard !final else { return }
         if state == .connecting {
-            guard let a = attempt, !connectCancelled,
-                  Double(now &- connectStarted) / 1e9 > min(Self.connectSeconds, silenceLimit) else { return }
+            guard let a = attempt, !connectCancelled, connectOverdue else { return }
             loop.backend.queue(.cancelFD(fd: a.socket.fd), a.reg.userData(OpTag(.shutdown)))
             a.ownInflight += 1
             connectCancelled = true
