@@ -6,7 +6,7 @@ import Synchronization
 import Glibc
 #endif
 
-/// Work that may block (hashing a resumed prefix, resolving a host name)
+/// Work that may block (making directories, sweeping stale partials)
 /// runs on one helper thread; its result comes back to the loop's thread
 /// through an eventfd the loop reads on the ring. The loop itself never
 /// waits for it, so one session's slow work never stalls another.
@@ -21,10 +21,11 @@ import Glibc
 /// two frames are written at once, and a slow create there never holds
 /// the ordered jobs back.
 ///
-/// Jobs that may wait for as long as something outside the host decides
+/// Jobs that may take as long as something outside the loop decides
 /// (resolving a name: a silent DNS server holds getaddrinfo for 10 s or
-/// more) go to `runAside`, each on a thread of its own, so that they hold
-/// up neither the ordered jobs of every other session nor each other.
+/// more; reading gigabytes of a file to hash it) go to `runAside`, each on
+/// a thread of its own, so that they hold up neither the ordered jobs of
+/// every other session nor each other.
 public final class Offload: LoopHandler, @unchecked Sendable {
     private unowned let loop: EventLoop
     private let worker = DispatchQueue(label: "ft.offload")

@@ -227,6 +227,33 @@ import FTWire
         }
     }
 
+    /// A push whose offers take long to read (a held prefix or a
+    /// --checksum compare of many gigabytes; slowed to 6 s here) holds up no
+    /// other push: a tree pushed meanwhile with --timeout 4 still lands. Its
+    /// directories are made on the ordered offload thread, where the
+    /// offers were read before.
+    @Test func aLongOfferReadStallsNoOtherPush() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let dst = tmp.sub("dst")
+        let (src, bytes) = tmp.sourceFile(1 << 20, seed: 97)
+        writeFile(dst + "/data.bin", bytes)
+        let recv = try FTReceiver(dir: dst, environment: ["FT_TEST_OFFER_DELAY_MS": "6000"])
+        let slow = try Child(ftPath, ["send", recv.address, src, "--checksum", "--json"])
+        try #require(recv.child.waitForOutput("\"event\":\"start\"", seconds: 20), "the --checksum push did not start")
+        tmp.sub("tree/a/b")
+        writeFile(tmp.path + "/tree/a/b/f", patternBytes(5000, seed: 98))
+        writeFile(tmp.path + "/tree/g", patternBytes(70_000, seed: 99))
+        let other = try run(ftPath, ["send", recv.address, tmp.path + "/tree", "--json", "--timeout", "4"])
+        #expect(other.status == 0, "a push during the slow offer: \(other.stderr)")
+        expectSame(readFile(dst + "/tree/a/b/f"), patternBytes(5000, seed: 98), "tree/a/b/f")
+        expectSame(readFile(dst + "/tree/g"), patternBytes(70_000, seed: 99), "tree/g")
+        let done = slow.wait(seconds: 60)
+        #expect(done.status == 0, "the --checksum push: \(done.stderr)")
+        expectSame(readFile(dst + "/data.bin"), bytes, "data.bin")
+        _ = recv.stop()
+    }
+
     @Test func aChatRoomOfAHundredStaysResponsive() throws {
         let port = freePort()
         let room = try Child(ftPath, ["chat", "tcp", "--listen", "127.0.0.1:\(port)", "--json"])

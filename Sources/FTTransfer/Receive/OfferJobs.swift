@@ -6,8 +6,9 @@ import FTWire
 import Glibc
 #endif
 
-/// What the receiver reads of its own copies to make offers, on the
-/// offload thread (each may read gigabytes): held prefixes of interrupted
+/// What the receiver reads of its own copies to make offers, aside from
+/// the ordered offload jobs (`Offload.runAside`: each may read gigabytes,
+/// and other sessions' directories must not wait behind it): held prefixes of interrupted
 /// pushes, whole-file digests (`--checksum`), and chunk digests of a file
 /// to patch (`--sync`), copied into the new entry's part file as they are
 /// read so that the chunks the sender keeps are already in place.
@@ -80,7 +81,8 @@ final class HeldCopy {
 extension OfferJob {
     /// Runs on the offload thread.
     static func run(_ jobs: [OfferJob]) -> [OfferResult] {
-        jobs.map { job in
+        ReceiveFault.slowOffer()
+        return jobs.map { job in
             switch job {
             case .prefix(let id, let fd, let bytes):
                 let hasher = StreamHasher()

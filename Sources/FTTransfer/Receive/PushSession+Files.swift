@@ -196,13 +196,13 @@ extension PushSession {
         }
     }
 
-    /// A patched file, complete: hashed whole on the offload thread (it may
-    /// be gigabytes), then verified and committed like any other.
+    /// A patched file, complete: hashed whole aside from the ordered offload
+    /// jobs (it may be gigabytes), then verified and committed like any other.
     private func hashWhole(_ fileID: UInt32, _ s: FileSink) {
         guard !s.endHashStarted, let size = machine.entry(fileID)?.entry.size else { return }
         s.endHashStarted = true
         let fd = s.fd
-        server.offload.run({ () -> Result<Digest128, IOError> in
+        server.offload.runAside({ () -> Result<Digest128, IOError> in
             let hasher = StreamHasher()
             do throws(IOError) { try hasher.update(fd: fd, offset: 0, length: size) } catch { return .failure(error) }
             return .success(hasher.digest())

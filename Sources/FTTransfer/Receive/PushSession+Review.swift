@@ -56,11 +56,14 @@ extension PushSession {
             prepare(batchID, offers: identical, moves: moves)
             return
         }
-        // Hashing held prefixes and copies may read gigabytes: off the
-        // loop, so no other session waits for it. If this session ends
-        // meanwhile, the results are dropped (their fds close with them).
+        // Hashing held prefixes and copies may read gigabytes: off the loop
+        // and aside from the ordered jobs, so no other session waits for
+        // it (their directories are made on the ordered thread). Reviews
+        // of one push run one at a time, so nothing of this push's overtakes
+        // it either. If this session ends meanwhile, the results are
+        // dropped (their fds close with them).
         let toRun = jobs
-        server.offload.run({ OfferJob.run(toRun) }) { [weak self] results in
+        server.offload.runAside({ OfferJob.run(toRun) }) { [weak self] results in
             guard let self, !connection.isClosing else { return }
             var offers = identical
             for r in results {

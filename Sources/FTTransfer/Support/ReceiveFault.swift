@@ -8,7 +8,8 @@ import Glibc
 /// hashed: in the buffer a copy-path recv filled, in the file a splice
 /// filled, in an opened sealed record, in a small-files frame. Verification
 /// must then refuse the file on every data path. It can also slow the
-/// receiver's review (`slowReview`). Release builds compile both out.
+/// receiver's review (`slowReview`) and its offers (`slowOffer`). Release
+/// builds compile them out.
 enum ReceiveFault {
     #if DEBUG
     private static let offset: UInt64? = getenv("FT_TEST_CORRUPT_AT").flatMap { UInt64(String(cString: $0)) }
@@ -52,6 +53,20 @@ enum ReceiveFault {
     static func slowReview() {
         #if DEBUG
         if let us = reviewDelayMicroseconds { usleep(us) }
+        #endif
+    }
+
+    #if DEBUG
+    private static let offerDelayMicroseconds: UInt32? = getenv("FT_TEST_OFFER_DELAY_MS").flatMap { UInt32(String(cString: $0)) }.map { $0 * 1000 }
+    #endif
+
+    /// With `FT_TEST_OFFER_DELAY_MS=N` (test builds), reading the
+    /// receiver's own copies for an offer takes N ms longer: a prefix or
+    /// file of many gigabytes on a slow disk.
+    @inline(__always)
+    static func slowOffer() {
+        #if DEBUG
+        if let us = offerDelayMicroseconds { usleep(us) }
         #endif
     }
 }
