@@ -79,6 +79,7 @@ extension PushSession {
                 case .none(let id):
                     // Unreadable after all: sent whole, or refused if it may
                     // not be replaced.
+                    adopting[id] = nil
                     if let e = machine.entry(id), !config.overwrite, compared.contains(id) {
                         let r = refusal(.exists, "'\(Escape.forDisplay(e.path.description))' exists in \(server.policy.destination) and could not be read to compare it; the receiver keeps it")
                         fail(r, frame: r.frame)
@@ -93,7 +94,8 @@ extension PushSession {
     /// Conflicts with what exists, partials to offer, and the bytes the
     /// batch needs. Beneath a directory this push is about to make nothing
     /// exists, so a fresh tree costs one lookup per top directory.
-    /// `adoptions`: what an adopted stage holds for this batch, to move.
+    /// `adoptions`: the parts and maps of big files that an adopted stage
+    /// holds for this batch, to move before their data comes.
     private func checkDestination(_ entries: [IncomingEntry], jobs: inout [OfferJob],
                                   identical: inout [UInt32: BatchAnswer.Offer],
                                   adoptions: inout [Adoption]) throws(TransferError) -> Need {
@@ -137,10 +139,12 @@ extension PushSession {
                 }
                 return f
             }
-            if found == nil, !stages.isEmpty, let a = adoptable(e, cache: &oldParents) {
-                // Whole in the stage a stopped receiver left: moved, not sent.
-                identical[e.id] = .identical
-                adoptions.append(a)
+            if found == nil, !stages.isEmpty, let (a, fd) = adoptable(e, cache: &oldParents) {
+                // In the stage a stopped receiver left: moved, not sent, if
+                // its content is the sender's. Not counted against free
+                // space (it mostly is).
+                jobs.append(.digest(id: e.id, fd: fd, size: e.entry.size))
+                adopting[e.id] = a
                 allNew = false
                 continue
             }
@@ -350,7 +354,7 @@ extension PushSession {
         offers.compactMap { id, offer in offer == .identical ? (id, .skipped, .zero) : nil }.sorted { $0.0 < $1.0 }
     }
 
-    private func settleMade(_ made: [(UInt32, BatchAck.Status, Digest128)]) {
+    func settleMade(_ made: [(UInt32, BatchAck.Status, Digest128)]) {
         for (fileID, status, digest) in made {
             guard !connection.isClosing else { return }
             if status == .skipped, let e = machine.entry(fileID), e.entry.flags.contains(.linkSource),
@@ -390,11 +394,13 @@ extension PushSession {
     /// resume from are dropped, skipped entries are settled.
     func applyPlan(_ batchID: UInt32, _ items: [BatchPlan.Item]) {
         var decided = Set<UInt32>()
+        var kept: [Adoption] = []
         for item in items {
             decided.insert(item.fileID)
             switch item.decision {
             case .whole:
                 dropHeld(item.fileID)
+                adopting[item.fileID] = nil
                 if compared.remove(item.fileID) != nil, !config.overwrite, let e = machine.entry(item.fileID) {
                     // Its content differs from the copy here, which this
                     // receiver may not replace.
@@ -405,6 +411,10 @@ extension PushSession {
             case .resumeAfter:
                 break
             case .skip:
+                if let a = adopting.removeValue(forKey: item.fileID) {
+                    kept.append(a)
+                    continue
+                }
                 dropHeld(item.fileID)
                 compared.remove(item.fileID)
                 settle(item.fileID, .skipped)
@@ -416,12 +426,14 @@ extension PushSession {
         // An offer the plan does not name is not taken.
         for e in machine.entries(of: batchID) where e.offer != nil && !decided.contains(e.id) {
             dropHeld(e.id)
+            adopting[e.id] = nil
             if compared.remove(e.id) != nil, !config.overwrite {
                 let conflict = server.policy.conflict(.file, Escape.forDisplay(e.path.description), existing: .notDirectory)!
                 fail(.refused(conflict, peer: peer), frame: conflict)
                 return
             }
         }
+        moveAdopted(kept)
     }
 
     private func dropHeld(_ fileID: UInt32) {

@@ -71,18 +71,47 @@ extension PushSession {
         return dir.map { ($0, components) }
     }
 
-    /// A file of this push that an adopted stage holds whole: a regular
+    /// A file of this push that an adopted stage may hold whole: a regular
     /// file of this user's with the entry's size and mtime, and the mode
     /// this receiver gives it (a chmod of the source leaves the mtime
-    /// alone). Not with `--checksum`, which asks for content to be
-    /// compared, not size and mtime: those files are sent again.
-    func adoptable(_ e: IncomingEntry, cache: inout [PeerPath: Directory?]) -> Adoption? {
-        guard e.entry.kind == .file, !machine.info.flags.contains(.checksum), let (dir, components) = oldParent(of: e, cache: &cache),
-              let found = try? dir.status(of: e.path.name), found.st_mode & S_IFMT == S_IFREG,
-              found.st_uid == geteuid(), found.st_mode & 0o7777 == Directory.effectiveMode(e.entry.mode), UInt64(found.st_size) == e.entry.size,
+    /// alone), open to be hashed. Size and mtime only pick the candidates:
+    /// after a power loss a file can have both and still hold zeros where
+    /// its last bytes were never written back, so its content is offered
+    /// by digest and the file is moved only once the sender says it is the
+    /// same (`moveAdopted`).
+    func adoptable(_ e: IncomingEntry, cache: inout [PeerPath: Directory?]) -> (Adoption, CInt)? {
+        guard e.entry.kind == .file, let (dir, components) = oldParent(of: e, cache: &cache),
+              let file = try? dir.openRegular(e.path.name, flags: O_RDONLY | O_NOFOLLOW) else { return nil }
+        var found = stat()
+        guard fstat(file.raw, &found) == 0, found.st_uid == geteuid(), found.st_mode & 0o7777 == Directory.effectiveMode(e.entry.mode),
+              UInt64(found.st_size) == e.entry.size,
               Int64(found.st_mtim.tv_sec) == e.entry.mtimeSeconds, UInt32(found.st_mtim.tv_nsec) == e.entry.mtimeNanoseconds
         else { return nil }
-        return Adoption(id: e.id, from: components + [e.path.name], to: placed(e.path).components)
+        return (Adoption(id: e.id, from: components + [e.path.name], to: placed(e.path).components), file.release())
+    }
+
+    /// The sender found these adopted files the same as its own: each moves
+    /// into the new top (on the offload thread, after the directories its
+    /// batch made), and settles as kept once it is there. One that cannot
+    /// be moved settles as failed: the sender, told to skip it, sends
+    /// nothing for it, and the push says so.
+    func moveAdopted(_ moves: [Adoption]) {
+        guard !moves.isEmpty else { return }
+        var staged: [Stage] = []
+        for a in moves { staged.addOnce(machine.entry(a.id).flatMap { stage(of: $0.path) }) }
+        for s in staged { s.entered() }
+        writes.sent(.store)
+        let destination = server.destination
+        server.offload.run({ DirectoryJob.adopt(moves, in: destination) }) { [weak self, writes] notMoved in
+            writes.back(.store)
+            for s in staged { s.left() }
+            guard let self, !connection.isClosing else { return }
+            for a in moves where notMoved.contains(a.id) {
+                let name = machine.entry(a.id).map { Escape.forDisplay($0.path.description) } ?? "?"
+                server.logger.error("session \(id): '\(name)' could not be moved from the stage a stopped receiver left into the new top")
+            }
+            settleMade(moves.map { ($0.id, notMoved.contains($0.id) ? .ioError : .skipped, .zero) })
+        }
     }
 
     /// Once the push is complete: the adopted stages' earlier tops go, on

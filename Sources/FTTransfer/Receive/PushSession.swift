@@ -27,6 +27,10 @@ final class PushSession {
     /// Entries whose existing copy was offered by digest (`--checksum`):
     /// if the sender's content differs, replacing it needs --overwrite.
     var compared = Set<UInt32>()
+    /// Files an adopted stage holds with their entry's size and mtime,
+    /// offered by digest: moved into the new top if the sender's plan
+    /// skips them (`moveAdopted`), else sent.
+    var adopting: [UInt32: Adoption] = [:]
     /// Committed link sources: where their inode is, to link to it and to
     /// check nobody swapped it.
     var linkInodes: [UInt32: (dev: UInt64, ino: UInt64)] = [:]

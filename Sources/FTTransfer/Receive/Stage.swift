@@ -36,8 +36,10 @@ import Glibc
 ///   files may be torn there. The next push of the same top finds it
 ///   unlocked and adopts it: the old top is set aside (`oldName`), each
 ///   file of the push found there with its entry's size and mtime is
-///   moved into the new top instead of sent (a big file's part and map
-///   too, and it resumes from them), and the rest is removed once
+///   offered by digest and, if the sender's content is the same, moved
+///   into the new top instead of sent (a big file's part and map too, and
+///   it resumes from them once its prefix hashes the same), and the rest
+///   is removed once
 ///   the push is complete, so nothing the push did not vouch for is
 ///   published. A receiver stopped again mid-adoption leaves both trees;
 ///   the next push sets both aside and adopts from the newer. Only a third
