@@ -21,6 +21,16 @@ import Glibc
 /// two frames are written at once, and a slow create there never holds
 /// the ordered jobs back.
 ///
+/// Jobs of one owner that need order among themselves but none relative
+/// to anything else go to a serial queue of that owner's (`serialQueue`,
+/// `run(on:)`): a receiver's removals (`--delete`'s prunes, sweeps of
+/// stale partials, a stopped push's leftovers) run on one per session. A
+/// prune of a directory of a million strays takes seconds, and neither
+/// another session's directories nor its sweeps (which its end waits
+/// for) should wait behind it. One queue per session, not a thread per
+/// job: a `--delete` push over thousands of existing directories starts a
+/// prune for each, all bound by the same disk.
+///
 /// Jobs that may take as long as something outside the loop decides
 /// (resolving a name: a silent DNS server holds getaddrinfo for 10 s or
 /// more; reading gigabytes of a file to hash it) go to `runAside`, each on
@@ -68,6 +78,21 @@ public final class Offload: LoopHandler, @unchecked Sendable {
         let queue = laneQueues[nextLane]
         nextLane = (nextLane + 1) % lanes
         submit(on: queue, work, then: then)
+    }
+
+    /// A queue of jobs that run in order among themselves, and in any
+    /// order relative to every other job. It holds no thread while idle.
+    public struct SerialQueue: Sendable {
+        fileprivate let queue: DispatchQueue
+    }
+
+    public func serialQueue(_ label: String) -> SerialQueue {
+        SerialQueue(queue: DispatchQueue(label: label))
+    }
+
+    /// Like `run`, on `queue`.
+    public func run<T>(on queue: SerialQueue, _ work: @escaping @Sendable () -> T, then: @escaping (T) -> Void) {
+        submit(on: queue.queue, work, then: then)
     }
 
     /// Like `run`, beside every other job: for work that can wait on the

@@ -227,6 +227,19 @@ import FTWire
         }
     }
 
+    /// A small tree (`tree/a/b/f`, `tree/g`) pushed to `recv` with
+    /// --timeout 4 lands whole in `dst`.
+    static func expectATreeLandsMeanwhile(_ tmp: TempDir, _ recv: FTReceiver, _ dst: String, _ when: String,
+                                          sourceLocation: SourceLocation = #_sourceLocation) throws {
+        tmp.sub("src-meanwhile/tree/a/b")
+        writeFile(tmp.path + "/src-meanwhile/tree/a/b/f", patternBytes(5000, seed: 98))
+        writeFile(tmp.path + "/src-meanwhile/tree/g", patternBytes(70_000, seed: 99))
+        let other = try run(ftPath, ["send", recv.address, tmp.path + "/src-meanwhile/tree", "--json", "--timeout", "4"])
+        #expect(other.status == 0, "a push \(when): \(other.stderr)", sourceLocation: sourceLocation)
+        expectSame(readFile(dst + "/tree/a/b/f"), patternBytes(5000, seed: 98), "tree/a/b/f", sourceLocation: sourceLocation)
+        expectSame(readFile(dst + "/tree/g"), patternBytes(70_000, seed: 99), "tree/g", sourceLocation: sourceLocation)
+    }
+
     /// A push whose offers take long to read (a held prefix or a
     /// --checksum compare of many gigabytes; slowed to 6 s here) holds up no
     /// other push: a tree pushed meanwhile with --timeout 4 still lands. Its
@@ -241,16 +254,37 @@ import FTWire
         let recv = try FTReceiver(dir: dst, environment: ["FT_TEST_OFFER_DELAY_MS": "6000"])
         let slow = try Child(ftPath, ["send", recv.address, src, "--checksum", "--json"])
         try #require(recv.child.waitForOutput("\"event\":\"start\"", seconds: 20), "the --checksum push did not start")
-        tmp.sub("tree/a/b")
-        writeFile(tmp.path + "/tree/a/b/f", patternBytes(5000, seed: 98))
-        writeFile(tmp.path + "/tree/g", patternBytes(70_000, seed: 99))
-        let other = try run(ftPath, ["send", recv.address, tmp.path + "/tree", "--json", "--timeout", "4"])
-        #expect(other.status == 0, "a push during the slow offer: \(other.stderr)")
-        expectSame(readFile(dst + "/tree/a/b/f"), patternBytes(5000, seed: 98), "tree/a/b/f")
-        expectSame(readFile(dst + "/tree/g"), patternBytes(70_000, seed: 99), "tree/g")
+        try Self.expectATreeLandsMeanwhile(tmp, recv, dst, "during the slow offer")
         let done = slow.wait(seconds: 60)
         #expect(done.status == 0, "the --checksum push: \(done.stderr)")
         expectSame(readFile(dst + "/data.bin"), bytes, "data.bin")
+        _ = recv.stop()
+    }
+
+    /// A `--delete` push whose prune takes long (a directory of millions
+    /// of strays; slowed to 6 s here) holds up no other push: a tree pushed
+    /// meanwhile with --timeout 4, into directories that already exist
+    /// (each is swept for stale partials, which its end waits for), still
+    /// lands. Prunes and sweeps of every session ran on the ordered offload
+    /// thread, one after another.
+    @Test func aLongPruneStallsNoOtherPush() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let dst = tmp.sub("dst")
+        tmp.sub("dst/kept")
+        writeFile(dst + "/kept/stray", patternBytes(100, seed: 1))
+        tmp.sub("src/kept")
+        writeFile(tmp.path + "/src/kept/f", patternBytes(3000, seed: 2))
+        tmp.sub("dst/tree/a")
+        let recv = try FTReceiver(dir: dst, extra: ["--allow-delete"], environment: ["FT_TEST_PRUNE_DELAY_MS": "6000"])
+        let pruning = try Child(ftPath, ["send", recv.address, tmp.path + "/src/kept", "--delete", "--json"])
+        try #require(recv.child.waitForOutput("\"event\":\"start\"", seconds: 20), "the --delete push did not start")
+        // Its directory's names are all announced at once: the prune is running.
+        usleep(500_000)
+        try Self.expectATreeLandsMeanwhile(tmp, recv, dst, "during the slow prune")
+        let done = pruning.wait(seconds: 60)
+        #expect(done.status == 0, "the --delete push: \(done.stderr)")
+        #expect(listTree(dst + "/kept") == ["f"], "the prune did not run: \(listTree(dst + "/kept"))")
         _ = recv.stop()
     }
 

@@ -38,7 +38,7 @@ enum DirectoryJob {
     }
 
     static func run(_ dirs: [(UInt32, [String], ManifestEntry)], in destination: Directory, create: Bool) -> [UInt32: Result] {
-        ReceiveFault.slowReview()
+        ReceiveFault.slow(.review)
         var out: [UInt32: Result] = [:]
         out.reserveCapacity(dirs.count)
         for (id, components, entry) in dirs {

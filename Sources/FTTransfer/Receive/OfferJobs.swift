@@ -81,7 +81,7 @@ final class HeldCopy {
 extension OfferJob {
     /// Runs on the offload thread.
     static func run(_ jobs: [OfferJob]) -> [OfferResult] {
-        ReceiveFault.slowOffer()
+        ReceiveFault.slow(.offer)
         return jobs.map { job in
             switch job {
             case .prefix(let id, let fd, let bytes):

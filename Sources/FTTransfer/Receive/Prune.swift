@@ -7,10 +7,10 @@ import Glibc
 #endif
 
 /// `--delete`: once every entry of a pushed directory has been announced,
-/// what the directory holds beyond those names goes. Runs on the offload
-/// thread (a removed subtree may be large). It works from the directory's
-/// own fd (opened beneath the destination without following links) and
-/// never follows a link: names are unlinked as they are, subdirectories
+/// what the directory holds beyond those names goes. Runs on its
+/// session's removal queue (`PushSession.removals`: a removed subtree may
+/// be large). It works from the directory's own fd (opened beneath the
+/// destination without following links) and never follows a link: names are unlinked as they are, subdirectories
 /// are opened with `O_NOFOLLOW` and emptied from their own fds. ft's own
 /// part and map files (`.ft-…`) stay: they belong to pushes in progress or
 /// to be resumed.
@@ -30,6 +30,7 @@ enum Prune {
     /// name. Takes ownership of `dir`.
     /// `keepOwn: false` removes ft's own files there too.
     static func run(_ dir: CInt, display: String, keep: Set<[UInt8]>, dryRun: Bool, keepOwn: Bool = true) -> Outcome {
+        ReceiveFault.slow(.prune)
         var out = Outcome()
         defer { close(dir) }
         for name in names(dir) where !keep.contains(name) && !(keepOwn && name.starts(with: Array(".ft-".utf8))) {

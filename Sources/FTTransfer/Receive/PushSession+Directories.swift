@@ -56,7 +56,7 @@ extension PushSession {
         guard fd >= 0 else { return }
         let dryRun = machine.info.flags.contains(.dryRun)
         writes.sent(.removal)
-        server.offload.run({ Prune.run(fd, display: display, keep: keep, dryRun: dryRun) }) { [weak self, writes] out in
+        server.offload.run(on: removals, { Prune.run(fd, display: display, keep: keep, dryRun: dryRun) }) { [weak self, writes] out in
             defer { writes.back(.removal) }
             guard let self else { return }
             deletedCount += out.count

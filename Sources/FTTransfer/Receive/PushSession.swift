@@ -59,8 +59,6 @@ final class PushSession {
     var openDirs: [OpenDirectory] = []
     /// The paths of `openDirs` this push made, to ask "made here?" in one lookup.
     var madeOpenDirs = Set<PeerPath>()
-    /// `--delete`: prunes running on the offload thread, what they
-    /// removed, and a `done` that waits for them.
     /// A batch whose review found a partial still locked, asked again on
     /// later ticks (up to `busyRetries` times, about 2 s).
     var busyReview: (batchID: UInt32, attempts: Int, at: UInt64)?
@@ -77,6 +75,9 @@ final class PushSession {
     /// prunes and the sweeps of stale partials. The push's `done` waits
     /// for the removals.
     let writes = OffloadedWrites()
+    /// Where this push's removals run, in order, beside every other job
+    /// (`Offload.serialQueue`): made with the push's first.
+    lazy var removals = server.offload.serialQueue("ft.removals.session\(id)")
     var deletedCount: UInt64 = 0
     var closedDirs: [(path: PeerPath, entry: ManifestEntry, batch: UInt32)] = []
     var acked = Set<UInt32>()

@@ -7,9 +7,8 @@ import Glibc
 /// flipped where its bytes first sit on the receiver, before they are
 /// hashed: in the buffer a copy-path recv filled, in the file a splice
 /// filled, in an opened sealed record, in a small-files frame. Verification
-/// must then refuse the file on every data path. It can also slow the
-/// receiver's review (`slowReview`) and its offers (`slowOffer`). Release
-/// builds compile them out.
+/// must then refuse the file on every data path. It can also slow some of
+/// the receiver's offload jobs (`slow`). Release builds compile them out.
 enum ReceiveFault {
     #if DEBUG
     private static let offset: UInt64? = getenv("FT_TEST_CORRUPT_AT").flatMap { UInt64(String(cString: $0)) }
@@ -42,31 +41,29 @@ enum ReceiveFault {
         #endif
     }
 
-    #if DEBUG
-    private static let reviewDelayMicroseconds: UInt32? = getenv("FT_TEST_REVIEW_DELAY_MS").flatMap { UInt32(String(cString: $0)) }.map { $0 * 1000 }
-    #endif
-
-    /// With `FT_TEST_REVIEW_DELAY_MS=N` (test builds), a batch's
-    /// directories are made N ms late, on the offload thread: how a loaded
-    /// host's review falls behind the stream it is given.
-    @inline(__always)
-    static func slowReview() {
-        #if DEBUG
-        if let us = reviewDelayMicroseconds { usleep(us) }
-        #endif
+    /// What a test build can slow, each by its environment variable's
+    /// milliseconds (`FT_TEST_…_DELAY_MS=N`), on the thread that does it.
+    enum Slowed: String, CaseIterable {
+        /// A batch's directories are made late, on the ordered offload
+        /// thread: how a loaded host's review falls behind the stream.
+        case review = "FT_TEST_REVIEW_DELAY_MS"
+        /// Reading the receiver's own copies for an offer: a prefix or a
+        /// file of many gigabytes on a slow disk.
+        case offer = "FT_TEST_OFFER_DELAY_MS"
+        /// A `--delete` prune: a directory of millions of strays.
+        case prune = "FT_TEST_PRUNE_DELAY_MS"
     }
 
     #if DEBUG
-    private static let offerDelayMicroseconds: UInt32? = getenv("FT_TEST_OFFER_DELAY_MS").flatMap { UInt32(String(cString: $0)) }.map { $0 * 1000 }
+    private static let delays: [Slowed: UInt32] = Dictionary(uniqueKeysWithValues: Slowed.allCases.compactMap { what in
+        getenv(what.rawValue).flatMap { UInt32(String(cString: $0)) }.map { (what, $0 * 1000) }
+    })
     #endif
 
-    /// With `FT_TEST_OFFER_DELAY_MS=N` (test builds), reading the
-    /// receiver's own copies for an offer takes N ms longer: a prefix or
-    /// file of many gigabytes on a slow disk.
     @inline(__always)
-    static func slowOffer() {
+    static func slow(_ what: Slowed) {
         #if DEBUG
-        if let us = offerDelayMicroseconds { usleep(us) }
+        if let us = delays[what] { usleep(us) }
         #endif
     }
 }
