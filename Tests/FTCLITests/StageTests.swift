@@ -56,6 +56,34 @@ import FTTestSupport
         }
     }
 
+    /// A push of `root` paced at 2 MiB/s to `recv`, once it resumes from
+    /// the killed receiver's `stage` and writes new files past what that
+    /// one left.
+    static func resumeSlowly(_ root: String, to recv: FTReceiver, from stage: String,
+                             sourceLocation: SourceLocation = #_sourceLocation) throws -> Child {
+        let slow = try Child(ftPath, ["send", recv.address, root, "-q", "--limit", "2M"])
+        var resumed = false
+        for _ in 0..<2000 where !resumed {
+            resumed = FileManager.default.fileExists(atPath: stage + "/" + ".ft-stage-old")
+                && listTree(stage + "/top").filter { $0.contains("/f") }.count >= 5
+            if !resumed { usleep(5_000) }
+        }
+        try #require(resumed, "the push did not resume from the stage: \(listTree(stage).prefix(5))", sourceLocation: sourceLocation)
+        return slow
+    }
+
+    /// Kills `sender` (SIGKILL); whether, within 10 s, the receiver still
+    /// serving has published the top and left no stage in `dst`.
+    static func killedSenderLeavesOnlyTheTop(_ sender: Child, in dst: String) -> Bool {
+        sender.kill(SIGKILL)
+        _ = sender.wait()
+        for _ in 0..<1000 {
+            if FileManager.default.fileExists(atPath: dst + "/top") && stages(in: dst).isEmpty { return true }
+            usleep(10_000)
+        }
+        return false
+    }
+
     static func stages(in dst: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: dst)) ?? []).filter { $0.hasPrefix(".ft-stage-") }
     }
@@ -191,15 +219,7 @@ import FTTestSupport
         push.killReceiver()
 
         let second = try FTReceiver(dir: dst, extra: ["--once"])
-        let slow = try Child(ftPath, ["send", second.address, root, "-q", "--limit", "2M"])
-        var resumed = false
-        for _ in 0..<2000 where !resumed {
-            // Past what the first one left: the second is writing new files.
-            resumed = FileManager.default.fileExists(atPath: stage + "/" + ".ft-stage-old")
-                && listTree(stage + "/top").filter { $0.contains("/f") }.count >= 5
-            if !resumed { usleep(5_000) }
-        }
-        try #require(resumed, "the second receiver did not resume from the stage: \(listTree(stage).prefix(5))")
+        let slow = try Self.resumeSlowly(root, to: second, from: stage)
         // Each store lane writes one file at a time: at most that many are cut short.
         let held = listTree(stage + "/top").filter { $0.contains("/f") }.count
         second.child.kill(SIGKILL)
@@ -215,6 +235,31 @@ import FTTestSupport
         #expect(listTree(dst + "/top") == listTree(root), "the published top is not the source's")
         Self.expectWhole(dst + "/top", like: root, "after the third push")
         #expect(Self.stages(in: dst).isEmpty, "the stage was left behind: \(Self.stages(in: dst))")
+    }
+
+    /// A sender killed while its push resumes from a killed receiver's
+    /// stage: the receiver (still serving) publishes what the push
+    /// vouched for, and removes the rest of the stage with it: nothing of
+    /// ft's is left in the destination, and the next push completes the
+    /// tree. The stage's old top stayed for good before (the receiver said
+    /// to remove it by hand).
+    @Test func aPushCutOffWhileResumingFromAStageLeavesNothingBehind() throws {
+        let push = try SlowPush(files: 20)
+        defer { push.tmp.cleanup() }
+        let (root, dst, stage) = (push.root, push.dst, push.stage)
+        push.killReceiver()
+
+        let recv = try FTReceiver(dir: dst)
+        let slow = try Self.resumeSlowly(root, to: recv, from: stage)
+        #expect(Self.killedSenderLeavesOnlyTheTop(slow, in: dst),
+                "left in the destination: \(Self.stages(in: dst)), top published: \(FileManager.default.fileExists(atPath: dst + "/top"))")
+        Self.expectWhole(dst + "/top", like: root, "published when the push was cut off")
+
+        let resent = try run(ftPath, ["send", recv.address, root, "--json"], seconds: 60)
+        #expect(resent.status == 0, "\(resent.stderr)")
+        #expect(listTree(dst + "/top").filter { !($0 as NSString).lastPathComponent.hasPrefix(".ft-") } == listTree(root))
+        Self.expectWhole(dst + "/top", like: root, "after the next push")
+        _ = recv.stop()
     }
 
     /// A big file half received inside the stage of a killed receiver:
@@ -255,14 +300,7 @@ import FTTestSupport
         let push = try SlowPush(files: 20, once: false)
         defer { push.tmp.cleanup() }
         let (root, dst, recv, sender) = (push.root, push.dst, push.recv, push.sender)
-        sender.kill(SIGKILL)
-        _ = sender.wait()
-        var published = false
-        for _ in 0..<1000 where !published {
-            published = FileManager.default.fileExists(atPath: dst + "/top") && Self.stages(in: dst).isEmpty
-            if !published { usleep(10_000) }
-        }
-        #expect(published, "what arrived was not moved into place: \(listTree(dst).prefix(5))")
+        #expect(Self.killedSenderLeavesOnlyTheTop(sender, in: dst), "what arrived was not moved into place: \(listTree(dst).prefix(5))")
         Self.expectWhole(dst + "/top", like: root, "after the kill")
         let resent = try run(ftPath, ["send", recv.address, root, "--json"], seconds: 60)
         #expect(resent.status == 0, "\(resent.stderr)")

@@ -38,7 +38,15 @@ extension PushSession {
         let server = server
         let opening: Stage.Opening
         do {
-            opening = try Stage.open(top: path, in: server.destination, logger: server.logger, owner: "session \(id)") { [weak server] in
+            opening = try Stage.open(top: path, in: server.destination, logger: server.logger, owner: "session \(id)",
+                                     removeLater: { [weak server] job, then in
+                                         // Not the session's removal queue: the session may be gone.
+                                         guard let server else { return then() }
+                                         server.offload.run(on: server.leftovers, job) { [weak server] problem in
+                                             if let problem { server?.logger.warning("\(problem)") }
+                                             then()
+                                         }
+                                     }) { [weak server] in
                 server?.stagesOpen -= 1
             }
         } catch {

@@ -38,6 +38,9 @@ package final class ReceiverDriver {
     /// Stages (`Stage`) not yet published or given up: a stopping
     /// receiver waits for them, as their last jobs come back.
     var stagesOpen = 0
+    /// Where what stages leave behind is removed once their sessions may
+    /// be gone (`Stage.publish`).
+    lazy var leftovers = offload.serialQueue("ft.removals.leftovers")
     private var outcome = Outcome()
     /// Normalised one-time code, or nil when anyone is accepted.
     let code: [UInt8]?

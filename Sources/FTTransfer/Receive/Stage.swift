@@ -44,6 +44,8 @@ import Glibc
 ///   published. A receiver stopped again mid-adoption leaves both trees;
 ///   the next push sets both aside and adopts from the newer. Only a third
 ///   stop in a row leaves a stage that is not used; the receiver says so.
+///   A push cut off while adopting (its sender gone, the receiver still
+///   up) publishes what it vouched for and removes the rest with the stage.
 /// - The stage directory is locked (flock) while a session builds it: a
 ///   second push of the same top waits for the first to publish, then
 ///   finds the top in place and merges into it as it would anyway.
@@ -67,6 +69,10 @@ final class Stage {
     /// Whose stage, for the log ("session 3").
     private let owner: String
     private let settled: () -> Void
+    /// Runs a removal job off the loop (it may be a large tree), then the
+    /// closure given with it, on the loop.
+    typealias RemoveLater = (_ job: @escaping @Sendable () -> String?, _ then: @escaping () -> Void) -> Void
+    private let removeLater: RemoveLater
 
     enum Opening {
         case staged(Stage)
@@ -81,17 +87,18 @@ final class Stage {
     /// top is moved when the next push of that top adopts the stage. A
     /// file there may be torn (small files inside a stage are written
     /// under their names), so nothing there is published as it is: a file
-    /// whose size and mtime are the entry's was whole (ft sets the mtime
-    /// after the last byte), and is moved into the new top instead of sent;
-    /// the rest goes once the push is complete (`takeOld`). The name
-    /// cannot be a top's: peers may not name `.ft-stage-*` at the top.
+    /// with the entry's size and mtime (ft sets the mtime after the last
+    /// byte) whose content the sender finds the same is moved into the new
+    /// top instead of sent; the rest goes once the push is complete
+    /// (`takeOld`), or once it is cut off. The name cannot be a top's:
+    /// peers may not name `.ft-stage-*` at the top.
     static let oldName = ".ft-stage-old"
     static let olderName = ".ft-stage-older"
 
     /// Makes and locks the stage for top directory `top` (one component).
     /// `settled` runs once it is published or given up.
     static func open(top: PeerPath, in destination: Directory, logger: Logger, owner: String,
-                     settled: @escaping () -> Void) throws(IOError) -> Opening {
+                     removeLater: @escaping RemoveLater, settled: @escaping () -> Void) throws(IOError) -> Opening {
         let name = String(decoding: ReceiverMachine.stagePrefix, as: UTF8.self) + String(top.bytes.withUnsafeBytes { StreamHasher.hash($0) }.hex.prefix(16))
         guard let path = try? PeerPath.validate(Array(name.utf8)) else { preconditionFailure("stage name \(name)") }
         let made = mkdirat(destination.fd, name, 0o700) == 0
@@ -112,7 +119,7 @@ final class Stage {
             }
         }
         return .staged(Stage(top: top.description, path: path, destination: destination, directory: dir, old: old,
-                             logger: logger, owner: owner, settled: settled))
+                             logger: logger, owner: owner, removeLater: removeLater, settled: settled))
     }
 
     /// A stopped receiver's stage: its top is set aside as `oldName`, to
@@ -136,7 +143,7 @@ final class Stage {
     }
 
     private init(top: String, path: PeerPath, destination: Directory, directory: Directory, old: Directory?,
-                 logger: Logger, owner: String, settled: @escaping () -> Void) {
+                 logger: Logger, owner: String, removeLater: @escaping RemoveLater, settled: @escaping () -> Void) {
         self.top = top
         topBytes = Array(top.utf8)
         self.path = path
@@ -146,6 +153,7 @@ final class Stage {
         self.logger = logger
         self.owner = owner
         self.settled = settled
+        self.removeLater = removeLater
     }
 
     /// The adopted stage's earlier top (`oldName`), while it is there.
@@ -158,18 +166,27 @@ final class Stage {
     }
 
     /// Takes the earlier top away for removal, once the push is complete
-    /// (nothing is moved out of it any more): the job, for the offload
-    /// thread (it may be a large tree). The stage is private (0700), so
-    /// all of it is ft's own.
+    /// (nothing is moved out of it any more): the job, for a removal queue
+    /// (it may be a large tree).
     func takeOld() -> (@Sendable () -> String?)? {
         guard let old, let directory else { return nil }
         self.old = nil
+        return removal(of: old, in: directory, thenStage: false)
+    }
+
+    /// The job that removes the earlier top, and the older one a second
+    /// stop left, and with `thenStage` the stage directory itself, then
+    /// empty. The stage is private (0700), so all of it is ft's own. The
+    /// job holds a duplicate of the stage's fd, and so its lock, until it
+    /// is done: no push of the same top takes the stage meanwhile.
+    private func removal(of old: Directory, in directory: Directory, thenStage: Bool) -> @Sendable () -> String? {
         let display = old.displayPath
-        let oldFD = dup(old.fd), stageFD = dup(directory.fd)
-        guard oldFD >= 0, stageFD >= 0 else {
-            if oldFD >= 0 { Glibc.close(oldFD) }
-            if stageFD >= 0 { Glibc.close(stageFD) }
-            return { "could not remove \(display): \(IOError(Errno(rawValue: errno), "open").description)" }
+        let oldFD = dup(old.fd), stageFD = dup(directory.fd), destinationFD = thenStage ? dup(destination.fd) : -1
+        let stageName = path.description
+        guard oldFD >= 0, stageFD >= 0, !thenStage || destinationFD >= 0 else {
+            let problem = "could not remove \(display): \(IOError(Errno(rawValue: errno), "open").description)"
+            for fd in [oldFD, stageFD, destinationFD] where fd >= 0 { Glibc.close(fd) }
+            return { problem }
         }
         return {
             var failures = Prune.run(oldFD, display: display, keep: [], dryRun: false, keepOwn: false).failures
@@ -178,6 +195,10 @@ final class Stage {
             if older >= 0 {
                 failures += Prune.run(older, display: display, keep: [], dryRun: false, keepOwn: false).failures
                 _ = unlinkat(stageFD, Stage.olderName, AT_REMOVEDIR)
+            }
+            if destinationFD >= 0 {
+                _ = unlinkat(destinationFD, stageName, AT_REMOVEDIR)
+                Glibc.close(destinationFD)
             }
             Glibc.close(stageFD)
             return failures.first.map { "could not remove all of what a stopped receiver left in \(display): \($0)" }
@@ -222,7 +243,8 @@ final class Stage {
         guard writers == 0 else { return close() }
         guard let dir = directory else { return }
         directory = nil
-        defer { settled() }
+        var settleNow = true
+        defer { if settleNow { settled() } }
         do {
             try dir.move(top, into: destination)
         } catch where error.errno == .noSuchFileOrDirectory {
@@ -236,8 +258,14 @@ final class Stage {
         }
         if let old {
             // Cut off before it was complete: what the earlier top still
-            // holds was not vouched for, and stays out of the published top.
-            logger.warning("\(owner): \(old.displayPath) holds files of a push to a receiver that stopped; they are not known to be whole and were not published (remove it)")
+            // holds was not vouched for, and stays out of the published
+            // top. The next push of the top merges into what was published
+            // and cannot use it: it goes, with the stage, and the receiver
+            // stops only once it is gone.
+            self.old = nil
+            logger.info("\(owner): removing \(old.displayPath): it holds files of a push to a receiver that stopped, which this push was cut off before it could check")
+            settleNow = false
+            removeLater(removal(of: old, in: dir, thenStage: true), settled)
             return
         }
         destination.removeEmptyDirectory(path.description)
