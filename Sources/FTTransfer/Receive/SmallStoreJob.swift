@@ -52,7 +52,8 @@ enum SmallStoreJob {
         /// In `files`' order; the first failure ends the list (the push
         /// fails with it, as it would have on the loop).
         var outcomes: [Outcome] = []
-        /// The directories looked up, for the session's stale-partial sweep.
+        /// The directories looked up outside a stage, for the session's
+        /// stale-partial sweep.
         var directories: [(PeerPath, Directory)] = []
     }
 
@@ -85,7 +86,7 @@ enum SmallStoreJob {
     private static func store(_ f: borrowing File, in destination: Directory, overwrite: Bool,
                               dirs: inout [PeerPath: Directory], out: inout Result) throws(IOError) -> Outcome {
         let (dir, new) = try destination.parent(of: f.path, inside: f.stage, create: true, cache: &dirs)
-        if new, let parent = f.path.parent { out.directories.append((parent, dir)) }
+        if new, f.stage == nil, let parent = f.path.parent { out.directories.append((parent, dir)) }
         let name = f.path.name
         try WholeFile.write(f.bytes, entry: f.entry, name: name, in: dir, overwrite: overwrite, direct: f.stage != nil,
                             display: f.display, owner: f.owner.map { ($0.uid, $0.gid) })
