@@ -288,6 +288,37 @@ import FTWire
         _ = recv.stop()
     }
 
+    /// A push whose directories take long to get their modes and mtimes
+    /// (a disk busy with its journal; slowed to 6 s here) holds up no other
+    /// push: a file pushed meanwhile with --timeout 4 lands, and the tree's
+    /// directories still end with the source's metadata. That step ran on
+    /// the loop, which it held for every session.
+    @Test func slowDirectoryMetadataStallsNoOtherPush() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        let dst = tmp.sub("dst")
+        tmp.sub("src/tree/a/b")
+        writeFile(tmp.path + "/src/tree/a/b/f", patternBytes(5000, seed: 5))
+        chmod(tmp.path + "/src/tree/a", 0o750)
+        let recv = try FTReceiver(dir: dst, environment: ["FT_TEST_METADATA_DELAY_MS": "6000"])
+        let slow = try Child(ftPath, ["send", recv.address, tmp.path + "/src/tree", "--json"])
+        // Its one batch is acknowledged at once: its metadata is going on.
+        try #require(recv.child.waitForOutput("\"event\":\"file-done\"", seconds: 20), "the tree push stored nothing")
+        usleep(300_000)
+        let (src, bytes) = tmp.sourceFile(70_000, seed: 6)
+        let other = try run(ftPath, ["send", recv.address, src, "--json", "--timeout", "4"])
+        #expect(other.status == 0, "a push during the slow metadata: \(other.stderr)")
+        expectSame(readFile(dst + "/data.bin"), bytes, "data.bin")
+        let done = slow.wait(seconds: 60)
+        #expect(done.status == 0, "the tree push: \(done.stderr)")
+        expectSame(readFile(dst + "/tree/a/b/f"), patternBytes(5000, seed: 5), "tree/a/b/f")
+        var st = stat(), source = stat()
+        #expect(stat(dst + "/tree/a", &st) == 0 && stat(tmp.path + "/src/tree/a", &source) == 0)
+        #expect(st.st_mode & 0o7777 == 0o750, "tree/a has mode \(String(st.st_mode & 0o7777, radix: 8))")
+        #expect(st.st_mtim.tv_sec == source.st_mtim.tv_sec && st.st_mtim.tv_nsec == source.st_mtim.tv_nsec, "tree/a lost its mtime")
+        _ = recv.stop()
+    }
+
     @Test func aChatRoomOfAHundredStaysResponsive() throws {
         let port = freePort()
         let room = try Child(ftPath, ["chat", "tcp", "--listen", "127.0.0.1:\(port)", "--json"])

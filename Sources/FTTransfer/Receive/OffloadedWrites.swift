@@ -13,7 +13,9 @@
 ///   moved the mtime just set in 3 of 3 runs. A store job of a batch is
 ///   back before that batch is acknowledged, so the per-batch metadata
 ///   waits for removals only, and the store jobs of later batches (which
-///   write into other directories) do not hold it up.
+///   write into other directories) do not hold it up. Directory metadata
+///   runs on the same queue as removals and counts as one: what waits for
+///   removals (the push's end, its stages' publishing) waits for it too.
 ///
 /// Loop thread only, as `Stage`: counted when a job is sent and when its
 /// result comes back; a job's result counts before its stages' (a stage

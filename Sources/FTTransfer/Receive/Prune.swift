@@ -8,7 +8,7 @@ import Glibc
 
 /// `--delete`: once every entry of a pushed directory has been announced,
 /// what the directory holds beyond those names goes. Runs on its
-/// session's removal queue (`PushSession.removals`: a removed subtree may
+/// session's own queue (`PushSession.ownQueue`: a removed subtree may
 /// be large). It works from the directory's own fd (opened beneath the
 /// destination without following links) and never follows a link: names are unlinked as they are, subdirectories
 /// are opened with `O_NOFOLLOW` and emptied from their own fds. ft's own

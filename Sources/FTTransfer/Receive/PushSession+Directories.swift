@@ -56,7 +56,7 @@ extension PushSession {
         guard fd >= 0 else { return }
         let dryRun = machine.info.flags.contains(.dryRun)
         writes.sent(.removal)
-        server.offload.run(on: removals, { Prune.run(fd, display: display, keep: keep, dryRun: dryRun) }) { [weak self, writes] out in
+        server.offload.run(on: ownQueue, { Prune.run(fd, display: display, keep: keep, dryRun: dryRun) }) { [weak self, writes] out in
             defer { writes.back(.removal) }
             guard let self else { return }
             deletedCount += out.count
@@ -76,25 +76,44 @@ extension PushSession {
     /// them. That push finds them existing; it gives them their metadata
     /// again once complete (its own writes moved their mtimes), but only
     /// if they still have what this one gave them.
-    func applyDirectoryMetadata(upTo batch: UInt32, cutOff: Bool = false) {
+    ///
+    /// On this session's own queue, not the loop: three syscalls a
+    /// directory, thousands of directories in a batch, on a disk that may
+    /// be busy with its journal. Behind the prunes and sweeps already
+    /// queued there (their directories' mtimes move before, not after),
+    /// counted as a removal, and with the stages held open until it is
+    /// done (the paths it resolves are inside them). `then` runs on the
+    /// loop once it is.
+    func applyDirectoryMetadata(upTo batch: UInt32, cutOff: Bool = false, then: (() -> Void)? = nil) {
         if batch == .max {
             for d in openDirs where d.created || d.asLeft { closedDirs.append((d.path, d.entry, 0)) }
             openDirs.removeAll()
             madeOpenDirs.removeAll()
         }
         var ready = closedDirs.filter { $0.batch <= batch }
-        guard !ready.isEmpty else { return }
+        guard !ready.isEmpty else {
+            then?()
+            return
+        }
         closedDirs.removeAll { $0.batch <= batch }
         ready.sort { $0.path.depth > $1.path.depth }
         let dirs = ready.map { d in
             DirectoryMetadata(components: placed(d.path).components, mode: cutOff ? DirectoryMetadata.cutOffMode(d.entry.mode) : d.entry.mode,
                               mtimeSeconds: d.entry.mtimeSeconds, mtimeNanoseconds: d.entry.mtimeNanoseconds, owner: ownerOf(d.entry))
         }
-        let destination = server.destination, logger = server.logger
-        // Cut off, jobs may still be linking files into them; else those
-        // of their batches are back, but a prune or sweep may not be.
-        let apply = { DirectoryMetadata.apply(dirs, in: destination, logger) }
-        if cutOff { writes.whenNoneOut(apply) } else { writes.whenNoRemovalsOut(apply) }
+        let destination = server.destination, logger = server.logger, offload = server.offload, queue = ownQueue
+        let staged = stages
+        let send = { [writes] in
+            for s in staged { s.entered() }
+            writes.sent(.removal)
+            offload.run(on: queue, { DirectoryMetadata.apply(dirs, in: destination, logger) }) {
+                writes.back(.removal)
+                for s in staged { s.left() }
+                then?()
+            }
+        }
+        // Cut off, store jobs may still be linking files into them.
+        if cutOff { writes.whenNoneOut(send) } else { send() }
     }
 
     /// uid and gid to apply: only when asked, and only as root.
@@ -119,6 +138,7 @@ struct DirectoryMetadata {
     /// In order (deepest first: a parent's mtime is set after its
     /// children's, whose changes would move it).
     static func apply(_ dirs: [DirectoryMetadata], in destination: Directory, _ logger: Logger) {
+        ReceiveFault.slow(.metadata)
         for d in dirs {
             do {
                 let (dir, _) = try destination.openDirectory(d.components[...], create: false)

@@ -47,7 +47,7 @@ extension PushSession {
 
     /// Stale partials go once per directory and session (the set is
     /// bounded: past it a directory may be swept twice, which is harmless).
-    /// On this session's removal queue: the sweep reads the whole
+    /// On this session's own queue: the sweep reads the whole
     /// directory, and a shared one of 100,000 entries held the loop for
     /// 62 ms. It takes only
     /// partials a day old, never one this push writes. None once the push
@@ -62,7 +62,7 @@ extension PushSession {
         guard swept.insert(path.description).inserted else { return }
         let maxAge = config.keepPartialHours * 3600
         writes.sent(.removal)
-        server.offload.run(on: removals, { Partial.sweep(dir, olderThan: maxAge) }) { [weak self, writes] n in
+        server.offload.run(on: ownQueue, { Partial.sweep(dir, olderThan: maxAge) }) { [weak self, writes] n in
             defer { writes.back(.removal) }
             guard let self else { return }
             if n > 0 { server.logger.info("removed \(n) partial files older than \(Int(config.keepPartialHours)) h from \(dir.displayPath)") }

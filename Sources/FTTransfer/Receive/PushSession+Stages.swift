@@ -123,13 +123,13 @@ extension PushSession {
     }
 
     /// Once the push is complete: the adopted stages' earlier tops go, on
-    /// this session's removal queue, counted as removals; then `then`.
+    /// this session's own queue, counted as removals; then `then`.
     func discardOldTops(then: @escaping () -> Void) {
         let jobs = stages.compactMap { $0.takeOld() }
         guard !jobs.isEmpty else { return then() }
         for job in jobs {
             writes.sent(.removal)
-            server.offload.run(on: removals, { job() }) { [weak self, writes] problem in
+            server.offload.run(on: ownQueue, { job() }) { [weak self, writes] problem in
                 writes.back(.removal)
                 if let problem, let self { server.logger.warning("session \(id): \(problem)") }
             }

@@ -72,12 +72,15 @@ final class PushSession {
 
     /// Offload jobs still out that change what destination directories
     /// hold (`OffloadedWrites`): store and directory jobs, `--delete`'s
-    /// prunes and the sweeps of stale partials. The push's `done` waits
-    /// for the removals.
+    /// prunes, the sweeps of stale partials, directory metadata. The
+    /// push's `done` waits for the removals.
     let writes = OffloadedWrites()
-    /// Where this push's removals run, in order, beside every other job
-    /// (`Offload.serialQueue`): made with the push's first.
-    lazy var removals = server.offload.serialQueue("ft.removals.session\(id)")
+    /// Where this push's removals and directory metadata run, in order
+    /// among themselves, beside every other job (`Offload.serialQueue`):
+    /// a prune of a million strays, or the metadata of thousands of
+    /// directories on a disk busy with its journal, holds up neither the
+    /// loop nor another session. Made with the push's first such job.
+    lazy var ownQueue = server.offload.serialQueue("ft.offload.session\(id)")
     var deletedCount: UInt64 = 0
     var closedDirs: [(path: PeerPath, entry: ManifestEntry, batch: UInt32)] = []
     var acked = Set<UInt32>()
@@ -240,17 +243,19 @@ final class PushSession {
             }
             return
         }
-        applyDirectoryMetadata(upTo: .max)
-        do throws(IOError) { try publishStages() } catch {
-            fail(.io(error), frame: TransferError.io(error).frame)
-            return
+        applyDirectoryMetadata(upTo: .max) { [weak self] in
+            guard let self, !connection.isClosing else { return }
+            do throws(IOError) { try publishStages() } catch {
+                fail(.io(error), frame: TransferError.io(error).frame)
+                return
+            }
+            if let link, !link.final {
+                // Our copy is whole; `done` waits for the next host's news.
+                heldDone = done
+                return
+            }
+            complete(done)
         }
-        if let link, !link.final {
-            // Our copy is whole; `done` waits for the next host's news.
-            heldDone = done
-            return
-        }
-        complete(done)
     }
 
     /// Carries out a list of actions in order, stopping if the push fails.

@@ -52,6 +52,9 @@ enum ReceiveFault {
         case offer = "FT_TEST_OFFER_DELAY_MS"
         /// A `--delete` prune: a directory of millions of strays.
         case prune = "FT_TEST_PRUNE_DELAY_MS"
+        /// Giving complete directories their modes and mtimes: a disk
+        /// busy with its journal.
+        case metadata = "FT_TEST_METADATA_DELAY_MS"
     }
 
     #if DEBUG
