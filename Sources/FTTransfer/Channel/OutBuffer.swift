@@ -10,6 +10,7 @@ final class OutBuffer {
     /// a bigger burst is given back when it has been sent.
     private static let keep = 4 << 20
     private static let initial = 4096
+    private static let step = 64 << 10
 
     init() {
         capacity = Self.initial
@@ -25,8 +26,14 @@ final class OutBuffer {
     /// were written.
     func reserve(_ n: Int) -> UnsafeMutableRawBufferPointer {
         if count + n > capacity {
+            // Doubling, up to a frame's size; past it, what is asked for in
+            // 64 KiB steps: a 1 MiB small-files frame plus a few queued
+            // bytes doubled each of the two buffers to 2 MiB, half of it
+            // never used.
+            let need = count + n
             var grown = capacity
-            while grown < count + n { grown *= 2 }
+            while grown < need, grown < Self.step { grown *= 2 }
+            if grown < need { grown = (need + Self.step - 1) / Self.step * Self.step }
             let fresh = UnsafeMutableRawPointer.allocate(byteCount: grown, alignment: 16)
             fresh.copyMemory(from: base, byteCount: count)
             base.deallocate()
