@@ -26,14 +26,15 @@ final class OutBuffer {
     /// were written.
     func reserve(_ n: Int) -> UnsafeMutableRawBufferPointer {
         if count + n > capacity {
-            // Doubling, up to a frame's size; past it, what is asked for in
-            // 64 KiB steps: a 1 MiB small-files frame plus a few queued
-            // bytes doubled each of the two buffers to 2 MiB, half of it
-            // never used.
+            // Doubling up to 64 KiB; past it, what is asked for in 64 KiB
+            // steps, and at least half as much again (a burst of appends
+            // still copies O(n) in all): a 1 MiB small-files frame plus a
+            // few queued bytes doubled each of the two buffers to 2 MiB,
+            // half of it never used.
             let need = count + n
             var grown = capacity
             while grown < need, grown < Self.step { grown *= 2 }
-            if grown < need { grown = (need + Self.step - 1) / Self.step * Self.step }
+            if grown < need { grown = max((need + Self.step - 1) / Self.step * Self.step, capacity + capacity / 2) }
             let fresh = UnsafeMutableRawPointer.allocate(byteCount: grown, alignment: 16)
             fresh.copyMemory(from: base, byteCount: count)
             base.deallocate()
