@@ -8,8 +8,9 @@ import Glibc
 
 /// What the receiver reads of its own copies to make offers, aside from
 /// the ordered offload jobs (`Offload.runAside`: each may read gigabytes,
-/// and other sessions' directories must not wait behind it): held prefixes of interrupted
-/// pushes, whole-file digests (`--checksum`), and chunk digests of a file
+/// and other sessions' directories must not wait behind it): held
+/// prefixes of interrupted pushes, whole-file digests (`--checksum`, and
+/// the files of an adopted stage), and chunk digests of a file
 /// to patch (`--sync`), copied into the new entry's part file as they are
 /// read so that the chunks the sender keeps are already in place.
 enum OfferJob: Sendable {

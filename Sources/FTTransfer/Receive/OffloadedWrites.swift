@@ -31,6 +31,21 @@ final class OffloadedWrites {
 
     func sent(_ kind: Kind) { count(kind, 1) }
 
+    /// A job that writes into `stages`: counted out, with the stages held
+    /// open (none publishes while it runs). `submit` hands it to the
+    /// offload with the continuation to call on the loop; there its result
+    /// counts back before the stages are let go, then `then` has it.
+    func run<T>(_ kind: Kind, into stages: [Stage], _ submit: (@escaping (T) -> Void) -> Void,
+                then: @escaping (T) -> Void) {
+        for s in stages { s.entered() }
+        sent(kind)
+        submit { [self] result in
+            back(kind)
+            for s in stages { s.left() }
+            then(result)
+        }
+    }
+
     func back(_ kind: Kind) {
         count(kind, -1)
         if removals == 0 { for action in Self.take(&waitingForRemovals) { action() } }

@@ -8,10 +8,11 @@ import Glibc
 
 /// `--delete`: once every entry of a pushed directory has been announced,
 /// what the directory holds beyond those names goes. Runs on its
-/// session's own queue (`PushSession.ownQueue`: a removed subtree may
-/// be large). It works from the directory's own fd (opened beneath the
-/// destination without following links) and never follows a link: names are unlinked as they are, subdirectories
-/// are opened with `O_NOFOLLOW` and emptied from their own fds. ft's own
+/// session's own queue (`PushSession.ownQueue`: a removed subtree may be
+/// large). It works from the directory's own fd (opened beneath the
+/// destination without following links) and never follows a link: names
+/// are unlinked as they are, subdirectories are opened with `O_NOFOLLOW`
+/// and emptied from their own fds. ft's own
 /// part and map files (`.ft-…`) stay: they belong to pushes in progress or
 /// to be resumed.
 enum Prune {

@@ -104,13 +104,9 @@ extension PushSession {
         let destination = server.destination, logger = server.logger, offload = server.offload, queue = ownQueue
         let staged = stages
         let send = { [writes] in
-            for s in staged { s.entered() }
-            writes.sent(.removal)
-            offload.run(on: queue, { DirectoryMetadata.apply(dirs, in: destination, logger) }) {
-                writes.back(.removal)
-                for s in staged { s.left() }
-                then?()
-            }
+            writes.run(.removal, into: staged, { done in
+                offload.run(on: queue, { DirectoryMetadata.apply(dirs, in: destination, logger) }, then: done)
+            }) { then?() }
         }
         // Cut off, store jobs may still be linking files into them.
         if cutOff { writes.whenNoneOut(send) } else { send() }

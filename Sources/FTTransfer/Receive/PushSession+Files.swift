@@ -47,11 +47,11 @@ extension PushSession {
 
     /// Stale partials go once per directory and session (the set is
     /// bounded: past it a directory may be swept twice, which is harmless).
-    /// On this session's own queue: the sweep reads the whole
-    /// directory, and a shared one of 100,000 entries held the loop for
-    /// 62 ms. It takes only
-    /// partials a day old, never one this push writes. None once the push
-    /// is failing: its directories' metadata may be going on. None in a
+    /// On this session's own queue: the sweep reads the whole directory,
+    /// and a shared one of 100,000 entries held the loop for 62 ms. It
+    /// takes only partials a day old, never one this push writes. None
+    /// once the push is failing: its directories' metadata may be going
+    /// on. None in a
     /// directory this push made (in a stage, or open and made here): no
     /// earlier push left anything there. Sweeping a stage's 100
     /// directories as 100,000 files were stored was 1.9% of the
@@ -265,11 +265,10 @@ extension PushSession {
         smallBytesInFlight += total
         let overwrite = config.overwrite
         let destination = server.destination
-        for s in staged { s.entered() }
-        writes.sent(.store)
-        server.offload.runSideBySide({ [files] in SmallStoreJob.run(files, in: destination, overwrite: overwrite) }) { [weak self, writes] result in
-            writes.back(.store)
-            for s in staged { s.left() }
+        let offload = server.offload
+        writes.run(.store, into: staged, { done in
+            offload.runSideBySide({ [files] in SmallStoreJob.run(files, in: destination, overwrite: overwrite) }, then: done)
+        }) { [weak self] (result: SmallStoreJob.Result) in
             guard let self else { return }
             smallBytesInFlight -= total
             for (path, dir) in result.directories { sweep(dir, path) }

@@ -273,13 +273,12 @@ extension PushSession {
         }
         let destination = server.destination
         let create = !machine.info.flags.contains(.dryRun)
-        for s in staged { s.entered() }
-        writes.sent(.store)
-        server.offload.run({ [dirs] in
-            (DirectoryJob.run(dirs, in: destination, create: create), DirectoryJob.adopt(moves, in: destination))
-        }) { [weak self, writes] results, notMoved in
-            writes.back(.store)
-            for s in staged { s.left() }
+        let offload = server.offload
+        writes.run(.store, into: staged, { done in
+            offload.run({ [dirs] in
+                (DirectoryJob.run(dirs, in: destination, create: create), DirectoryJob.adopt(moves, in: destination))
+            }, then: done)
+        }) { [weak self] (results: [UInt32: DirectoryJob.Result], notMoved: Set<UInt32>) in
             guard let self, !connection.isClosing else { return }
             var offers = offers
             // What could not be moved is sent after all, from its start.

@@ -40,12 +40,8 @@ extension PushSession {
         do {
             opening = try Stage.open(top: path, in: server.destination, logger: server.logger, owner: "session \(id)",
                                      removeLater: { [weak server] job, then in
-                                         // Not the session's removal queue: the session may be gone.
                                          guard let server else { return then() }
-                                         server.offload.run(on: server.leftovers, job) { [weak server] problem in
-                                             if let problem { server?.logger.warning("\(problem)") }
-                                             then()
-                                         }
+                                         server.removeLeftovers(job, then: then)
                                      }) { [weak server] in
                 server?.stagesOpen -= 1
             }
@@ -107,12 +103,10 @@ extension PushSession {
         guard !moves.isEmpty else { return }
         var staged: [Stage] = []
         for a in moves { staged.addOnce(machine.entry(a.id).flatMap { stage(of: $0.path) }) }
-        for s in staged { s.entered() }
-        writes.sent(.store)
-        let destination = server.destination
-        server.offload.run({ DirectoryJob.adopt(moves, in: destination) }) { [weak self, writes] notMoved in
-            writes.back(.store)
-            for s in staged { s.left() }
+        let destination = server.destination, offload = server.offload
+        writes.run(.store, into: staged, { done in
+            offload.run({ DirectoryJob.adopt(moves, in: destination) }, then: done)
+        }) { [weak self] (notMoved: Set<UInt32>) in
             guard let self, !connection.isClosing else { return }
             for a in moves where notMoved.contains(a.id) {
                 let name = machine.entry(a.id).map { Escape.forDisplay($0.path.description) } ?? "?"

@@ -38,9 +38,18 @@ package final class ReceiverDriver {
     /// Stages (`Stage`) not yet published or given up: a stopping
     /// receiver waits for them, as their last jobs come back.
     var stagesOpen = 0
-    /// Where what stages leave behind is removed once their sessions may
-    /// be gone (`Stage.publish`).
-    lazy var leftovers = offload.serialQueue("ft.removals.leftovers")
+    /// Where what stages leave behind is removed (`Stage.publish`): not a
+    /// session's own queue, as the session may be gone by then.
+    private lazy var leftovers = offload.serialQueue("ft.offload.leftovers")
+
+    /// Runs a stage's removal `job` on the leftovers' queue, logs what it
+    /// could not remove, then `then` on the loop.
+    func removeLeftovers(_ job: @escaping @Sendable () -> String?, then: @escaping () -> Void) {
+        offload.run(on: leftovers, job) { [weak self] problem in
+            if let problem { self?.logger.warning("\(problem)") }
+            then()
+        }
+    }
     private var outcome = Outcome()
     /// Normalised one-time code, or nil when anyone is accepted.
     let code: [UInt8]?

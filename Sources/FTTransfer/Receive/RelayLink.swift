@@ -26,28 +26,6 @@ final class RelayLink: LoopHandler {
         case failed
     }
 
-    /// One connection to one host, with its own registration so that late
-    /// completions of a host given up on never reach the next one's channel.
-    private final class Attempt {
-        let reg: Registration
-        let socket: OwnedSocket
-        let channel: FrameChannel
-        var handshake: SenderHandshake
-        var established = false
-        /// The relay frame and what was pending went out.
-        var headSent = false
-        /// The host answered in ft's frames (a hello, or an error).
-        var heardFT = false
-        var ownInflight = 0
-        init(reg: Registration, socket: OwnedSocket, channel: FrameChannel, handshake: SenderHandshake) {
-            self.reg = reg
-            self.socket = socket
-            self.channel = channel
-            self.handshake = handshake
-        }
-        var inflight: Int { ownInflight + channel.inflight }
-    }
-
     private unowned let session: PushSession
     private let loop: EventLoop
     private let offload: Offload
@@ -55,9 +33,9 @@ final class RelayLink: LoopHandler {
     private var resolving = false
     /// Which resolve is the current one: one given up on may still answer.
     private var resolveGeneration: UInt64 = 0
-    private var attempt: Attempt?
+    private var attempt: RelayAttempt?
     /// Hosts given up on, kept until their operations completed.
-    private var retired: [Attempt] = []
+    private var retired: [RelayAttempt] = []
     private(set) var state = State.connecting
     /// Hosts still to reach, the one being tried first.
     private var hops: [String]
@@ -202,7 +180,7 @@ final class RelayLink: LoopHandler {
         let reg = loop.register(self)
         let handshake = SenderHandshake(purpose: .relayHop, features: verify ? [.xxh3, .poly1305Tags] : [.poly1305Tags], code: code,
                                         sessionID: AuthCode.randomBytes(16), nonce: AuthCode.randomBytes(32))
-        let a = Attempt(reg: reg, socket: OwnedSocket(fd), channel: FrameChannel(fd: fd, peer: host, loop: loop, reg: reg, buffered: true),
+        let a = RelayAttempt(reg: reg, socket: OwnedSocket(fd), channel: FrameChannel(fd: fd, peer: host, loop: loop, reg: reg, buffered: true),
                         handshake: handshake)
         attempt = a
         addressStorage.pointee = address.storage
@@ -243,7 +221,7 @@ final class RelayLink: LoopHandler {
         if a.inflight > 0 { retired.append(a) } else { loop.unregister(a.reg) }
     }
 
-    private func connected(_ a: Attempt) {
+    private func connected(_ a: RelayAttempt) {
         state = .handshaking
         Socket.setInt(a.socket.fd, CInt(IPPROTO_TCP), TCP_NODELAY, 1)
         // The relay's splices into this socket run on io-wq threads, which
@@ -359,7 +337,7 @@ final class RelayLink: LoopHandler {
         }
     }
 
-    private func receive(_ f: Frame, _ a: Attempt) {
+    private func receive(_ f: Frame, _ a: RelayAttempt) {
         switch f {
         case .hello, .error: a.heardFT = true
         default: break
@@ -424,7 +402,7 @@ final class RelayLink: LoopHandler {
 
     /// After the proofs: where the stream goes after this host, then
     /// whatever the session forwarded meanwhile (the manifest).
-    private func sendChainHead(_ a: Attempt) {
+    private func sendChainHead(_ a: RelayAttempt) {
         a.channel.enqueue(.relay(Relay(hops: Array(hops.dropFirst()))))
         for f in pending { a.channel.enqueue(f) }
         pending = []

@@ -39,9 +39,8 @@ import Glibc
 ///   offered by digest and, if the sender's content is the same, moved
 ///   into the new top instead of sent (a big file's part and map too, and
 ///   it resumes from them once its prefix hashes the same), and the rest
-///   is removed once
-///   the push is complete, so nothing the push did not vouch for is
-///   published. A receiver stopped again mid-adoption leaves both trees;
+///   is removed once the push is complete, so nothing the push did not
+///   vouch for is published. A receiver stopped again mid-adoption leaves both trees;
 ///   the next push sets both aside and adopts from the newer. Only a third
 ///   stop in a row leaves a stage that is not used; the receiver says so.
 ///   A push cut off while adopting (its sender gone, the receiver still
